@@ -1,0 +1,89 @@
+//! What the embedding host provides: CPUs, executable memory, time and randomness.
+//!
+//! In Linux these are the scheduler's `smp_processor_id()`/`preempt_disable()`, the
+//! `bpf_prog_pack` allocator with `set_memory_rox()`, `ktime_get_ns()` and `get_random_u32()`.
+//! A host registers one `'static` implementation with [`register`] before any program runs.
+
+use crate::Result;
+use spin::Once;
+
+/// A region of executable memory handed out by the host.
+///
+/// The JIT writes through `rw` while the region is writable; after [`Host::exec_seal`] only the
+/// `rx` view may be used, and it must never be writable and executable in one mapping. `rw` and
+/// `rx` may be the same address (a host that flips permissions) or two aliases of the same pages.
+#[derive(Debug)]
+pub struct ExecRegion {
+    /// Where the code runs from (read + execute once sealed).
+    pub rx: *const u8,
+    /// Where the JIT writes (read + write until sealed).
+    pub rw: *mut u8,
+    /// Usable length in bytes (a whole number of pages).
+    pub len: usize,
+    /// Host-private cookie (e.g. the mapping's handle).
+    pub cookie: usize,
+}
+
+// SAFETY: an `ExecRegion` is a description of host memory; the host's operations on it are
+// thread-safe by the `Host` contract, and the JIT is the only writer before sealing.
+unsafe impl Send for ExecRegion {}
+// SAFETY: as above; shared references only read the descriptor.
+unsafe impl Sync for ExecRegion {}
+
+/// The services a host gives the BPF core.
+///
+/// # CPUs
+/// A "CPU" is a slot `0..nr_cpus()` that a thread holds exclusively between
+/// [`Host::cpu_enter`] and the matching [`Host::cpu_exit`] — the kernel's preempt-disabled
+/// section. Per-CPU state (tail-call counters, per-CPU maps, RCU reader state) is indexed by it.
+/// Entering is nestable on one thread and returns the same CPU while nested.
+pub trait Host: Send + Sync {
+    /// Number of CPU slots.
+    fn nr_cpus(&self) -> usize;
+    /// Enters a non-preemptible section and returns the CPU this thread now holds.
+    fn cpu_enter(&self) -> usize;
+    /// Leaves the section entered by the matching [`Host::cpu_enter`].
+    fn cpu_exit(&self, cpu: usize);
+    /// Monotonic time in nanoseconds (`ktime_get_ns`).
+    fn ktime_ns(&self) -> u64;
+    /// A pseudo-random number (`get_random_u32`/`bpf_user_rnd_u32`).
+    fn random_u32(&self) -> u32;
+    /// Allocates `len` bytes (rounded up to pages) of writable, not yet executable memory.
+    fn exec_alloc(&self, len: usize) -> Result<ExecRegion>;
+    /// Makes the region read + execute and no longer writable.
+    fn exec_seal(&self, region: &ExecRegion) -> Result;
+    /// Writes `bytes` at `offset` into a sealed region that other CPUs may be executing,
+    /// following a `text_poke_bp`-like protocol (see `docs/ARCHITECTURE.md`).
+    fn text_poke(&self, region: &ExecRegion, offset: usize, bytes: &[u8]) -> Result;
+    /// Returns the region to the host. The caller guarantees no CPU still executes it.
+    fn exec_free(&self, region: ExecRegion);
+}
+
+static HOST: Once<&'static dyn Host> = Once::new();
+
+/// Registers the host. The first registration wins; later ones are ignored and return `false`.
+pub fn register(host: &'static dyn Host) -> bool {
+    let mut first = false;
+    HOST.call_once(|| {
+        first = true;
+        host
+    });
+    first
+}
+
+/// The registered host.
+///
+/// # Panics
+/// If no host was registered: running BPF without a host is a bug in the embedding.
+#[inline]
+pub fn get() -> &'static dyn Host {
+    *HOST
+        .get()
+        .expect("kbpf: no host registered (call kbpf::host::register first)")
+}
+
+/// The registered host, if any.
+#[inline]
+pub fn try_get() -> Option<&'static dyn Host> {
+    HOST.get().copied()
+}

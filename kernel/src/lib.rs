@@ -1,0 +1,24 @@
+//! kbpf: the BPF subsystem of a kernel, as a `no_std` + `alloc` crate.
+//!
+//! A kernel-style host links this crate, registers its [`host::Host`] (CPUs, executable memory,
+//! time, randomness) and optionally a JIT, then drives everything through the [`syscall`] facade
+//! — the shape of `bpf(2)`. The rooms mirror `kernel/bpf/` in Linux; `docs/ARCHITECTURE.md` is
+//! the map.
+//!
+//! Fast path (running a program, a tail call) takes no lock and allocates nothing; it runs inside
+//! an RCU read-side section on a CPU the thread holds. Control path (load, update, close) locks,
+//! may allocate, and fails without side effects.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+#[cfg(any(test, loom))]
+extern crate std;
+
+pub mod errno;
+pub mod host;
+pub mod insn;
+pub mod sync;
+pub mod uapi;
+
+pub use errno::{Errno, Result};

@@ -1,0 +1,1 @@
+//! Loom models of kbpf (run with RUSTFLAGS="--cfg loom").

@@ -1,0 +1,1 @@
+//! kbpf-shim: the user-mode host for kbpf.

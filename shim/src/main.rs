@@ -1,0 +1,2 @@
+//! The `kbpf` command line.
+fn main() {}
