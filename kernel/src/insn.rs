@@ -143,3 +143,6 @@ pub fn from_byte_slice(bytes: &[u8]) -> crate::Result<alloc::vec::Vec<Insn>> {
         .map(|c| Insn::from_bytes(c.try_into().expect("chunk of 8")))
         .collect())
 }
+
+mod asm;
+mod disasm;

@@ -34,3 +34,11 @@ pub fn spin_loop() {
     #[cfg(loom)]
     loom::thread::yield_now();
 }
+
+pub mod cpu;
+mod lock;
+pub mod percpu;
+pub mod rcu;
+pub mod refcount;
+
+pub use lock::{SpinLock, SpinLockGuard};

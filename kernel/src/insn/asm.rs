@@ -1,0 +1,1 @@
+//! Assembler for the conventional BPF assembly text (to be written).

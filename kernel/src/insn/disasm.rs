@@ -1,0 +1,1 @@
+//! Disassembler into the conventional BPF assembly text (to be written).
