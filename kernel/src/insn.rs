@@ -146,3 +146,6 @@ pub fn from_byte_slice(bytes: &[u8]) -> crate::Result<alloc::vec::Vec<Insn>> {
 
 mod asm;
 mod disasm;
+
+pub use asm::{AsmError, assemble, encode};
+pub use disasm::{disasm, disasm_op};
