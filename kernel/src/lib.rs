@@ -15,10 +15,22 @@ extern crate alloc;
 #[cfg(any(test, loom))]
 extern crate std;
 
+pub mod cpu;
 pub mod errno;
+pub mod helpers;
 pub mod host;
+pub mod id;
 pub mod insn;
+pub mod interp;
+pub mod load;
+pub mod map;
+pub mod maps;
+pub mod prog;
 pub mod sync;
+pub mod syscall;
 pub mod uapi;
 
 pub use errno::{Errno, Result};
+pub use load::ProgLoadAttr;
+pub use map::{Map, MapAttr};
+pub use prog::Prog;

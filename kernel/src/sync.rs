@@ -40,5 +40,7 @@ mod lock;
 pub mod percpu;
 pub mod rcu;
 pub mod refcount;
+pub mod slots;
 
 pub use lock::{SpinLock, SpinLockGuard};
+pub use slots::RcuSlots;

@@ -1,4 +1,10 @@
 //! kbpf-shim: the user-mode host for kbpf, and the pieces of the `kbpf` CLI.
+//!
+//! Everything the CLI does is a function here, so tests drive exactly what users run.
 
+pub mod bench;
+pub mod conformance;
 pub mod data;
+pub mod demo;
 pub mod host;
+pub mod progs;

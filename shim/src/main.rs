@@ -1,2 +1,166 @@
-//! The `kbpf` command line.
-fn main() {}
+//! The `kbpf` command line: a thin front over the `kbpf::syscall` facade (bpftool-like).
+
+use kbpf_shim::conformance::{self, Engine};
+use kbpf_shim::progs::ChainKey;
+use kbpf_shim::{bench, demo, host};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: kbpf <command> [options]
+
+commands:
+  demo                                   run the tail-call packet-parser demo
+  conformance [--engine interp|jit] PATH...
+                                         run bpf_conformance .data files or directories
+  conformance-plugin [MEM_HEX] [OPTS]    plugin for the upstream bpf_conformance runner
+                                         (program as hex text on stdin, prints r0 in hex)
+  bench tailcall [--engine interp|jit] [--key const|reg] [--json]
+  bench isa [--engine interp|jit] [--json]
+  bench patch [--json]
+";
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("kbpf: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// Options shared by the subcommands: `--engine`, `--key`, `--json`, and positional arguments.
+struct Opts {
+    engine: Engine,
+    key: ChainKey,
+    json: bool,
+    rest: Vec<String>,
+}
+
+fn parse_opts(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        engine: Engine::Interp,
+        key: ChainKey::Const,
+        json: false,
+        rest: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--engine" => {
+                o.engine = match it.next().map(String::as_str) {
+                    Some("interp") => Engine::Interp,
+                    Some("jit") => Engine::Jit,
+                    other => return Err(format!("--engine takes interp or jit, not {other:?}")),
+                }
+            }
+            "--key" => {
+                o.key = match it.next().map(String::as_str) {
+                    Some("const") => ChainKey::Const,
+                    Some("reg") => ChainKey::Reg,
+                    other => return Err(format!("--key takes const or reg, not {other:?}")),
+                }
+            }
+            "--json" => o.json = true,
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            _ => o.rest.push(a.clone()),
+        }
+    }
+    Ok(o)
+}
+
+fn jit_unavailable() -> ExitCode {
+    eprintln!("kbpf: the JIT engine is not built yet (see the JIT issue); use --engine interp");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        return usage_error("no command");
+    };
+    host::install();
+    let out = &mut std::io::stdout().lock();
+    match cmd.as_str() {
+        "demo" => match demo::run(out) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kbpf demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        "conformance" => {
+            let o = match parse_opts(&args[1..]) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
+            if o.engine == Engine::Jit {
+                return jit_unavailable();
+            }
+            if o.rest.is_empty() {
+                return usage_error("conformance needs at least one PATH");
+            }
+            let paths: Vec<PathBuf> = o.rest.iter().map(PathBuf::from).collect();
+            match conformance::run_paths(&paths, o.engine, out) {
+                Ok(t) if t.failed == 0 && t.passed > 0 => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("kbpf conformance: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "conformance-plugin" => {
+            let mut program = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut program) {
+                eprintln!("reading the program: {e}");
+                return ExitCode::FAILURE;
+            }
+            match conformance::plugin(&args[1..], &program) {
+                Ok(r0) => {
+                    let _ = writeln!(out, "{r0:x}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        "bench" => run_bench(&args[1..], out),
+        "help" | "--help" | "-h" => {
+            let _ = write!(out, "{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => usage_error(&format!("unknown command {other}")),
+    }
+}
+
+fn run_bench(args: &[String], out: &mut dyn Write) -> ExitCode {
+    let Some(which) = args.first() else {
+        return usage_error("bench needs tailcall, isa or patch");
+    };
+    let o = match parse_opts(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    if o.engine == Engine::Jit && which != "patch" {
+        return jit_unavailable();
+    }
+    let result: Result<(), String> = match which.as_str() {
+        "tailcall" => bench::tailcall::measure(o.key, 20_000)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|r| {
+                bench::tailcall::print(&r, "interp", o.key, o.json, out).map_err(|e| e.to_string())
+            }),
+        "isa" => bench::isa::measure(1)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|r| bench::isa::print(&r, "interp", o.json, out).map_err(|e| e.to_string())),
+        "patch" => Err("the patch benchmark lands with the patcher".to_string()),
+        other => return usage_error(&format!("unknown benchmark {other}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kbpf bench {which}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

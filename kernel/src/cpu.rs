@@ -1,0 +1,128 @@
+//! The run context: a CPU the thread holds, inside an RCU read-side section, with that CPU's
+//! BPF state (tail-call counter, interpreter stack).
+//!
+//! Mirrors what `bpf_prog_run()` relies on in Linux: `migrate_disable()`/preemption off around
+//! the run, `rcu_read_lock()`, and per-CPU data such as the tail-call count the x86 JIT keeps on
+//! the stack and the interpreter keeps in a local. Here the count lives in the CPU's
+//! [`CpuState`], reset at every top-level entry, so the interpreter and the JIT read and write
+//! the same word.
+
+use crate::host;
+use crate::sync::percpu::PerCpu;
+use crate::sync::rcu::{RcuDomain, RcuReadGuard};
+use crate::uapi::limits::{MAX_BPF_STACK, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT};
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use spin::Once;
+
+/// The deepest a run can nest frames. Each program may nest `MAX_CALL_FRAMES` (the verifier's
+/// static rule), and a tail call made inside a subprogram keeps the frames below it (the
+/// tail-called program returns to the subprogram's caller), so each of the 33 tail calls can add
+/// up to `MAX_CALL_FRAMES - 1` frames.
+pub const MAX_RUN_FRAMES: usize =
+    MAX_CALL_FRAMES + MAX_TAIL_CALL_CNT as usize * (MAX_CALL_FRAMES - 1);
+
+/// Bytes of interpreter stack a CPU keeps: one `MAX_BPF_STACK` frame per possible frame.
+pub const INTERP_STACK_BYTES: usize = MAX_BPF_STACK * MAX_RUN_FRAMES;
+
+/// Per-CPU BPF run state.
+#[repr(C)]
+pub struct CpuState {
+    /// Successful tail calls in the current top-level run (`tail_call_cnt`).
+    pub tail_call_cnt: u32,
+    /// Whether a program run is active on this CPU (the recursion guard).
+    pub run_depth: u32,
+    /// The interpreter's stack. Kept between runs (not zeroed per run, like the kernel's
+    /// stack).
+    pub stack: [u64; INTERP_STACK_BYTES / 8],
+}
+
+struct Globals {
+    rcu: RcuDomain,
+    cpus: PerCpu<CpuState>,
+}
+
+static GLOBALS: Once<Globals> = Once::new();
+
+fn globals() -> &'static Globals {
+    GLOBALS.call_once(|| {
+        let n = host::get().nr_cpus().max(1);
+        Globals {
+            rcu: RcuDomain::new(n),
+            cpus: PerCpu::new(n, |_| CpuState {
+                tail_call_cnt: 0,
+                run_depth: 0,
+                stack: [0; INTERP_STACK_BYTES / 8],
+            }),
+        }
+    })
+}
+
+/// The RCU domain that protects everything programs read: prog_array slots, mprog entries,
+/// map elements, and the objects themselves until their grace period ends.
+pub fn rcu() -> &'static RcuDomain {
+    &globals().rcu
+}
+
+/// Waits for a grace period (`synchronize_rcu`). Must not be called while holding a
+/// [`CpuGuard`] on this thread.
+pub fn synchronize_rcu() {
+    rcu().synchronize();
+}
+
+/// Runs `f` after a grace period (`call_rcu`).
+pub fn call_rcu(f: alloc::boxed::Box<dyn FnOnce() + Send>) {
+    rcu().call_rcu(f);
+}
+
+/// A CPU held by this thread, inside an RCU read-side section: the context every program run
+/// needs. Not `Send`: it stands for "this thread, on this CPU".
+#[must_use = "the CPU is released as soon as the guard is dropped"]
+pub struct CpuGuard {
+    cpu: usize,
+    rcu: ManuallyDrop<RcuReadGuard<'static>>,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl CpuGuard {
+    /// Enters: takes a CPU from the host (nestable) and opens a read-side section on it.
+    #[inline]
+    pub fn enter() -> CpuGuard {
+        let g = globals();
+        let cpu = host::get().cpu_enter();
+        CpuGuard {
+            cpu,
+            rcu: ManuallyDrop::new(g.rcu.read_lock(cpu)),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The CPU this thread holds.
+    #[inline]
+    pub fn cpu(&self) -> usize {
+        self.cpu
+    }
+
+    /// This CPU's BPF state.
+    ///
+    /// Taking `&mut self` keeps a second borrow through this guard out; a nested guard on the
+    /// same thread is a different guard, which is why runs check `run_depth` before using it.
+    #[inline]
+    pub fn state(&mut self) -> *mut CpuState {
+        // SAFETY: this thread holds `self.cpu` exclusively (host contract) for the guard's life;
+        // we hand out a raw pointer, and users dereference it only for the duration of one run,
+        // nested runs included, which are strictly bracketed on this thread.
+        unsafe { globals().cpus.get_mut(self.cpu) as *mut CpuState }
+    }
+}
+
+impl Drop for CpuGuard {
+    #[inline]
+    fn drop(&mut self) {
+        // The read-side section is keyed to the CPU slot, so it must end before the slot goes
+        // back to the host, where another thread could claim it.
+        // SAFETY: `rcu` is dropped exactly once, here, and not touched afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.rcu) };
+        host::get().cpu_exit(self.cpu);
+    }
+}

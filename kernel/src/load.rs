@@ -1,0 +1,286 @@
+//! Program loading (`bpf_prog_load` in `kernel/bpf/syscall.c`, the structural parts of
+//! `bpf_check`, `resolve_pseudo_ldimm64`, `do_misc_fixups`, `bpf_prog_select_runtime`).
+//!
+//! Until the verifier lands this is the structural gate every program passes: it rejects
+//! unknown opcodes and non-zero reserved fields, bad registers, writes to the read-only frame
+//! pointer R10, jumps out of range or into the second half of an `ld_imm64`, subprograms that
+//! fall off their end, and calls to helpers the program type does not offer — all with
+//! `EINVAL` and a log line naming the instruction, as the kernel does. It then resolves map
+//! references, rewrites `call bpf_tail_call` into the tail-call instruction, selects the
+//! runtime and checks prog_array compatibility (after runtime selection, since "jited" is only
+//! known then).
+
+use crate::helpers::func_proto;
+use crate::insn::{AtomicOp, Call, Insn, Op, TAIL_CALL_CODE, branch_target, decode};
+use crate::interp::InterpImage;
+use crate::map::{Map, MapImpl};
+use crate::prog::{Prog, ProgOwner};
+use crate::sync::Arc;
+use crate::uapi::limits::BPF_MAXINSNS;
+use crate::uapi::{AttachType, ProgFlags, ProgType, func, pseudo};
+use crate::{Errno, Result};
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+/// What `prog_load` is asked for (`union bpf_attr` for `BPF_PROG_LOAD`).
+#[derive(Clone, Copy, Debug)]
+pub struct ProgLoadAttr<'a> {
+    /// The program type.
+    pub prog_type: ProgType,
+    /// The instructions.
+    pub insns: &'a [Insn],
+    /// The attach type the program is loaded for, if the type needs one.
+    pub expected_attach_type: Option<AttachType>,
+    /// Load flags.
+    pub flags: ProgFlags,
+    /// Name (at most 15 characters: alphanumerics, `_` and `.`).
+    pub name: &'a str,
+}
+
+impl<'a> ProgLoadAttr<'a> {
+    /// A load of `insns` as `prog_type` with no flags, no attach type and no name.
+    pub fn new(prog_type: ProgType, insns: &'a [Insn]) -> Self {
+        ProgLoadAttr {
+            prog_type,
+            insns,
+            expected_attach_type: None,
+            flags: ProgFlags::empty(),
+            name: "",
+        }
+    }
+}
+
+/// Fails with `EINVAL` and a log line.
+fn reject(log: &mut String, msg: core::fmt::Arguments<'_>) -> Errno {
+    let _ = log.write_fmt(msg);
+    log.push('\n');
+    Errno::EINVAL
+}
+
+/// Whether `op` writes the frame pointer.
+fn writes_r10(op: &Op) -> bool {
+    match *op {
+        Op::Alu { dst, .. }
+        | Op::End { dst, .. }
+        | Op::Ldx { dst, .. }
+        | Op::LdImm64 { dst, .. } => dst == 10,
+        Op::Atomic {
+            op: AtomicOp::LoadAcquire,
+            dst,
+            ..
+        } => dst == 10,
+        Op::Atomic { op, src, .. } => {
+            src == 10
+                && matches!(
+                    op,
+                    AtomicOp::Add { fetch: true }
+                        | AtomicOp::Or { fetch: true }
+                        | AtomicOp::And { fetch: true }
+                        | AtomicOp::Xor { fetch: true }
+                        | AtomicOp::Xchg
+                )
+        }
+        _ => false,
+    }
+}
+
+/// Loads a program. `resolve_map` turns a map handle from an `ld_imm64` into the map.
+pub(crate) fn prog_load(
+    attr: &ProgLoadAttr<'_>,
+    resolve_map: &dyn Fn(u32) -> Result<Arc<Map>>,
+    log: &mut String,
+) -> Result<Arc<Prog>> {
+    let insns = attr.insns;
+    if insns.is_empty() {
+        return Err(reject(log, format_args!("empty program")));
+    }
+    if insns.len() > BPF_MAXINSNS {
+        let _ = writeln!(
+            log,
+            "program has {} insns, limit is {}",
+            insns.len(),
+            BPF_MAXINSNS
+        );
+        return Err(Errno::E2BIG);
+    }
+    if attr.prog_type == ProgType::Unspec {
+        return Err(reject(log, format_args!("unknown program type")));
+    }
+    if attr.name.len() > 15
+        || !attr
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    {
+        return Err(reject(log, format_args!("invalid program name")));
+    }
+
+    // Pass 1: decode, per-instruction rules, map references, subprogram starts.
+    let mut xlated: Vec<Insn> = Vec::new();
+    xlated.try_reserve_exact(insns.len())?;
+    xlated.extend_from_slice(insns);
+    let mut ops: Vec<(usize, Op)> = Vec::new();
+    let mut second_half = alloc::vec![false; insns.len()];
+    let mut subprog_starts: Vec<usize> = alloc::vec![0];
+    let mut used_maps: Vec<Arc<Map>> = Vec::new();
+    let mut pc = 0;
+    while pc < insns.len() {
+        let op = decode(insns, pc).map_err(|e| reject(log, format_args!("insn {pc}: {e}")))?;
+        if op == Op::TailCall {
+            return Err(reject(
+                log,
+                format_args!("insn {pc}: unknown opcode {TAIL_CALL_CODE:#04x}"),
+            ));
+        }
+        if writes_r10(&op) {
+            return Err(reject(
+                log,
+                format_args!("insn {pc}: frame pointer is read only"),
+            ));
+        }
+        match op {
+            Op::Call(Call::Helper(id)) => {
+                if func_proto(attr.prog_type, id).is_none() {
+                    return Err(reject(log, format_args!("insn {pc}: unknown func #{id}")));
+                }
+                if id == func::TAIL_CALL {
+                    xlated[pc] = Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0);
+                }
+            }
+            Op::Call(Call::Kfunc(id)) => {
+                return Err(reject(
+                    log,
+                    format_args!("insn {pc}: kernel function #{id} is not registered"),
+                ));
+            }
+            Op::LdPacket { .. } => {
+                return Err(reject(
+                    log,
+                    format_args!("insn {pc}: BPF_LD_[ABS|IND] are not supported"),
+                ));
+            }
+            Op::LdImm64 { pseudo: p, imm, .. } if p != 0 => {
+                let addr =
+                    resolve_ld_imm64(p, imm, resolve_map, &mut used_maps).inspect_err(|_| {
+                        let _ =
+                            writeln!(log, "insn {pc}: invalid ld_imm64 reference (src_reg {p})");
+                    })?;
+                xlated[pc].imm = addr as u32 as i32;
+                xlated[pc + 1].imm = (addr >> 32) as u32 as i32;
+            }
+            _ => {}
+        }
+        if let Op::Call(Call::Local(_)) = op {
+            let t = branch_target(&op, pc).expect("local call has a target");
+            if t >= 0 && (t as usize) < insns.len() {
+                subprog_starts.push(t as usize);
+            }
+        }
+        if op.slots() == 2 {
+            second_half[pc + 1] = true;
+        }
+        ops.push((pc, op));
+        pc += op.slots();
+    }
+
+    // Pass 2: jump targets.
+    for &(pc, ref op) in &ops {
+        if let Some(t) = branch_target(op, pc) {
+            if t < 0 || t as usize >= insns.len() {
+                return Err(reject(
+                    log,
+                    format_args!("jump out of range from insn {pc} to {t}"),
+                ));
+            }
+            if second_half[t as usize] {
+                return Err(reject(
+                    log,
+                    format_args!("jump into the middle of ldimm64 insn {t}"),
+                ));
+            }
+        }
+    }
+
+    // Pass 3: every subprogram ends in `exit` or an unconditional jump.
+    subprog_starts.sort_unstable();
+    subprog_starts.dedup();
+    let last_of = |end: usize| -> Option<&Op> {
+        ops.iter().rev().find(|(pc, _)| *pc < end).map(|(_, op)| op)
+    };
+    for (i, _) in subprog_starts.iter().enumerate() {
+        let end = subprog_starts.get(i + 1).copied().unwrap_or(insns.len());
+        if !matches!(last_of(end), Some(Op::Exit) | Some(Op::Ja { .. })) {
+            return Err(reject(log, format_args!("last insn is not an exit or jmp")));
+        }
+    }
+
+    // Runtime selection, then compatibility of every prog_array the program uses.
+    let map_addrs: Box<[u64]> = used_maps.iter().map(|m| Arc::as_ptr(m) as u64).collect();
+    let interp = InterpImage::build(&xlated, attr.prog_type, map_addrs)?;
+    let prog = Prog::new(
+        attr.prog_type,
+        attr.expected_attach_type,
+        attr.flags,
+        attr.name.to_string(),
+        xlated.into_boxed_slice(),
+        used_maps.into_boxed_slice(),
+        interp,
+    );
+    claim_prog_array_owners(&prog).inspect_err(|_| {
+        let _ = writeln!(
+            log,
+            "tail call: program is not compatible with a prog_array it uses"
+        );
+    })?;
+    Ok(Arc::new(prog))
+}
+
+/// Resolves a pseudo `ld_imm64` into the address it stands for, adding the map to `used`.
+fn resolve_ld_imm64(
+    kind: u8,
+    imm: u64,
+    resolve_map: &dyn Fn(u32) -> Result<Arc<Map>>,
+    used: &mut Vec<Arc<Map>>,
+) -> Result<u64> {
+    let (fd, off) = (imm as u32, (imm >> 32) as u32);
+    let map = match kind {
+        pseudo::MAP_FD if off == 0 => resolve_map(fd)?,
+        pseudo::MAP_VALUE => resolve_map(fd)?,
+        _ => return Err(Errno::EINVAL),
+    };
+    let addr = if kind == pseudo::MAP_FD {
+        Arc::as_ptr(&map) as u64
+    } else {
+        // Direct value access: single-element array maps only (`array_map_direct_value_addr`).
+        match &map.imp {
+            MapImpl::Array(a) if map.attr().max_entries == 1 && off < map.attr().value_size => {
+                // SAFETY: index 0 exists (max_entries == 1); `off < value_size`.
+                unsafe { a.lookup_raw(0u32.to_ne_bytes().as_ptr()).add(off as usize) as u64 }
+            }
+            _ => return Err(Errno::EINVAL),
+        }
+    };
+    if !used.iter().any(|m| Arc::ptr_eq(m, &map)) {
+        used.try_reserve(1)?;
+        used.push(map);
+    }
+    Ok(addr)
+}
+
+/// Checks every program-holding map the program uses, then records the owner where none is
+/// set yet — so a failed check leaves no owner recorded (`bpf_check_tail_call`).
+fn claim_prog_array_owners(prog: &Prog) -> Result {
+    let key: ProgOwner = prog.owner_key();
+    let maps = prog.used_maps().iter().filter(|m| m.contains_progs());
+    for m in maps.clone() {
+        if matches!(*m.owner.lock(), Some(o) if o != key) {
+            return Err(Errno::EINVAL);
+        }
+    }
+    for m in maps {
+        crate::prog::check_map_compatible(m, prog)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Map type implementations, one file each (Linux `kernel/bpf/arraymap.c`, `hashtab.c`).
+
+mod array;
+mod hash;
+mod percpu_array;
+mod prog_array;
+mod storage;
+
+pub(crate) use array::ArrayMap;
+pub(crate) use hash::HashMap;
+pub(crate) use percpu_array::PercpuArrayMap;
+pub use prog_array::ProgArray;

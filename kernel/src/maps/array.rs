@@ -1,0 +1,97 @@
+//! `BPF_MAP_TYPE_ARRAY` (Linux `kernel/bpf/arraymap.c`): preallocated, zero-initialized values
+//! indexed by a u32 key; elements cannot be deleted.
+
+use super::storage::Storage;
+use crate::map::{MapAttr, array_index};
+use crate::uapi::UpdateFlags;
+use crate::{Errno, Result};
+
+/// A plain array map.
+pub(crate) struct ArrayMap {
+    values: Storage,
+    value_size: usize,
+    max_entries: u32,
+}
+
+/// The flag checks every array-like update shares (`array_map_update_elem`).
+pub(crate) fn check_array_update(flags: UpdateFlags) -> Result {
+    if flags.contains(UpdateFlags::NOEXIST) {
+        // All elements exist already.
+        return Err(Errno::EEXIST);
+    }
+    if flags.contains(UpdateFlags::LOCK) {
+        // No bpf_spin_lock in array values here.
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+impl ArrayMap {
+    pub(crate) fn new(attr: &MapAttr) -> Result<ArrayMap> {
+        if attr.key_size != 4 || attr.value_size == 0 {
+            return Err(Errno::EINVAL);
+        }
+        Ok(ArrayMap {
+            values: Storage::new(attr.value_size as usize, attr.max_entries as usize)?,
+            value_size: attr.value_size as usize,
+            max_entries: attr.max_entries,
+        })
+    }
+
+    fn index(&self, key: &[u8]) -> Result<usize> {
+        let i = array_index(key)?;
+        if i >= self.max_entries {
+            Err(Errno::ENOENT)
+        } else {
+            Ok(i as usize)
+        }
+    }
+
+    pub(crate) fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result {
+        let i = self.index(key)?;
+        self.values.read(i, value);
+        Ok(())
+    }
+
+    pub(crate) fn update(&self, key: &[u8], value: &[u8], flags: UpdateFlags) -> Result {
+        check_array_update(flags)?;
+        let i = array_index(key)?;
+        if i >= self.max_entries {
+            return Err(Errno::E2BIG);
+        }
+        self.values.write(i as usize, value);
+        Ok(())
+    }
+
+    /// # Safety
+    /// `key` points to 4 readable bytes.
+    #[inline]
+    pub(crate) unsafe fn lookup_raw(&self, key: *const u8) -> *mut u8 {
+        // SAFETY: caller contract.
+        let i = unsafe { (key as *const u32).read_unaligned() };
+        if i >= self.max_entries {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `i < max_entries` = the storage's element count.
+        unsafe { self.values.elem(i as usize) }
+    }
+
+    /// # Safety
+    /// `key` and `value` point to 4 and `value_size` readable bytes.
+    pub(crate) unsafe fn update_raw(
+        &self,
+        key: *const u8,
+        value: *const u8,
+        flags: UpdateFlags,
+    ) -> Result {
+        check_array_update(flags)?;
+        // SAFETY: caller contract.
+        let dst = unsafe { self.lookup_raw(key) };
+        if dst.is_null() {
+            return Err(Errno::E2BIG);
+        }
+        // SAFETY: `dst` is an element of `value_size` (rounded) bytes; `value` is readable.
+        unsafe { core::ptr::copy(value, dst, self.value_size) };
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! The program object (`struct bpf_prog` + `bpf_prog_aux`) and prog_array owner compatibility.
+//!
+//! A `Prog` is immutable once loaded and shared through `Arc`: user handles, prog_array slots,
+//! attachments and running CPUs each hold a reference. Where a reader reaches a program through
+//! a raw pointer (a prog_array slot), the writer drops its reference only after a grace period.
+
+use crate::cpu::CpuGuard;
+use crate::insn::Insn;
+use crate::interp::{Fault, InterpImage};
+use crate::map::Map;
+use crate::sync::Arc;
+use crate::uapi::{AttachType, ProgFlags, ProgType};
+use crate::{Errno, Result};
+use alloc::boxed::Box;
+use alloc::string::String;
+
+/// What a map that holds programs remembers of the first program that used it, and every later
+/// one must match (`struct bpf_map_owner`, checked by `__bpf_prog_map_compatible`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgOwner {
+    /// Program type.
+    pub prog_type: ProgType,
+    /// JIT-compiled or interpreted: the two can't tail-call each other.
+    pub jited: bool,
+    /// XDP frags awareness.
+    pub xdp_has_frags: bool,
+    /// Sleepable or not.
+    pub sleepable: bool,
+    /// Expected attach type (prog_array only, as in the final kernel).
+    pub expected_attach_type: Option<AttachType>,
+}
+
+/// A loaded BPF program.
+pub struct Prog {
+    id: u32,
+    pub(crate) prog_type: ProgType,
+    pub(crate) expected_attach_type: Option<AttachType>,
+    pub(crate) flags: ProgFlags,
+    pub(crate) name: String,
+    /// The instructions after the load-time rewrites (`xlated`).
+    pub(crate) insns: Box<[Insn]>,
+    /// Maps the program references; the program keeps them alive (`used_maps`).
+    pub(crate) used_maps: Box<[Arc<Map>]>,
+    pub(crate) interp: InterpImage,
+}
+
+impl Prog {
+    pub(crate) fn new(
+        prog_type: ProgType,
+        expected_attach_type: Option<AttachType>,
+        flags: ProgFlags,
+        name: String,
+        insns: Box<[Insn]>,
+        used_maps: Box<[Arc<Map>]>,
+        interp: InterpImage,
+    ) -> Prog {
+        Prog {
+            id: crate::id::next_prog_id(),
+            prog_type,
+            expected_attach_type,
+            flags,
+            name,
+            insns,
+            used_maps,
+            interp,
+        }
+    }
+
+    /// The program's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The program type.
+    pub fn prog_type(&self) -> ProgType {
+        self.prog_type
+    }
+
+    /// The expected attach type given at load.
+    pub fn expected_attach_type(&self) -> Option<AttachType> {
+        self.expected_attach_type
+    }
+
+    /// The program's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The rewritten instructions.
+    pub fn insns(&self) -> &[Insn] {
+        &self.insns
+    }
+
+    /// Whether it runs as native code. No JIT backend is wired into the load path yet (the
+    /// JIT issue), so every program runs in the interpreter.
+    pub fn jited(&self) -> bool {
+        false
+    }
+
+    /// Size of the JIT image, 0 when interpreted.
+    pub fn jited_len(&self) -> usize {
+        0
+    }
+
+    /// Runs the program with R1 = `r1` and R2 = `r2` on the CPU `guard` holds; returns R0.
+    #[inline]
+    pub fn run(&self, guard: &mut CpuGuard, r1: u64, r2: u64) -> core::result::Result<u64, Fault> {
+        crate::interp::run(self, guard, r1, r2)
+    }
+
+    /// The maps the program uses.
+    pub fn used_maps(&self) -> &[Arc<Map>] {
+        &self.used_maps
+    }
+
+    /// The owner record this program would establish or must match.
+    pub fn owner_key(&self) -> ProgOwner {
+        ProgOwner {
+            prog_type: self.prog_type,
+            jited: self.jited(),
+            xdp_has_frags: self.flags.contains(ProgFlags::XDP_HAS_FRAGS),
+            sleepable: self.flags.contains(ProgFlags::SLEEPABLE),
+            expected_attach_type: self.expected_attach_type,
+        }
+    }
+}
+
+/// Checks (and on first use records) that `prog` may share `map` (`bpf_prog_map_compatible`).
+/// Only maps that hold programs have an owner; for others this always succeeds.
+pub fn check_map_compatible(map: &Map, prog: &Prog) -> Result {
+    if !map.contains_progs() {
+        return Ok(());
+    }
+    let key = prog.owner_key();
+    let mut owner = map.owner.lock();
+    match *owner {
+        None => {
+            *owner = Some(key);
+            Ok(())
+        }
+        Some(o) if o == key => Ok(()),
+        Some(_) => Err(Errno::EINVAL),
+    }
+}
+
+impl core::fmt::Debug for Prog {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Prog")
+            .field("id", &self.id)
+            .field("type", &self.prog_type)
+            .field("name", &self.name)
+            .field("insns", &self.insns.len())
+            .field("jited", &self.jited())
+            .finish()
+    }
+}

@@ -1,0 +1,263 @@
+//! The `bpf(2)`-shaped facade (Linux `kernel/bpf/syscall.c`): objects behind numbered handles.
+//!
+//! A handle (fd) holds one reference to a program or map. Numbers are the lowest free ones from
+//! 3 up, as a process's fds would be. Every call validates its arguments before it changes
+//! anything; on error nothing changed. The CLI and the tests speak only through this module.
+
+use crate::cpu::CpuGuard;
+use crate::interp::Fault;
+use crate::load::{ProgLoadAttr, prog_load as load_prog};
+use crate::map::{Map, MapAttr, array_index};
+use crate::prog::{Prog, check_map_compatible};
+use crate::sync::Arc;
+use crate::uapi::{MapType, ProgType, UpdateFlags};
+use crate::{Errno, Result, host};
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+
+/// A handle number.
+pub type Fd = u32;
+
+/// What a handle refers to.
+#[derive(Clone)]
+pub enum Object {
+    /// A program.
+    Prog(Arc<Prog>),
+    /// A map.
+    Map(Arc<Map>),
+}
+
+/// The handle table. A plain `spin::Mutex` rather than the loom facade: it is a static, and the
+/// control path it serializes has no lock-free protocol to model.
+static FDS: spin::Mutex<BTreeMap<Fd, Object>> = spin::Mutex::new(BTreeMap::new());
+
+const FIRST_FD: Fd = 3;
+
+fn install(obj: Object) -> Result<Fd> {
+    let mut fds = FDS.lock();
+    let mut fd = FIRST_FD;
+    for &k in fds.keys() {
+        if k != fd {
+            break;
+        }
+        fd += 1;
+    }
+    if let Object::Map(m) = &obj {
+        m.user_get();
+    }
+    fds.insert(fd, obj);
+    Ok(fd)
+}
+
+/// The object behind `fd` (`EBADF` if none).
+pub fn get(fd: Fd) -> Result<Object> {
+    FDS.lock().get(&fd).cloned().ok_or(Errno::EBADF)
+}
+
+/// The program behind `fd` (`EBADF` if none, `EINVAL` if it is not a program).
+pub fn prog_get(fd: Fd) -> Result<Arc<Prog>> {
+    match get(fd)? {
+        Object::Prog(p) => Ok(p),
+        Object::Map(_) => Err(Errno::EINVAL),
+    }
+}
+
+/// The map behind `fd` (`EBADF` if none, `EINVAL` if it is not a map).
+pub fn map_get(fd: Fd) -> Result<Arc<Map>> {
+    match get(fd)? {
+        Object::Map(m) => Ok(m),
+        Object::Prog(_) => Err(Errno::EINVAL),
+    }
+}
+
+/// Closes a handle. The last user handle of a prog_array clears its slots.
+pub fn close(fd: Fd) -> Result {
+    let obj = FDS.lock().remove(&fd).ok_or(Errno::EBADF)?;
+    if let Object::Map(m) = &obj {
+        m.user_put();
+    }
+    Ok(())
+}
+
+/// Gives `obj` a new handle (for objects created outside this module, e.g. by attach code).
+pub fn install_object(obj: Object) -> Result<Fd> {
+    install(obj)
+}
+
+/// `BPF_MAP_CREATE`.
+pub fn map_create(attr: &MapAttr) -> Result<Fd> {
+    let map = Map::create(*attr)?;
+    install(Object::Map(Arc::new(map)))
+}
+
+/// `BPF_MAP_LOOKUP_ELEM`: copies the value into `value` (for a prog_array: the program id).
+pub fn map_lookup_elem(fd: Fd, key: &[u8], value: &mut [u8]) -> Result {
+    map_get(fd)?.lookup(key, value)
+}
+
+/// `BPF_MAP_UPDATE_ELEM`. For a prog_array, `value` is a program handle (u32).
+pub fn map_update_elem(fd: Fd, key: &[u8], value: &[u8], flags: u64) -> Result {
+    let map = map_get(fd)?;
+    let flags = UpdateFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
+    let Some(array) = map.as_prog_array() else {
+        return map.update(key, value, flags);
+    };
+    // `bpf_fd_array_map_update_elem`: flags, then index, then the handle, then compatibility.
+    if key.len() != 4 || value.len() != 4 {
+        return Err(Errno::EINVAL);
+    }
+    if flags != UpdateFlags::ANY {
+        return Err(Errno::EINVAL);
+    }
+    let index = array_index(key)?;
+    if index >= array.max_entries() {
+        return Err(Errno::E2BIG);
+    }
+    let prog = prog_get(array_index(value)?)?;
+    check_map_compatible(&map, &prog)?;
+    array.update(index, prog, flags)
+}
+
+/// `BPF_MAP_DELETE_ELEM`.
+pub fn map_delete_elem(fd: Fd, key: &[u8]) -> Result {
+    map_get(fd)?.delete(key)
+}
+
+/// `BPF_MAP_GET_NEXT_KEY`.
+pub fn map_get_next_key(fd: Fd, key: Option<&[u8]>, next: &mut [u8]) -> Result {
+    map_get(fd)?.get_next_key(key, next)
+}
+
+/// `BPF_PROG_LOAD`.
+pub fn prog_load(attr: &ProgLoadAttr<'_>) -> Result<Fd> {
+    let mut log = String::new();
+    prog_load_log(attr, &mut log)
+}
+
+/// `BPF_PROG_LOAD` with the load log (`log_buf`) returned in `log`.
+pub fn prog_load_log(attr: &ProgLoadAttr<'_>, log: &mut String) -> Result<Fd> {
+    let prog = load_prog(attr, &|fd| map_get(fd).map_err(|_| Errno::EBADF), log)?;
+    install(Object::Prog(prog))
+}
+
+/// Input and output of `BPF_PROG_TEST_RUN`.
+#[derive(Debug)]
+pub struct TestRun<'a> {
+    /// The packet / buffer the program runs on; modified in place.
+    pub data: &'a mut [u8],
+    /// How many times to run (0 means 1).
+    pub repeat: u32,
+}
+
+/// What `BPF_PROG_TEST_RUN` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestRunResult {
+    /// R0 of the last run.
+    pub retval: u64,
+    /// Average duration of one run in nanoseconds.
+    pub duration_ns: u64,
+}
+
+/// Runs per read-side section in a repeated test run, so writers waiting for a grace period
+/// are not held up by a long run (`bpf_test_timer_continue`).
+const RUNS_PER_SECTION: u32 = 256;
+
+/// `BPF_PROG_TEST_RUN`: runs the program `repeat` times on `data` and reports R0 and the mean
+/// duration. Program types whose context model is not built yet are `ENOTSUPP`.
+pub fn prog_test_run(fd: Fd, run: &mut TestRun<'_>) -> Result<TestRunResult> {
+    let prog = prog_get(fd)?;
+    if prog.prog_type() != ProgType::RawBuffer {
+        return Err(Errno::ENOTSUPP);
+    }
+    let repeat = run.repeat.max(1);
+    let (ctx, len) = (run.data.as_mut_ptr() as u64, run.data.len() as u64);
+    let h = host::get();
+    let start = h.ktime_ns();
+    let mut retval = 0;
+    let mut done = 0;
+    while done < repeat {
+        let mut guard = CpuGuard::enter();
+        let n = (repeat - done).min(RUNS_PER_SECTION);
+        for _ in 0..n {
+            retval = prog.run(&mut guard, ctx, len).map_err(fault_errno)?;
+        }
+        done += n;
+    }
+    let elapsed = h.ktime_ns().saturating_sub(start);
+    Ok(TestRunResult {
+        retval,
+        duration_ns: elapsed / repeat as u64,
+    })
+}
+
+fn fault_errno(_: Fault) -> Errno {
+    Errno::EFAULT
+}
+
+/// What `BPF_OBJ_GET_INFO_BY_FD` reports for a program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgInfo {
+    /// Program id.
+    pub id: u32,
+    /// Program type.
+    pub prog_type: ProgType,
+    /// Instruction slots after the load-time rewrites.
+    pub xlated_insns: u32,
+    /// Whether it runs JIT-compiled.
+    pub jited: bool,
+    /// JIT image size (0 when interpreted).
+    pub jited_prog_len: u32,
+    /// Name.
+    pub name: String,
+    /// Ids of the maps it uses.
+    pub map_ids: alloc::vec::Vec<u32>,
+}
+
+/// What `BPF_OBJ_GET_INFO_BY_FD` reports for a map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapInfo {
+    /// Map id.
+    pub id: u32,
+    /// Map type.
+    pub map_type: MapType,
+    /// Key size.
+    pub key_size: u32,
+    /// Value size.
+    pub value_size: u32,
+    /// Number of elements.
+    pub max_entries: u32,
+}
+
+/// Either kind of info.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjInfo {
+    /// A program's.
+    Prog(ProgInfo),
+    /// A map's.
+    Map(MapInfo),
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD`.
+pub fn obj_get_info(fd: Fd) -> Result<ObjInfo> {
+    Ok(match get(fd)? {
+        Object::Prog(p) => ObjInfo::Prog(ProgInfo {
+            id: p.id(),
+            prog_type: p.prog_type(),
+            xlated_insns: p.insns().len() as u32,
+            jited: p.jited(),
+            jited_prog_len: p.jited_len() as u32,
+            name: p.name().into(),
+            map_ids: p.used_maps().iter().map(|m| m.id()).collect(),
+        }),
+        Object::Map(m) => {
+            let a = m.attr();
+            ObjInfo::Map(MapInfo {
+                id: m.id(),
+                map_type: a.map_type,
+                key_size: a.key_size,
+                value_size: a.value_size,
+                max_entries: a.max_entries,
+            })
+        }
+    })
+}

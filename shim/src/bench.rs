@@ -1,0 +1,56 @@
+//! Quick benchmark modes of the CLI (`kbpf bench …`): short, repeatable measurements through
+//! `prog_test_run`, with an optional one-line JSON summary for scripts. The criterion suites in
+//! `benches/` measure the same programs more thoroughly.
+
+pub mod isa;
+pub mod tailcall;
+
+use kbpf::syscall::{self, Fd, TestRun};
+
+/// Best (lowest) mean ns per run over `trials` test runs of `repeat` runs each, on a copy of
+/// `ctx` per trial.
+pub fn best_ns(fd: Fd, ctx: &[u8], repeat: u32, trials: u32) -> kbpf::Result<f64> {
+    let mut best = f64::INFINITY;
+    // Warm up caches and branch predictors.
+    let mut warm = ctx.to_vec();
+    syscall::prog_test_run(
+        fd,
+        &mut TestRun {
+            data: &mut warm,
+            repeat: (repeat / 10).max(1),
+        },
+    )?;
+    for _ in 0..trials {
+        let mut data = ctx.to_vec();
+        let h = kbpf::host::get();
+        let t0 = h.ktime_ns();
+        syscall::prog_test_run(
+            fd,
+            &mut TestRun {
+                data: &mut data,
+                repeat,
+            },
+        )?;
+        let ns = (h.ktime_ns() - t0) as f64 / repeat as f64;
+        best = best.min(ns);
+    }
+    Ok(best)
+}
+
+/// Least-squares slope of `ys` over `xs`.
+pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+    let cov: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let var: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    if var == 0.0 { 0.0 } else { cov / var }
+}
+
+/// Formats a float for JSON (finite, three decimals).
+pub fn json_num(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "null".into()
+    }
+}

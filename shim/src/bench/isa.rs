@@ -1,0 +1,113 @@
+//! `kbpf bench isa`: the programs the peers were measured with (`research/peers.md` §3.1):
+//! a loop of 3003 executed instructions, `r0 = 7; exit` (invocation cost), and a loop of 1000
+//! helper calls compared with the same loop where the call is `r0 = r1`.
+
+use super::{best_ns, json_num};
+use kbpf::insn::*;
+use kbpf::syscall::{self, Fd};
+use kbpf::uapi::{ProgType, alu, func, jmp};
+use kbpf::{ProgLoadAttr, Result};
+use std::io::Write;
+
+/// `r0 = 0; r1 = 0; L: r0 += r1; r1 += 1; if r1 < 1000 goto L; exit` — 3003 instructions run.
+pub fn loop_prog() -> Vec<Insn> {
+    vec![
+        mov64_imm(0, 0),
+        mov64_imm(1, 0),
+        alu64_reg(alu::ADD, 0, 1),
+        alu64_imm(alu::ADD, 1, 1),
+        jmp_imm(jmp::JLT, 1, 1000, -3),
+        exit(),
+    ]
+}
+
+/// `r0 = 7; exit`.
+pub fn tiny_prog() -> Vec<Insn> {
+    vec![mov64_imm(0, 7), exit()]
+}
+
+/// 1000 iterations of `r1 = r7; call <helper>; r6 += r0; r7 += 1; if r7 < 1001 goto loop`, or
+/// with `r0 = r1` in place of the call. The helper is the raw-buffer type's helper 5, which
+/// returns its argument (the trivial helper of the peers' measurement).
+pub fn helper_loop(with_call: bool) -> Vec<Insn> {
+    vec![
+        mov64_imm(6, 0),
+        mov64_imm(7, 1),
+        mov64_reg(1, 7),
+        if with_call {
+            call_helper(func::CONFORMANCE_UNWIND)
+        } else {
+            mov64_reg(0, 1)
+        },
+        alu64_reg(alu::ADD, 6, 0),
+        alu64_imm(alu::ADD, 7, 1),
+        jmp_imm(jmp::JLT, 7, 1001, -5),
+        mov64_reg(0, 6),
+        exit(),
+    ]
+}
+
+fn load(insns: &[Insn]) -> Result<Fd> {
+    syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, insns))
+}
+
+/// Results of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct IsaReport {
+    /// ns per executed instruction on the loop.
+    pub ns_per_insn: f64,
+    /// ns per invocation of `r0 = 7; exit`.
+    pub invoke_ns: f64,
+    /// ns per helper call.
+    pub helper_ns: f64,
+}
+
+/// Measures the three programs; `scale` multiplies the repeat counts (1 = quick).
+pub fn measure(scale: u32) -> Result<IsaReport> {
+    let lp = load(&loop_prog())?;
+    let tiny = load(&tiny_prog())?;
+    let with = load(&helper_loop(true))?;
+    let without = load(&helper_loop(false))?;
+    let loop_ns = best_ns(lp, &[], 2_000 * scale, 5)?;
+    let tiny_ns = best_ns(tiny, &[], 200_000 * scale, 5)?;
+    let with_ns = best_ns(with, &[], 1_000 * scale, 5)?;
+    let without_ns = best_ns(without, &[], 1_000 * scale, 5)?;
+    for fd in [lp, tiny, with, without] {
+        let _ = syscall::close(fd);
+    }
+    Ok(IsaReport {
+        ns_per_insn: loop_ns / 3003.0,
+        invoke_ns: tiny_ns,
+        helper_ns: (with_ns - without_ns) / 1000.0,
+    })
+}
+
+/// Prints the report; with `json`, the last line is one JSON object.
+pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "isa programs, engine {engine}")?;
+    writeln!(
+        out,
+        "  loop (3003 insns): {:.3} ns per instruction",
+        r.ns_per_insn
+    )?;
+    writeln!(
+        out,
+        "  r0 = 7; exit:      {:.2} ns per invocation",
+        r.invoke_ns
+    )?;
+    writeln!(
+        out,
+        "  helper loop:       {:.2} ns per helper call",
+        r.helper_ns
+    )?;
+    if json {
+        writeln!(
+            out,
+            "{{\"engine\":\"{engine}\",\"ns_per_insn\":{},\"invoke_ns\":{},\"helper_ns\":{}}}",
+            json_num(r.ns_per_insn),
+            json_num(r.invoke_ns),
+            json_num(r.helper_ns)
+        )?;
+    }
+    Ok(())
+}

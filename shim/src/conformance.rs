@@ -1,0 +1,148 @@
+//! The conformance runner: every `.data` case of the bpf_conformance suite through kbpf, and the
+//! plugin protocol the upstream runner speaks (`bpf_conformance_runner --plugin_path kbpf
+//! --plugin_options conformance-plugin`).
+//!
+//! Cases load as raw-buffer programs (R1 = the `-- mem` bytes, R2 = their length) through the
+//! ordinary `prog_load` path and run through `prog_test_run`.
+
+use crate::data::{self, DataFile, Parsed};
+use kbpf::insn::Insn;
+use kbpf::syscall::{self, TestRun};
+use kbpf::uapi::ProgType;
+use kbpf::{Errno, ProgLoadAttr};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Which engine runs the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The interpreter.
+    Interp,
+    /// The x86-64 JIT.
+    Jit,
+}
+
+/// The outcome of one case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Ran and matched.
+    Pass,
+    /// Did not match; the reason.
+    Fail(String),
+    /// The file asks for something the suite's format says to skip.
+    Skip(String),
+}
+
+/// Loads and runs `insns` on `mem`; returns R0 or an error message.
+pub fn execute(insns: &[Insn], mem: &mut [u8]) -> Result<u64, String> {
+    let mut log = String::new();
+    let attr = ProgLoadAttr::new(ProgType::RawBuffer, insns);
+    let fd = syscall::prog_load_log(&attr, &mut log)
+        .map_err(|e| format!("load: {e:?}: {}", log.trim()))?;
+    let r = syscall::prog_test_run(
+        fd,
+        &mut TestRun {
+            data: mem,
+            repeat: 1,
+        },
+    );
+    let _ = syscall::close(fd);
+    r.map(|r| r.retval)
+        .map_err(|e: Errno| format!("run: {e:?}"))
+}
+
+/// Runs one parsed case.
+pub fn run_case(case: &DataFile) -> Outcome {
+    let mut mem = case.mem.clone();
+    match (execute(&case.program, &mut mem), &case.result, &case.error) {
+        (Ok(r0), Some(want), _) if r0 == *want => Outcome::Pass,
+        (Ok(r0), Some(want), _) => Outcome::Fail(format!("r0 = {r0:#x}, expected {want:#x}")),
+        (Ok(r0), None, Some(err)) => {
+            Outcome::Fail(format!("ran (r0 = {r0:#x}), expected error {err:?}"))
+        }
+        (Err(e), _, Some(err)) if e.trim_end() == err.trim_end() => Outcome::Pass,
+        (Err(e), _, _) => Outcome::Fail(e),
+        (Ok(_), None, None) => Outcome::Fail("case has neither result nor error".into()),
+    }
+}
+
+/// Totals of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Cases that passed.
+    pub passed: usize,
+    /// Cases that failed (malformed files count as failed).
+    pub failed: usize,
+    /// Files skipped per the format's rules.
+    pub skipped: usize,
+}
+
+/// Runs every `.data` file under `paths`, printing one line per failing case to `out`, then
+/// the closing `N passed, M failed` line.
+pub fn run_paths(
+    paths: &[PathBuf],
+    engine: Engine,
+    out: &mut dyn Write,
+) -> std::io::Result<Totals> {
+    let mut t = Totals::default();
+    if engine == Engine::Jit {
+        writeln!(out, "the JIT engine is not built yet (see the JIT issue)")?;
+        return Ok(t);
+    }
+    for path in data::collect(paths) {
+        let outcome = match data::parse_file(&path) {
+            Ok(Parsed::Test(case)) => run_case(&case),
+            Ok(Parsed::Skip(why)) => Outcome::Skip(why),
+            Err(e) => Outcome::Fail(format!("malformed: {e}")),
+        };
+        match outcome {
+            Outcome::Pass => t.passed += 1,
+            Outcome::Skip(why) => {
+                t.skipped += 1;
+                writeln!(out, "SKIP {}: {why}", path.display())?;
+            }
+            Outcome::Fail(why) => {
+                t.failed += 1;
+                writeln!(out, "FAIL {}: {why}", path.display())?;
+            }
+        }
+    }
+    if t.skipped > 0 {
+        writeln!(
+            out,
+            "{} passed, {} failed, {} skipped",
+            t.passed, t.failed, t.skipped
+        )?;
+    } else {
+        writeln!(out, "{} passed, {} failed", t.passed, t.failed)?;
+    }
+    Ok(t)
+}
+
+/// Decodes whitespace-separated hex bytes (`"b7 00 00 00 07 00 00 00"` or `"b700..."`).
+pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let digits = digits.strip_prefix("0x").unwrap_or(&digits);
+    if digits.len() % 2 != 0 {
+        return Err("odd number of hex digits".into());
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).map_err(|e| format!("bad hex: {e}")))
+        .collect()
+}
+
+/// The plugin protocol: `args` are the plugin's arguments (an optional memory hex string, then
+/// runner options), `program_hex` the program as hex text from stdin. Returns R0 or an error.
+pub fn plugin(args: &[String], program_hex: &str) -> Result<u64, String> {
+    let mut mem = match args.first() {
+        Some(a) if !a.starts_with("--") => decode_hex(a)?,
+        _ => Vec::new(),
+    };
+    if args.iter().any(|a| a == "--elf") {
+        return Err("ELF input is not supported by this plugin".into());
+    }
+    let bytes = decode_hex(program_hex)?;
+    let insns = kbpf::insn::from_byte_slice(&bytes).map_err(|e| format!("program: {e:?}"))?;
+    execute(&insns, &mut mem)
+}
