@@ -25,6 +25,7 @@ pub mod interp;
 pub mod load;
 pub mod map;
 pub mod maps;
+pub mod patch;
 pub mod prog;
 pub mod sync;
 pub mod syscall;

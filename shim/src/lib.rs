@@ -3,6 +3,7 @@
 //! Everything the CLI does is a function here, so tests drive exactly what users run.
 
 pub mod bench;
+pub mod bench_patch;
 pub mod conformance;
 pub mod data;
 pub mod demo;

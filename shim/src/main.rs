@@ -153,7 +153,7 @@ fn run_bench(args: &[String], out: &mut dyn Write) -> ExitCode {
         "isa" => bench::isa::measure(1)
             .map_err(|e| format!("{e:?}"))
             .and_then(|r| bench::isa::print(&r, "interp", o.json, out).map_err(|e| e.to_string())),
-        "patch" => Err("the patch benchmark lands with the patcher".to_string()),
+        "patch" => kbpf_shim::bench_patch::run(o.json, out).map_err(|e| e.to_string()),
         other => return usage_error(&format!("unknown benchmark {other}")),
     };
     match result {
