@@ -1,0 +1,108 @@
+//! BPF → x86-64 compilation (Linux `bpf_int_jit_compile()` in `arch/x86/net/bpf_jit_comp.c`).
+//!
+//! [`emit`] decodes the (already load-checked and rewritten) instructions, finds subprograms,
+//! then runs code-generation passes until the image size stops changing, and one last pass that
+//! must reproduce the converged layout exactly. [`compile`] puts those bytes into host
+//! executable memory as a [`JitImage`].
+
+mod alu;
+mod call;
+mod frame;
+mod image;
+mod mem;
+mod pass;
+mod regmap;
+mod subprog;
+
+pub use call::{CallxRet, kbpf_jit_callx};
+pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
+pub use image::{JitFunc, JitImage};
+pub use regmap::bpf_reg;
+
+use alloc::vec::Vec;
+use kbpf::Errno;
+use kbpf::helpers::func_proto;
+use kbpf::insn::{Call, Insn, Op, decode};
+use kbpf::uapi::ProgType;
+use pass::{Prepared, pass};
+
+/// Passes before giving up on convergence (`MAX_PASSES`).
+const MAX_PASSES: usize = 20;
+
+fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
+    if insns.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    let mut ops: Vec<Option<Op>> = Vec::new();
+    ops.try_reserve_exact(insns.len())?;
+    let mut protos = Vec::new();
+    protos.try_reserve_exact(insns.len())?;
+    let mut pc = 0;
+    while pc < insns.len() {
+        let op = decode(insns, pc).map_err(|_| Errno::EINVAL)?;
+        let proto = match op {
+            Op::Call(Call::Helper(id)) => {
+                let p = func_proto(prog_type, id).ok_or(Errno::EINVAL)?;
+                if p.func.is_none() {
+                    return Err(Errno::EINVAL);
+                }
+                Some(p)
+            }
+            Op::Call(Call::Kfunc(_)) | Op::TailCall | Op::LdPacket { .. } => {
+                return Err(Errno::ENOTSUPP);
+            }
+            _ => None,
+        };
+        ops.push(Some(op));
+        protos.push(proto);
+        if op.slots() == 2 {
+            ops.push(None);
+            protos.push(None);
+        }
+        pc += op.slots();
+    }
+    let subs = subprog::analyze(&ops)?;
+    let frame = frame::FrameInfo {
+        may_goto: ops.iter().any(|o| matches!(o, Some(Op::MayGoto { .. }))),
+        local_calls: subs.starts.len() > 1,
+    };
+    Ok(Prepared {
+        ops,
+        protos,
+        subs,
+        frame,
+        prog_type,
+    })
+}
+
+/// Compiles `insns` to x86-64 machine code without installing it: the image bytes and, per
+/// instruction slot, the offset where its code starts (an `ld_imm64`'s second slot gets the
+/// offset of the following code).
+///
+/// Errors: `EINVAL` for what the load path would reject (undecodable instructions, jumps out of
+/// their subprogram, unknown helpers, recursion), `E2BIG` for call chains deeper than
+/// `MAX_CALL_FRAMES`, `ENOTSUPP` for tail calls, kfunc calls and legacy packet loads, `EFAULT`
+/// when the layout does not converge.
+pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), Errno> {
+    let p = prepare(insns, prog_type)?;
+    let (_, mut layout) = pass(&p, None)?;
+    for _ in 0..MAX_PASSES {
+        let (bytes, next) = pass(&p, Some(&layout))?;
+        if next.total == layout.total {
+            // Converged: one more pass with this layout must reproduce it exactly.
+            let (fin, fin_layout) = pass(&p, Some(&next))?;
+            if fin_layout != next || fin.len() != bytes.len() {
+                return Err(Errno::EFAULT);
+            }
+            return Ok((fin, fin_layout.start));
+        }
+        layout = next;
+    }
+    Err(Errno::EFAULT)
+}
+
+/// Compiles `insns` and installs the code in host executable memory.
+pub fn compile(insns: &[Insn], prog_type: ProgType) -> Result<JitImage, Errno> {
+    let (bytes, offsets) = emit(insns, prog_type)?;
+    JitImage::install(&bytes, offsets)
+}

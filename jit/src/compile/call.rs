@@ -1,0 +1,87 @@
+//! Helper calls, `callx`, and the run-time helper lookup `callx` goes through (the `BPF_CALL`
+//! case of Linux `do_jit()` in `arch/x86/net/bpf_jit_comp.c`; `callx` has no x86 JIT support in
+//! Linux, whose verifier only admits it with a known constant).
+//!
+//! R1–R5 already sit in rdi, rsi, rdx, rcx, r8 — the SysV argument registers — so a helper is
+//! called directly: `movabs rax, helper; call rax` (position independent, so [`super::emit`]'s
+//! bytes are the installed bytes). R0 is rax, the return register. After the call, a helper
+//! whose prototype has `unwind_on_zero` is followed by `test rax, rax; jz <unwind>`, where the
+//! main epilogue ends the whole run with R0 = 0 from any call depth.
+
+use super::regmap::bpf_reg;
+use crate::x86::{AluKind, Asm, Cc, Reg, Rm, Width};
+use kbpf::helpers::{HelperProto, func_proto};
+use kbpf::uapi::ProgType;
+
+/// What [`kbpf_jit_callx`] returns in rax:rdx (SysV returns a two-u64 `repr(C)` struct there).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallxRet {
+    /// The helper's return value (0 when the run must stop).
+    pub r0: u64,
+    /// Non-zero: stop the program with R0 = 0 (an `unwind_on_zero` helper returned 0, or the
+    /// program type offers no callable helper `id`).
+    pub stop: u64,
+}
+
+/// Looks up helper `id` for `prog_type` at run time and calls it with R1–R5 (`callx`).
+///
+/// An id the program type does not offer stops the program with R0 = 0; the interpreter
+/// reports the same case as a fault (`Fault::UnknownHelper`), which this signature cannot.
+///
+/// # Safety
+/// Called only from JIT'd code, with the arguments a BPF program passes to the helper: the
+/// helper's own contract (valid map and pointer arguments) is the caller's responsibility.
+pub unsafe extern "C" fn kbpf_jit_callx(
+    r1: u64,
+    r2: u64,
+    r3: u64,
+    r4: u64,
+    r5: u64,
+    id: u64,
+    prog_type: ProgType,
+) -> CallxRet {
+    let proto = i32::try_from(id)
+        .ok()
+        .and_then(|id| func_proto(prog_type, id));
+    let Some((proto, f)) = proto.and_then(|p| p.func.map(|f| (p, f))) else {
+        return CallxRet { r0: 0, stop: 1 };
+    };
+    // SAFETY: forwarded from this function's contract.
+    let r0 = unsafe { f(r1, r2, r3, r4, r5) };
+    CallxRet {
+        r0,
+        stop: (proto.unwind_on_zero && r0 == 0) as u64,
+    }
+}
+
+/// Emits a direct helper call; returns the condition under which the run must unwind (the
+/// caller appends that jump), if any.
+pub fn emit_helper(a: &mut Asm, proto: &HelperProto) -> Option<Cc> {
+    let f = proto.func?;
+    a.movabs(Reg::Rax, f as usize as u64);
+    a.call_r(Reg::Rax);
+    if proto.unwind_on_zero {
+        a.test_rr(Width::Q, Reg::Rax, Reg::Rax);
+        Some(Cc::E)
+    } else {
+        None
+    }
+}
+
+/// Emits `callx dst` through [`kbpf_jit_callx`]; returns the unwind condition.
+///
+/// `r9 = id` is the sixth argument; the seventh (the program type) goes on the stack, with an
+/// 8-byte pad so rsp stays 16-byte aligned at the call.
+pub fn emit_callx(a: &mut Asm, dst: u8, prog_type: ProgType) -> Cc {
+    a.mov_rr(Width::Q, Reg::R9, bpf_reg(dst));
+    a.alu_ri(AluKind::Sub, Width::Q, Rm::Reg(Reg::Rsp), 8);
+    a.push_imm32(prog_type as u32 as i32);
+    let tramp: unsafe extern "C" fn(u64, u64, u64, u64, u64, u64, ProgType) -> CallxRet =
+        kbpf_jit_callx;
+    a.movabs(Reg::Rax, tramp as usize as u64);
+    a.call_r(Reg::Rax);
+    a.alu_ri(AluKind::Add, Width::Q, Rm::Reg(Reg::Rsp), 16);
+    a.test_rr(Width::Q, Reg::Rdx, Reg::Rdx);
+    Cc::Ne
+}

@@ -1,0 +1,95 @@
+//! An installed JIT image in host executable memory (Linux `bpf_jit_binary_pack_alloc` /
+//! `bpf_jit_binary_pack_finalize` / `bpf_jit_free` in `kernel/bpf/core.c`, with the host's
+//! W^X [`ExecRegion`] in place of the prog pack).
+
+use alloc::vec::Vec;
+use kbpf::Errno;
+use kbpf::host::{self, ExecRegion};
+
+/// The machine signature of a compiled program: R1 and R2 in, R0 out.
+pub type JitFunc = unsafe extern "sysv64" fn(u64, u64) -> u64;
+
+/// A compiled program, owning its executable memory (freed on drop).
+#[derive(Debug)]
+pub struct JitImage {
+    region: Option<ExecRegion>,
+    size: usize,
+    offsets: Vec<u32>,
+}
+
+impl JitImage {
+    /// Copies `code` into a fresh host region (slack filled with `int3`), seals it
+    /// read + execute, and returns the image.
+    pub(crate) fn install(code: &[u8], offsets: Vec<u32>) -> Result<JitImage, Errno> {
+        let h = host::get();
+        let region = h.exec_alloc(code.len())?;
+        if region.len < code.len() {
+            h.exec_free(region);
+            return Err(Errno::ENOMEM);
+        }
+        // SAFETY: the host gave us `region.len` writable bytes at `rw`, not yet sealed and not
+        // shared with anyone; `code` does not overlap fresh host memory.
+        unsafe {
+            core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, code.len());
+            core::ptr::write_bytes(region.rw.add(code.len()), 0xcc, region.len - code.len());
+        }
+        if let Err(e) = h.exec_seal(&region) {
+            h.exec_free(region);
+            return Err(e);
+        }
+        Ok(JitImage {
+            region: Some(region),
+            size: code.len(),
+            offsets,
+        })
+    }
+
+    /// Address of the program's first instruction (the main prologue).
+    pub fn entry(&self) -> usize {
+        self.region.as_ref().map_or(0, |r| r.rx as usize)
+    }
+
+    /// Where a tail call into this program jumps (`entry() + TAIL_CALL_OFFSET`).
+    pub fn tail_call_entry(&self) -> usize {
+        self.entry() + super::TAIL_CALL_OFFSET
+    }
+
+    /// Code size in bytes (without the `int3` slack up to the page end).
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Per instruction slot, the offset of its code from [`JitImage::entry`].
+    pub fn insn_offsets(&self) -> &[u32] {
+        &self.offsets
+    }
+
+    /// The installed code bytes (read through the executable view).
+    pub fn code(&self) -> &[u8] {
+        match &self.region {
+            // SAFETY: the sealed region stays mapped readable for the image's life and holds at
+            // least `size` bytes we wrote.
+            Some(r) => unsafe { core::slice::from_raw_parts(r.rx, self.size) },
+            None => &[],
+        }
+    }
+
+    /// The entry point as a callable function.
+    ///
+    /// # Safety
+    /// Calling it runs the program: its memory accesses and helper arguments must be valid (the
+    /// verifier's or the trusted loader's promise), and the image must outlive the call.
+    pub unsafe fn func(&self) -> JitFunc {
+        // SAFETY: `entry()` is the start of sealed code whose main prologue follows the SysV
+        // ABI with this signature.
+        unsafe { core::mem::transmute::<usize, JitFunc>(self.entry()) }
+    }
+}
+
+impl Drop for JitImage {
+    fn drop(&mut self) {
+        if let Some(r) = self.region.take() {
+            host::get().exec_free(r);
+        }
+    }
+}

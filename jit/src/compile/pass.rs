@@ -1,0 +1,279 @@
+//! One code-generation pass over the whole program, and the per-instruction dispatch (Linux
+//! `do_jit()` in `arch/x86/net/bpf_jit_comp.c`).
+//!
+//! A pass lays out, for each subprogram in order: its prologue, its instructions, its epilogue.
+//! Jumps, calls and unwind branches are sized from the previous pass's [`Layout`] (the first
+//! pass has none and emits every jump long), so the image shrinks pass by pass until it stops
+//! changing; see [`super::emit`].
+
+use super::alu::{emit_alu, emit_end};
+use super::call::{emit_callx, emit_helper};
+use super::frame::{self, FrameInfo, MAY_GOTO_SLOT};
+use super::mem::{emit_atomic, emit_ldx, emit_st, emit_stx};
+use super::regmap::{AUX, bpf_reg};
+use super::subprog::Subprogs;
+use crate::x86::{AluKind, Asm, Cc, Mem, Reg, Rm, Width};
+use alloc::vec;
+use alloc::vec::Vec;
+use kbpf::Errno;
+use kbpf::helpers::HelperProto;
+use kbpf::insn::{Call, Cond, Op, Operand};
+use kbpf::uapi::ProgType;
+
+/// Byte offsets of one pass's output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Where each instruction slot's code starts (a jump target).
+    pub start: Vec<u32>,
+    /// Where each instruction slot's code ends.
+    pub end: Vec<u32>,
+    /// Where each subprogram's prologue starts (a call target).
+    pub entry: Vec<u32>,
+    /// Where each subprogram's epilogue starts (index 0: the main epilogue, also the unwind
+    /// target).
+    pub epilogue: Vec<u32>,
+    /// Total image size.
+    pub total: u32,
+}
+
+/// A program prepared for code generation.
+pub struct Prepared {
+    /// The decoded instruction per slot (`None` for an `ld_imm64`'s second slot).
+    pub ops: Vec<Option<Op>>,
+    /// Helper prototypes of `call` instructions, per slot.
+    pub protos: Vec<Option<&'static HelperProto>>,
+    /// Subprogram layout.
+    pub subs: Subprogs,
+    /// Prologue options.
+    pub frame: FrameInfo,
+    /// The program type (for `callx`).
+    pub prog_type: ProgType,
+}
+
+/// Where a branch goes.
+#[derive(Clone, Copy)]
+enum Label {
+    Insn(usize),
+    Epilogue(usize),
+}
+
+/// What ends an instruction's code: nothing, a jump, or a call of a subprogram.
+enum Tail {
+    None,
+    Jump(Option<Cc>, Label),
+    Call(usize),
+}
+
+/// Largest forward rel8 distance used (Linux `is_imm8_jmp_offset` stops at 123 so that passes
+/// cannot oscillate between a growing and a shrinking jump).
+fn is_imm8_jmp(d: i64) -> bool {
+    (-128..=123).contains(&d)
+}
+
+/// Runs one pass. `prev` is the previous pass's layout, if any.
+pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Errno> {
+    let n = p.ops.len();
+    let nsub = p.subs.starts.len();
+    let mut a = Asm::new();
+    let mut l = Layout {
+        start: vec![0; n],
+        end: vec![0; n],
+        entry: vec![0; nsub],
+        epilogue: vec![0; nsub],
+        total: 0,
+    };
+    for k in 0..nsub {
+        l.entry[k] = a.len() as u32;
+        if k == 0 {
+            frame::main_prologue(&mut a, p.frame);
+        } else {
+            frame::sub_prologue(&mut a, p.frame);
+        }
+        let range = p.subs.range(k);
+        for pc in range.clone() {
+            l.start[pc] = a.len() as u32;
+            if let Some(op) = p.ops[pc] {
+                let tail = emit_insn(&mut a, p, pc, op, pc + 1 == range.end)?;
+                emit_tail(&mut a, tail, pc, prev);
+            }
+            l.end[pc] = a.len() as u32;
+        }
+        l.epilogue[k] = a.len() as u32;
+        if k == 0 {
+            frame::main_epilogue(&mut a, p.frame);
+        } else {
+            frame::sub_epilogue(&mut a);
+        }
+    }
+    l.total = a.len() as u32;
+    if a.len() > u32::MAX as usize / 2 {
+        return Err(Errno::E2BIG);
+    }
+    Ok((a.buf, l))
+}
+
+fn emit_tail(a: &mut Asm, tail: Tail, pc: usize, prev: Option<&Layout>) {
+    let disp = |target: &dyn Fn(&Layout) -> u32| -> Option<i64> {
+        prev.map(|l| target(l) as i64 - l.end[pc] as i64)
+    };
+    match tail {
+        Tail::None => {}
+        Tail::Call(k) => {
+            let d = disp(&|l| l.entry[k]).unwrap_or(0);
+            a.call_rel32(d as i32);
+        }
+        Tail::Jump(cc, label) => {
+            let d = match label {
+                Label::Insn(t) => disp(&|l| l.start[t]),
+                Label::Epilogue(k) => disp(&|l| l.epilogue[k]),
+            };
+            match (cc, d) {
+                (None, Some(d)) if is_imm8_jmp(d) => a.jmp_rel8(d as i8),
+                (Some(cc), Some(d)) if is_imm8_jmp(d) => a.jcc_rel8(cc, d as i8),
+                (None, d) => a.jmp_rel32(d.unwrap_or(0) as i32),
+                (Some(cc), d) => a.jcc_rel32(cc, d.unwrap_or(0) as i32),
+            }
+        }
+    }
+}
+
+fn cond_cc(cond: Cond) -> Cc {
+    match cond {
+        Cond::Eq => Cc::E,
+        Cond::Ne | Cond::Set => Cc::Ne,
+        Cond::Gt => Cc::A,
+        Cond::Ge => Cc::Ae,
+        Cond::Lt => Cc::B,
+        Cond::Le => Cc::Be,
+        Cond::Sgt => Cc::G,
+        Cond::Sge => Cc::Ge,
+        Cond::Slt => Cc::L,
+        Cond::Sle => Cc::Le,
+    }
+}
+
+fn target(pc: usize, off: i64) -> usize {
+    (pc as i64 + 1 + off) as usize
+}
+
+/// Emits instruction `pc`'s body; returns what ends it.
+fn emit_insn(
+    a: &mut Asm,
+    p: &Prepared,
+    pc: usize,
+    op: Op,
+    last_of_sub: bool,
+) -> Result<Tail, Errno> {
+    let sub = p.subs.of[pc] as usize;
+    Ok(match op {
+        Op::Alu { wide, op, dst, src } => {
+            emit_alu(a, wide, op, dst, src);
+            Tail::None
+        }
+        Op::End { kind, bits, dst } => {
+            emit_end(a, kind, bits, dst);
+            Tail::None
+        }
+        Op::Ja { off } => {
+            if off == 0 {
+                Tail::None
+            } else {
+                Tail::Jump(None, Label::Insn(target(pc, off as i64)))
+            }
+        }
+        Op::Jmp {
+            wide,
+            cond,
+            dst,
+            src,
+            off,
+        } => {
+            let w = Width::of(wide);
+            let d = bpf_reg(dst);
+            match (cond, src) {
+                (Cond::Set, Operand::Reg(s)) => a.test_rr(w, d, bpf_reg(s)),
+                (Cond::Set, Operand::Imm(imm)) => a.test_ri(w, d, imm),
+                (_, Operand::Reg(s)) => a.alu_rr(AluKind::Cmp, w, d, bpf_reg(s)),
+                (_, Operand::Imm(0)) => a.test_rr(w, d, d),
+                (_, Operand::Imm(imm)) => a.alu_ri(AluKind::Cmp, w, Rm::Reg(d), imm),
+            }
+            Tail::Jump(Some(cond_cc(cond)), Label::Insn(target(pc, off as i64)))
+        }
+        Op::MayGoto { off } => {
+            // r11 = budget; r11 -= 1 unless it was 0 (CF set exactly then); store; jc target.
+            let slot = Mem::base(Reg::Rbp, MAY_GOTO_SLOT);
+            a.load_zx(Width::Q, AUX, Rm::Mem(slot));
+            a.alu_ri(AluKind::Sub, Width::Q, Rm::Reg(AUX), 1);
+            a.adc_ri(Width::Q, AUX, 0);
+            a.store(Width::Q, slot, AUX);
+            Tail::Jump(Some(Cc::B), Label::Insn(target(pc, off as i64)))
+        }
+        Op::Call(Call::Helper(_)) => {
+            let proto = p.protos[pc].ok_or(Errno::EINVAL)?;
+            match emit_helper(a, proto) {
+                Some(cc) => Tail::Jump(Some(cc), Label::Epilogue(0)),
+                None if proto.func.is_none() => return Err(Errno::EINVAL),
+                None => Tail::None,
+            }
+        }
+        Op::Call(Call::Local(imm)) => {
+            let t = target(pc, imm as i64);
+            Tail::Call(p.subs.index_of_start(t).ok_or(Errno::EINVAL)?)
+        }
+        Op::Call(Call::Reg(r)) => {
+            Tail::Jump(Some(emit_callx(a, r, p.prog_type)), Label::Epilogue(0))
+        }
+        Op::Call(Call::Kfunc(_)) | Op::TailCall | Op::LdPacket { .. } => {
+            return Err(Errno::ENOTSUPP);
+        }
+        Op::Exit => {
+            if last_of_sub {
+                Tail::None
+            } else {
+                Tail::Jump(None, Label::Epilogue(sub))
+            }
+        }
+        Op::Ldx {
+            size,
+            sign,
+            dst,
+            src,
+            off,
+        } => {
+            emit_ldx(a, size, sign, dst, src, off);
+            Tail::None
+        }
+        Op::St {
+            size,
+            dst,
+            off,
+            imm,
+        } => {
+            emit_st(a, size, dst, off, imm);
+            Tail::None
+        }
+        Op::Stx {
+            size,
+            dst,
+            src,
+            off,
+        } => {
+            emit_stx(a, size, dst, src, off);
+            Tail::None
+        }
+        Op::Atomic {
+            size,
+            op,
+            dst,
+            src,
+            off,
+        } => {
+            emit_atomic(a, size, op, dst, src, off);
+            Tail::None
+        }
+        Op::LdImm64 { dst, imm, .. } => {
+            a.mov_imm64(bpf_reg(dst), imm);
+            Tail::None
+        }
+    })
+}

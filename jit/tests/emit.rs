@@ -1,0 +1,170 @@
+//! Code-generation properties: error cases, prologue layout, long/short jump convergence,
+//! BPF-to-BPF calls with unwinding, may_goto.
+
+use kbpf::Errno;
+use kbpf::insn::*;
+use kbpf::uapi::{ProgType, alu};
+
+fn run(insns: &[Insn], r1: u64) -> u64 {
+    kbpf_shim::host::install();
+    let image = kbpf_jit::compile(insns, ProgType::RawBuffer).expect("compile");
+    // SAFETY: the test programs touch only their own stack.
+    unsafe { image.func()(r1, 0) }
+}
+
+#[test]
+fn rejects_what_it_cannot_compile() {
+    // The load path's internal tail-call opcode is not compiled yet; the raw helper call it
+    // replaces has no function to call.
+    let p = [
+        Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0),
+        mov64_imm(0, 0),
+        exit(),
+    ];
+    assert_eq!(
+        kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap_err(),
+        Errno::ENOTSUPP
+    );
+    let p = [tail_call(), mov64_imm(0, 0), exit()];
+    assert_eq!(
+        kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap_err(),
+        Errno::EINVAL
+    );
+    // Recursion: the main program calls itself.
+    let p = [call_local(-1), exit()];
+    assert_eq!(
+        kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap_err(),
+        Errno::EINVAL
+    );
+    // A jump from the main program into a subprogram.
+    let p = [ja(2), call_local(1), exit(), mov64_imm(0, 1), exit()];
+    assert_eq!(
+        kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap_err(),
+        Errno::EINVAL
+    );
+    // Helper 99 does not exist.
+    let p = [call_helper(99), exit()];
+    assert_eq!(
+        kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        kbpf_jit::emit(&[], ProgType::RawBuffer).unwrap_err(),
+        Errno::EINVAL
+    );
+}
+
+/// A chain of `frames` functions, each adding its depth to R0: main → f1 → … → f(frames-1).
+fn chain(frames: usize) -> Vec<Insn> {
+    let mut p = vec![mov64_imm(0, 0)];
+    for k in 0..frames {
+        p.push(alu64_imm(alu::ADD, 0, k as i32 + 1));
+        if k + 1 < frames {
+            p.push(call_local(1));
+        }
+        p.push(exit());
+    }
+    p
+}
+
+#[test]
+fn call_depth_is_limited_to_eight_frames() {
+    assert_eq!(run(&chain(8), 0), (1..=8).sum::<u64>());
+    assert_eq!(
+        kbpf_jit::emit(&chain(9), ProgType::RawBuffer).unwrap_err(),
+        Errno::E2BIG
+    );
+}
+
+#[test]
+fn main_prologue_leaves_room_for_tail_calls() {
+    let (code, offsets) = kbpf_jit::emit(&[mov64_imm(0, 3), exit()], ProgType::RawBuffer).unwrap();
+    assert_eq!(kbpf_jit::TAIL_CALL_OFFSET, 12);
+    assert_eq!(
+        &code[..12],
+        &[
+            0x0f, 0x1f, 0x44, 0, 0, 0x48, 0x31, 0xc0, 0x55, 0x48, 0x89, 0xe5
+        ]
+    );
+    assert_eq!(offsets.len(), 2);
+    assert!(offsets[0] as usize > 12 && offsets[0] < offsets[1]);
+}
+
+/// `if r1 == 0 goto skip; <filler>; r0 = 2; exit; skip: r0 = 1; exit` with `filler` 64-bit
+/// immediate loads in between, so the jump is long or short depending on `filler`.
+fn jump_over(filler: usize) -> Vec<Insn> {
+    let mut p = vec![jmp_imm(0x10, 1, 0, (filler * 2 + 2) as i16)];
+    for i in 0..filler {
+        p.extend_from_slice(&ld_imm64(2, 0x1234_5678_9abc_def0 ^ i as u64));
+    }
+    p.extend_from_slice(&[mov64_imm(0, 2), exit(), mov64_imm(0, 1), exit()]);
+    p
+}
+
+#[test]
+fn short_and_long_jumps_converge() {
+    let (short, _) = kbpf_jit::emit(&jump_over(2), ProgType::RawBuffer).unwrap();
+    let (long, offs) = kbpf_jit::emit(&jump_over(40), ProgType::RawBuffer).unwrap();
+    // 2 fillers: jcc rel8 (74 xx); 40 fillers (10 bytes each): jcc rel32 (0f 84).
+    let first = |code: &[u8], offs: &[u32]| code[offs[0] as usize + 3..].to_vec();
+    let (_, so) = kbpf_jit::emit(&jump_over(2), ProgType::RawBuffer).unwrap();
+    assert_eq!(first(&short, &so)[0], 0x74);
+    assert_eq!(&first(&long, &offs)[..2], &[0x0f, 0x84]);
+    for f in [2, 12, 13, 40] {
+        assert_eq!(run(&jump_over(f), 0), 1, "filler {f}");
+        assert_eq!(run(&jump_over(f), 5), 2, "filler {f}");
+    }
+}
+
+#[test]
+fn emit_is_what_compile_installs() {
+    kbpf_shim::host::install();
+    let p = jump_over(20);
+    let (code, offsets) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
+    let image = kbpf_jit::compile(&p, ProgType::RawBuffer).unwrap();
+    assert_eq!(image.code(), &code[..]);
+    assert_eq!(image.size(), code.len());
+    assert_eq!(image.insn_offsets(), &offsets[..]);
+    assert_eq!(image.tail_call_entry(), image.entry() + 12);
+}
+
+#[test]
+fn unwinding_helper_stops_the_run_from_a_subprogram() {
+    // main: r6 = 40; call f; r0 += r6; exit.  f: r1 = <arg>; call 5 (stops on 0); r0 = 2; exit.
+    let prog = |arg: i32| {
+        vec![
+            mov64_imm(6, 40),
+            call_local(2),
+            alu64_reg(alu::ADD, 0, 6),
+            exit(),
+            mov64_imm(1, arg),
+            call_helper(5),
+            mov64_imm(0, 2),
+            exit(),
+        ]
+    };
+    assert_eq!(run(&prog(1), 0), 42);
+    assert_eq!(run(&prog(0), 0), 0);
+    // callx with an id the program type does not offer stops the run with r0 = 0.
+    let p = [
+        mov64_imm(0, 9),
+        mov64_imm(2, 77),
+        callx(2),
+        mov64_imm(0, 1),
+        exit(),
+    ];
+    assert_eq!(run(&p, 0), 0);
+}
+
+#[test]
+fn may_goto_bounds_a_loop() {
+    // r0 = 0; loop: may_goto +2; r0 += 1; ja loop; exit
+    let p = [
+        mov64_imm(0, 0),
+        Insn::new(0xe5, 0, 0, 2, 0),
+        alu64_imm(alu::ADD, 0, 1),
+        ja(-3),
+        exit(),
+    ];
+    assert_eq!(run(&p, 0), 8 * 1024 * 1024);
+}
