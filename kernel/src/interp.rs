@@ -80,6 +80,18 @@ impl InterpImage {
     }
 }
 
+/// The kind for each (64-bit?, immediate?) form of one operation.
+macro_rules! pick {
+    ($wide:expr, $imm:expr, $i64:ident, $r64:ident, $i32:ident, $r32:ident) => {
+        match ($wide, $imm) {
+            (true, true) => K::$i64,
+            (true, false) => K::$r64,
+            (false, true) => K::$i32,
+            (false, false) => K::$r32,
+        }
+    };
+}
+
 fn iop(k: K, dst: u8, src: u8, off: i32, imm: u64) -> IOp {
     IOp {
         k,
@@ -92,31 +104,21 @@ fn iop(k: K, dst: u8, src: u8, off: i32, imm: u64) -> IOp {
 
 fn alu_kind(wide: bool, op: AluOp, imm: bool) -> K {
     use AluOp::*;
-    macro_rules! pick {
-        ($i64:ident, $r64:ident, $i32:ident, $r32:ident) => {
-            match (wide, imm) {
-                (true, true) => K::$i64,
-                (true, false) => K::$r64,
-                (false, true) => K::$i32,
-                (false, false) => K::$r32,
-            }
-        };
-    }
     match op {
-        Add => pick!(AddI64, AddR64, AddI32, AddR32),
-        Sub => pick!(SubI64, SubR64, SubI32, SubR32),
-        Mul => pick!(MulI64, MulR64, MulI32, MulR32),
-        Div => pick!(DivI64, DivR64, DivI32, DivR32),
-        SDiv => pick!(SDivI64, SDivR64, SDivI32, SDivR32),
-        Mod => pick!(ModI64, ModR64, ModI32, ModR32),
-        SMod => pick!(SModI64, SModR64, SModI32, SModR32),
-        Or => pick!(OrI64, OrR64, OrI32, OrR32),
-        And => pick!(AndI64, AndR64, AndI32, AndR32),
-        Xor => pick!(XorI64, XorR64, XorI32, XorR32),
-        Lsh => pick!(LshI64, LshR64, LshI32, LshR32),
-        Rsh => pick!(RshI64, RshR64, RshI32, RshR32),
-        Arsh => pick!(ArshI64, ArshR64, ArshI32, ArshR32),
-        Mov => pick!(MovI64, MovR64, MovI32, MovR32),
+        Add => pick!(wide, imm, AddI64, AddR64, AddI32, AddR32),
+        Sub => pick!(wide, imm, SubI64, SubR64, SubI32, SubR32),
+        Mul => pick!(wide, imm, MulI64, MulR64, MulI32, MulR32),
+        Div => pick!(wide, imm, DivI64, DivR64, DivI32, DivR32),
+        SDiv => pick!(wide, imm, SDivI64, SDivR64, SDivI32, SDivR32),
+        Mod => pick!(wide, imm, ModI64, ModR64, ModI32, ModR32),
+        SMod => pick!(wide, imm, SModI64, SModR64, SModI32, SModR32),
+        Or => pick!(wide, imm, OrI64, OrR64, OrI32, OrR32),
+        And => pick!(wide, imm, AndI64, AndR64, AndI32, AndR32),
+        Xor => pick!(wide, imm, XorI64, XorR64, XorI32, XorR32),
+        Lsh => pick!(wide, imm, LshI64, LshR64, LshI32, LshR32),
+        Rsh => pick!(wide, imm, RshI64, RshR64, RshI32, RshR32),
+        Arsh => pick!(wide, imm, ArshI64, ArshR64, ArshI32, ArshR32),
+        Mov => pick!(wide, imm, MovI64, MovR64, MovI32, MovR32),
         Neg => {
             if wide {
                 K::Neg64
@@ -136,28 +138,18 @@ fn alu_kind(wide: bool, op: AluOp, imm: bool) -> K {
 
 fn jmp_kind(wide: bool, cond: Cond, imm: bool) -> K {
     use Cond::*;
-    macro_rules! pick {
-        ($i64:ident, $r64:ident, $i32:ident, $r32:ident) => {
-            match (wide, imm) {
-                (true, true) => K::$i64,
-                (true, false) => K::$r64,
-                (false, true) => K::$i32,
-                (false, false) => K::$r32,
-            }
-        };
-    }
     match cond {
-        Eq => pick!(JeqI, JeqR, Jeq32I, Jeq32R),
-        Gt => pick!(JgtI, JgtR, Jgt32I, Jgt32R),
-        Ge => pick!(JgeI, JgeR, Jge32I, Jge32R),
-        Set => pick!(JsetI, JsetR, Jset32I, Jset32R),
-        Ne => pick!(JneI, JneR, Jne32I, Jne32R),
-        Sgt => pick!(JsgtI, JsgtR, Jsgt32I, Jsgt32R),
-        Sge => pick!(JsgeI, JsgeR, Jsge32I, Jsge32R),
-        Lt => pick!(JltI, JltR, Jlt32I, Jlt32R),
-        Le => pick!(JleI, JleR, Jle32I, Jle32R),
-        Slt => pick!(JsltI, JsltR, Jslt32I, Jslt32R),
-        Sle => pick!(JsleI, JsleR, Jsle32I, Jsle32R),
+        Eq => pick!(wide, imm, JeqI, JeqR, Jeq32I, Jeq32R),
+        Gt => pick!(wide, imm, JgtI, JgtR, Jgt32I, Jgt32R),
+        Ge => pick!(wide, imm, JgeI, JgeR, Jge32I, Jge32R),
+        Set => pick!(wide, imm, JsetI, JsetR, Jset32I, Jset32R),
+        Ne => pick!(wide, imm, JneI, JneR, Jne32I, Jne32R),
+        Sgt => pick!(wide, imm, JsgtI, JsgtR, Jsgt32I, Jsgt32R),
+        Sge => pick!(wide, imm, JsgeI, JsgeR, Jsge32I, Jsge32R),
+        Lt => pick!(wide, imm, JltI, JltR, Jlt32I, Jlt32R),
+        Le => pick!(wide, imm, JleI, JleR, Jle32I, Jle32R),
+        Slt => pick!(wide, imm, JsltI, JsltR, Jslt32I, Jslt32R),
+        Sle => pick!(wide, imm, JsleI, JsleR, Jsle32I, Jsle32R),
     }
 }
 
@@ -172,81 +164,22 @@ fn sized(size: Size, b: K, h: K, w: K, dw: K) -> K {
 
 fn atomic_kind(size: Size, op: AtomicOp) -> K {
     use AtomicOp::*;
-    let w = size == Size::W;
-    match op {
-        Add { fetch: false } => {
-            if w {
-                K::AAdd32
-            } else {
-                K::AAdd64
-            }
-        }
-        Or { fetch: false } => {
-            if w {
-                K::AOr32
-            } else {
-                K::AOr64
-            }
-        }
-        And { fetch: false } => {
-            if w {
-                K::AAnd32
-            } else {
-                K::AAnd64
-            }
-        }
-        Xor { fetch: false } => {
-            if w {
-                K::AXor32
-            } else {
-                K::AXor64
-            }
-        }
-        Add { fetch: true } => {
-            if w {
-                K::AFetchAdd32
-            } else {
-                K::AFetchAdd64
-            }
-        }
-        Or { fetch: true } => {
-            if w {
-                K::AFetchOr32
-            } else {
-                K::AFetchOr64
-            }
-        }
-        And { fetch: true } => {
-            if w {
-                K::AFetchAnd32
-            } else {
-                K::AFetchAnd64
-            }
-        }
-        Xor { fetch: true } => {
-            if w {
-                K::AFetchXor32
-            } else {
-                K::AFetchXor64
-            }
-        }
-        Xchg => {
-            if w {
-                K::AXchg32
-            } else {
-                K::AXchg64
-            }
-        }
-        Cmpxchg => {
-            if w {
-                K::ACmpxchg32
-            } else {
-                K::ACmpxchg64
-            }
-        }
-        LoadAcquire => sized(size, K::LdAcqB, K::LdAcqH, K::LdAcqW, K::LdAcqDW),
-        StoreRelease => sized(size, K::StRelB, K::StRelH, K::StRelW, K::StRelDW),
-    }
+    let w32 = size == Size::W;
+    let (k32, k64) = match op {
+        Add { fetch: false } => (K::AAdd32, K::AAdd64),
+        Or { fetch: false } => (K::AOr32, K::AOr64),
+        And { fetch: false } => (K::AAnd32, K::AAnd64),
+        Xor { fetch: false } => (K::AXor32, K::AXor64),
+        Add { fetch: true } => (K::AFetchAdd32, K::AFetchAdd64),
+        Or { fetch: true } => (K::AFetchOr32, K::AFetchOr64),
+        And { fetch: true } => (K::AFetchAnd32, K::AFetchAnd64),
+        Xor { fetch: true } => (K::AFetchXor32, K::AFetchXor64),
+        Xchg => (K::AXchg32, K::AXchg64),
+        Cmpxchg => (K::ACmpxchg32, K::ACmpxchg64),
+        LoadAcquire => return sized(size, K::LdAcqB, K::LdAcqH, K::LdAcqW, K::LdAcqDW),
+        StoreRelease => return sized(size, K::StRelB, K::StRelH, K::StRelW, K::StRelDW),
+    };
+    if w32 { k32 } else { k64 }
 }
 
 /// The bit set of R1..R5 that a helper takes as map pointers.
