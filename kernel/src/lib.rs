@@ -22,6 +22,7 @@ pub mod host;
 pub mod id;
 pub mod insn;
 pub mod interp;
+pub mod link;
 pub mod load;
 pub mod map;
 pub mod maps;
@@ -32,6 +33,7 @@ pub mod syscall;
 pub mod uapi;
 
 pub use errno::{Errno, Result};
+pub use link::{Link, LinkOps};
 pub use load::ProgLoadAttr;
 pub use map::{Map, MapAttr};
 pub use prog::Prog;

@@ -6,6 +6,7 @@
 
 use crate::cpu::CpuGuard;
 use crate::interp::Fault;
+use crate::link::Link;
 use crate::load::{ProgLoadAttr, prog_load as load_prog};
 use crate::map::{Map, MapAttr, array_index};
 use crate::prog::{Prog, check_map_compatible};
@@ -25,6 +26,8 @@ pub enum Object {
     Prog(Arc<Prog>),
     /// A map.
     Map(Arc<Map>),
+    /// A link.
+    Link(Arc<Link>),
 }
 
 /// The handle table. A plain `spin::Mutex` rather than the loom facade: it is a static, and the
@@ -42,8 +45,10 @@ fn install(obj: Object) -> Result<Fd> {
         }
         fd += 1;
     }
-    if let Object::Map(m) = &obj {
-        m.user_get();
+    match &obj {
+        Object::Map(m) => m.user_get(),
+        Object::Link(l) => l.user_get(),
+        Object::Prog(_) => {}
     }
     fds.insert(fd, obj);
     Ok(fd)
@@ -58,7 +63,7 @@ pub fn get(fd: Fd) -> Result<Object> {
 pub fn prog_get(fd: Fd) -> Result<Arc<Prog>> {
     match get(fd)? {
         Object::Prog(p) => Ok(p),
-        Object::Map(_) => Err(Errno::EINVAL),
+        _ => Err(Errno::EINVAL),
     }
 }
 
@@ -66,15 +71,44 @@ pub fn prog_get(fd: Fd) -> Result<Arc<Prog>> {
 pub fn map_get(fd: Fd) -> Result<Arc<Map>> {
     match get(fd)? {
         Object::Map(m) => Ok(m),
-        Object::Prog(_) => Err(Errno::EINVAL),
+        _ => Err(Errno::EINVAL),
     }
+}
+
+/// The link behind `fd` (`EBADF` if none, `EINVAL` if it is not a link).
+pub fn link_get(fd: Fd) -> Result<Arc<Link>> {
+    match get(fd)? {
+        Object::Link(l) => Ok(l),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// Gives a new link its first handle (the tail of every attach point's `link_create`).
+pub fn link_install(link: Link) -> Result<Fd> {
+    install(Object::Link(Arc::new(link)))
+}
+
+/// `BPF_LINK_DETACH`: detaches once; a detached link keeps its handle.
+pub fn link_detach(fd: Fd) -> Result {
+    link_get(fd)?.detach()
+}
+
+/// `BPF_LINK_UPDATE`: gives the link `new_prog`; with `old_prog` (`BPF_F_REPLACE`), only if
+/// the link holds that program — the attach point checks it.
+pub fn link_update(fd: Fd, new_prog: Fd, old_prog: Option<Fd>) -> Result {
+    let link = link_get(fd)?;
+    let new = prog_get(new_prog)?;
+    let old = old_prog.map(prog_get).transpose()?;
+    link.update(new, old.as_ref())
 }
 
 /// Closes a handle. The last user handle of a prog_array clears its slots.
 pub fn close(fd: Fd) -> Result {
     let obj = FDS.lock().remove(&fd).ok_or(Errno::EBADF)?;
-    if let Object::Map(m) = &obj {
-        m.user_put();
+    match obj {
+        Object::Map(m) => m.user_put(),
+        Object::Link(l) => l.user_put(),
+        Object::Prog(_) => {}
     }
     Ok(())
 }
@@ -228,13 +262,28 @@ pub struct MapInfo {
     pub max_entries: u32,
 }
 
-/// Either kind of info.
+/// What `BPF_OBJ_GET_INFO_BY_FD` reports for a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Link id.
+    pub id: u32,
+    /// Id of the program it holds.
+    pub prog_id: u32,
+    /// Attach type.
+    pub attach_type: crate::uapi::AttachType,
+    /// Whether it was detached (defunct).
+    pub detached: bool,
+}
+
+/// Any kind of info.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObjInfo {
     /// A program's.
     Prog(ProgInfo),
     /// A map's.
     Map(MapInfo),
+    /// A link's.
+    Link(LinkInfo),
 }
 
 /// `BPF_OBJ_GET_INFO_BY_FD`.
@@ -259,5 +308,11 @@ pub fn obj_get_info(fd: Fd) -> Result<ObjInfo> {
                 max_entries: a.max_entries,
             })
         }
+        Object::Link(l) => ObjInfo::Link(LinkInfo {
+            id: l.id(),
+            prog_id: l.prog().id(),
+            attach_type: l.attach_type(),
+            detached: l.is_detached(),
+        }),
     })
 }
