@@ -113,14 +113,14 @@ impl Link {
     }
 
     /// A handle closed; the last one releases the link and frees it after a grace period.
-    pub(crate) fn user_put(self: Arc<Self>) {
-        if self.usercnt.fetch_sub(1, Ordering::AcqRel) != 1 {
+    pub(crate) fn user_put(link: Arc<Link>) {
+        if link.usercnt.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
-        if !self.detached.swap(true, Ordering::AcqRel) {
-            self.ops.release(&self);
+        if !link.detached.swap(true, Ordering::AcqRel) {
+            link.ops.release(&link);
         }
-        call_rcu(Box::new(move || drop(self)));
+        call_rcu(Box::new(move || drop(link)));
     }
 }
 

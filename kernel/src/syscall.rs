@@ -107,7 +107,7 @@ pub fn close(fd: Fd) -> Result {
     let obj = FDS.lock().remove(&fd).ok_or(Errno::EBADF)?;
     match obj {
         Object::Map(m) => m.user_put(),
-        Object::Link(l) => l.user_put(),
+        Object::Link(l) => Link::user_put(l),
         Object::Prog(_) => {}
     }
     Ok(())
