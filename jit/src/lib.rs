@@ -8,7 +8,9 @@
 
 extern crate alloc;
 
+mod backend;
 pub mod compile;
 pub mod x86;
 
+pub use backend::{X86_JIT, X86Jit};
 pub use compile::{JitFunc, JitImage, TAIL_CALL_OFFSET, compile, emit};

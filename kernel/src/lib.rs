@@ -22,6 +22,7 @@ pub mod host;
 pub mod id;
 pub mod insn;
 pub mod interp;
+pub mod jit;
 pub mod link;
 pub mod load;
 pub mod map;

@@ -20,7 +20,7 @@ use crate::uapi::limits::BPF_MAXINSNS;
 use crate::uapi::{AttachType, ProgFlags, ProgType, func, pseudo};
 use crate::{Errno, Result};
 use alloc::boxed::Box;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
@@ -219,14 +219,13 @@ pub(crate) fn prog_load(
     // Runtime selection, then compatibility of every prog_array the program uses.
     let map_addrs: Box<[u64]> = used_maps.iter().map(|m| Arc::as_ptr(m) as u64).collect();
     let interp = InterpImage::build(&xlated, attr.prog_type, map_addrs)?;
+    let jited = crate::jit::select_runtime(&xlated, attr.prog_type);
     let prog = Prog::new(
-        attr.prog_type,
-        attr.expected_attach_type,
-        attr.flags,
-        attr.name.to_string(),
+        attr,
         xlated.into_boxed_slice(),
         used_maps.into_boxed_slice(),
         interp,
+        jited,
     );
     claim_prog_array_owners(&prog).inspect_err(|_| {
         let _ = writeln!(

@@ -7,6 +7,8 @@
 use crate::cpu::CpuGuard;
 use crate::insn::Insn;
 use crate::interp::{Fault, InterpImage};
+use crate::jit::{JitEntry, JitImage};
+use crate::load::ProgLoadAttr;
 use crate::map::Map;
 use crate::sync::Arc;
 use crate::uapi::{AttachType, ProgFlags, ProgType};
@@ -42,27 +44,28 @@ pub struct Prog {
     /// Maps the program references; the program keeps them alive (`used_maps`).
     pub(crate) used_maps: Box<[Arc<Map>]>,
     pub(crate) interp: InterpImage,
+    /// Native code, when the registered JIT compiled the program.
+    pub(crate) jited: Option<Box<dyn JitImage>>,
 }
 
 impl Prog {
     pub(crate) fn new(
-        prog_type: ProgType,
-        expected_attach_type: Option<AttachType>,
-        flags: ProgFlags,
-        name: String,
+        attr: &ProgLoadAttr<'_>,
         insns: Box<[Insn]>,
         used_maps: Box<[Arc<Map>]>,
         interp: InterpImage,
+        jited: Option<Box<dyn JitImage>>,
     ) -> Prog {
         Prog {
             id: crate::id::next_prog_id(),
-            prog_type,
-            expected_attach_type,
-            flags,
-            name,
+            prog_type: attr.prog_type,
+            expected_attach_type: attr.expected_attach_type,
+            flags: attr.flags,
+            name: attr.name.into(),
             insns,
             used_maps,
             interp,
+            jited,
         }
     }
 
@@ -91,21 +94,31 @@ impl Prog {
         &self.insns
     }
 
-    /// Whether it runs as native code. No JIT backend is wired into the load path yet (the
-    /// JIT issue), so every program runs in the interpreter.
+    /// Whether it runs as native code.
     pub fn jited(&self) -> bool {
-        false
+        self.jited.is_some()
     }
 
     /// Size of the JIT image, 0 when interpreted.
     pub fn jited_len(&self) -> usize {
-        0
+        self.jited.as_ref().map_or(0, |j| j.size())
     }
 
     /// Runs the program with R1 = `r1` and R2 = `r2` on the CPU `guard` holds; returns R0.
     #[inline]
     pub fn run(&self, guard: &mut CpuGuard, r1: u64, r2: u64) -> core::result::Result<u64, Fault> {
-        crate::interp::run(self, guard, r1, r2)
+        match &self.jited {
+            None => crate::interp::run(self, guard, r1, r2),
+            Some(image) => {
+                // SAFETY: the image is sealed native code for this program, compiled from
+                // checked instructions to the `JitEntry` signature; it lives as long as `self`,
+                // and we run on the CPU `guard` holds, inside its read-side section.
+                let entry: JitEntry =
+                    unsafe { core::mem::transmute::<usize, JitEntry>(image.entry()) };
+                // SAFETY: as above.
+                Ok(unsafe { entry(r1, r2) })
+            }
+        }
     }
 
     /// The maps the program uses.

@@ -33,28 +33,59 @@ pub enum Outcome {
     Skip(String),
 }
 
-/// Loads and runs `insns` on `mem`; returns R0 or an error message.
-pub fn execute(insns: &[Insn], mem: &mut [u8]) -> Result<u64, String> {
+impl Engine {
+    /// Makes this engine the one `prog_load` selects: registers the JIT for [`Engine::Jit`]. The
+    /// registration is process-wide and permanent, as a kernel's JIT is.
+    pub fn select(self) {
+        if self == Engine::Jit {
+            kbpf::jit::register(&kbpf_jit::X86_JIT);
+        }
+    }
+
+    /// The name the CLI and JSON output use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Interp => "interp",
+            Engine::Jit => "jit",
+        }
+    }
+}
+
+/// Loads and runs `insns` on `mem` with `engine`; returns R0 or an error message. With the JIT
+/// engine a program the JIT refused (and so ran interpreted) is an error, and the other way
+/// round.
+pub fn execute(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, String> {
     let mut log = String::new();
     let attr = ProgLoadAttr::new(ProgType::RawBuffer, insns);
     let fd = syscall::prog_load_log(&attr, &mut log)
         .map_err(|e| format!("load: {e:?}: {}", log.trim()))?;
-    let r = syscall::prog_test_run(
-        fd,
-        &mut TestRun {
-            data: mem,
-            repeat: 1,
-        },
-    );
-    let _ = syscall::close(fd);
-    r.map(|r| r.retval)
+    let jited = syscall::prog_get(fd).is_ok_and(|p| p.jited());
+    let r = if jited != (engine == Engine::Jit) {
+        let how = if jited { "jited" } else { "interpreted" };
+        Err(format!("loaded {how} but the engine is {}", engine.name()))
+    } else {
+        syscall::prog_test_run(
+            fd,
+            &mut TestRun {
+                data: mem,
+                repeat: 1,
+            },
+        )
+        .map(|r| r.retval)
         .map_err(|e: Errno| format!("run: {e:?}"))
+    };
+    let _ = syscall::close(fd);
+    r
 }
 
 /// Runs one parsed case.
-pub fn run_case(case: &DataFile) -> Outcome {
+pub fn run_case(case: &DataFile, engine: Engine) -> Outcome {
     let mut mem = case.mem.clone();
-    match (execute(&case.program, &mut mem), &case.result, &case.error) {
+    match (
+        execute(&case.program, &mut mem, engine),
+        &case.result,
+        &case.error,
+    ) {
         (Ok(r0), Some(want), _) if r0 == *want => Outcome::Pass,
         (Ok(r0), Some(want), _) => Outcome::Fail(format!("r0 = {r0:#x}, expected {want:#x}")),
         (Ok(r0), None, Some(err)) => {
@@ -85,13 +116,10 @@ pub fn run_paths(
     out: &mut dyn Write,
 ) -> std::io::Result<Totals> {
     let mut t = Totals::default();
-    if engine == Engine::Jit {
-        writeln!(out, "the JIT engine is not built yet (see the JIT issue)")?;
-        return Ok(t);
-    }
+    engine.select();
     for path in data::collect(paths) {
         let outcome = match data::parse_file(&path) {
-            Ok(Parsed::Test(case)) => run_case(&case),
+            Ok(Parsed::Test(case)) => run_case(&case, engine),
             Ok(Parsed::Skip(why)) => Outcome::Skip(why),
             Err(e) => Outcome::Fail(format!("malformed: {e}")),
         };
@@ -133,7 +161,8 @@ pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
 }
 
 /// The plugin protocol: `args` are the plugin's arguments (an optional memory hex string, then
-/// runner options), `program_hex` the program as hex text from stdin. Returns R0 or an error.
+/// runner options; `--jit` selects the JIT), `program_hex` the program as hex text from stdin.
+/// Returns R0 or an error.
 pub fn plugin(args: &[String], program_hex: &str) -> Result<u64, String> {
     let mut mem = match args.first() {
         Some(a) if !a.starts_with("--") => decode_hex(a)?,
@@ -142,7 +171,13 @@ pub fn plugin(args: &[String], program_hex: &str) -> Result<u64, String> {
     if args.iter().any(|a| a == "--elf") {
         return Err("ELF input is not supported by this plugin".into());
     }
+    let engine = if args.iter().any(|a| a == "--jit") {
+        Engine::Jit
+    } else {
+        Engine::Interp
+    };
+    engine.select();
     let bytes = decode_hex(program_hex)?;
     let insns = kbpf::insn::from_byte_slice(&bytes).map_err(|e| format!("program: {e:?}"))?;
-    execute(&insns, &mut mem)
+    execute(&insns, &mut mem, engine)
 }

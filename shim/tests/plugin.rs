@@ -55,3 +55,13 @@ fn rejected_program_reports_on_stderr() {
     assert!(out.is_empty());
     assert!(err.contains("last insn is not an exit or jmp"), "{err}");
 }
+
+#[test]
+fn jit_option_runs_the_jit() {
+    let (ok, out, err) = plugin(
+        &["--jit"],
+        "b7 00 00 00 2a 00 00 00 95 00 00 00 00 00 00 00",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "2a");
+}

@@ -1,0 +1,34 @@
+//! The JIT as the kernel's backend: what a host registers with `kbpf::jit::register` so that
+//! `prog_load` compiles programs (Linux `bpf_int_jit_compile`).
+
+use crate::compile::{JitImage, compile};
+use alloc::boxed::Box;
+use kbpf::insn::Insn;
+use kbpf::uapi::ProgType;
+
+/// The x86-64 JIT backend.
+#[derive(Debug)]
+pub struct X86Jit;
+
+/// The instance hosts register: `kbpf::jit::register(&kbpf_jit::X86_JIT)`.
+pub static X86_JIT: X86Jit = X86Jit;
+
+impl kbpf::jit::JitImage for JitImage {
+    fn entry(&self) -> usize {
+        JitImage::entry(self)
+    }
+
+    fn size(&self) -> usize {
+        JitImage::size(self)
+    }
+}
+
+impl kbpf::jit::JitCompiler for X86Jit {
+    fn compile(
+        &self,
+        insns: &[Insn],
+        prog_type: ProgType,
+    ) -> kbpf::Result<Box<dyn kbpf::jit::JitImage>> {
+        Ok(Box::new(compile(insns, prog_type)?))
+    }
+}

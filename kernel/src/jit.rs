@@ -1,0 +1,52 @@
+//! JIT backend registration and runtime selection (Linux `bpf_int_jit_compile` as a weak hook
+//! and `bpf_prog_select_runtime` in `kernel/bpf/core.c`).
+//!
+//! The kernel crate never depends on a JIT: a host registers one [`JitCompiler`], and
+//! `prog_load` asks it for native code after the load-time rewrites. A program the JIT refuses
+//! runs in the interpreter, as in Linux when the JIT can't handle a program.
+
+use crate::Result;
+use crate::insn::Insn;
+use crate::uapi::ProgType;
+use alloc::boxed::Box;
+use spin::Once;
+
+/// The machine signature of JIT'd code: R1 and R2 in, R0 out.
+pub type JitEntry = unsafe extern "sysv64" fn(u64, u64) -> u64;
+
+/// Native code owned by a program. Dropping it returns the executable memory to the host; the
+/// program is only dropped once no CPU can be running it (see `Prog`).
+pub trait JitImage: Send + Sync {
+    /// Address of the first instruction.
+    fn entry(&self) -> usize;
+    /// Bytes of code.
+    fn size(&self) -> usize;
+}
+
+/// A JIT backend.
+pub trait JitCompiler: Send + Sync {
+    /// Compiles checked, rewritten instructions; any error means "run it in the interpreter".
+    fn compile(&self, insns: &[Insn], prog_type: ProgType) -> Result<Box<dyn JitImage>>;
+}
+
+static JIT: Once<&'static dyn JitCompiler> = Once::new();
+
+/// Registers the JIT backend; the first registration wins. Returns whether this one did.
+pub fn register(jit: &'static dyn JitCompiler) -> bool {
+    let mut first = false;
+    JIT.call_once(|| {
+        first = true;
+        jit
+    });
+    first
+}
+
+/// Whether a JIT backend is registered.
+pub fn enabled() -> bool {
+    JIT.get().is_some()
+}
+
+/// Native code for `insns`, if a JIT is registered and accepts the program.
+pub(crate) fn select_runtime(insns: &[Insn], prog_type: ProgType) -> Option<Box<dyn JitImage>> {
+    JIT.get().and_then(|jit| jit.compile(insns, prog_type).ok())
+}
