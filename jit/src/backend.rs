@@ -18,6 +18,10 @@ impl kbpf::jit::JitImage for JitImage {
         JitImage::entry(self)
     }
 
+    fn tail_call_entry(&self) -> usize {
+        JitImage::tail_call_entry(self)
+    }
+
     fn size(&self) -> usize {
         JitImage::size(self)
     }

@@ -19,6 +19,8 @@ pub type JitEntry = unsafe extern "sysv64" fn(u64, u64) -> u64;
 pub trait JitImage: Send + Sync {
     /// Address of the first instruction.
     fn entry(&self) -> usize;
+    /// Where a tail call into this image jumps (past the prologue part a tail call skips).
+    fn tail_call_entry(&self) -> usize;
     /// Bytes of code.
     fn size(&self) -> usize;
 }

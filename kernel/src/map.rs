@@ -54,8 +54,35 @@ pub(crate) enum MapImpl {
     ProgArray(ProgArray),
 }
 
-/// A BPF map.
+/// The part of a map that JIT'd code reads at fixed offsets: the prog_array bound and slot
+/// array a tail call needs (`struct bpf_array`'s `map.max_entries` and `ptrs`).
+#[derive(Debug)]
+#[repr(C)]
+pub struct MapHdr {
+    /// `max_entries`.
+    pub max_entries: u32,
+    _pad: u32,
+    /// For a prog_array, the address of its slot array (`*const AtomicPtr<Prog>`); else 0.
+    pub prog_slots: usize,
+}
+
+/// Offset of `max_entries` in a [`Map`], for JIT'd tail calls.
+pub const MAP_MAX_ENTRIES_OFFSET: usize =
+    core::mem::offset_of!(Map, hdr) + core::mem::offset_of!(MapHdr, max_entries);
+/// Offset of the prog_array slot array's address in a [`Map`], for JIT'd tail calls.
+pub const MAP_PROG_SLOTS_OFFSET: usize =
+    core::mem::offset_of!(Map, hdr) + core::mem::offset_of!(MapHdr, prog_slots);
+
+static_assertions::const_assert_eq!(MAP_MAX_ENTRIES_OFFSET, 0);
+static_assertions::const_assert_eq!(MAP_PROG_SLOTS_OFFSET, 8);
+// JIT'd code loads a slot as a plain pointer-sized word.
+#[cfg(not(loom))]
+static_assertions::assert_eq_size!(crate::sync::atomic::AtomicPtr<crate::prog::Prog>, usize);
+
+/// A BPF map. `#[repr(C)]` with [`MapHdr`] first: JIT'd code reads it at fixed offsets.
+#[repr(C)]
 pub struct Map {
+    hdr: MapHdr,
     id: u32,
     attr: MapAttr,
     /// User handles open on this map (`usercnt`).
@@ -83,7 +110,16 @@ impl Map {
             MapType::ProgArray => MapImpl::ProgArray(ProgArray::new(&attr)?),
             _ => return Err(Errno::EINVAL),
         };
+        let prog_slots = match &imp {
+            MapImpl::ProgArray(a) => a.slots_base() as usize,
+            _ => 0,
+        };
         Ok(Map {
+            hdr: MapHdr {
+                max_entries: attr.max_entries,
+                _pad: 0,
+                prog_slots,
+            },
             id: id::next_map_id(),
             attr,
             usercnt: AtomicU32::new(0),

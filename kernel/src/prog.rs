@@ -32,8 +32,16 @@ pub struct ProgOwner {
     pub expected_attach_type: Option<AttachType>,
 }
 
-/// A loaded BPF program.
+/// Offset of [`Prog`]'s tail-call target, which JIT'd tail calls jump through.
+pub const PROG_TAIL_CALL_TARGET_OFFSET: usize = core::mem::offset_of!(Prog, tail_call_target);
+static_assertions::const_assert_eq!(PROG_TAIL_CALL_TARGET_OFFSET, 0);
+
+/// A loaded BPF program. `#[repr(C)]` with the tail-call target first: JIT'd code reads it.
+#[repr(C)]
 pub struct Prog {
+    /// Where a JIT'd tail call into this program jumps (past the skippable prologue), or 0 for
+    /// an interpreted program (`bpf_func` + `X86_TAIL_CALL_OFFSET` in Linux).
+    tail_call_target: usize,
     id: u32,
     pub(crate) prog_type: ProgType,
     pub(crate) expected_attach_type: Option<AttachType>,
@@ -57,6 +65,7 @@ impl Prog {
         jited: Option<Box<dyn JitImage>>,
     ) -> Prog {
         Prog {
+            tail_call_target: jited.as_ref().map_or(0, |j| j.tail_call_entry()),
             id: crate::id::next_prog_id(),
             prog_type: attr.prog_type,
             expected_attach_type: attr.expected_attach_type,

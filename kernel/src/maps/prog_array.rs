@@ -40,6 +40,11 @@ impl ProgArray {
         self.slots.len() as u32
     }
 
+    /// The base of the slot array, which JIT'd tail calls index directly.
+    pub fn slots_base(&self) -> *const crate::sync::atomic::AtomicPtr<Prog> {
+        self.slots.as_ptr()
+    }
+
     /// Fast path: the program in slot `index`, or null. Index must be `< max_entries`.
     ///
     /// The pointer is valid until the caller's RCU read-side section ends.

@@ -43,6 +43,12 @@ impl<T: Send + Sync + 'static> RcuSlots<T> {
         self.slots.len()
     }
 
+    /// The first slot's address (slots are contiguous), for code that indexes them directly.
+    #[inline]
+    pub fn as_ptr(&self) -> *const AtomicPtr<T> {
+        self.slots.as_ptr()
+    }
+
     /// Whether there are no slots at all.
     #[inline]
     pub fn is_empty(&self) -> bool {
