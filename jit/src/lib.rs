@@ -10,6 +10,8 @@ extern crate alloc;
 
 mod backend;
 pub mod compile;
+#[cfg(feature = "disasm")]
+pub mod disasm;
 pub mod x86;
 
 pub use backend::{X86_JIT, X86Jit};

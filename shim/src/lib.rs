@@ -7,5 +7,6 @@ pub mod bench_patch;
 pub mod conformance;
 pub mod data;
 pub mod demo;
+pub mod dump;
 pub mod host;
 pub mod progs;

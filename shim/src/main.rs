@@ -17,6 +17,8 @@ commands:
   conformance-plugin [MEM_HEX] [OPTS]    plugin for the upstream bpf_conformance runner
                                          (program as hex text on stdin, prints r0 in hex;
                                          --jit in OPTS selects the JIT)
+  prog dump xlated|jited FILE            load a .data file's program and print the rewritten
+                                         instructions or the JIT image
   bench tailcall [--engine interp] [--key const|reg] [--json]
   bench isa [--engine interp|jit] [--json]
   bench patch [--json]
@@ -123,11 +125,34 @@ fn main() -> ExitCode {
             }
         }
         "bench" => run_bench(&args[1..], out),
+        "prog" => run_prog(&args[1..], out),
         "help" | "--help" | "-h" => {
             let _ = write!(out, "{USAGE}");
             ExitCode::SUCCESS
         }
         other => usage_error(&format!("unknown command {other}")),
+    }
+}
+
+fn run_prog(args: &[String], out: &mut dyn Write) -> ExitCode {
+    use kbpf_shim::dump::{self, DumpKind};
+    let kind = match (
+        args.first().map(String::as_str),
+        args.get(1).map(String::as_str),
+    ) {
+        (Some("dump"), Some("xlated")) => DumpKind::Xlated,
+        (Some("dump"), Some("jited")) => DumpKind::Jited,
+        _ => return usage_error("prog needs: dump xlated|jited FILE"),
+    };
+    let Some(path) = args.get(2) else {
+        return usage_error("prog dump needs a FILE");
+    };
+    match dump::run(kind, std::path::Path::new(path), out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kbpf prog dump: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
