@@ -51,6 +51,32 @@ fn load(insns: &[Insn]) -> Result<Fd> {
     syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, insns))
 }
 
+/// A straight-line program of `n` ALU instructions (then `exit`), for load/compile timing.
+pub fn straight_line(n: usize) -> Vec<Insn> {
+    let ops = [alu::ADD, alu::XOR, alu::MUL, alu::OR, alu::SUB, alu::AND];
+    let mut p: Vec<Insn> = (0..n)
+        .map(|i| alu64_imm(ops[i % ops.len()], (i % 10) as u8, i as i32))
+        .collect();
+    p.push(exit());
+    p
+}
+
+/// Best time, in µs, to load (check, pre-decode and — with a JIT registered — compile and
+/// install) a 1000-instruction program.
+pub fn load_us_per_1k(trials: u32) -> Result<f64> {
+    let insns = straight_line(1000);
+    let h = kbpf::host::get();
+    let mut best = f64::INFINITY;
+    for _ in 0..trials {
+        let t0 = h.ktime_ns();
+        let fd = load(&insns)?;
+        let us = (h.ktime_ns() - t0) as f64 / 1000.0;
+        syscall::close(fd)?;
+        best = best.min(us);
+    }
+    Ok(best)
+}
+
 /// Results of one run.
 #[derive(Clone, Copy, Debug)]
 pub struct IsaReport {
@@ -60,6 +86,8 @@ pub struct IsaReport {
     pub invoke_ns: f64,
     /// ns per helper call.
     pub helper_ns: f64,
+    /// µs to load a 1000-instruction program (with the JIT: compile and install it too).
+    pub load_us_per_1k: f64,
 }
 
 /// Measures the three programs; `scale` multiplies the repeat counts (1 = quick).
@@ -79,6 +107,7 @@ pub fn measure(scale: u32) -> Result<IsaReport> {
         ns_per_insn: loop_ns / 3003.0,
         invoke_ns: tiny_ns,
         helper_ns: (with_ns - without_ns) / 1000.0,
+        load_us_per_1k: load_us_per_1k(20)?,
     })
 }
 
@@ -100,13 +129,24 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
         "  helper loop:       {:.2} ns per helper call",
         r.helper_ns
     )?;
+    writeln!(
+        out,
+        "  load 1K insns:     {:.1} us (checks, pre-decode{})",
+        r.load_us_per_1k,
+        if engine == "jit" {
+            ", JIT compile and install"
+        } else {
+            ""
+        }
+    )?;
     if json {
         writeln!(
             out,
-            "{{\"engine\":\"{engine}\",\"ns_per_insn\":{},\"invoke_ns\":{},\"helper_ns\":{}}}",
+            "{{\"engine\":\"{engine}\",\"ns_per_insn\":{},\"invoke_ns\":{},\"helper_ns\":{},\"load_us_per_1k\":{}}}",
             json_num(r.ns_per_insn),
             json_num(r.invoke_ns),
-            json_num(r.helper_ns)
+            json_num(r.helper_ns),
+            json_num(r.load_us_per_1k)
         )?;
     }
     Ok(())
