@@ -84,14 +84,27 @@ impl ArrayMap {
         value: *const u8,
         flags: UpdateFlags,
     ) -> Result {
-        check_array_update(flags)?;
-        // SAFETY: caller contract.
-        let dst = unsafe { self.lookup_raw(key) };
-        if dst.is_null() {
-            return Err(Errno::E2BIG);
-        }
-        // SAFETY: `dst` is an element of `value_size` (rounded) bytes; `value` is readable.
-        unsafe { core::ptr::copy(value, dst, self.value_size) };
-        Ok(())
+        // SAFETY: caller contract; a found element has `value_size` (rounded) bytes.
+        unsafe { update_found(self.lookup_raw(key), value, self.value_size, flags) }
     }
+}
+
+/// A program's update of the element an array-like lookup found (`array_map_update_elem`).
+///
+/// # Safety
+/// `elem` is null (index out of range) or an element of at least `size` bytes; `value` points
+/// to `size` readable bytes.
+pub(crate) unsafe fn update_found(
+    elem: *mut u8,
+    value: *const u8,
+    size: usize,
+    flags: UpdateFlags,
+) -> Result {
+    check_array_update(flags)?;
+    if elem.is_null() {
+        return Err(Errno::E2BIG);
+    }
+    // SAFETY: caller contract.
+    unsafe { core::ptr::copy(value, elem, size) };
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! value per CPU. Programs see their CPU's copy; user space reads and writes all copies at once,
 //! each rounded up to 8 bytes (`round_up(value_size, 8) * num_possible_cpus()`).
 
-use super::array::check_array_update;
+use super::array::{check_array_update, update_found};
 use super::storage::{Storage, round8};
 use crate::map::{MapAttr, array_index};
 use crate::uapi::UpdateFlags;
@@ -94,14 +94,7 @@ impl PercpuArrayMap {
         value: *const u8,
         flags: UpdateFlags,
     ) -> Result {
-        check_array_update(flags)?;
-        // SAFETY: caller contract.
-        let dst = unsafe { self.lookup_raw(key) };
-        if dst.is_null() {
-            return Err(Errno::E2BIG);
-        }
-        // SAFETY: `dst` is this CPU's element of `value_size` (rounded) bytes.
-        unsafe { core::ptr::copy(value, dst, self.value_size) };
-        Ok(())
+        // SAFETY: caller contract; a found element is this CPU's, `value_size` (rounded) bytes.
+        unsafe { update_found(self.lookup_raw(key), value, self.value_size, flags) }
     }
 }
