@@ -13,6 +13,7 @@ mod mem;
 mod pass;
 mod regmap;
 mod subprog;
+mod tailcall;
 
 pub use call::{CallxRet, kbpf_jit_callx};
 pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
@@ -23,7 +24,7 @@ use alloc::vec::Vec;
 use kbpf::Errno;
 use kbpf::helpers::func_proto;
 use kbpf::insn::{Call, Insn, Op, decode};
-use kbpf::uapi::ProgType;
+use kbpf::uapi::{ProgType, pseudo};
 use pass::{Prepared, pass};
 
 /// Passes before giving up on convergence (`MAX_PASSES`).
@@ -37,6 +38,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
     ops.try_reserve_exact(insns.len())?;
     let mut protos = Vec::new();
     protos.try_reserve_exact(insns.len())?;
+    let mut maps = Vec::new();
     let mut pc = 0;
     while pc < insns.len() {
         let op = decode(insns, pc).map_err(|_| Errno::EINVAL)?;
@@ -48,8 +50,19 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
                 }
                 Some(p)
             }
-            Op::Call(Call::Kfunc(_)) | Op::TailCall | Op::LdPacket { .. } => {
+            Op::Call(Call::Kfunc(_)) | Op::LdPacket { .. } => {
                 return Err(Errno::ENOTSUPP);
+            }
+            Op::LdImm64 {
+                pseudo: pseudo::MAP_FD,
+                imm,
+                ..
+            } => {
+                if !maps.contains(&imm) {
+                    maps.try_reserve(1)?;
+                    maps.push(imm);
+                }
+                None
             }
             _ => None,
         };
@@ -63,8 +76,9 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
     }
     let subs = subprog::analyze(&ops)?;
     let frame = frame::FrameInfo {
-        may_goto: ops.iter().any(|o| matches!(o, Some(Op::MayGoto { .. }))),
-        local_calls: subs.starts.len() > 1,
+        sub_may_goto: ops
+            .iter()
+            .any(|o| matches!(o, Some(Op::MayGoto { .. } | Op::TailCall))),
     };
     Ok(Prepared {
         ops,
@@ -72,6 +86,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         subs,
         frame,
         prog_type,
+        maps,
     })
 }
 
@@ -81,8 +96,8 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
 ///
 /// Errors: `EINVAL` for what the load path would reject (undecodable instructions, jumps out of
 /// their subprogram, unknown helpers, recursion), `E2BIG` for call chains deeper than
-/// `MAX_CALL_FRAMES`, `ENOTSUPP` for tail calls, kfunc calls and legacy packet loads, `EFAULT`
-/// when the layout does not converge.
+/// `MAX_CALL_FRAMES`, `ENOTSUPP` for kfunc calls and legacy packet loads, `EFAULT` when the
+/// layout does not converge.
 pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), Errno> {
     let p = prepare(insns, prog_type)?;
     let (_, mut layout) = pass(&p, None)?;

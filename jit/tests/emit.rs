@@ -9,22 +9,13 @@ fn run(insns: &[Insn], r1: u64) -> u64 {
     kbpf_shim::host::install();
     let image = kbpf_jit::compile(insns, ProgType::RawBuffer).expect("compile");
     // SAFETY: the test programs touch only their own stack.
-    unsafe { image.func()(r1, 0) }
+    unsafe { image.func()(r1, 0, &mut 0) }
 }
 
 #[test]
 fn rejects_what_it_cannot_compile() {
-    // The load path's internal tail-call opcode is not compiled yet; the raw helper call it
-    // replaces has no function to call.
-    let p = [
-        Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0),
-        mov64_imm(0, 0),
-        exit(),
-    ];
-    assert_eq!(
-        kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap_err(),
-        Errno::ENOTSUPP
-    );
+    // The raw helper call the load path rewrites into the tail-call opcode has no function to
+    // call.
     let p = [tail_call(), mov64_imm(0, 0), exit()];
     assert_eq!(
         kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap_err(),
@@ -77,17 +68,36 @@ fn call_depth_is_limited_to_eight_frames() {
 }
 
 #[test]
-fn main_prologue_leaves_room_for_tail_calls() {
+fn tail_calls_land_on_the_first_body_instruction() {
     let (code, offsets) = kbpf_jit::emit(&[mov64_imm(0, 3), exit()], ProgType::RawBuffer).unwrap();
-    assert_eq!(kbpf_jit::TAIL_CALL_OFFSET, 12);
+    // nop5; push rbp; mov rbp, rsp; sub rsp, 536
     assert_eq!(
-        &code[..12],
+        &code[..16],
         &[
-            0x0f, 0x1f, 0x44, 0, 0, 0x48, 0x31, 0xc0, 0x55, 0x48, 0x89, 0xe5
+            0x0f, 0x1f, 0x44, 0, 0, 0x55, 0x48, 0x89, 0xe5, 0x48, 0x81, 0xec, 0x18, 0x02, 0, 0
         ]
     );
     assert_eq!(offsets.len(), 2);
-    assert!(offsets[0] as usize > 12 && offsets[0] < offsets[1]);
+    assert_eq!(offsets[0] as usize, kbpf_jit::TAIL_CALL_OFFSET);
+    // The prologue has one length whatever the program, so the offset is a constant.
+    let (code2, offsets2) = kbpf_jit::emit(&chain(3), ProgType::RawBuffer).unwrap();
+    assert_eq!(offsets2[0] as usize, kbpf_jit::TAIL_CALL_OFFSET);
+    assert_eq!(code[..offsets[0] as usize], code2[..offsets2[0] as usize]);
+}
+
+#[test]
+fn tail_call_without_maps_falls_through() {
+    // No map is referenced, so R2 can't be a prog_array: the interpreter falls through, and the
+    // JIT emits nothing for the instruction.
+    let p = [
+        mov64_imm(0, 5),
+        Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0),
+        exit(),
+    ];
+    let (with, _) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
+    let (without, _) = kbpf_jit::emit(&[p[0], p[2]], ProgType::RawBuffer).unwrap();
+    assert_eq!(with, without);
+    assert_eq!(run(&p, 0), 5);
 }
 
 /// `if r1 == 0 goto skip; <filler>; r0 = 2; exit; skip: r0 = 1; exit` with `filler` 64-bit
@@ -125,7 +135,10 @@ fn emit_is_what_compile_installs() {
     assert_eq!(image.code(), &code[..]);
     assert_eq!(image.size(), code.len());
     assert_eq!(image.insn_offsets(), &offsets[..]);
-    assert_eq!(image.tail_call_entry(), image.entry() + 12);
+    assert_eq!(
+        image.tail_call_entry(),
+        image.entry() + kbpf_jit::TAIL_CALL_OFFSET
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! the same word.
 
 use crate::host;
+use crate::interp::Fault;
 use crate::sync::percpu::PerCpu;
 use crate::sync::rcu::{RcuDomain, RcuReadGuard};
 use crate::uapi::limits::{MAX_BPF_STACK, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT};
@@ -113,6 +114,33 @@ impl CpuGuard {
         // we hand out a raw pointer, and users dereference it only for the duration of one run,
         // nested runs included, which are strictly bracketed on this thread.
         unsafe { globals().cpus.get_mut(self.cpu) as *mut CpuState }
+    }
+}
+
+impl CpuGuard {
+    /// Starts a program run on this CPU: refuses a run nested in another on the same CPU (the
+    /// kernel's per-CPU recursion guard, `bpf_prog_active`), resets the tail-call counter, and
+    /// hands the run its CPU state until [`CpuGuard::end_run`].
+    #[inline]
+    pub(crate) fn begin_run(&mut self) -> Result<*mut CpuState, Fault> {
+        let state = self.state();
+        // SAFETY: this thread holds the CPU; no run is active on it (checked), so nothing else
+        // references its state.
+        unsafe {
+            if (*state).run_depth != 0 {
+                return Err(Fault::Recursion);
+            }
+            (*state).run_depth = 1;
+            (*state).tail_call_cnt = 0;
+        }
+        Ok(state)
+    }
+
+    /// Ends the run [`CpuGuard::begin_run`] started.
+    #[inline]
+    pub(crate) fn end_run(&mut self, state: *mut CpuState) {
+        // SAFETY: `state` came from `begin_run` on this guard; the run is over.
+        unsafe { (*state).run_depth = 0 };
     }
 }
 

@@ -11,8 +11,12 @@ use crate::uapi::ProgType;
 use alloc::boxed::Box;
 use spin::Once;
 
-/// The machine signature of JIT'd code: R1 and R2 in, R0 out.
-pub type JitEntry = unsafe extern "sysv64" fn(u64, u64) -> u64;
+/// The machine signature of JIT'd code: R1, R2 and the run's tail-call counter in, R0 out.
+///
+/// The counter (`tcc_ptr`, after Linux's v6.12 scheme) is the CPU's
+/// [`CpuState::tail_call_cnt`](crate::cpu::CpuState::tail_call_cnt): every frame and every
+/// tail-called program of the run counts on it, so subprograms share the budget.
+pub type JitEntry = unsafe extern "sysv64" fn(u64, u64, *mut u32) -> u64;
 
 /// Native code owned by a program. Dropping it returns the executable memory to the host; the
 /// program is only dropped once no CPU can be running it (see `Prog`).

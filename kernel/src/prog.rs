@@ -114,20 +114,28 @@ impl Prog {
     }
 
     /// Runs the program with R1 = `r1` and R2 = `r2` on the CPU `guard` holds; returns R0.
+    ///
+    /// Either engine resets the CPU's tail-call counter for the run and refuses a run nested in
+    /// another on the same CPU with [`Fault::Recursion`].
     #[inline]
     pub fn run(&self, guard: &mut CpuGuard, r1: u64, r2: u64) -> core::result::Result<u64, Fault> {
-        match &self.jited {
-            None => crate::interp::run(self, guard, r1, r2),
+        let state = guard.begin_run()?;
+        let result = match &self.jited {
+            // SAFETY: `state` is this run's until `end_run`.
+            None => unsafe { crate::interp::run(self, state, r1, r2) },
             Some(image) => {
                 // SAFETY: the image is sealed native code for this program, compiled from
                 // checked instructions to the `JitEntry` signature; it lives as long as `self`,
-                // and we run on the CPU `guard` holds, inside its read-side section.
+                // and we run on the CPU `guard` holds, inside its read-side section, which keeps
+                // every program a tail call reaches alive.
                 let entry: JitEntry =
                     unsafe { core::mem::transmute::<usize, JitEntry>(image.entry()) };
-                // SAFETY: as above.
-                Ok(unsafe { entry(r1, r2) })
+                // SAFETY: as above; the counter is valid, aligned and this run's alone.
+                Ok(unsafe { entry(r1, r2, core::ptr::addr_of_mut!((*state).tail_call_cnt)) })
             }
-        }
+        };
+        guard.end_run(state);
+        result
     }
 
     /// The maps the program uses.

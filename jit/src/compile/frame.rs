@@ -2,102 +2,120 @@
 //! (Linux `emit_prologue()`, `push_callee_regs()`, `pop_callee_regs()` and the `BPF_EXIT` epilogue
 //! in `arch/x86/net/bpf_jit_comp.c`).
 //!
-//! Main program, from its entry (byte offsets):
+//! Every frame — a program's main frame and each subprogram's — has the same layout below its
+//! rbp, and saves the same callee-saved registers:
 //!
 //! ```text
-//!  0  0f 1f 44 00 00       nop5                 ; patch site (trampolines), as in Linux
-//!  5  48 31 c0             xor rax, rax         ; tail-call count := 0 (skipped by tail calls)
-//!  8  55                   push rbp
-//!  9  48 89 e5             mov rbp, rsp         ; BPF R10
-//! 12  ← TAIL_CALL_OFFSET: a tail call jumps here with rax = count, rbp = the caller's frame
-//! 12  48 81 ec 18 02 00 00 sub rsp, 536        ; 512 BPF stack + may_goto + tail-call slot + pad
-//!     push rbx; push r12; push r13; push r14; push r15
-//!     mov [rbp-528], rax                        ; the tail-call count slot
-//!     [mov qword [rbp-520], BPF_MAX_LOOPS]      ; only when the program uses may_goto
-//!     [mov r12, rbp]                            ; only with BPF-to-BPF calls (unwinding)
-//!     xor rax, rdx, rcx, r8, rbx, r13, r14, r15 ; R0, R3–R9 start at 0 like the interpreter's
+//! [rbp-512, rbp)  the BPF stack (R10 = rbp)
+//! [rbp-520]       the frame's may_goto budget
+//! [rbp-528]       main frame of the run: the tail-call counter pointer (tcc_ptr)
+//! [rbp-536]       padding (keeps rsp 16-byte aligned in the body, so helpers are called directly)
+//! [rbp-576, rbp-536)  saved rbx, r12, r13, r14, r15 (pushed in that order)
 //! ```
 //!
-//! Frame below rbp: `[rbp-512, rbp)` BPF stack, `[rbp-520]` may_goto budget, `[rbp-528]` tail-call
-//! count (the pre-6.12 Linux "value in the frame" scheme; a per-CPU counter may replace it),
-//! `[rbp-536]` padding, then the five callee-saved pushes; rsp stays 16-byte aligned in the
-//! body, so helpers are called directly.
+//! Main prologue, from the entry (`JitEntry(r1, r2, tcc_ptr)`: rdx holds `tcc_ptr`):
 //!
-//! Subprogram: `push rbp; mov rbp, rsp; sub rsp, 528; push rbx, r13, r14, r15` (`[rbp-520]` its own
-//! may_goto budget), epilogue `pop r15, r14, r13, rbx; leave; ret`. Each BPF frame thus has its
-//! own 512 bytes, as in the interpreter.
+//! ```text
+//! nop5                               ; patch site (trampolines), as in Linux
+//! push rbp; mov rbp, rsp
+//! sub rsp, 536
+//! push rbx; push r12; push r13; push r14; push r15
+//! mov r12, rbp                       ; the run's bottom frame: tcc_ptr and unwind target
+//! mov [rbp-528], rdx                 ; tcc_ptr
+//! mov qword [rbp-520], BPF_MAX_LOOPS ; may_goto budget
+//! xor R0, R3–R9                      ; start at 0 like the interpreter's registers
+//! ← TAIL_CALL_OFFSET: a tail call jumps here
+//! ```
 //!
-//! Main epilogue: with BPF-to-BPF calls it first reloads rbp from r12 and rsp from rbp, so it is
-//! also the unwind target of an `unwind_on_zero` helper or a failed `callx` at any depth.
+//! Because every frame has one layout, a tail call does not rebuild the frame as Linux does (pop
+//! the callee-saved registers, release the stack, let the target push its own): it jumps past
+//! the target's whole prologue with rsp, rbp, the BPF stack, the may_goto budget and all BPF
+//! registers untouched — exactly the interpreter's tail call, which swaps the program and keeps
+//! registers and stack. A tail call made in a subprogram frame thus leaves that frame in place,
+//! and the target's `exit` (the common epilogue) returns to the subprogram's caller. r12 holds
+//! the run's bottom frame in every frame (a subprogram saves and restores it unchanged), so the
+//! counter is `[r12-528]` everywhere, shared by every frame and every tail-called program.
+//!
+//! Subprogram prologue: `push rbp; mov rbp, rsp; sub rsp, 536; push rbx, r12, r13, r14, r15`
+//! and the may_goto budget (each BPF frame has its own, as in the interpreter).
+//!
+//! Epilogue (main and subprograms alike): pop the five registers, `leave; ret`. The main
+//! epilogue is followed by the unwind entry: `mov rbp, r12; lea rsp, [rbp-576]` and a copy of
+//! the epilogue, so an
+//! `unwind_on_zero` helper or a failed `callx` at any depth — including inside a program
+//! tail-called from a subprogram — ends the whole run with R0 = 0, as the interpreter does.
 
 use super::regmap::{MAIN_FP, bpf_reg};
 use crate::x86::{AluKind, Asm, Mem, Reg, Rm, Width};
 
-/// Bytes of the main prologue a tail call skips (`X86_TAIL_CALL_OFFSET` without ENDBR).
-pub const TAIL_CALL_OFFSET: usize = 12;
+/// Bytes of the main prologue a tail call skips: the whole prologue (the offset of the first
+/// body instruction). Linux's `X86_TAIL_CALL_OFFSET` skips less because its tail calls rebuild
+/// the frame; see the module docs.
+pub const TAIL_CALL_OFFSET: usize = 66;
 /// The BPF stack per frame (`MAX_BPF_STACK`).
 pub const STACK: i32 = 512;
 /// rbp-relative offset of a frame's may_goto budget.
 pub const MAY_GOTO_SLOT: i32 = -(STACK + 8);
-/// rbp-relative offset of the main frame's tail-call count.
+/// rbp-relative offset of the run's tail-call counter pointer in the bottom frame (`[r12-528]`).
 pub const TAIL_CALL_CNT_SLOT: i32 = -(STACK + 16);
-/// `sub rsp` of the main frame (stack, may_goto, tail-call count, alignment pad).
-const MAIN_LOCALS: i32 = STACK + 24;
-/// `sub rsp` of a subprogram frame (stack, may_goto, alignment pad).
-const SUB_LOCALS: i32 = STACK + 16;
-/// Callee-saved registers the main frame pushes, in push order.
-const MAIN_SAVED: [Reg; 5] = [Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15];
-/// Callee-saved registers a subprogram frame pushes (R6–R9), in push order.
-const SUB_SAVED: [Reg; 4] = [Reg::Rbx, Reg::R13, Reg::R14, Reg::R15];
+/// `sub rsp` of every frame (stack, may_goto, tcc_ptr, alignment pad).
+const LOCALS: i32 = STACK + 24;
+/// Callee-saved registers every frame pushes, in push order.
+const SAVED: [Reg; 5] = [Reg::Rbx, Reg::R12, Reg::R13, Reg::R14, Reg::R15];
 /// `may_goto`'s per-frame loop budget (`BPF_MAX_LOOPS`).
 pub const MAY_GOTO_BUDGET: i32 = 8 * 1024 * 1024;
 
 /// What a prologue needs to know about the program.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameInfo {
-    /// Some instruction is `may_goto`.
-    pub may_goto: bool,
-    /// The program has BPF-to-BPF calls (so unwinding needs r12).
-    pub local_calls: bool,
+    /// The subprograms need a may_goto budget: some instruction is `may_goto`, or a tail call
+    /// may run a program that uses it in the subprogram's frame.
+    pub sub_may_goto: bool,
 }
 
-/// The main program's prologue.
-pub fn main_prologue(a: &mut Asm, f: FrameInfo) {
-    let start = a.len();
-    a.nop5();
-    a.alu_rr(AluKind::Xor, Width::Q, Reg::Rax, Reg::Rax);
+fn push_frame(a: &mut Asm) {
     a.push(Reg::Rbp);
     a.mov_rr(Width::Q, Reg::Rbp, Reg::Rsp);
-    debug_assert_eq!(a.len() - start, TAIL_CALL_OFFSET);
-    a.alu_ri(AluKind::Sub, Width::Q, Rm::Reg(Reg::Rsp), MAIN_LOCALS);
-    for r in MAIN_SAVED {
+    a.alu_ri(AluKind::Sub, Width::Q, Rm::Reg(Reg::Rsp), LOCALS);
+    for r in SAVED {
         a.push(r);
     }
-    a.store(Width::Q, Mem::base(Reg::Rbp, TAIL_CALL_CNT_SLOT), Reg::Rax);
-    if f.may_goto {
-        a.store_imm(
-            Width::Q,
-            Rm::Mem(Mem::base(Reg::Rbp, MAY_GOTO_SLOT)),
-            MAY_GOTO_BUDGET,
-        );
-    }
-    if f.local_calls {
-        a.mov_rr(Width::Q, MAIN_FP, Reg::Rbp);
-    }
+}
+
+fn init_may_goto(a: &mut Asm) {
+    a.store_imm(
+        Width::Q,
+        Rm::Mem(Mem::base(Reg::Rbp, MAY_GOTO_SLOT)),
+        MAY_GOTO_BUDGET,
+    );
+}
+
+/// The main program's prologue; exactly [`TAIL_CALL_OFFSET`] bytes.
+pub fn main_prologue(a: &mut Asm) {
+    let start = a.len();
+    a.nop5();
+    push_frame(a);
+    a.mov_rr(Width::Q, MAIN_FP, Reg::Rbp);
+    a.store(Width::Q, Mem::base(Reg::Rbp, TAIL_CALL_CNT_SLOT), Reg::Rdx);
+    init_may_goto(a);
     for r in [0u8, 3, 4, 5, 6, 7, 8, 9] {
         let x = bpf_reg(r);
         a.alu_rr(AluKind::Xor, Width::W, x, x);
     }
+    debug_assert_eq!(a.len() - start, TAIL_CALL_OFFSET);
 }
 
-/// The main program's epilogue (also the unwind target).
-pub fn main_epilogue(a: &mut Asm, f: FrameInfo) {
-    if f.local_calls {
-        a.mov_rr(Width::Q, Reg::Rbp, MAIN_FP);
-        let pushed = (MAIN_SAVED.len() * 8) as i32;
-        a.lea(Reg::Rsp, Mem::base(Reg::Rbp, -(MAIN_LOCALS + pushed)));
-    }
-    for r in MAIN_SAVED.iter().rev() {
+/// The unwind entry: back to the run's bottom frame, then its epilogue.
+pub fn unwind(a: &mut Asm) {
+    let pushed = (SAVED.len() * 8) as i32;
+    a.mov_rr(Width::Q, Reg::Rbp, MAIN_FP);
+    a.lea(Reg::Rsp, Mem::base(Reg::Rbp, -(LOCALS + pushed)));
+    epilogue(a);
+}
+
+/// The epilogue of every frame: restore the callee-saved registers, `leave; ret`.
+pub fn epilogue(a: &mut Asm) {
+    for r in SAVED.iter().rev() {
         a.pop(*r);
     }
     a.leave();
@@ -106,26 +124,20 @@ pub fn main_epilogue(a: &mut Asm, f: FrameInfo) {
 
 /// A subprogram's prologue.
 pub fn sub_prologue(a: &mut Asm, f: FrameInfo) {
-    a.push(Reg::Rbp);
-    a.mov_rr(Width::Q, Reg::Rbp, Reg::Rsp);
-    a.alu_ri(AluKind::Sub, Width::Q, Rm::Reg(Reg::Rsp), SUB_LOCALS);
-    for r in SUB_SAVED {
-        a.push(r);
-    }
-    if f.may_goto {
-        a.store_imm(
-            Width::Q,
-            Rm::Mem(Mem::base(Reg::Rbp, MAY_GOTO_SLOT)),
-            MAY_GOTO_BUDGET,
-        );
+    push_frame(a);
+    if f.sub_may_goto {
+        init_may_goto(a);
     }
 }
 
-/// A subprogram's epilogue.
-pub fn sub_epilogue(a: &mut Asm) {
-    for r in SUB_SAVED.iter().rev() {
-        a.pop(*r);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prologue_length_is_the_tail_call_offset() {
+        let mut a = Asm::new();
+        main_prologue(&mut a);
+        assert_eq!(a.len(), TAIL_CALL_OFFSET);
     }
-    a.leave();
-    a.ret();
 }

@@ -6,8 +6,9 @@ use alloc::vec::Vec;
 use kbpf::Errno;
 use kbpf::host::{self, ExecRegion};
 
-/// The machine signature of a compiled program: R1 and R2 in, R0 out.
-pub type JitFunc = unsafe extern "sysv64" fn(u64, u64) -> u64;
+/// The machine signature of a compiled program: R1, R2 and the run's tail-call counter in, R0
+/// out (the same as `kbpf::jit::JitEntry`).
+pub type JitFunc = unsafe extern "sysv64" fn(u64, u64, *mut u32) -> u64;
 
 /// A compiled program, owning its executable memory (freed on drop).
 #[derive(Debug)]
@@ -78,7 +79,10 @@ impl JitImage {
     ///
     /// # Safety
     /// Calling it runs the program: its memory accesses and helper arguments must be valid (the
-    /// verifier's or the trusted loader's promise), and the image must outlive the call.
+    /// verifier's or the trusted loader's promise), and the image must outlive the call. The
+    /// third argument must point to a `u32` tail-call counter (the caller sets it, normally to
+    /// 0) that stays valid and unshared for the call, and every program the run can tail-call
+    /// into must stay alive for it.
     pub unsafe fn func(&self) -> JitFunc {
         // SAFETY: `entry()` is the start of sealed code whose main prologue follows the SysV
         // ABI with this signature.

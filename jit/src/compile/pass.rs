@@ -12,6 +12,7 @@ use super::frame::{self, FrameInfo, MAY_GOTO_SLOT};
 use super::mem::{emit_atomic, emit_ldx, emit_st, emit_stx};
 use super::regmap::{AUX, bpf_reg};
 use super::subprog::Subprogs;
+use super::tailcall::emit_tail_call;
 use crate::x86::{AluKind, Asm, Cc, Mem, Reg, Rm, Width};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -29,9 +30,10 @@ pub struct Layout {
     pub end: Vec<u32>,
     /// Where each subprogram's prologue starts (a call target).
     pub entry: Vec<u32>,
-    /// Where each subprogram's epilogue starts (index 0: the main epilogue, also the unwind
-    /// target).
+    /// Where each subprogram's epilogue starts (index 0: the main epilogue).
     pub epilogue: Vec<u32>,
+    /// The unwind entry (just after the main epilogue): ends the run from any frame.
+    pub unwind: u32,
     /// Total image size.
     pub total: u32,
 }
@@ -48,6 +50,8 @@ pub struct Prepared {
     pub frame: FrameInfo,
     /// The program type (for `callx`).
     pub prog_type: ProgType,
+    /// Addresses of the maps the program references (`ld_imm64` map handles), for tail calls.
+    pub maps: Vec<u64>,
 }
 
 /// Where a branch goes.
@@ -55,6 +59,7 @@ pub struct Prepared {
 enum Label {
     Insn(usize),
     Epilogue(usize),
+    Unwind,
 }
 
 /// What ends an instruction's code: nothing, a jump, or a call of a subprogram.
@@ -80,12 +85,13 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
         end: vec![0; n],
         entry: vec![0; nsub],
         epilogue: vec![0; nsub],
+        unwind: 0,
         total: 0,
     };
     for k in 0..nsub {
         l.entry[k] = a.len() as u32;
         if k == 0 {
-            frame::main_prologue(&mut a, p.frame);
+            frame::main_prologue(&mut a);
         } else {
             frame::sub_prologue(&mut a, p.frame);
         }
@@ -99,10 +105,10 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
             l.end[pc] = a.len() as u32;
         }
         l.epilogue[k] = a.len() as u32;
+        frame::epilogue(&mut a);
         if k == 0 {
-            frame::main_epilogue(&mut a, p.frame);
-        } else {
-            frame::sub_epilogue(&mut a);
+            l.unwind = a.len() as u32;
+            frame::unwind(&mut a);
         }
     }
     l.total = a.len() as u32;
@@ -126,6 +132,7 @@ fn emit_tail(a: &mut Asm, tail: Tail, pc: usize, prev: Option<&Layout>) {
             let d = match label {
                 Label::Insn(t) => disp(&|l| l.start[t]),
                 Label::Epilogue(k) => disp(&|l| l.epilogue[k]),
+                Label::Unwind => disp(&|l| l.unwind),
             };
             match (cc, d) {
                 (None, Some(d)) if is_imm8_jmp(d) => a.jmp_rel8(d as i8),
@@ -211,7 +218,7 @@ fn emit_insn(
         Op::Call(Call::Helper(_)) => {
             let proto = p.protos[pc].ok_or(Errno::EINVAL)?;
             match emit_helper(a, proto) {
-                Some(cc) => Tail::Jump(Some(cc), Label::Epilogue(0)),
+                Some(cc) => Tail::Jump(Some(cc), Label::Unwind),
                 None if proto.func.is_none() => return Err(Errno::EINVAL),
                 None => Tail::None,
             }
@@ -220,10 +227,12 @@ fn emit_insn(
             let t = target(pc, imm as i64);
             Tail::Call(p.subs.index_of_start(t).ok_or(Errno::EINVAL)?)
         }
-        Op::Call(Call::Reg(r)) => {
-            Tail::Jump(Some(emit_callx(a, r, p.prog_type)), Label::Epilogue(0))
+        Op::Call(Call::Reg(r)) => Tail::Jump(Some(emit_callx(a, r, p.prog_type)), Label::Unwind),
+        Op::TailCall => {
+            emit_tail_call(a, &p.maps);
+            Tail::None
         }
-        Op::Call(Call::Kfunc(_)) | Op::TailCall | Op::LdPacket { .. } => {
+        Op::Call(Call::Kfunc(_)) | Op::LdPacket { .. } => {
             return Err(Errno::ENOTSUPP);
         }
         Op::Exit => {

@@ -8,7 +8,7 @@
 //! | R10 | rbp | the read-only frame pointer: each frame's `push rbp; mov rbp, rsp` sets it |
 //! | AX (scratch) | r10 | second JIT temporary (atomics keep R0 here while `cmpxchg` needs rax) |
 //! | AUX | r11 | first JIT temporary (divisors, shift-count saves, `cmpxchg` loop values) |
-//! | — | r12 | main frame's rbp, for unwinding out of nested BPF-to-BPF frames |
+//! | — | r12 | the run's bottom frame (its rbp): the tail-call counter pointer's slot and the unwind target, in every frame |
 //! | — | r9 | sixth SysV argument: the helper id of a `callx` |
 //!
 //! r12 is kept off the BPF registers because as a base it always needs a SIB byte.
@@ -44,5 +44,5 @@ pub const fn bpf_reg(r: u8) -> Reg {
 pub const AX: Reg = Reg::R10;
 /// The JIT-internal temporary (`AUX_REG`).
 pub const AUX: Reg = Reg::R11;
-/// Holds the main frame's rbp while a program with BPF-to-BPF calls runs.
+/// Holds the run's bottom frame (the entry program's rbp) in every frame of the run.
 pub const MAIN_FP: Reg = Reg::R12;

@@ -80,6 +80,11 @@ impl Asm {
         self.op_modrm(false, w, &[(op as u8) << 3 | 1], R(src), Rm::Reg(dst));
     }
 
+    /// `op [mem], src` for the ALU group (e.g. `cmp dword [rsi], r11d`).
+    pub fn alu_mr(&mut self, op: AluKind, w: Width, mem: Mem, src: Reg) {
+        self.op_modrm(false, w, &[(op as u8) << 3 | 1], R(src), Rm::Mem(mem));
+    }
+
     /// `op r/m, imm` for the ALU group, choosing the sign-extended imm8 form when it fits.
     pub fn alu_ri(&mut self, op: AluKind, w: Width, dst: Rm, imm: i32) {
         if is_imm8(imm as i64) {
@@ -269,6 +274,11 @@ impl Asm {
     /// `call r64`.
     pub fn call_r(&mut self, r: Reg) {
         self.op_modrm(false, Width::W, &[0xff], Ext(2), Rm::Reg(r));
+    }
+
+    /// `jmp r64` (indirect).
+    pub fn jmp_r(&mut self, r: Reg) {
+        self.op_modrm(false, Width::W, &[0xff], Ext(4), Rm::Reg(r));
     }
 
     /// `call rel32` (relative to the end of the instruction).

@@ -10,7 +10,9 @@
 //! that issue lands, `prog_load` is the kernel's trusted path, like `lib/test_bpf.c`.
 
 use super::{IOp, InterpImage, K};
-use crate::cpu::{CpuGuard, CpuState, INTERP_STACK_BYTES, MAX_RUN_FRAMES};
+#[cfg(doc)]
+use crate::cpu::CpuGuard;
+use crate::cpu::{CpuState, INTERP_STACK_BYTES, MAX_RUN_FRAMES};
 use crate::helpers::{HelperProto, func_proto};
 use crate::map::Map;
 use crate::prog::Prog;
@@ -47,28 +49,21 @@ struct Frame {
     seg_base: usize,
 }
 
-/// Runs `prog` with R1 = `r1`, R2 = `r2` on the CPU `guard` holds; returns R0.
+/// Runs `prog` with R1 = `r1`, R2 = `r2` in the run `state` belongs to; returns R0. The run's
+/// stack is the CPU's interpreter stack.
 ///
-/// The CPU's tail-call counter is reset for the run; its interpreter stack is the run's stack.
-/// A second run on the same CPU while one is active is refused with [`Fault::Recursion`].
-pub(crate) fn run(prog: &Prog, guard: &mut CpuGuard, r1: u64, r2: u64) -> Result<u64, Fault> {
-    let state = guard.state();
-    // SAFETY: `state` is this CPU's state, held by this thread for the guard's life; runs on
-    // one CPU nest strictly, so no other live reference to it exists during this access.
-    unsafe {
-        if (*state).run_depth != 0 {
-            return Err(Fault::Recursion);
-        }
-        (*state).run_depth = 1;
-        (*state).tail_call_cnt = 0;
-    }
-    // SAFETY: this run owns the per-CPU stack until it returns (`run_depth` guards it).
+/// # Safety
+/// `state` is this CPU's state, exclusively this run's (see [`CpuGuard::begin_run`]).
+pub(crate) unsafe fn run(
+    prog: &Prog,
+    state: *mut CpuState,
+    r1: u64,
+    r2: u64,
+) -> Result<u64, Fault> {
+    // SAFETY: the run owns the per-CPU stack until it returns (caller contract).
     let stack = unsafe { core::ptr::addr_of_mut!((*state).stack) } as *mut u8;
     // SAFETY: `stack` has INTERP_STACK_BYTES bytes; `state` as above.
-    let result = unsafe { exec(prog, state, stack, r1, r2) };
-    // SAFETY: as above.
-    unsafe { (*state).run_depth = 0 };
-    result
+    unsafe { exec(prog, state, stack, r1, r2) }
 }
 
 #[inline(always)]
