@@ -3,9 +3,9 @@
 //! It is what a unikernel or kernel-style host does to embed kbpf: provide an allocator, a
 //! panic handler and a [`Host`] (one CPU, time, randomness, executable memory from `mmap` /
 //! `mprotect`, never writable and executable at once), register it and the x86-64 JIT, then use
-//! the syscall facade. It loads a three-program tail-call chain (entry → slot 1 → slot 2, which
-//! returns 42) and a JIT-compiled arithmetic program, and exits with the chain's result as its
-//! status: 42 on success, 1 if anything is off.
+//! the syscall facade. It loads a JIT-compiled arithmetic program and a three-program JIT'd
+//! tail-call chain (entry → slot 1 → slot 2, which returns 42), and exits with the chain's result
+//! as its status: 42 on success, 1 if anything is off.
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -323,6 +323,12 @@ fn run() -> kbpf::Result<u64> {
     let last = load(&tail_calling(map, 3, 42))?;
     syscall::map_update_elem(map, &1u32.to_ne_bytes(), &middle.to_ne_bytes(), 0)?;
     syscall::map_update_elem(map, &2u32.to_ne_bytes(), &last.to_ne_bytes(), 0)?;
+    // The chain runs as native code: JIT'd tail calls jump from image to image.
+    for fd in [entry, middle, last] {
+        if !syscall::prog_get(fd)?.jited() {
+            return Err(Errno::EPROTO);
+        }
+    }
     Ok(syscall::prog_test_run(
         entry,
         &mut TestRun {
