@@ -27,10 +27,12 @@ pub mod link;
 pub mod load;
 pub mod map;
 pub mod maps;
+pub mod mprog;
 pub mod patch;
 pub mod prog;
 pub mod sync;
 pub mod syscall;
+pub mod tcx;
 pub mod uapi;
 
 pub use errno::{Errno, Result};

@@ -113,6 +113,12 @@ pub fn close(fd: Fd) -> Result {
     Ok(())
 }
 
+/// The first object behind a handle for which `pred` holds (for id lookups such as
+/// `bpf_prog_by_id`, which here search the handle table).
+pub fn find_object(pred: &dyn Fn(&Object) -> bool) -> Option<Object> {
+    FDS.lock().values().find(|o| pred(o)).cloned()
+}
+
 /// Gives `obj` a new handle (for objects created outside this module, e.g. by attach code).
 pub fn install_object(obj: Object) -> Result<Fd> {
     install(obj)

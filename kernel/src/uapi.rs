@@ -340,6 +340,43 @@ bitflags! {
     }
 }
 
+bitflags! {
+    /// Attach flags of the multi-program API (`bpf_mprog`, used by tcx), for
+    /// `BPF_PROG_ATTACH`/`BPF_PROG_DETACH` `attach_flags` and tcx `BPF_LINK_CREATE` `flags`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct MprogFlags: u32 {
+        /// Replace the program given by `replace_bpf_fd` in place (`BPF_F_REPLACE`).
+        const REPLACE = 1 << 2;
+        /// Right before the relative object, or first (`BPF_F_BEFORE`).
+        const BEFORE = 1 << 3;
+        /// Right after the relative object, or last (`BPF_F_AFTER`).
+        const AFTER = 1 << 4;
+        /// The relative object is given by id, not fd (`BPF_F_ID`).
+        const ID = 1 << 5;
+        /// The relative object is a link (`BPF_F_LINK`, same value as for link_create).
+        const LINK = 1 << 13;
+        /// kbpf extension, the seed's (v2 patch) `BPF_F_FIRST`: pinned at the head for the
+        /// bundle's life. v2 had it at 1 << 5, which the final uapi gave to `BPF_F_ID`; kbpf
+        /// puts it on a bit no final attach flag uses.
+        const FIRST = 1 << 30;
+        /// kbpf extension, the seed's `BPF_F_LAST`: pinned at the tail (v2: 1 << 6, which the
+        /// final uapi uses for cgroup's `BPF_F_PREORDER`).
+        const LAST = 1 << 31;
+    }
+}
+
+/// tcx verdicts (`enum tcx_action_base` in `include/uapi/linux/bpf.h`).
+pub mod tcx_action {
+    /// Continue with the next program (`TCX_NEXT`).
+    pub const NEXT: i32 = -1;
+    /// Accept the packet (`TCX_PASS`).
+    pub const PASS: i32 = 0;
+    /// Drop the packet (`TCX_DROP`).
+    pub const DROP: i32 = 2;
+    /// The program redirected the packet (`TCX_REDIRECT`).
+    pub const REDIRECT: i32 = 7;
+}
+
 /// Helper function ids (`enum bpf_func_id`), the ones kbpf implements or judges.
 pub mod func {
     #![allow(missing_docs)]

@@ -10,3 +10,4 @@ pub mod demo;
 pub mod dump;
 pub mod host;
 pub mod progs;
+pub mod tcx_script;

@@ -19,6 +19,8 @@ commands:
                                          --jit in OPTS selects the JIT)
   prog dump xlated|jited FILE            load a .data file's program and print the rewritten
                                          instructions or the JIT image
+  tcx script [-e] [--egress] [--first-last]
+                                         run an mprog-oracle script (stdin) against tcx
   bench tailcall [--engine interp|jit] [--key const|reg] [--json]
   bench isa [--engine interp|jit] [--json]
   bench patch [--json]
@@ -121,6 +123,7 @@ fn main() -> ExitCode {
         }
         "bench" => run_bench(&args[1..], out),
         "prog" => run_prog(&args[1..], out),
+        "tcx" => kbpf_shim::tcx_script::run(&args[1..], &mut std::io::stdin(), out),
         "help" | "--help" | "-h" => {
             let _ = write!(out, "{USAGE}");
             ExitCode::SUCCESS
