@@ -4,6 +4,7 @@
 
 pub mod isa;
 pub mod tailcall;
+pub mod tcx;
 
 use kbpf::syscall::{self, Fd, TestRun};
 

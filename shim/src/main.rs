@@ -24,6 +24,7 @@ commands:
   bench tailcall [--engine interp|jit] [--key const|reg] [--json]
   bench isa [--engine interp|jit] [--json]
   bench patch [--json]
+  bench tcx [--engine interp|jit] [--json]
 ";
 
 fn usage_error(msg: &str) -> ExitCode {
@@ -176,6 +177,11 @@ fn run_bench(args: &[String], out: &mut dyn Write) -> ExitCode {
                 bench::isa::print(&r, o.engine.name(), o.json, out).map_err(|e| e.to_string())
             }),
         "patch" => kbpf_shim::bench_patch::run(o.json, out).map_err(|e| e.to_string()),
+        "tcx" => bench::tcx::measure(1_000_000, 20_000)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|r| {
+                bench::tcx::print(&r, o.engine.name(), o.json, out).map_err(|e| e.to_string())
+            }),
         other => return usage_error(&format!("unknown benchmark {other}")),
     };
     match result {

@@ -1,0 +1,184 @@
+//! `kbpf bench tcx`: the cost of the tcx walk per attached program (1, 2, 8, 32, 63 trivial
+//! programs returning `TCX_NEXT`), the program's own run cost for comparison, and attach/detach
+//! cost with 0 and 62 programs already attached, the grace period measured on its own.
+
+use super::{json_num, slope};
+use kbpf::cpu::{CpuGuard, synchronize_rcu};
+use kbpf::insn::{exit, mov64_imm};
+use kbpf::syscall::{self, Fd};
+use kbpf::tcx::{self, AttachAttr, Direction};
+use kbpf::uapi::{AttachType, ProgType};
+use kbpf::{ProgLoadAttr, Result};
+use std::io::Write;
+use std::time::Instant;
+
+/// Program counts measured.
+pub const COUNTS: [usize; 5] = [1, 2, 8, 32, 63];
+
+/// Results of one run.
+#[derive(Clone, Debug)]
+pub struct TcxReport {
+    /// `(programs attached, ns per tcx run)`.
+    pub ns_per_run: Vec<(usize, f64)>,
+    /// Least-squares slope: ns per attached program.
+    pub ns_per_prog: f64,
+    /// One trivial program run on its own.
+    pub prog_run_ns: f64,
+    /// `(programs already attached, ns)` for one attach, grace period excluded.
+    pub attach_ns: Vec<(usize, f64)>,
+    /// `(programs attached before, ns)` for one detach, grace period excluded.
+    pub detach_ns: Vec<(usize, f64)>,
+    /// One `synchronize_rcu` with no readers.
+    pub grace_period_ns: f64,
+}
+
+fn next_prog() -> Result<Fd> {
+    let insns = [mov64_imm(0, kbpf::uapi::tcx_action::NEXT), exit()];
+    syscall::prog_load(&ProgLoadAttr::new(ProgType::SchedCls, &insns))
+}
+
+fn attach(ifindex: u32, fd: Fd) -> Result {
+    let mut a = AttachAttr::new(ifindex, AttachType::TcxIngress);
+    a.attach_bpf_fd = fd;
+    tcx::prog_attach(&a)
+}
+
+fn detach(ifindex: u32, fd: Fd) -> Result {
+    let mut a = AttachAttr::new(ifindex, AttachType::TcxIngress);
+    a.attach_bpf_fd = fd;
+    tcx::prog_detach(&a)
+}
+
+/// Best mean ns of `f` over `trials` batches of `n` calls.
+fn best_of(trials: u32, n: u32, mut f: impl FnMut()) -> f64 {
+    (0..trials)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / n as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Measures on devices `base_ifindex..`; `repeat` walks per trial.
+pub fn measure(base_ifindex: u32, repeat: u32) -> Result<TcxReport> {
+    let progs: Vec<Fd> = (0..64).map(|_| next_prog()).collect::<Result<_>>()?;
+    let grace_period_ns = best_of(5, 20, synchronize_rcu);
+
+    let single = syscall::prog_get(progs[0])?;
+    let prog_run_ns = {
+        let mut g = CpuGuard::enter();
+        best_of(5, repeat, || {
+            std::hint::black_box(single.run(&mut g, 0, 0).ok());
+        })
+    };
+
+    let mut ns_per_run = Vec::new();
+    for (k, &n) in COUNTS.iter().enumerate() {
+        let ifindex = base_ifindex + k as u32;
+        tcx::dev_create(ifindex)?;
+        for &fd in &progs[..n] {
+            attach(ifindex, fd)?;
+        }
+        let dev = tcx::dev_get(ifindex)?;
+        let mut g = CpuGuard::enter();
+        let ns = best_of(5, repeat, || {
+            std::hint::black_box(tcx::run(&dev, Direction::Ingress, &mut g, 0, 0));
+        });
+        drop(g);
+        ns_per_run.push((n, ns));
+        tcx::dev_remove(ifindex)?;
+    }
+
+    let mut attach_ns = Vec::new();
+    let mut detach_ns = Vec::new();
+    for (k, before) in [0usize, 62].into_iter().enumerate() {
+        let ifindex = base_ifindex + 100 + k as u32;
+        tcx::dev_create(ifindex)?;
+        for &fd in &progs[..before] {
+            attach(ifindex, fd)?;
+        }
+        let last = progs[63];
+        let (mut a, mut d) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..10 {
+            let t = Instant::now();
+            attach(ifindex, last)?;
+            a = a.min(t.elapsed().as_nanos() as f64);
+            let t = Instant::now();
+            detach(ifindex, last)?;
+            d = d.min(t.elapsed().as_nanos() as f64);
+        }
+        attach_ns.push((before, (a - grace_period_ns).max(0.0)));
+        detach_ns.push((before + 1, (d - grace_period_ns).max(0.0)));
+        tcx::dev_remove(ifindex)?;
+    }
+    for fd in progs {
+        let _ = syscall::close(fd);
+    }
+    let xs: Vec<f64> = ns_per_run.iter().map(|&(n, _)| n as f64).collect();
+    let ys: Vec<f64> = ns_per_run.iter().map(|&(_, ns)| ns).collect();
+    Ok(TcxReport {
+        ns_per_prog: slope(&xs, &ys),
+        ns_per_run,
+        prog_run_ns,
+        attach_ns,
+        detach_ns,
+        grace_period_ns,
+    })
+}
+
+fn json_map(v: &[(usize, f64)]) -> String {
+    let items: Vec<String> = v
+        .iter()
+        .map(|(k, ns)| format!("\"{k}\":{}", json_num(*ns)))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// Prints the report; with `json`, the last line is one JSON object.
+pub fn print(r: &TcxReport, engine: &str, json: bool, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "tcx ingress walk, engine {engine}, programs returning TCX_NEXT"
+    )?;
+    for (n, ns) in &r.ns_per_run {
+        writeln!(out, "  {n:>2} programs: {ns:8.2} ns per walk")?;
+    }
+    writeln!(
+        out,
+        "  slope: {:.2} ns per program; one program alone: {:.2} ns",
+        r.ns_per_prog, r.prog_run_ns
+    )?;
+    writeln!(
+        out,
+        "  walk overhead per program: {:.2} ns",
+        r.ns_per_prog - r.prog_run_ns
+    )?;
+    for ((before, a), (_, d)) in r.attach_ns.iter().zip(&r.detach_ns) {
+        writeln!(
+            out,
+            "  with {before:>2} attached: attach {a:.0} ns, detach {d:.0} ns (grace period excluded)"
+        )?;
+    }
+    writeln!(
+        out,
+        "  grace period (synchronize_rcu, no readers): {:.0} ns",
+        r.grace_period_ns
+    )?;
+    if json {
+        writeln!(
+            out,
+            "{{\"engine\":\"{engine}\",\"ns_per_prog\":{},\"prog_run_ns\":{},\"walk_ns_per_prog\":{},\"ns_per_run\":{},\"attach_ns\":{},\"detach_ns\":{},\"grace_period_ns\":{}}}",
+            json_num(r.ns_per_prog),
+            json_num(r.prog_run_ns),
+            json_num(r.ns_per_prog - r.prog_run_ns),
+            json_map(&r.ns_per_run),
+            json_map(&r.attach_ns),
+            json_map(&r.detach_ns),
+            json_num(r.grace_period_ns)
+        )?;
+    }
+    Ok(())
+}
