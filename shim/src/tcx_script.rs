@@ -39,7 +39,9 @@ struct Script {
     attach_type: AttachType,
     progs: Vec<Fd>,
     prog_ids: Vec<u32>,
-    links: Vec<Fd>,
+    /// Link handles by script number (1-based); `None` once closed (by `linkclose` or `reset`):
+    /// like the oracle, numbers are never reused and a closed link can't be named again.
+    links: Vec<Option<Fd>>,
     link_ids: Vec<u32>,
 }
 
@@ -85,6 +87,7 @@ impl Script {
         self.links
             .get((n as usize).wrapping_sub(1))
             .copied()
+            .flatten()
             .ok_or(Malformed)
     }
 
@@ -105,12 +108,12 @@ impl Script {
         );
         let i = n as usize - 1;
         let v = match (link, id) {
-            (true, true) => self.link_ids.get(i),
-            (true, false) => self.links.get(i),
-            (false, true) => self.prog_ids.get(i),
-            (false, false) => self.progs.get(i),
+            (true, true) => self.link_ids.get(i).copied(),
+            (true, false) => self.links.get(i).copied().flatten(),
+            (false, true) => self.prog_ids.get(i).copied(),
+            (false, false) => self.progs.get(i).copied(),
         };
-        v.copied().ok_or(Malformed)
+        v.ok_or(Malformed)
     }
 
     fn load(&mut self, n: u64, kind: Option<&str>) -> Outcome {
@@ -185,10 +188,9 @@ impl Script {
 
     /// `reset`: close all links, detach all programs.
     fn reset(&mut self) -> Outcome {
-        for fd in self.links.drain(..) {
+        for fd in self.links.iter_mut().filter_map(Option::take) {
             let _ = syscall::close(fd);
         }
-        self.link_ids.clear();
         loop {
             let mut a = AttachAttr::new(self.ifindex, self.attach_type);
             // BEFORE without a relative takes the head; AFTER would hit the full-bundle ERANGE.
@@ -230,7 +232,7 @@ impl Script {
                 })
                 .map_err(Ok)?;
                 let link = syscall::link_get(fd).map_err(Ok)?;
-                self.links.push(fd);
+                self.links.push(Some(fd));
                 self.link_ids.push(link.id());
                 Ok(format!("OK link={}", self.links.len()))
             }
@@ -239,6 +241,7 @@ impl Script {
             }
             "linkclose" if w.len() == 2 => {
                 let fd = self.link_fd(arg(1)?).map_err(Err)?;
+                self.links[arg(1)? as usize - 1] = None;
                 ok(syscall::close(fd))
             }
             "linkupdate" if (3..=4).contains(&w.len()) => {
@@ -303,7 +306,7 @@ pub fn run_script(script: &str, opts: Options) -> Result<String, Errno> {
             out.push('\n');
         }
     }
-    for fd in s.links.iter().chain(&s.progs) {
+    for fd in s.links.iter().flatten().chain(&s.progs) {
         let _ = syscall::close(*fd);
     }
     tcx::dev_remove(ifindex)?;
