@@ -30,19 +30,24 @@ pub enum Change {
     Swapped,
 }
 
-/// A `bpf_mprog_bundle`: the entry pair, their control items, the revision and the program
-/// reference a replace leaves to put after the grace period.
+/// A `bpf_mprog_bundle`: the entry pair, the control items, the revision and the item a
+/// replace or delete leaves to put after the grace period.
+///
+/// As in the kernel, only the fast-path entries are doubled: the control items (`cp_items`)
+/// are one array, kept in run order and shifted in place under the attach point's lock, since
+/// no reader looks at them. A swap therefore moves no reference counts: it copies pointers.
 ///
 /// Control path only: the attach point serializes every call on its lock. After each
 /// successful [`Bundle::attach`]/[`Bundle::detach`] it publishes the active entry if it changed
 /// and calls [`Bundle::commit`] before the next change.
 pub struct Bundle<P, L> {
     entries: Box<[Entry<P>; 2]>,
-    cp: [[Option<Cp<P, L>>; MPROG_MAX]; 2],
+    cp: [Option<Cp<P, L>>; MPROG_MAX],
     active: usize,
     revision: u64,
-    /// The program a replace took out of the active entry (`bundle->ref`).
-    put: Option<Arc<P>>,
+    /// The item a replace or delete took out, which readers of the old entry may still run:
+    /// dropped by [`Bundle::commit`] after the grace period (`bundle->ref`).
+    put: Option<Cp<P, L>>,
     api: MprogApi,
 }
 
@@ -51,10 +56,7 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
     pub fn new(api: MprogApi) -> Self {
         Bundle {
             entries: Box::new([Entry::new(), Entry::new()]),
-            cp: [
-                core::array::from_fn(|_| None),
-                core::array::from_fn(|_| None),
-            ],
+            cp: core::array::from_fn(|_| None),
             active: 0,
             revision: 1,
             put: None,
@@ -77,9 +79,9 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
         &self.entries[self.active]
     }
 
-    /// The control items of the active entry, in run order.
+    /// The control items, in run order (the active entry's order).
     pub fn items(&self) -> impl Iterator<Item = &Cp<P, L>> + '_ {
-        self.cp[self.active].iter().map_while(Option::as_ref)
+        self.cp.iter().map_while(Option::as_ref)
     }
 
     /// Number of programs (`bpf_mprog_total`).
@@ -88,7 +90,7 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
     }
 
     pub(super) fn item(&self, i: usize) -> &Cp<P, L> {
-        self.cp[self.active][i].as_ref().expect("index below total")
+        self.cp[i].as_ref().expect("index below total")
     }
 
     /// Whether `prog` is attached (`bpf_mprog_exists`).
@@ -274,76 +276,68 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
         Ok(Change::Swapped)
     }
 
-    /// Builds the peer with `new` at `pos` and makes it active (`bpf_mprog_insert`). The peer
-    /// is clean (cleared by the last commit, after a grace period), so plain stores suffice:
-    /// the attach point's release store publishes them.
+    /// Inserts `new` at `pos` and makes the peer entry, rebuilt in the new order, active
+    /// (`bpf_mprog_insert`). The peer is clean (cleared by the last commit, after a grace
+    /// period), so plain stores suffice: the attach point's release store publishes them.
     fn insert(&mut self, pos: usize, new: Arc<P>, link: Option<Arc<L>>, flags: MprogFlags) {
         let total = self.total();
-        let (a, p) = (self.active, 1 - self.active);
-        debug_assert!(self.cp[p][0].is_none(), "peer reused before commit");
-        let mut item = Some(Cp {
+        self.cp[total] = Some(Cp {
             prog: new,
             link,
             flags,
         });
-        let mut j = 0;
-        for i in 0..=total {
-            if i == pos {
-                let c = item.take().expect("inserted once");
-                self.entries[p].set(j, Arc::as_ptr(&c.prog), Ordering::Relaxed);
-                self.cp[p][j] = Some(c);
-                j += 1;
-            }
-            if i < total {
-                self.copy(a, i, p, j);
-                j += 1;
-            }
-        }
-        self.active = p;
+        self.cp[pos..=total].rotate_right(1);
+        self.swap_to_peer(total + 1);
     }
 
-    /// Builds the peer without slot `slot` and makes it active (`bpf_mprog_delete`). Allocates
-    /// nothing; the removed program is put when [`Bundle::commit`] clears the old entry.
+    /// Removes slot `slot` and makes the peer entry, rebuilt without it, active
+    /// (`bpf_mprog_delete`). Allocates nothing; the removed item is put by
+    /// [`Bundle::commit`], after readers of the old entry are gone.
     fn delete(&mut self, slot: usize) {
         let total = self.total();
-        let (a, p) = (self.active, 1 - self.active);
-        debug_assert!(self.cp[p][0].is_none(), "peer reused before commit");
-        for (j, i) in (0..total).filter(|&i| i != slot).enumerate() {
-            self.copy(a, i, p, j);
-        }
-        self.active = p;
+        debug_assert!(self.put.is_none(), "delete before commit");
+        self.put = self.cp[slot].take();
+        self.cp[slot..total].rotate_left(1);
+        self.swap_to_peer(total - 1);
     }
 
-    fn copy(&mut self, from: usize, i: usize, to: usize, j: usize) {
-        let c = self.cp[from][i].clone();
-        let ptr = self.entries[from].get(i);
-        self.entries[to].set(j, ptr, Ordering::Relaxed);
-        self.cp[to][j] = c;
+    /// Fills the (clean) peer entry with the first `n` control items' programs and makes it
+    /// the active one.
+    fn swap_to_peer(&mut self, n: usize) {
+        let p = 1 - self.active;
+        debug_assert!(
+            self.entries[p].get(0).is_null(),
+            "peer reused before commit"
+        );
+        for (j, c) in self.cp[..n].iter().enumerate() {
+            let c = c.as_ref().expect("control items are dense");
+            self.entries[p].set(j, Arc::as_ptr(&c.prog), Ordering::Relaxed);
+        }
+        self.active = p;
     }
 
     /// Replace in place (`bpf_mprog_replace`): readers see the old or the new program in the
     /// slot; the old one is put by [`Bundle::commit`].
     fn replace(&mut self, idx: usize, new: Arc<P>, link: Option<Arc<L>>, flags: MprogFlags) {
-        let a = self.active;
         // Release: pairs with the fast path's acquire load of the slot.
-        self.entries[a].set(idx, Arc::as_ptr(&new), Ordering::Release);
-        let old = self.cp[a][idx].replace(Cp {
+        self.entries[self.active].set(idx, Arc::as_ptr(&new), Ordering::Release);
+        let old = self.cp[idx].replace(Cp {
             prog: new,
             link,
             flags,
         });
         debug_assert!(self.put.is_none(), "replace before commit");
-        self.put = old.map(|c| c.prog);
+        self.put = old;
     }
 
     /// `bpf_mprog_commit` after the attach point published: waits for a grace period of `rcu`,
-    /// then clears the inactive entry (putting what only it referenced) and the replaced
-    /// program, and bumps the revision.
+    /// then clears the inactive entry, puts the replaced or deleted item, and bumps the
+    /// revision.
     pub fn commit(&mut self, rcu: &RcuDomain) {
         rcu.synchronize();
         let p = 1 - self.active;
         for i in 0..MPROG_MAX {
-            if self.cp[p][i].take().is_none() {
+            if self.entries[p].get(i).is_null() {
                 break;
             }
             self.entries[p].set(i, core::ptr::null(), Ordering::Relaxed);
@@ -402,18 +396,12 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
     /// Takes every item out (device removal): for the attach point, after it unpublished the
     /// entry and waited for a grace period. Leaves the bundle empty.
     pub fn drain(&mut self) -> alloc::vec::Vec<Cp<P, L>> {
-        let mut out = alloc::vec::Vec::new();
         for e in 0..2 {
             for i in 0..MPROG_MAX {
                 self.entries[e].set(i, core::ptr::null(), Ordering::Relaxed);
-                if let Some(c) = self.cp[e][i].take()
-                    && e == self.active
-                {
-                    out.push(c);
-                }
             }
         }
         self.put = None;
-        out
+        self.cp.iter_mut().map_while(Option::take).collect()
     }
 }
