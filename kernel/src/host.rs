@@ -4,7 +4,7 @@
 //! `bpf_prog_pack` allocator with `set_memory_rox()`, `ktime_get_ns()` and `get_random_u32()`.
 //! A host registers one `'static` implementation with [`register`] before any program runs.
 
-use crate::Result;
+use crate::{Errno, Result};
 use spin::Once;
 
 /// A region of executable memory handed out by the host.
@@ -12,13 +12,16 @@ use spin::Once;
 /// The JIT writes through `rw` while the region is writable; after [`Host::exec_seal`] only the
 /// `rx` view may be used, and it must never be writable and executable in one mapping. `rw` and
 /// `rx` may be the same address (a host that flips permissions) or two aliases of the same pages.
+/// A region from [`Host::exec_install`] is sealed from the start and may share its pages with
+/// other regions (a `bpf_prog_pack`).
 #[derive(Debug)]
 pub struct ExecRegion {
     /// Where the code runs from (read + execute once sealed).
     pub rx: *const u8,
     /// Where the JIT writes (read + write until sealed).
     pub rw: *mut u8,
-    /// Usable length in bytes (a whole number of pages).
+    /// Usable length in bytes: a whole number of pages from [`Host::exec_alloc`]; at least the
+    /// code's length from [`Host::exec_install`] (rounded up to the host's allocation unit).
     pub len: usize,
     /// Host-private cookie (e.g. the mapping's handle).
     pub cookie: usize,
@@ -57,6 +60,43 @@ pub trait Host: Send + Sync {
     fn text_poke(&self, region: &ExecRegion, offset: usize, bytes: &[u8]) -> Result;
     /// Returns the region to the host. The caller guarantees no CPU still executes it.
     fn exec_free(&self, region: ExecRegion);
+
+    /// Installs `code` in one step: allocates at least `code.len()` bytes, copies `code` to the
+    /// start, fills the rest of the region with `int3` (`0xcc`, the kernel's `jit_fill_hole`)
+    /// and seals it read + execute — Linux's `bpf_jit_binary_pack_alloc` +
+    /// `bpf_jit_binary_pack_finalize`, whose copy is a `text_poke_copy` into the prog pack.
+    ///
+    /// Because the host performs the write itself, it controls the write window: a host may
+    /// place small images side by side in shared, already executable pages (as
+    /// `bpf_prog_pack_alloc` does) as long as no mapping is ever writable and executable. The
+    /// returned region is sealed (no [`Host::exec_seal`] needed), may be patched with
+    /// [`Host::text_poke`] and is returned with [`Host::exec_free`]. On failure nothing is left
+    /// allocated.
+    ///
+    /// The default implementation is [`Host::exec_alloc`], a write through `rw`, then
+    /// [`Host::exec_seal`]; it returns `EINVAL` for empty code and `ENOMEM` if the host handed
+    /// out fewer bytes than asked for.
+    fn exec_install(&self, code: &[u8]) -> Result<ExecRegion> {
+        if code.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let region = self.exec_alloc(code.len())?;
+        if region.len < code.len() {
+            self.exec_free(region);
+            return Err(Errno::ENOMEM);
+        }
+        // SAFETY: `exec_alloc` gave us `region.len >= code.len()` writable bytes at `rw`, not
+        // sealed yet and shared with no one; `code` cannot overlap fresh host memory.
+        unsafe {
+            core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, code.len());
+            core::ptr::write_bytes(region.rw.add(code.len()), 0xcc, region.len - code.len());
+        }
+        if let Err(e) = self.exec_seal(&region) {
+            self.exec_free(region);
+            return Err(e);
+        }
+        Ok(region)
+    }
 }
 
 static HOST: Once<&'static dyn Host> = Once::new();

@@ -11,10 +11,14 @@
 //! * **Time** — `CLOCK_MONOTONIC` (`ktime_get_ns`).
 //! * **Randomness** — a per-thread xorshift64* seeded from the clock and a thread index
 //!   (`bpf_user_rnd_u32` is a per-CPU PRNG too; not for cryptography).
-//! * **Executable memory** — W^X through two mappings of one memfd, and live patching with the
-//!   `text_poke_bp` int3 protocol: see [`exec`].
+//! * **Executable memory** — W^X through two mappings of one memfd, small JIT images packed
+//!   into shared 2 MiB packs of 64-byte chunks (`bpf_prog_pack`, see [`pack`]), and live
+//!   patching with the `text_poke_bp` int3 protocol: see [`exec`].
 
 mod exec;
+mod pack;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod pack_tests;
 mod trap;
 
 use core::cell::Cell;
@@ -180,6 +184,10 @@ impl Host for ShimHost {
 
     fn exec_seal(&self, region: &ExecRegion) -> Result {
         self.exec.seal(region)
+    }
+
+    fn exec_install(&self, code: &[u8]) -> Result<ExecRegion> {
+        self.exec.install(code)
     }
 
     fn text_poke(&self, region: &ExecRegion, offset: usize, bytes: &[u8]) -> Result {

@@ -1,6 +1,7 @@
 //! An installed JIT image in host executable memory (Linux `bpf_jit_binary_pack_alloc` /
 //! `bpf_jit_binary_pack_finalize` / `bpf_jit_free` in `kernel/bpf/core.c`, with the host's
-//! W^X [`ExecRegion`] in place of the prog pack).
+//! W^X [`ExecRegion`] from `Host::exec_install` in place of the prog pack; the shim host packs
+//! small images into shared pages like `bpf_prog_pack_alloc`).
 
 use alloc::vec::Vec;
 use kbpf::Errno;
@@ -19,24 +20,15 @@ pub struct JitImage {
 }
 
 impl JitImage {
-    /// Copies `code` into a fresh host region (slack filled with `int3`), seals it
-    /// read + execute, and returns the image.
+    /// Installs `code` in host executable memory with [`kbpf::host::Host::exec_install`]
+    /// (copied, slack filled with `int3`, sealed read + execute) and returns the image.
     pub(crate) fn install(code: &[u8], offsets: Vec<u32>) -> Result<JitImage, Errno> {
         let h = host::get();
-        let region = h.exec_alloc(code.len())?;
+        let region = h.exec_install(code)?;
         if region.len < code.len() {
+            // A host breaking its contract: `code()` must be able to read `size` bytes.
             h.exec_free(region);
             return Err(Errno::ENOMEM);
-        }
-        // SAFETY: the host gave us `region.len` writable bytes at `rw`, not yet sealed and not
-        // shared with anyone; `code` does not overlap fresh host memory.
-        unsafe {
-            core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, code.len());
-            core::ptr::write_bytes(region.rw.add(code.len()), 0xcc, region.len - code.len());
-        }
-        if let Err(e) = h.exec_seal(&region) {
-            h.exec_free(region);
-            return Err(e);
         }
         Ok(JitImage {
             region: Some(region),
@@ -55,7 +47,7 @@ impl JitImage {
         self.entry() + super::TAIL_CALL_OFFSET
     }
 
-    /// Code size in bytes (without the `int3` slack up to the page end).
+    /// Code size in bytes (without the `int3` slack up to the region's end).
     pub fn size(&self) -> usize {
         self.size
     }

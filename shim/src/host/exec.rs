@@ -9,6 +9,14 @@
 //! kernel's `jit_fill_hole`. [`ExecAllocator::seal`] makes the alias read-only, so after sealing
 //! nothing is writable.
 //!
+//! # Packs
+//! [`ExecAllocator::install`] (the host's `exec_install`) puts images up to
+//! [`pack::PACK_MAX_REQUEST`] bytes into shared 2 MiB packs of 64-byte chunks ([`super::pack`],
+//! the kernel's `bpf_prog_pack`); larger ones get a dedicated memfd as above. A pack's alias is
+//! `PROT_READ` at rest: installing, freeing and patching open a write window
+//! ([`with_write_window`]) over just the alias pages they touch, under the text mutex, and close
+//! it before the mutex is released. The `cookie` tells the two kinds of region apart.
+//!
 //! # Live patching (`text_poke_bp`)
 //! Under one process-wide mutex (the kernel's `text_mutex`), the alias page(s) holding the bytes are made
 //! writable for the duration of the patch only. A one-byte patch is a single store. Longer ones
@@ -22,13 +30,14 @@
 //! A thread that executes the transient `int3` is held in the `SIGTRAP` handler ([`super::trap`])
 //! until the patch is complete and then re-executes the new instruction.
 
-use super::trap;
+use super::{pack, trap};
 use kbpf::host::ExecRegion;
 use kbpf::{Errno, Result};
 use std::sync::atomic::{Ordering, fence};
 use std::sync::{Mutex, OnceLock};
 
-const INT3: u8 = 0xcc;
+/// The x86 breakpoint instruction: fill for unused and freed executable memory.
+pub(super) const INT3: u8 = 0xcc;
 
 // `linux/membarrier.h` (libc only exports these for Android).
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
@@ -101,11 +110,93 @@ fn alloc_error() -> Errno {
 }
 
 /// Protection changes fail only for a bad range (`EFAULT`) or lack of memory for the split.
-fn protect_error() -> Errno {
+pub(super) fn protect_error() -> Errno {
     match last_errno() {
         libc::ENOMEM | libc::EAGAIN => Errno::ENOMEM,
         _ => Errno::EFAULT,
     }
+}
+
+/// A new `kbpf-jit` memfd of `len` bytes (executable where the kernel asks us to say so).
+pub(super) fn memfd(len: usize) -> Result<libc::c_int> {
+    let size = libc::off_t::try_from(len).map_err(|_| Errno::ENOMEM)?;
+    let name = c"kbpf-jit";
+    // SAFETY: `name` is a NUL-terminated string; flags are plain bits.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | MFD_EXEC) };
+    if fd < 0 {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    }
+    if fd < 0 {
+        return Err(alloc_error());
+    }
+    // SAFETY: `fd` is our open memfd.
+    if unsafe { libc::ftruncate(fd, size) } != 0 {
+        let e = alloc_error();
+        // SAFETY: `fd` is ours and closed once.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// A shared mapping of the first `len` bytes of `fd` at a kernel-chosen address.
+pub(super) fn map(fd: libc::c_int, len: usize, prot: libc::c_int) -> Result<*mut u8> {
+    // SAFETY: a fresh shared mapping of `fd` at a kernel-chosen address; aliases nothing.
+    let p = unsafe { libc::mmap(core::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, 0) };
+    if p == libc::MAP_FAILED {
+        Err(alloc_error())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// Runs `write` with the alias pages covering `start..start + len` made `PROT_READ |
+/// PROT_WRITE`, then makes them `PROT_READ` again. Fails (`ENOMEM`/`EFAULT`) without calling
+/// `write` if the pages cannot be made writable, and reports a failure to restore them.
+///
+/// # Safety
+/// `start..start + len` (`len > 0`) must lie in an alias mapping of this allocator whose pages
+/// are `PROT_READ` outside write windows (a sealed region or a pack), and the caller must hold
+/// [`TEXT_MUTEX`], so no other write window over the same pages is open.
+pub(super) unsafe fn with_write_window<T>(
+    page_size: usize,
+    start: *mut u8,
+    len: usize,
+    write: impl FnOnce() -> T,
+) -> Result<T> {
+    let addr = start as usize;
+    let first = addr / page_size * page_size;
+    let pages_len = (addr + len).next_multiple_of(page_size) - first;
+    let pages = start.wrapping_sub(addr - first).cast::<libc::c_void>();
+    let rw_prot = libc::PROT_READ | libc::PROT_WRITE;
+    // SAFETY: `pages..pages + pages_len` are whole pages of the caller's alias mapping (the
+    // range rounded out to page boundaries stays inside a page-aligned mapping).
+    if unsafe { libc::mprotect(pages, pages_len, rw_prot) } != 0 {
+        return Err(protect_error());
+    }
+    let out = write();
+    // SAFETY: as above; the pages go back to read-only, their state outside write windows.
+    if unsafe { libc::mprotect(pages, pages_len, libc::PROT_READ) } != 0 {
+        debug_assert!(false, "re-protecting a JIT alias failed");
+        return Err(protect_error());
+    }
+    Ok(out)
+}
+
+/// The cookie of a pack region (see [`ExecAllocator::check`]): differs from a dedicated
+/// region's cookie for the same fields.
+pub(super) fn pack_cookie(rx: usize, rw: usize, len: usize) -> usize {
+    ExecAllocator::cookie(rx, rw, len) ^ 0x7061_636b_0000_0001
+}
+
+/// What backs a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backing {
+    /// Its own memfd and two mappings.
+    Dedicated,
+    /// Chunks of a shared pack.
+    Pack,
 }
 
 /// Serializes patchers process-wide (`text_mutex`): the `SIGTRAP` handler's record of the
@@ -113,9 +204,12 @@ fn protect_error() -> Errno {
 static TEXT_MUTEX: Mutex<()> = Mutex::new(());
 
 /// Hands out and patches executable regions. One per host.
+///
+/// Lock order: [`TEXT_MUTEX`], then `packs`.
 #[derive(Debug)]
 pub(super) struct ExecAllocator {
     page_size: usize,
+    packs: Mutex<pack::Packs>,
 }
 
 impl ExecAllocator {
@@ -127,6 +221,7 @@ impl ExecAllocator {
                 .ok()
                 .filter(|&p| p > 0)
                 .unwrap_or(4096),
+            packs: Mutex::new(pack::Packs::default()),
         }
     }
 
@@ -136,35 +231,34 @@ impl ExecAllocator {
         (rx ^ rw.rotate_left(17) ^ len.rotate_left(41)) ^ 0x6b62_7066_5f6a_6974
     }
 
-    fn check(&self, region: &ExecRegion) -> Result {
-        let ok = !region.rx.is_null()
-            && !region.rw.is_null()
-            && region.len != 0
-            && region.len % self.page_size == 0
-            && region.cookie == Self::cookie(region.rx as usize, region.rw as usize, region.len);
-        if ok { Ok(()) } else { Err(Errno::EINVAL) }
-    }
-
-    fn memfd() -> Result<libc::c_int> {
-        let name = c"kbpf-jit";
-        // SAFETY: `name` is a NUL-terminated string; flags are plain bits.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | MFD_EXEC) };
-        if fd >= 0 {
-            return Ok(fd);
+    /// Which kind of region this is by its cookie and shape (`EINVAL` if neither fits). A pack
+    /// region must also be live in a pack: see [`ExecAllocator::check_live`].
+    fn check(&self, region: &ExecRegion) -> Result<Backing> {
+        let (rx, rw, len) = (region.rx as usize, region.rw as usize, region.len);
+        if rx == 0 || rw == 0 || len == 0 {
+            return Err(Errno::EINVAL);
         }
-        // SAFETY: as above.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd >= 0 { Ok(fd) } else { Err(alloc_error()) }
-    }
-
-    fn map(fd: libc::c_int, len: usize, prot: libc::c_int) -> Result<*mut u8> {
-        // SAFETY: a fresh shared mapping of `fd` at a kernel-chosen address; aliases nothing.
-        let p = unsafe { libc::mmap(core::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, 0) };
-        if p == libc::MAP_FAILED {
-            Err(alloc_error())
+        if region.cookie == Self::cookie(rx, rw, len) && len % self.page_size == 0 {
+            Ok(Backing::Dedicated)
+        } else if region.cookie == pack_cookie(rx, rw, len) && len % pack::CHUNK_SIZE == 0 {
+            Ok(Backing::Pack)
         } else {
-            Ok(p.cast())
+            Err(Errno::EINVAL)
         }
+    }
+
+    /// [`ExecAllocator::check`], and for a pack region that its chunks are still allocated.
+    fn check_live(&self, region: &ExecRegion) -> Result<Backing> {
+        let backing = self.check(region)?;
+        if backing == Backing::Pack {
+            self.lock_packs().check_live(region)?;
+        }
+        Ok(backing)
+    }
+
+    /// The pack list, locked (after [`TEXT_MUTEX`] if both are taken).
+    pub(super) fn lock_packs(&self) -> std::sync::MutexGuard<'_, pack::Packs> {
+        self.packs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `len` bytes rounded up to pages: the `rw` alias read+write, the `rx` view read+exec,
@@ -177,15 +271,10 @@ impl ExecAllocator {
             .checked_next_multiple_of(self.page_size)
             .filter(|&l| l <= isize::MAX as usize)
             .ok_or(Errno::ENOMEM)?;
-        let size = libc::off_t::try_from(len).map_err(|_| Errno::ENOMEM)?;
-        let fd = Self::memfd()?;
+        let fd = memfd(len)?;
         let mapped = (|| {
-            // SAFETY: `fd` is our open memfd.
-            if unsafe { libc::ftruncate(fd, size) } != 0 {
-                return Err(alloc_error());
-            }
-            let rw = Self::map(fd, len, libc::PROT_READ | libc::PROT_WRITE)?;
-            match Self::map(fd, len, libc::PROT_READ | libc::PROT_EXEC) {
+            let rw = map(fd, len, libc::PROT_READ | libc::PROT_WRITE)?;
+            match map(fd, len, libc::PROT_READ | libc::PROT_EXEC) {
                 Ok(rx) => Ok((rx, rw)),
                 Err(e) => {
                     // SAFETY: `rw` is the mapping of `len` bytes made just above.
@@ -208,9 +297,34 @@ impl ExecAllocator {
         })
     }
 
-    /// Makes the `rw` alias read-only; the `rx` view already is read+exec.
+    /// Installs `code` sealed (the host's `exec_install`): up to [`pack::PACK_MAX_REQUEST`]
+    /// bytes into a pack, larger code into a dedicated region written before sealing. The rest
+    /// of the region is `int3`. Empty code is `EINVAL`.
+    pub(super) fn install(&self, code: &[u8]) -> Result<ExecRegion> {
+        if code.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        if code.len() <= pack::PACK_MAX_REQUEST {
+            let _text_mutex = TEXT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
+            return self.lock_packs().install(self.page_size, code);
+        }
+        let region = self.alloc(code.len())?;
+        // SAFETY: a fresh unsealed region of `len >= code.len()` bytes (already `int3`-filled),
+        // writable through `rw` and shared with no one.
+        unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, code.len()) };
+        if let Err(e) = self.seal(&region) {
+            self.free(region);
+            return Err(e);
+        }
+        Ok(region)
+    }
+
+    /// Makes the `rw` alias read-only; the `rx` view already is read+exec. A pack region is
+    /// sealed from the start, so this only checks it.
     pub(super) fn seal(&self, region: &ExecRegion) -> Result {
-        self.check(region)?;
+        if self.check_live(region)? == Backing::Pack {
+            return Ok(());
+        }
         // SAFETY: `region` is a live mapping of ours (checked cookie) of `len` bytes.
         if unsafe { libc::mprotect(region.rw.cast(), region.len, libc::PROT_READ) } != 0 {
             return Err(protect_error());
@@ -231,55 +345,62 @@ impl ExecAllocator {
             return Ok(());
         };
         let _text_mutex = TEXT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
+        // Under the text mutex, a live pack region stays live until we are done.
+        self.check_live(region)?;
         trap::install();
-        let page_start = offset / self.page_size * self.page_size;
-        let page_len = end.next_multiple_of(self.page_size) - page_start;
-        // SAFETY: `page_start..page_start + page_len` lies inside the region's `rw` mapping.
-        let pages = unsafe { region.rw.add(page_start) };
-        let rw_prot = libc::PROT_READ | libc::PROT_WRITE;
-        // SAFETY: `pages`/`page_len` is a page-aligned subrange of our mapping.
-        if unsafe { libc::mprotect(pages.cast(), page_len, rw_prot) } != 0 {
-            return Err(protect_error());
-        }
-        // SAFETY: `offset..end` lies inside the `rw` mapping, now writable.
+        // SAFETY: `offset..end` lies inside the region's `rw` mapping.
         let dst = unsafe { region.rw.add(offset) };
         let rx_addr = region.rx as usize + offset;
         let write = |i: usize, b: u8| {
             debug_assert!(i < bytes.len());
-            // SAFETY: `i < bytes.len()`, so `dst + i` is inside the writable alias. Concurrent
-            // users only execute these bytes through `rx`, and a byte store is atomic on x86:
-            // an executing thread sees the old byte or the new one, never a torn value.
+            // SAFETY: `i < bytes.len()`, so `dst + i` is inside the alias, writable during the
+            // window. Concurrent users only execute these bytes through `rx`, and a byte store
+            // is atomic on x86: an executing thread sees the old byte or the new one.
             unsafe { dst.add(i).write_volatile(b) }
         };
-        if rest.is_empty() {
-            write(0, first);
-            serialize();
-        } else {
-            trap::begin();
-            write(0, INT3);
-            serialize();
-            for (i, &b) in rest.iter().enumerate() {
-                write(1 + i, b);
-            }
-            serialize();
-            write(0, first);
-            serialize();
-            trap::end(rx_addr);
+        // SAFETY: `dst..dst + len` lies in the region's alias, `PROT_READ` since sealing (or
+        // always, in a pack); we hold the text mutex. Pack pages shared with other programs are
+        // made read-only again when the window closes.
+        unsafe {
+            with_write_window(self.page_size, dst, bytes.len(), || {
+                if rest.is_empty() {
+                    write(0, first);
+                    serialize();
+                } else {
+                    trap::begin();
+                    write(0, INT3);
+                    serialize();
+                    for (i, &b) in rest.iter().enumerate() {
+                        write(1 + i, b);
+                    }
+                    serialize();
+                    write(0, first);
+                    serialize();
+                    trap::end(rx_addr);
+                }
+            })
         }
-        // SAFETY: as for the mprotect above.
-        if unsafe { libc::mprotect(pages.cast(), page_len, libc::PROT_READ) } != 0 {
-            return Err(protect_error());
-        }
-        Ok(())
     }
 
-    /// Poisons the region with `int3` through the alias and unmaps both views. The caller
-    /// guarantees no thread still executes it (a grace period has passed).
+    /// Returns a region: a dedicated one is poisoned with `int3` through the alias and both
+    /// views are unmapped; a pack region's chunks are poisoned and returned to its pack. The
+    /// caller guarantees no thread still executes it (a grace period has passed).
     pub(super) fn free(&self, region: ExecRegion) {
-        if self.check(&region).is_err() {
-            debug_assert!(false, "exec_free of a region this host did not allocate");
-            return;
-        }
+        let freed = match self.check(&region) {
+            Ok(Backing::Dedicated) => {
+                self.free_dedicated(region);
+                true
+            }
+            Ok(Backing::Pack) => {
+                let _text_mutex = TEXT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
+                self.lock_packs().free(self.page_size, &region)
+            }
+            Err(_) => false,
+        };
+        debug_assert!(freed, "exec_free of a region this host did not allocate");
+    }
+
+    fn free_dedicated(&self, region: ExecRegion) {
         let rw_prot = libc::PROT_READ | libc::PROT_WRITE;
         // SAFETY: our live mapping of `len` bytes.
         if unsafe { libc::mprotect(region.rw.cast(), region.len, rw_prot) } == 0 {
