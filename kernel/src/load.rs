@@ -14,6 +14,7 @@ use crate::helpers::func_proto;
 use crate::insn::{AtomicOp, Call, Insn, Op, TAIL_CALL_CODE, branch_target, decode};
 use crate::interp::InterpImage;
 use crate::map::{Map, MapImpl};
+use crate::patch::PatchList;
 use crate::prog::{Prog, ProgOwner};
 use crate::sync::Arc;
 use crate::uapi::limits::BPF_MAXINSNS;
@@ -118,9 +119,8 @@ pub(crate) fn prog_load(
     }
 
     // Pass 1: decode, per-instruction rules, map references, subprogram starts.
-    let mut xlated: Vec<Insn> = Vec::new();
-    xlated.try_reserve_exact(insns.len())?;
-    xlated.extend_from_slice(insns);
+    // What the fix-up pass will rewrite: (slot, replacement) for single slots.
+    let mut fixups: Vec<(usize, Insn)> = Vec::new();
     let mut ops: Vec<(usize, Op)> = Vec::new();
     let mut second_half = alloc::vec![false; insns.len()];
     let mut subprog_starts: Vec<usize> = alloc::vec![0];
@@ -146,7 +146,8 @@ pub(crate) fn prog_load(
                     return Err(reject(log, format_args!("insn {pc}: unknown func #{id}")));
                 }
                 if id == func::TAIL_CALL {
-                    xlated[pc] = Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0);
+                    fixups.try_reserve(1)?;
+                    fixups.push((pc, Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0)));
                 }
             }
             Op::Call(Call::Kfunc(id)) => {
@@ -167,8 +168,11 @@ pub(crate) fn prog_load(
                         let _ =
                             writeln!(log, "insn {pc}: invalid ld_imm64 reference (src_reg {p})");
                     })?;
-                xlated[pc].imm = addr as u32 as i32;
-                xlated[pc + 1].imm = (addr >> 32) as u32 as i32;
+                let (mut lo, mut hi) = (insns[pc], insns[pc + 1]);
+                lo.imm = addr as u32 as i32;
+                hi.imm = (addr >> 32) as u32 as i32;
+                fixups.try_reserve(2)?;
+                fixups.extend([(pc, lo), (pc + 1, hi)]);
             }
             _ => {}
         }
@@ -218,6 +222,7 @@ pub(crate) fn prog_load(
 
     // Runtime selection, then compatibility of every prog_array the program uses.
     let map_addrs: Box<[u64]> = used_maps.iter().map(|m| Arc::as_ptr(m) as u64).collect();
+    let xlated = rewrite(insns, &fixups)?;
     let interp = InterpImage::build(&xlated, attr.prog_type, map_addrs)?;
     let jited = crate::jit::select_runtime(&xlated, attr.prog_type);
     let prog = Prog::new(
@@ -234,6 +239,27 @@ pub(crate) fn prog_load(
         );
     })?;
     Ok(Arc::new(prog))
+}
+
+/// The load-time rewrite passes (`do_misc_fixups` and `resolve_pseudo_ldimm64`'s rewrite), on
+/// one patch list linearized once: the same pipeline the verifier's passes (context access
+/// conversion, zero-extension, dead code removal) and JIT constant blinding join.
+///
+/// Today's passes replace single slots: the tail-call helper call by the internal tail-call
+/// instruction, and each half of a map-referencing `ld_imm64` by the resolved address.
+fn rewrite(insns: &[Insn], fixups: &[(usize, Insn)]) -> Result<Vec<Insn>> {
+    if fixups.is_empty() {
+        let mut out = Vec::new();
+        out.try_reserve_exact(insns.len())?;
+        out.extend_from_slice(insns);
+        return Ok(out);
+    }
+    let mut list: PatchList<()> = PatchList::new(insns)?;
+    for &(slot, insn) in fixups {
+        let node = list.orig_node(slot as u32).ok_or(Errno::EINVAL)?;
+        list.replace(node, &[insn])?;
+    }
+    list.linearize(&mut Vec::new(), None)
 }
 
 /// Resolves a pseudo `ld_imm64` into the address it stands for, adding the map to `used`.
