@@ -10,7 +10,7 @@ mod decode;
 pub use build::*;
 pub use decode::{
     AluOp, AtomicOp, Call, Cond, DecodeError, EndKind, Op, Operand, Size, TAIL_CALL_CODE,
-    branch_target, decode,
+    BPF_REG_AX, branch_target, decode, decode_internal,
 };
 
 use static_assertions::{assert_eq_align, assert_eq_size};

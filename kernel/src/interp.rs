@@ -19,7 +19,7 @@ pub(crate) use exec::run;
 pub(crate) use kind::K;
 
 use crate::helpers::{ArgKind, HelperProto, func_proto};
-use crate::insn::{AluOp, AtomicOp, Call, Cond, EndKind, Insn, Op, Operand, Size, decode};
+use crate::insn::{AluOp, AtomicOp, Call, Cond, EndKind, Insn, Op, Operand, Size, decode_internal};
 use crate::uapi::ProgType;
 use crate::{Errno, Result};
 use alloc::boxed::Box;
@@ -60,7 +60,8 @@ impl InterpImage {
         ops.try_reserve_exact(insns.len())?;
         let mut pc = 0;
         while pc < insns.len() {
-            let op = decode(insns, pc).map_err(|_| Errno::EINVAL)?;
+            // The load path validated the program; its rewrites may use the hidden AX register.
+            let op = decode_internal(insns, pc).map_err(|_| Errno::EINVAL)?;
             ops.push(translate(&op, prog_type)?);
             if op.slots() == 2 {
                 ops.push(IOp {

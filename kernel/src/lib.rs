@@ -15,6 +15,7 @@ extern crate alloc;
 #[cfg(any(test, loom))]
 extern crate std;
 
+pub mod blind;
 pub mod cpu;
 pub mod errno;
 pub mod helpers;

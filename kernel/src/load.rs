@@ -38,6 +38,9 @@ pub struct ProgLoadAttr<'a> {
     pub flags: ProgFlags,
     /// Name (at most 15 characters: alphanumerics, `_` and `.`).
     pub name: &'a str,
+    /// Blind the program's constants (see [`crate::blind`]); also on for every program while
+    /// [`crate::blind::set_global`] is set, like the kernel's `bpf_jit_harden`.
+    pub blind: bool,
 }
 
 impl<'a> ProgLoadAttr<'a> {
@@ -49,6 +52,7 @@ impl<'a> ProgLoadAttr<'a> {
             expected_attach_type: None,
             flags: ProgFlags::empty(),
             name: "",
+            blind: false,
         }
     }
 }
@@ -223,8 +227,18 @@ pub(crate) fn prog_load(
     // Runtime selection, then compatibility of every prog_array the program uses.
     let map_addrs: Box<[u64]> = used_maps.iter().map(|m| Arc::as_ptr(m) as u64).collect();
     let xlated = rewrite(insns, &fixups)?;
-    let interp = InterpImage::build(&xlated, attr.prog_type, map_addrs)?;
-    let jited = crate::jit::select_runtime(&xlated, attr.prog_type);
+    // The engines run a blinded copy when asked; `xlated` (what dumps show) stays as written,
+    // as in the kernel, which blinds a clone for the JIT.
+    let blinded = if attr.blind || crate::blind::global() {
+        Some(crate::blind::blind_constants(&xlated, &mut || {
+            crate::host::get().random_u32()
+        })?)
+    } else {
+        None
+    };
+    let run_insns = blinded.as_deref().unwrap_or(&xlated);
+    let interp = InterpImage::build(run_insns, attr.prog_type, map_addrs)?;
+    let jited = crate::jit::select_runtime(run_insns, attr.prog_type);
     let prog = Prog::new(
         attr,
         xlated.into_boxed_slice(),

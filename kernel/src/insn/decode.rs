@@ -253,8 +253,8 @@ impl core::fmt::Display for DecodeError {
 /// The kernel-internal tail-call opcode (`BPF_JMP | BPF_TAIL_CALL`, 0xf5).
 pub const TAIL_CALL_CODE: u8 = class::JMP | 0xf0;
 
-fn reg(r: u8) -> Result<u8, DecodeError> {
-    if r > 10 {
+fn reg(r: u8, max: u8) -> Result<u8, DecodeError> {
+    if r > max {
         Err(DecodeError::BadRegister(r))
     } else {
         Ok(r)
@@ -271,12 +271,25 @@ fn zero(v: bool, what: &'static str) -> Result<(), DecodeError> {
 
 /// Decodes the instruction at `insns[pc]` (reading `insns[pc + 1]` for `ld_imm64`).
 pub fn decode(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
+    decode_with(insns, pc, 10)
+}
+
+/// The hidden auxiliary register of kernel-internal rewrites (`BPF_REG_AX`), R11: constant
+/// blinding and other load-time rewrites may use it; programs from outside may not.
+pub const BPF_REG_AX: u8 = 11;
+
+/// Like [`decode`], for instructions the load path wrote: admits [`BPF_REG_AX`].
+pub fn decode_internal(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
+    decode_with(insns, pc, BPF_REG_AX)
+}
+
+fn decode_with(insns: &[Insn], pc: usize, max: u8) -> Result<Op, DecodeError> {
     let insn = insns[pc];
     let code = insn.code;
     let (d, s) = (insn.dst(), insn.src());
     match insn.class() {
-        class::ALU | class::ALU64 => decode_alu(insn),
-        class::JMP | class::JMP32 => decode_jmp(insn),
+        class::ALU | class::ALU64 => decode_alu(insn, max),
+        class::JMP | class::JMP32 => decode_jmp(insn, max),
         class::LDX => {
             let m = code & 0xe0;
             zero(insn.imm == 0, "imm")?;
@@ -289,8 +302,8 @@ pub fn decode(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
                     Ok(Op::Ldx {
                         size,
                         sign: m == mode::MEMSX,
-                        dst: reg(d)?,
-                        src: reg(s)?,
+                        dst: reg(d, max)?,
+                        src: reg(s, max)?,
                         off: insn.off,
                     })
                 }
@@ -304,7 +317,7 @@ pub fn decode(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
             }
             Ok(Op::St {
                 size: Size::from_code(code),
-                dst: reg(d)?,
+                dst: reg(d, max)?,
                 off: insn.off,
                 imm: insn.imm,
             })
@@ -316,12 +329,12 @@ pub fn decode(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
                     zero(insn.imm == 0, "imm")?;
                     Ok(Op::Stx {
                         size,
-                        dst: reg(d)?,
-                        src: reg(s)?,
+                        dst: reg(d, max)?,
+                        src: reg(s, max)?,
                         off: insn.off,
                     })
                 }
-                mode::ATOMIC => decode_atomic(insn, size),
+                mode::ATOMIC => decode_atomic(insn, size, max),
                 _ => Err(DecodeError::UnknownOpcode(code)),
             }
         }
@@ -339,7 +352,7 @@ pub fn decode(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
                     }
                     let imm = (insn.imm as u32 as u64) | ((next.imm as u32 as u64) << 32);
                     Ok(Op::LdImm64 {
-                        dst: reg(d)?,
+                        dst: reg(d, max)?,
                         pseudo: s,
                         imm,
                     })
@@ -357,7 +370,7 @@ pub fn decode(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
                     Ok(Op::LdPacket {
                         size,
                         indirect: m == mode::IND,
-                        src: reg(s)?,
+                        src: reg(s, max)?,
                         imm: insn.imm,
                     })
                 }
@@ -366,19 +379,19 @@ pub fn decode(insns: &[Insn], pc: usize) -> Result<Op, DecodeError> {
     }
 }
 
-fn decode_alu(insn: Insn) -> Result<Op, DecodeError> {
+fn decode_alu(insn: Insn, max: u8) -> Result<Op, DecodeError> {
     let code = insn.code;
     let wide = insn.class() == class::ALU64;
     let is_x = code & src::X != 0;
     let (d, s) = (insn.dst(), insn.src());
-    let dst = reg(d)?;
+    let dst = reg(d, max)?;
     let operand = |allow_off: bool| -> Result<Operand, DecodeError> {
         if !allow_off {
             zero(insn.off == 0, "off")?;
         }
         if is_x {
             zero(insn.imm == 0, "imm")?;
-            Ok(Operand::Reg(reg(s)?))
+            Ok(Operand::Reg(reg(s, max)?))
         } else {
             zero(s == 0, "src_reg")?;
             Ok(Operand::Imm(insn.imm))
@@ -463,7 +476,7 @@ fn decode_alu(insn: Insn) -> Result<Op, DecodeError> {
     })
 }
 
-fn decode_jmp(insn: Insn) -> Result<Op, DecodeError> {
+fn decode_jmp(insn: Insn, max: u8) -> Result<Op, DecodeError> {
     let code = insn.code;
     let wide = insn.class() == class::JMP;
     let is_x = code & src::X != 0;
@@ -496,7 +509,7 @@ fn decode_jmp(insn: Insn) -> Result<Op, DecodeError> {
             if is_x {
                 // callx: LLVM puts the register in dst_reg.
                 zero(s == 0 && insn.imm == 0, "src_reg/imm")?;
-                return Ok(Op::Call(Call::Reg(reg(d)?)));
+                return Ok(Op::Call(Call::Reg(reg(d, max)?)));
             }
             zero(d == 0, "dst_reg")?;
             return match s {
@@ -538,7 +551,7 @@ fn decode_jmp(insn: Insn) -> Result<Op, DecodeError> {
     };
     let src = if is_x {
         zero(insn.imm == 0, "imm")?;
-        Operand::Reg(reg(s)?)
+        Operand::Reg(reg(s, max)?)
     } else {
         zero(s == 0, "src_reg")?;
         Operand::Imm(insn.imm)
@@ -546,13 +559,13 @@ fn decode_jmp(insn: Insn) -> Result<Op, DecodeError> {
     Ok(Op::Jmp {
         wide,
         cond,
-        dst: reg(d)?,
+        dst: reg(d, max)?,
         src,
         off: insn.off,
     })
 }
 
-fn decode_atomic(insn: Insn, size: Size) -> Result<Op, DecodeError> {
+fn decode_atomic(insn: Insn, size: Size, max: u8) -> Result<Op, DecodeError> {
     let (d, s) = (insn.dst(), insn.src());
     let op = match insn.imm {
         atomic::LOAD_ACQ => AtomicOp::LoadAcquire,
@@ -575,8 +588,8 @@ fn decode_atomic(insn: Insn, size: Size) -> Result<Op, DecodeError> {
     Ok(Op::Atomic {
         size,
         op,
-        dst: reg(d)?,
-        src: reg(s)?,
+        dst: reg(d, max)?,
+        src: reg(s, max)?,
         off: insn.off,
     })
 }
