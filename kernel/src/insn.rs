@@ -9,8 +9,8 @@ mod decode;
 
 pub use build::*;
 pub use decode::{
-    AluOp, AtomicOp, Call, Cond, DecodeError, EndKind, Op, Operand, Size, TAIL_CALL_CODE,
-    BPF_REG_AX, branch_target, decode, decode_internal,
+    AluOp, AtomicOp, BPF_REG_AX, Call, Cond, DecodeError, EndKind, Op, Operand, Size,
+    TAIL_CALL_CODE, branch_target, decode, decode_internal,
 };
 
 use static_assertions::{assert_eq_align, assert_eq_size};
