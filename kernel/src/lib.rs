@@ -35,6 +35,7 @@ pub mod sync;
 pub mod syscall;
 pub mod tcx;
 pub mod uapi;
+pub mod verifier;
 
 pub use errno::{Errno, Result};
 pub use link::{Link, LinkOps};

@@ -1,0 +1,395 @@
+//! Depth-first path exploration with state pruning (`do_check`, `is_state_visited`,
+//! `push_stack`/`pop_stack`, `update_branch_counts` of `kernel/bpf/verifier.c`).
+//!
+//! One path runs until it exits, is pruned or is rejected; each undecided conditional jump
+//! pushes the other direction on a stack of pending paths (explored last-in first-out).
+//! At prune points (jump targets, fall-throughs of conditional jumps, call return sites) the
+//! state is compared with the states already stored there:
+//! - a stored state whose exploration is complete and that [`VState::subsumes`] the current
+//!   one prunes the path (everything it can do was verified);
+//! - a stored state still being explored (an ancestor of this path: a loop) that equals the
+//!   current one exactly means the loop makes no progress: "infinite loop detected";
+//! - at a `may_goto`, any stored state that subsumes the current one prunes it, complete or
+//!   not: the hidden run-time budget bounds the loop (the kernel's rule in spirit).
+//!
+//! Completion is tracked like the kernel's `branches` counter: a stored state counts the
+//! live paths below it and is complete when that drops to zero. At most
+//! [`MAX_STATES_PER_INSN`] states are stored per instruction (pruning gets weaker past that,
+//! never unsound). A bounded loop is explored iteration by iteration until it exits; an
+//! unbounded one ends in the loop check or the 1M processed-instruction limit (`E2BIG`).
+
+use super::VerifierEnv;
+use super::bounds::Scalar;
+use super::branch;
+use super::cfg::Cfg;
+use super::ctx::CtxOps;
+use super::log::Reject;
+use super::state::{Reg, RegType, VState};
+use crate::Errno;
+use crate::insn::{Insn, Op, Operand};
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// Processed-instruction limit (`BPF_COMPLEXITY_LIMIT_INSNS`).
+pub const COMPLEXITY_LIMIT: usize = 1_000_000;
+/// Stored states per instruction.
+pub const MAX_STATES_PER_INSN: usize = 64;
+
+struct Checkpoint {
+    state: VState,
+    parent: Option<usize>,
+    branches: u32,
+}
+
+/// One path being explored.
+pub(super) struct Path {
+    pub pc: usize,
+    pub st: VState,
+    parent: Option<usize>,
+}
+
+/// What executing one instruction did to the path.
+pub(super) enum Next {
+    /// Continue at this instruction.
+    Goto(usize),
+    /// Continue at the first; also explore the second later.
+    Fork(usize, usize, VState),
+    /// The path ended (exit from the main frame, or an impossible direction).
+    End,
+}
+
+/// The exploration engine; the per-instruction checks live in sibling modules.
+pub(super) struct Explorer<'a> {
+    pub cfg: &'a Cfg,
+    pub env: &'a VerifierEnv<'a>,
+    pub ctx: CtxOps,
+    ckpts: Vec<Checkpoint>,
+    at: Vec<Vec<usize>>,
+    pending: Vec<Path>,
+    /// Instructions processed so far.
+    pub processed: usize,
+    /// Next id for `_OR_NULL` pointers.
+    pub next_id: u32,
+    /// Deepest stack access of each subprogram, in bytes.
+    pub stack_depth: Vec<u32>,
+}
+
+impl<'a> Explorer<'a> {
+    pub fn new(insns: &'a [Insn], cfg: &'a Cfg, env: &'a VerifierEnv<'a>) -> Self {
+        Explorer {
+            cfg,
+            env,
+            ctx: CtxOps::for_type(env.prog_type, env.ctx_size),
+            ckpts: Vec::new(),
+            at: vec![Vec::new(); insns.len()],
+            pending: Vec::new(),
+            processed: 0,
+            next_id: 1,
+            stack_depth: vec![0; cfg.subprogs.len()],
+        }
+    }
+
+    /// Number of states stored.
+    pub fn total_states(&self) -> usize {
+        self.ckpts.len()
+    }
+
+    /// Explores every path from the entry state.
+    pub fn run(&mut self, entry: VState) -> Result<(), Reject> {
+        let mut cur = Some(Path {
+            pc: 0,
+            st: entry,
+            parent: None,
+        });
+        while let Some(mut p) = cur.take().or_else(|| self.pending.pop()) {
+            loop {
+                self.processed += 1;
+                if self.processed > COMPLEXITY_LIMIT {
+                    return Err(Reject::new(
+                        Errno::E2BIG,
+                        p.pc,
+                        format_args!(
+                            "BPF program is too large. Processed {} insn",
+                            self.processed
+                        ),
+                    ));
+                }
+                if self.cfg.prune_point[p.pc] && self.visited(&mut p)? {
+                    break;
+                }
+                match self.step(&mut p.st, p.pc)? {
+                    Next::Goto(pc) => p.pc = pc,
+                    Next::Fork(pc, other, st) => {
+                        if let Some(i) = p.parent {
+                            self.ckpts[i].branches += 1;
+                        }
+                        self.pending.push(Path {
+                            pc: other,
+                            st,
+                            parent: p.parent,
+                        });
+                        p.pc = pc;
+                    }
+                    Next::End => break,
+                }
+            }
+            self.path_done(p.parent);
+        }
+        Ok(())
+    }
+
+    fn path_done(&mut self, mut node: Option<usize>) {
+        while let Some(i) = node {
+            let c = &mut self.ckpts[i];
+            c.branches -= 1;
+            if c.branches > 0 {
+                break;
+            }
+            node = c.parent;
+        }
+    }
+
+    /// `is_state_visited`: `Ok(true)` prunes the path.
+    fn visited(&mut self, p: &mut Path) -> Result<bool, Reject> {
+        let may_goto = matches!(self.cfg.ops[p.pc], Some(Op::MayGoto { .. }));
+        for &i in &self.at[p.pc] {
+            let c = &self.ckpts[i];
+            if (c.branches == 0 || may_goto) && c.state.subsumes(&p.st) {
+                return Ok(true);
+            }
+            if c.branches > 0 && c.state == p.st {
+                return Err(Reject::new(
+                    Errno::EINVAL,
+                    p.pc,
+                    format_args!("infinite loop detected at insn {}", p.pc),
+                ));
+            }
+        }
+        if self.at[p.pc].len() < MAX_STATES_PER_INSN {
+            self.ckpts.push(Checkpoint {
+                state: p.st.clone(),
+                parent: p.parent,
+                branches: 1,
+            });
+            let i = self.ckpts.len() - 1;
+            self.at[p.pc].push(i);
+            p.parent = Some(i);
+        }
+        Ok(false)
+    }
+
+    /// Reads a register as a source operand (`check_reg_arg(SRC_OP)`).
+    pub fn read(&self, st: &VState, pc: usize, r: u8) -> Result<Reg, Reject> {
+        let reg = *st.reg(r);
+        if reg.ty == RegType::NotInit {
+            return Err(Reject::acces(pc, format_args!("R{r} !read_ok")));
+        }
+        Ok(reg)
+    }
+
+    /// Checks that `r` may be written (`check_reg_arg(DST_OP)`).
+    pub fn check_dst(&self, pc: usize, r: u8) -> Result<(), Reject> {
+        if r == 10 {
+            return Err(Reject::acces(pc, "frame pointer is read only"));
+        }
+        Ok(())
+    }
+
+    /// The value of an operand: a register (must be initialized) or the immediate.
+    pub fn operand(&self, st: &VState, pc: usize, src: Operand) -> Result<Reg, Reject> {
+        match src {
+            Operand::Reg(r) => self.read(st, pc, r),
+            Operand::Imm(i) => Ok(Reg::scalar(Scalar::konst(i as i64 as u64))),
+        }
+    }
+
+    /// A fresh id for an `_OR_NULL` pointer.
+    pub fn new_id(&mut self) -> u32 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Executes the instruction at `pc` on `st`.
+    fn step(&mut self, st: &mut VState, pc: usize) -> Result<Next, Reject> {
+        let op = self.cfg.ops[pc].expect("paths only reach first slots");
+        let next = pc + op.slots();
+        match op {
+            Op::Alu { wide, op, dst, src } => self.check_alu(st, pc, wide, op, dst, src)?,
+            Op::End { kind, bits, dst } => {
+                self.check_dst(pc, dst)?;
+                let a = self.read(st, pc, dst)?;
+                if a.ty != RegType::Scalar {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!("R{dst} pointer arithmetic prohibited"),
+                    ));
+                }
+                *st.reg_mut(dst) = Reg::scalar(super::alu::end(kind, bits, &a.var));
+            }
+            Op::Ja { off } => return Ok(Next::Goto((next as i64 + off as i64) as usize)),
+            Op::Jmp {
+                wide,
+                cond,
+                dst,
+                src,
+                off,
+            } => return self.check_jmp(st, pc, wide, cond, dst, src, off),
+            Op::MayGoto { off } => {
+                let t = (next as i64 + off as i64) as usize;
+                return Ok(Next::Fork(next, t, st.clone()));
+            }
+            Op::Call(c) => return self.check_call(st, pc, c),
+            Op::TailCall => {
+                return Err(Reject::new(
+                    Errno::EINVAL,
+                    pc,
+                    format_args!("unknown opcode {:02x}", crate::insn::TAIL_CALL_CODE),
+                ));
+            }
+            Op::Exit => return self.check_exit(st, pc),
+            Op::Ldx {
+                size,
+                sign,
+                dst,
+                src,
+                off,
+            } => self.check_ldx(st, pc, size.bytes(), sign, dst, src, off)?,
+            Op::St {
+                size,
+                dst,
+                off,
+                imm,
+            } => {
+                let v = Reg::scalar(Scalar::konst(imm as i64 as u64));
+                self.check_store(st, pc, size.bytes(), dst, off, v, None)?;
+            }
+            Op::Stx {
+                size,
+                dst,
+                src,
+                off,
+            } => {
+                let v = self.read(st, pc, src)?;
+                self.check_store(st, pc, size.bytes(), dst, off, v, Some(src))?;
+            }
+            Op::Atomic {
+                size,
+                op,
+                dst,
+                src,
+                off,
+            } => self.check_atomic(st, pc, size.bytes(), op, dst, src, off)?,
+            Op::LdImm64 { dst, pseudo, imm } => self.check_ld_imm64(st, pc, dst, pseudo, imm)?,
+            Op::LdPacket { .. } => {
+                return Err(Reject::new(
+                    Errno::EINVAL,
+                    pc,
+                    "BPF_LD_[ABS|IND] instructions are not supported",
+                ));
+            }
+        }
+        Ok(Next::Goto(next))
+    }
+
+    /// Conditional jumps (`check_cond_jmp_op`).
+    #[allow(clippy::too_many_arguments)]
+    fn check_jmp(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        wide: bool,
+        cond: crate::insn::Cond,
+        dst: u8,
+        src: Operand,
+        off: i16,
+    ) -> Result<Next, Reject> {
+        use crate::insn::Cond;
+        let (fall, target) = (pc + 1, (pc as i64 + 1 + off as i64) as usize);
+        let a = self.read(st, pc, dst)?;
+        let b = self.operand(st, pc, src)?;
+        if let Operand::Reg(r) = src {
+            if b.ty.is_pointer() && !self.env.privileged {
+                return Err(Reject::acces(
+                    pc,
+                    format_args!("R{r} pointer comparison prohibited"),
+                ));
+            }
+        }
+        let is_zero = b.ty == RegType::Scalar && b.var.as_const() == Some(0);
+        if a.ty.is_pointer() {
+            if !matches!(cond, Cond::Eq | Cond::Ne) || !is_zero || !wide {
+                if !self.env.privileged {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!("R{dst} pointer comparison prohibited"),
+                    ));
+                }
+                return Ok(Next::Fork(fall, target, st.clone()));
+            }
+            // `ptr == 0` / `ptr != 0`.
+            let (null_pc, nonnull_pc) = if cond == Cond::Eq {
+                (target, fall)
+            } else {
+                (fall, target)
+            };
+            if a.ty != RegType::PtrToMapValueOrNull {
+                return Ok(Next::Goto(nonnull_pc));
+            }
+            let mut null = st.clone();
+            mark_ptr_or_null(&mut null, a.id, true);
+            mark_ptr_or_null(st, a.id, false);
+            return Ok(Next::Fork(nonnull_pc, null_pc, null));
+        }
+        if b.ty.is_pointer() {
+            // Privileged scalar-vs-pointer comparison: nothing learned.
+            return Ok(Next::Fork(fall, target, st.clone()));
+        }
+        match branch::outcome(&a.var, &b.var, cond, wide) {
+            Some(true) => return Ok(Next::Goto(target)),
+            Some(false) => return Ok(Next::Goto(fall)),
+            None => {}
+        }
+        let taken = branch::refine(&a.var, &b.var, cond, wide, true);
+        let not_taken = branch::refine(&a.var, &b.var, cond, wide, false);
+        let apply = |st: &mut VState, (x, y): (Scalar, Scalar)| {
+            st.reg_mut(dst).var = x;
+            if let Operand::Reg(r) = src {
+                if r != dst {
+                    st.reg_mut(r).var = y;
+                }
+            }
+        };
+        match (taken, not_taken) {
+            (Some(t), Some(f)) => {
+                let mut other = st.clone();
+                apply(&mut other, t);
+                apply(st, f);
+                Ok(Next::Fork(fall, target, other))
+            }
+            (Some(t), None) => {
+                apply(st, t);
+                Ok(Next::Goto(target))
+            }
+            (None, Some(f)) => {
+                apply(st, f);
+                Ok(Next::Goto(fall))
+            }
+            (None, None) => Ok(Next::End),
+        }
+    }
+}
+
+/// After a null check, every register holding the same `_OR_NULL` pointer becomes the
+/// pointer (`null == false`) or the scalar 0 (`mark_ptr_or_null_regs`).
+fn mark_ptr_or_null(st: &mut VState, id: u32, null: bool) {
+    st.for_each_reg(|r| {
+        if r.ty == RegType::PtrToMapValueOrNull && r.id == id {
+            if null {
+                *r = Reg::scalar(Scalar::konst(0));
+            } else {
+                r.ty = RegType::PtrToMapValue;
+                r.id = 0;
+            }
+        }
+    });
+}

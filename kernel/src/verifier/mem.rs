@@ -1,0 +1,558 @@
+//! Memory access checks: loads, stores and atomics through stack, map value and context
+//! pointers (`check_mem_access`, `check_stack_read/write_fixed_off`, `check_map_access`,
+//! `check_ctx_access`, `check_atomic` of `kernel/bpf/verifier.c`), and `ld_imm64`.
+//!
+//! Stack: offsets in `[-512, 0)` of the pointed-to frame; an aligned 8-byte store of a
+//! register spills it (a pointer keeps its type when filled back), any other store marks its
+//! bytes written (zero when the value is the constant 0). Pointers may only be spilled whole.
+//! Reading an unwritten byte is refused in the default mode (root: unknown value). Variable
+//! offsets on the stack exist only in the privileged mode (the arithmetic refuses them
+//! otherwise): reads need every byte in range written, writes make every byte in range data.
+//! Map values: `off + size` within `value_size` for every offset the pointer may have.
+//! Context: the program type's `is_valid_access`. Storing a pointer into a map value or the
+//! context is a leak, refused in the default mode.
+
+use super::bounds::Scalar;
+use super::explore::Explorer;
+use super::log::Reject;
+use super::state::{ByteKind, Reg, RegType, Slot, VState};
+use crate::Errno;
+use crate::insn::AtomicOp;
+use crate::map::MapAttr;
+use crate::uapi::{MapFlags, MapType, pseudo};
+
+/// What an access does.
+#[derive(Clone, Copy)]
+enum Kind {
+    Read { sign: bool },
+    Write(Reg, u8),
+    Atomic,
+}
+
+/// The value a load of `size` bytes of unknown data gives.
+fn loaded(size: usize, sign: bool) -> Reg {
+    let bits = size as u32 * 8;
+    Reg::scalar(match (bits, sign) {
+        (64, _) => Scalar::UNKNOWN,
+        (_, false) => Scalar::urange(0, (1u64 << bits) - 1),
+        (_, true) => Scalar::srange(-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1),
+    })
+}
+
+impl Explorer<'_> {
+    /// The attributes of map handle `h`.
+    pub(super) fn map_attr(&self, pc: usize, h: u32) -> Result<MapAttr, Reject> {
+        (self.env.maps)(h).ok_or_else(|| {
+            Reject::new(
+                Errno::EBADF,
+                pc,
+                format_args!("fd {h} is not pointing to valid bpf_map"),
+            )
+        })
+    }
+
+    /// `dst = *(size *)(src + off)`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check_ldx(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        size: usize,
+        sign: bool,
+        dst: u8,
+        src: u8,
+        off: i16,
+    ) -> Result<(), Reject> {
+        let v = self.mem_access(st, pc, src, off, size, Kind::Read { sign })?;
+        self.check_dst(pc, dst)?;
+        *st.reg_mut(dst) = v;
+        Ok(())
+    }
+
+    /// `*(size *)(dst + off) = val` (`src`: the register stored, if any).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check_store(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        size: usize,
+        dst: u8,
+        off: i16,
+        val: Reg,
+        src: Option<u8>,
+    ) -> Result<(), Reject> {
+        self.mem_access(st, pc, dst, off, size, Kind::Write(val, src.unwrap_or(dst)))?;
+        Ok(())
+    }
+
+    /// Atomic operations; load-acquire/store-release are checked as a load/store.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check_atomic(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        size: usize,
+        op: AtomicOp,
+        dst: u8,
+        src: u8,
+        off: i16,
+    ) -> Result<(), Reject> {
+        match op {
+            AtomicOp::LoadAcquire => return self.check_ldx(st, pc, size, false, dst, src, off),
+            AtomicOp::StoreRelease => {
+                let v = self.read(st, pc, src)?;
+                return self.check_store(st, pc, size, dst, off, v, Some(src));
+            }
+            _ => {}
+        }
+        let v = self.read(st, pc, src)?;
+        if op == AtomicOp::Cmpxchg {
+            let r0 = self.read(st, pc, 0)?;
+            if r0.ty.is_pointer() && !self.env.privileged {
+                return Err(Reject::acces(pc, "R0 leaks addr into mem"));
+            }
+        }
+        if v.ty.is_pointer() && !self.env.privileged {
+            return Err(Reject::acces(
+                pc,
+                format_args!("R{src} leaks addr into mem"),
+            ));
+        }
+        let p = self.read(st, pc, dst)?;
+        if !matches!(p.ty, RegType::PtrToStack { .. } | RegType::PtrToMapValue) {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "BPF_ATOMIC stores into R{dst} {} is not allowed",
+                    p.ty.name()
+                ),
+            ));
+        }
+        self.mem_access(st, pc, dst, off, size, Kind::Atomic)?;
+        let fetched = loaded(size, false);
+        match op {
+            AtomicOp::Cmpxchg => *st.reg_mut(0) = fetched,
+            AtomicOp::Xchg
+            | AtomicOp::Add { fetch: true }
+            | AtomicOp::Or { fetch: true }
+            | AtomicOp::And { fetch: true }
+            | AtomicOp::Xor { fetch: true } => {
+                self.check_dst(pc, src)?;
+                *st.reg_mut(src) = fetched;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn mem_access(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        ptrno: u8,
+        off: i16,
+        size: usize,
+        kind: Kind,
+    ) -> Result<Reg, Reject> {
+        let p = self.read(st, pc, ptrno)?;
+        let write = !matches!(kind, Kind::Read { .. });
+        if let Kind::Write(v, src) = kind {
+            if v.ty.is_pointer() && !self.env.privileged {
+                match p.ty {
+                    RegType::PtrToMapValue => {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!("R{src} leaks addr into map"),
+                        ));
+                    }
+                    RegType::PtrToCtx => {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!("R{src} leaks addr into ctx"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let sign = matches!(kind, Kind::Read { sign: true });
+        match p.ty {
+            RegType::PtrToStack { frame } => {
+                self.stack_access(st, pc, ptrno, &p, frame, off, size, kind)
+            }
+            RegType::PtrToMapValue => {
+                let attr = self.map_attr(pc, p.map)?;
+                self.check_bounded(
+                    pc,
+                    ptrno,
+                    &p,
+                    off,
+                    size,
+                    attr.value_size as i64,
+                    "map value",
+                    "value_size",
+                )?;
+                if write && attr.flags.contains(MapFlags::RDONLY_PROG) {
+                    return Err(Reject::acces(pc, "write into map forbidden"));
+                }
+                if !write && attr.flags.contains(MapFlags::WRONLY_PROG) {
+                    return Err(Reject::acces(pc, "read from map forbidden"));
+                }
+                Ok(loaded(size, sign))
+            }
+            RegType::PtrToCtx => {
+                let ops = self.ctx.ops();
+                let total = p.off as i64 + off as i64;
+                if !ops.allows_modified_ptr() && (p.off != 0 || p.var.as_const() != Some(0)) {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!(
+                            "dereference of modified ctx ptr R{ptrno} off={} disallowed",
+                            p.off
+                        ),
+                    ));
+                }
+                let lo = total.saturating_add(p.var.smin);
+                let hi = total.saturating_add(p.var.umax.min(1 << 29) as i64) + size as i64;
+                if p.var.smin < 0
+                    || p.var.umax >= 1 << 29
+                    || !ops.is_valid_access(lo, (hi - lo) as usize, write)
+                {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!("invalid bpf_context access off={total} size={size}"),
+                    ));
+                }
+                Ok(loaded(size, sign))
+            }
+            t => Err(Reject::acces(
+                pc,
+                format_args!("R{ptrno} invalid mem access '{}'", t.name()),
+            )),
+        }
+    }
+
+    /// `off + size` within `[0, limit)` for every offset a pointer with a bounded variable
+    /// part may have (`check_map_access` and friends).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check_bounded(
+        &self,
+        pc: usize,
+        regno: u8,
+        p: &Reg,
+        off: i16,
+        size: usize,
+        limit: i64,
+        what: &str,
+        limit_name: &str,
+    ) -> Result<(), Reject> {
+        if p.var.smin < 0 {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
+                ),
+            ));
+        }
+        if p.var.umax >= 1 << 29 {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} unbounded memory access, make sure to bounds check any such access"
+                ),
+            ));
+        }
+        let base = p.off as i64 + off as i64;
+        let (lo, hi) = (
+            base + p.var.umin as i64,
+            base + p.var.umax as i64 + size as i64,
+        );
+        if lo < 0 || hi > limit {
+            let o = if lo < 0 { lo } else { hi - size as i64 };
+            return Err(Reject::acces(
+                pc,
+                format_args!("invalid access to {what}, {limit_name}={limit} off={o} size={size}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The stack offset range `[lo, hi)` an access touches, checked against the frame.
+    #[allow(clippy::too_many_arguments)]
+    fn stack_range(
+        &self,
+        pc: usize,
+        regno: u8,
+        p: &Reg,
+        off: i16,
+        size: usize,
+        what: &str,
+    ) -> Result<(i64, i64), Reject> {
+        let base = p.off as i64 + off as i64;
+        let lo = base.saturating_add(p.var.smin);
+        let hi = base.saturating_add(p.var.smax).saturating_add(size as i64);
+        if lo < -512 || hi > 0 {
+            let errno = if lo >= -512 {
+                Errno::EINVAL
+            } else {
+                Errno::EACCES
+            };
+            return Err(match p.var.as_const() {
+                Some(_) => Reject::new(
+                    errno,
+                    pc,
+                    format_args!("invalid {what} stack R{regno} off={base} size={size}"),
+                ),
+                None => Reject::new(
+                    errno,
+                    pc,
+                    format_args!(
+                        "invalid variable-offset {what} stack R{regno} var_off={} off={base} size={size}",
+                        p.var.var
+                    ),
+                ),
+            });
+        }
+        Ok((lo, hi))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn stack_access(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        regno: u8,
+        p: &Reg,
+        frame: u8,
+        off: i16,
+        size: usize,
+        kind: Kind,
+    ) -> Result<Reg, Reject> {
+        let what = if matches!(kind, Kind::Read { .. }) {
+            "read from"
+        } else {
+            "write to"
+        };
+        let (lo, hi) = self.stack_range(pc, regno, p, off, size, what)?;
+        let fr = &mut st.frames[frame as usize];
+        let depth = &mut self.stack_depth[fr.subprog];
+        *depth = (*depth).max((-lo) as u32);
+        let konst = p.var.as_const().is_some();
+        let idx = |o: i64| (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
+        let priv_ = self.env.privileged;
+        match kind {
+            Kind::Read { .. } | Kind::Atomic if konst => {
+                let sign = matches!(kind, Kind::Read { sign: true });
+                let (s, b) = idx(lo);
+                if let Slot::Spill(r) = fr.stack[s] {
+                    if size == 8 && b == 0 {
+                        if matches!(kind, Kind::Atomic) {
+                            if r.ty.is_pointer() && !priv_ {
+                                return Err(Reject::acces(
+                                    pc,
+                                    "attempt to corrupt spilled pointer on stack",
+                                ));
+                            }
+                            fr.stack[s] = Slot::Spill(loaded(8, false));
+                        }
+                        return Ok(r);
+                    }
+                    if r.ty.is_pointer() && !priv_ {
+                        return Err(Reject::acces(pc, "invalid size of register fill"));
+                    }
+                }
+                let mut all_zero = true;
+                for o in lo..hi {
+                    let (s, b) = idx(o);
+                    match fr.stack[s].byte(b) {
+                        ByteKind::Invalid if !priv_ => {
+                            return Err(Reject::acces(
+                                pc,
+                                format_args!(
+                                    "invalid read from stack off {lo}+{} size {size}",
+                                    o - lo
+                                ),
+                            ));
+                        }
+                        ByteKind::Zero => {}
+                        _ => all_zero = false,
+                    }
+                }
+                if matches!(kind, Kind::Atomic) {
+                    write_bytes(fr, lo, hi, ByteKind::Misc);
+                }
+                Ok(if all_zero {
+                    Reg::scalar(Scalar::konst(0))
+                } else {
+                    loaded(size, sign)
+                })
+            }
+            Kind::Read { sign } => {
+                // Privileged variable-offset read: every byte in range must be written.
+                for o in lo..hi {
+                    let (s, b) = idx(o);
+                    if fr.stack[s].byte(b) == ByteKind::Invalid {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!(
+                                "invalid variable-offset read from stack R{regno} var_off={} off={off} size={size}",
+                                p.var.var
+                            ),
+                        ));
+                    }
+                }
+                Ok(loaded(size, sign))
+            }
+            Kind::Atomic => {
+                write_bytes(fr, lo, hi, ByteKind::Misc);
+                Ok(loaded(size, false))
+            }
+            Kind::Write(v, _) => {
+                let (s, b) = idx(lo);
+                if konst && size == 8 && b == 0 {
+                    fr.stack[s] = Slot::Spill(v);
+                    return Ok(v);
+                }
+                if v.ty.is_pointer() {
+                    return Err(Reject::acces(pc, "invalid size of register spill"));
+                }
+                for o in lo..hi {
+                    let (s, _) = idx(o);
+                    if let Slot::Spill(r) = fr.stack[s] {
+                        if r.ty.is_pointer() && !priv_ {
+                            return Err(Reject::acces(
+                                pc,
+                                "attempt to corrupt spilled pointer on stack",
+                            ));
+                        }
+                    }
+                }
+                let k = if konst && v.var.as_const() == Some(0) {
+                    ByteKind::Zero
+                } else {
+                    ByteKind::Misc
+                };
+                write_bytes(fr, lo, hi, k);
+                Ok(v)
+            }
+        }
+    }
+
+    /// A helper argument pointing to `size` bytes the helper reads (`check_helper_mem_access`
+    /// for map keys and values): stack bytes must be written, map values in bounds.
+    pub(super) fn check_helper_mem(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        regno: u8,
+        size: usize,
+    ) -> Result<(), Reject> {
+        let p = *st.reg(regno);
+        match p.ty {
+            RegType::PtrToStack { frame } => {
+                let (lo, hi) = self.stack_range(pc, regno, &p, 0, size, "indirect access to")?;
+                let fr = &st.frames[frame as usize];
+                let depth = &mut self.stack_depth[fr.subprog];
+                *depth = (*depth).max((-lo) as u32);
+                for o in lo..hi {
+                    let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
+                    if fr.stack[s].byte(b) == ByteKind::Invalid && !self.env.privileged {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!(
+                                "invalid indirect read from stack R{regno} off {lo}+{} size {size}",
+                                o - lo
+                            ),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            RegType::PtrToMapValue => {
+                let attr = self.map_attr(pc, p.map)?;
+                self.check_bounded(
+                    pc,
+                    regno,
+                    &p,
+                    0,
+                    size,
+                    attr.value_size as i64,
+                    "map value",
+                    "value_size",
+                )
+            }
+            t => Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} type={} expected=fp, pkt, pkt_meta, map_key, map_value",
+                    t.name()
+                ),
+            )),
+        }
+    }
+
+    /// `ld_imm64`: a number, a map (`BPF_PSEUDO_MAP_FD`) or a map value address
+    /// (`BPF_PSEUDO_MAP_VALUE`, single-element arrays).
+    pub(super) fn check_ld_imm64(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        dst: u8,
+        kind: u8,
+        imm: u64,
+    ) -> Result<(), Reject> {
+        self.check_dst(pc, dst)?;
+        let (lo, hi) = (imm as u32, (imm >> 32) as u32);
+        let r = match kind {
+            0 => Reg::scalar(Scalar::konst(imm)),
+            pseudo::MAP_FD | pseudo::MAP_VALUE => {
+                let attr = self.map_attr(pc, lo)?;
+                if kind == pseudo::MAP_FD {
+                    let mut r = Reg::ptr(RegType::ConstPtrToMap, 0);
+                    r.map = lo;
+                    r
+                } else {
+                    if attr.map_type != MapType::Array
+                        || attr.max_entries != 1
+                        || hi >= attr.value_size
+                    {
+                        return Err(Reject::new(
+                            Errno::EINVAL,
+                            pc,
+                            format_args!(
+                                "invalid access to map value pointer, value_size={} off={hi}",
+                                attr.value_size
+                            ),
+                        ));
+                    }
+                    let mut r = Reg::ptr(RegType::PtrToMapValue, hi as i32);
+                    r.map = lo;
+                    r
+                }
+            }
+            _ => {
+                return Err(Reject::new(
+                    Errno::EINVAL,
+                    pc,
+                    format_args!("unsupported ld_imm64 src_reg {kind}"),
+                ));
+            }
+        };
+        *st.reg_mut(dst) = r;
+        Ok(())
+    }
+}
+
+/// Marks stack bytes `[lo, hi)` as `k`, turning touched spill slots into bytes.
+fn write_bytes(fr: &mut super::state::Frame, lo: i64, hi: i64, k: ByteKind) {
+    for o in lo..hi {
+        let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
+        if let Slot::Spill(_) = fr.stack[s] {
+            let bytes = core::array::from_fn(|i| fr.stack[s].byte(i));
+            fr.stack[s] = Slot::Bytes(bytes);
+        }
+        if let Slot::Bytes(bytes) = &mut fr.stack[s] {
+            bytes[b] = k;
+        }
+    }
+}

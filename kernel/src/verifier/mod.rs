@@ -1,0 +1,206 @@
+//! The verifier: proves a program safe by abstract interpretation before it may run
+//! (`bpf_check` in `kernel/bpf/verifier.c`).
+//!
+//! Pipeline: [`cfg`] decodes the program and checks its control flow (subprograms, jump
+//! ranges, reachability, back-edges), then [`explore`] walks every path with an abstract
+//! register/stack state ([`state`]: scalars as [`tnum`] + ranges in [`bounds`], pointers
+//! with their type and offset), checking each instruction ([`regs`] for ALU and pointer
+//! arithmetic, [`branch`] for conditional jumps, [`mem`] for memory, [`calls`] for helpers,
+//! BPF-to-BPF calls and exit, [`ctx`] for the per-program-type context rules). A rejection
+//! carries the kernel's errno and a log naming the instruction and the reason ([`log`]).
+//!
+//! Modes: the default follows the kernel's rules for a loader with `CAP_BPF` but without
+//! `CAP_PERFMON` — no pointer leaks into maps, the context, helper scalars or the return
+//! value, no pointer subtraction, negation or 32-bit copies, no reads of unwritten stack, no
+//! variable-offset stack access. [`VerifierEnv::privileged`] follows root's
+//! (`allow_ptr_leaks`, `allow_uninit_stack`): those become unknown scalars / allowed. The
+//! kernel's Spectre-v1 speculative-path checks (sanitize_ptr_alu, nospec) are out of scope.
+//!
+//! Not yet covered (later slices of the verifier issue): packet pointers, sockets and
+//! reference tracking, kfuncs, `may_goto`'s hidden budget beyond pruning, liveness and
+//! precision tracking (pruning compares every register), scalar id linking, the rewrite
+//! passes (`convert_ctx_access`, fixups), per-type return-value ranges.
+
+pub mod alu;
+pub mod bounds;
+pub mod branch;
+mod calls;
+pub mod cfg;
+pub mod ctx;
+pub mod explore;
+pub mod log;
+mod mem;
+mod regs;
+pub mod state;
+pub mod tnum;
+
+use crate::Errno;
+use crate::insn::Insn;
+use crate::map::MapAttr;
+use crate::uapi::ProgType;
+use crate::uapi::limits::{BPF_MAXINSNS, MAX_BPF_STACK};
+use alloc::string::String;
+use alloc::vec::Vec;
+use bounds::Scalar;
+use state::{Frame, Reg, RegType, VState};
+
+/// What the verifier is told about the program besides its instructions.
+#[derive(Clone, Copy)]
+pub struct VerifierEnv<'a> {
+    /// The program type (context rules, helper availability).
+    pub prog_type: ProgType,
+    /// The map an `ld_imm64` with `src_reg` `BPF_PSEUDO_MAP_FD`/`_VALUE` and immediate `h`
+    /// refers to: `maps(h)`, or `None` when there is no such map.
+    pub maps: &'a dyn Fn(u32) -> Option<MapAttr>,
+    /// For [`ProgType::RawBuffer`]: the size of the buffer the context points to (R2 holds
+    /// it on entry).
+    pub ctx_size: usize,
+    /// Root's rules instead of the default (`CAP_BPF` without `CAP_PERFMON`).
+    pub privileged: bool,
+    /// Back-edges are judged by exploration (bounded loops accepted); `false` refuses every
+    /// back-edge, as the kernel does for loaders without `CAP_BPF`.
+    pub allow_loops: bool,
+}
+
+fn no_maps(_: u32) -> Option<MapAttr> {
+    None
+}
+
+impl VerifierEnv<'static> {
+    /// Default mode, no maps, context size 0, loops allowed.
+    pub fn new(prog_type: ProgType) -> Self {
+        VerifierEnv {
+            prog_type,
+            maps: &no_maps,
+            ctx_size: 0,
+            privileged: false,
+            allow_loops: true,
+        }
+    }
+}
+
+impl core::fmt::Debug for VerifierEnv<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("VerifierEnv")
+            .field("prog_type", &self.prog_type)
+            .field("ctx_size", &self.ctx_size)
+            .field("privileged", &self.privileged)
+            .field("allow_loops", &self.allow_loops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rejection: the errno and the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyError {
+    /// The kernel's errno for this rejection.
+    pub errno: Errno,
+    /// The instruction the rejection is about, when there is one.
+    pub insn: Option<usize>,
+    /// The verifier log (the reason line, then the summary).
+    pub log: String,
+}
+
+impl core::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}: {}", self.errno, self.log.trim_end())
+    }
+}
+
+/// What a successful verification found.
+#[derive(Clone, Debug)]
+pub struct VerifierOutput {
+    /// Instructions processed over all paths.
+    pub insn_processed: usize,
+    /// States stored for pruning.
+    pub total_states: usize,
+    /// Start instruction of each subprogram.
+    pub subprogs: Vec<usize>,
+    /// Stack bytes each subprogram uses (deepest access).
+    pub stack_depth: Vec<u32>,
+    /// The verifier log (the summary line).
+    pub log: String,
+}
+
+/// Verifies `insns` under `env`.
+pub fn verify(insns: &[Insn], env: &VerifierEnv<'_>) -> Result<VerifierOutput, VerifyError> {
+    let mut logbuf = String::new();
+    let fail = |r: log::Reject, processed: usize, states: usize| {
+        let mut l = String::new();
+        log::write_reject(&mut l, &r);
+        log::write_summary(&mut l, processed, states);
+        VerifyError {
+            errno: r.errno,
+            insn: Some(r.insn),
+            log: l,
+        }
+    };
+    if insns.is_empty() {
+        return Err(VerifyError {
+            errno: Errno::EINVAL,
+            insn: None,
+            log: String::from("empty program\n"),
+        });
+    }
+    if insns.len() > BPF_MAXINSNS {
+        let mut l = String::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut l,
+            format_args!(
+                "program is too large: {} insns, limit is {}\n",
+                insns.len(),
+                BPF_MAXINSNS
+            ),
+        );
+        return Err(VerifyError {
+            errno: Errno::E2BIG,
+            insn: None,
+            log: l,
+        });
+    }
+    let cfg = cfg::check(insns, env.allow_loops).map_err(|r| fail(r, 0, 0))?;
+    let mut ex = explore::Explorer::new(insns, &cfg, env);
+    let mut main = Frame::new(0, 0, None);
+    main.regs[1] = Reg::ptr(RegType::PtrToCtx, 0);
+    if env.prog_type == ProgType::RawBuffer {
+        main.regs[2] = Reg::scalar(Scalar::konst(env.ctx_size as u64));
+    }
+    let entry = VState {
+        frames: alloc::vec![main],
+    };
+    ex.run(entry)
+        .map_err(|r| fail(r, ex.processed, ex.total_states()))?;
+    check_max_stack_depth(&cfg, &ex.stack_depth)
+        .map_err(|r| fail(r, ex.processed, ex.total_states()))?;
+    log::write_summary(&mut logbuf, ex.processed, ex.total_states());
+    Ok(VerifierOutput {
+        insn_processed: ex.processed,
+        total_states: ex.total_states(),
+        subprogs: cfg.subprogs.clone(),
+        stack_depth: ex.stack_depth.clone(),
+        log: logbuf,
+    })
+}
+
+/// The combined stack of every call chain fits in 512 bytes, each frame rounded up to 32
+/// bytes (`check_max_stack_depth`).
+fn check_max_stack_depth(cfg: &cfg::Cfg, depth: &[u32]) -> Result<(), log::Reject> {
+    let round = |d: u32| d.max(1).div_ceil(32) * 32;
+    // (subprog, frames deep, bytes so far)
+    let mut stack: Vec<(usize, usize, u32)> = alloc::vec![(0, 1, round(depth[0]))];
+    while let Some((s, n, total)) = stack.pop() {
+        if total as usize > MAX_BPF_STACK {
+            return Err(log::Reject::acces(
+                cfg.subprogs[s],
+                format_args!("combined stack size of {n} calls is {total}. Too large"),
+            ));
+        }
+        if n >= crate::uapi::limits::MAX_CALL_FRAMES {
+            continue;
+        }
+        for &c in &cfg.callees[s] {
+            stack.push((c, n + 1, total + round(depth[c])));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! Abstract machine state: registers, per-frame stacks, the call stack.
+//!
+//! Mirrors `struct bpf_reg_state`, `struct bpf_stack_state`, `struct bpf_func_state` and
+//! `struct bpf_verifier_state` of `include/linux/bpf_verifier.h`, and the comparison of
+//! `states_equal`/`regsafe`/`stacksafe` in `kernel/bpf/verifier.c` (simplified: see
+//! [`VState::subsumes`]).
+
+use super::bounds::Scalar;
+use crate::uapi::limits::{MAX_BPF_REG, MAX_BPF_STACK};
+use alloc::vec::Vec;
+
+/// What a register holds (`enum bpf_reg_type`, the subset tracked so far).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegType {
+    /// Never written on this path (`NOT_INIT`).
+    NotInit,
+    /// A number (`SCALAR_VALUE`).
+    Scalar,
+    /// The program's context (`PTR_TO_CTX`).
+    PtrToCtx,
+    /// Into a frame's stack (`PTR_TO_STACK`); `frame` is the frame number.
+    PtrToStack {
+        /// Index of the frame whose stack this points into.
+        frame: u8,
+    },
+    /// A map from `ld_imm64` (`CONST_PTR_TO_MAP`).
+    ConstPtrToMap,
+    /// Into a map value (`PTR_TO_MAP_VALUE`).
+    PtrToMapValue,
+    /// A map value or NULL (`PTR_TO_MAP_VALUE | PTR_MAYBE_NULL`).
+    PtrToMapValueOrNull,
+}
+
+impl RegType {
+    /// The kernel's name for the type in messages (`reg_type_str`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RegType::NotInit => "?",
+            RegType::Scalar => "scalar",
+            RegType::PtrToCtx => "ctx",
+            RegType::PtrToStack { .. } => "fp",
+            RegType::ConstPtrToMap => "map_ptr",
+            RegType::PtrToMapValue => "map_value",
+            RegType::PtrToMapValueOrNull => "map_value_or_null",
+        }
+    }
+
+    /// Whether this is a pointer type.
+    pub fn is_pointer(self) -> bool {
+        !matches!(self, RegType::NotInit | RegType::Scalar)
+    }
+}
+
+/// One register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Reg {
+    /// The type.
+    pub ty: RegType,
+    /// Fixed offset of a pointer.
+    pub off: i32,
+    /// The value of a scalar, or the variable offset of a pointer.
+    pub var: Scalar,
+    /// For `_OR_NULL` pointers: registers with the same id are null-checked together.
+    pub id: u32,
+    /// For map pointers and values: the map's handle (the `ld_imm64` immediate).
+    pub map: u32,
+}
+
+impl Reg {
+    /// An uninitialized register.
+    pub const NOT_INIT: Reg = Reg {
+        ty: RegType::NotInit,
+        off: 0,
+        var: Scalar::UNKNOWN,
+        id: 0,
+        map: 0,
+    };
+
+    /// A scalar with the given bounds.
+    pub const fn scalar(var: Scalar) -> Reg {
+        Reg {
+            ty: RegType::Scalar,
+            off: 0,
+            var,
+            id: 0,
+            map: 0,
+        }
+    }
+
+    /// A pointer of `ty` with fixed offset `off` and no variable part.
+    pub const fn ptr(ty: RegType, off: i32) -> Reg {
+        Reg {
+            ty,
+            off,
+            var: Scalar::konst(0),
+            id: 0,
+            map: 0,
+        }
+    }
+
+    /// Whether `self` (an explored state's register) covers every value `cur` can hold
+    /// (`regsafe`, simplified: scalars by range inclusion, pointers by equality).
+    pub fn subsumes(&self, cur: &Reg) -> bool {
+        match (self.ty, cur.ty) {
+            (RegType::NotInit, _) => true,
+            (RegType::Scalar, RegType::Scalar) => self.var.includes(&cur.var),
+            _ => self == cur,
+        }
+    }
+}
+
+/// The contents of one byte of stack (`STACK_INVALID`, `STACK_MISC`, `STACK_ZERO`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ByteKind {
+    /// Never written.
+    Invalid,
+    /// Written with some data.
+    Misc,
+    /// Known to be zero.
+    Zero,
+}
+
+/// One 8-byte stack slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// Byte by byte (index 0 is the lowest address of the slot).
+    Bytes([ByteKind; 8]),
+    /// A whole register spilled with an 8-byte aligned store (`STACK_SPILL`).
+    Spill(Reg),
+}
+
+impl Slot {
+    /// An unwritten slot.
+    pub const INVALID: Slot = Slot::Bytes([ByteKind::Invalid; 8]);
+
+    /// The kind of byte `i` (a spill counts as initialized data).
+    pub fn byte(&self, i: usize) -> ByteKind {
+        match self {
+            Slot::Bytes(b) => b[i],
+            Slot::Spill(r) if r.var.as_const() == Some(0) && r.ty == RegType::Scalar => {
+                ByteKind::Zero
+            }
+            Slot::Spill(_) => ByteKind::Misc,
+        }
+    }
+
+    fn subsumes(&self, cur: &Slot) -> bool {
+        match (self, cur) {
+            (Slot::Spill(a), Slot::Spill(b)) => a.subsumes(b),
+            (Slot::Spill(a), Slot::Bytes(_)) if a.ty == RegType::Scalar => {
+                a.var == Scalar::UNKNOWN && (0..8).all(|i| cur.byte(i) != ByteKind::Invalid)
+            }
+            (Slot::Spill(_), Slot::Bytes(_)) => false,
+            (Slot::Bytes(_), _) => (0..8).all(|i| match (self.byte(i), cur.byte(i)) {
+                (ByteKind::Invalid, _) => true,
+                (ByteKind::Misc, c) => c != ByteKind::Invalid,
+                (ByteKind::Zero, c) => c == ByteKind::Zero,
+            }),
+        }
+    }
+}
+
+/// Number of 8-byte slots in a frame's stack.
+pub const STACK_SLOTS: usize = MAX_BPF_STACK / 8;
+
+/// One function frame (`struct bpf_func_state`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// R0..R10.
+    pub regs: [Reg; MAX_BPF_REG],
+    /// Slot `i` covers offsets `-(512 - 8 i)` .. `-(512 - 8 i) + 8` from the frame pointer.
+    pub stack: Vec<Slot>,
+    /// The instruction that called into this frame (`None` for the main program).
+    pub callsite: Option<usize>,
+    /// Index of the subprogram this frame runs.
+    pub subprog: usize,
+}
+
+impl Frame {
+    /// A fresh frame for `subprog`: every register uninitialized but R10, stack unwritten.
+    pub fn new(frameno: u8, subprog: usize, callsite: Option<usize>) -> Frame {
+        let mut regs = [Reg::NOT_INIT; MAX_BPF_REG];
+        regs[10] = Reg::ptr(RegType::PtrToStack { frame: frameno }, 0);
+        Frame {
+            regs,
+            stack: alloc::vec![Slot::INVALID; STACK_SLOTS],
+            callsite,
+            subprog,
+        }
+    }
+}
+
+/// The whole abstract state of one path (`struct bpf_verifier_state`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct VState {
+    /// The call stack, innermost last.
+    pub frames: Vec<Frame>,
+}
+
+impl VState {
+    /// The innermost frame.
+    pub fn cur(&self) -> &Frame {
+        self.frames.last().expect("a state has a frame")
+    }
+
+    /// The innermost frame, mutably.
+    pub fn cur_mut(&mut self) -> &mut Frame {
+        self.frames.last_mut().expect("a state has a frame")
+    }
+
+    /// A register of the innermost frame.
+    pub fn reg(&self, r: u8) -> &Reg {
+        &self.cur().regs[r as usize]
+    }
+
+    /// A register of the innermost frame, mutably.
+    pub fn reg_mut(&mut self, r: u8) -> &mut Reg {
+        &mut self.cur_mut().regs[r as usize]
+    }
+
+    /// Whether every path from `cur` is covered by the already-verified paths from `self`:
+    /// same call stack, each register and stack slot of `self` at least as general.
+    ///
+    /// Simplifications against the kernel: no liveness or precision tracking (a register
+    /// that is dead still has to match), pointers must match exactly (including ids), and a
+    /// spilled unknown scalar only covers fully initialized bytes.
+    pub fn subsumes(&self, cur: &VState) -> bool {
+        self.frames.len() == cur.frames.len()
+            && self.frames.iter().zip(&cur.frames).all(|(a, b)| {
+                a.callsite == b.callsite
+                    && a.regs.iter().zip(&b.regs).all(|(x, y)| x.subsumes(y))
+                    && a.stack.iter().zip(&b.stack).all(|(x, y)| x.subsumes(y))
+            })
+    }
+
+    /// Applies `f` to every register and spilled register of every frame.
+    pub fn for_each_reg(&mut self, mut f: impl FnMut(&mut Reg)) {
+        for fr in &mut self.frames {
+            fr.regs.iter_mut().for_each(&mut f);
+            for s in &mut fr.stack {
+                if let Slot::Spill(r) = s {
+                    f(r);
+                }
+            }
+        }
+    }
+}
