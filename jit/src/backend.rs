@@ -25,6 +25,14 @@ impl kbpf::jit::JitImage for JitImage {
     fn size(&self) -> usize {
         JitImage::size(self)
     }
+
+    fn poke_sites(&self) -> &[kbpf::jit::PokeSite] {
+        JitImage::poke_sites(self)
+    }
+
+    fn poke(&self, site: usize, target: usize) -> kbpf::Result {
+        JitImage::poke(self, site, target)
+    }
 }
 
 impl kbpf::jit::JitCompiler for X86Jit {

@@ -14,11 +14,15 @@ mod pass;
 mod regmap;
 mod subprog;
 mod tailcall;
+mod tailcall_const;
+mod tailcall_direct;
 
 pub use call::{CallxRet, kbpf_jit_callx};
 pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
 pub use image::{JitFunc, JitImage};
 pub use regmap::bpf_reg;
+pub use tailcall_const::ConstKey;
+pub use tailcall_direct::DirectSite;
 
 use alloc::vec::Vec;
 use kbpf::Errno;
@@ -75,6 +79,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         pc += op.slots();
     }
     let subs = subprog::analyze(&ops)?;
+    let direct = tailcall_const::const_keys(&ops, &subs);
     let frame = frame::FrameInfo {
         sub_may_goto: ops
             .iter()
@@ -87,6 +92,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         frame,
         prog_type,
         maps,
+        direct,
     })
 }
 
@@ -99,6 +105,14 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
 /// `MAX_CALL_FRAMES`, `ENOTSUPP` for kfunc calls and legacy packet loads, `EFAULT` when the
 /// layout does not converge.
 pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), Errno> {
+    emit_with_pokes(insns, prog_type).map(|(code, offsets, _)| (code, offsets))
+}
+
+/// The output of [`emit_with_pokes`]: code, per-slot offsets, direct tail calls.
+pub type Emitted = (Vec<u8>, Vec<u32>, Vec<DirectSite>);
+
+/// [`emit`], plus the direct tail calls of the code (each site emitted falling through).
+pub fn emit_with_pokes(insns: &[Insn], prog_type: ProgType) -> Result<Emitted, Errno> {
     let p = prepare(insns, prog_type)?;
     let (_, mut layout) = pass(&p, None)?;
     for _ in 0..MAX_PASSES {
@@ -109,7 +123,7 @@ pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), 
             if fin_layout != next || fin.len() != bytes.len() {
                 return Err(Errno::EFAULT);
             }
-            return Ok((fin, fin_layout.start));
+            return Ok((fin, fin_layout.start, fin_layout.pokes));
         }
         layout = next;
     }
@@ -118,6 +132,6 @@ pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), 
 
 /// Compiles `insns` and installs the code in host executable memory.
 pub fn compile(insns: &[Insn], prog_type: ProgType) -> Result<JitImage, Errno> {
-    let (bytes, offsets) = emit(insns, prog_type)?;
-    JitImage::install(&bytes, offsets)
+    let (bytes, offsets, pokes) = emit_with_pokes(insns, prog_type)?;
+    JitImage::install(&bytes, offsets, pokes)
 }

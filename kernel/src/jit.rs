@@ -18,6 +18,20 @@ use spin::Once;
 /// tail-called program of the run counts on it, so subprograms share the budget.
 pub type JitEntry = unsafe extern "sysv64" fn(u64, u64, *mut u32) -> u64;
 
+/// A direct tail-call site in native code: a tail call whose prog_array and index were known
+/// when the program was compiled (the tail-call part of Linux's `struct
+/// bpf_jit_poke_descriptor`). Its 5 patchable bytes either fall through (empty slot) or jump
+/// to the slot's program; the prog_array keeps them in sync (`maps::prog_array`'s poke table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PokeSite {
+    /// Address of the map (`ld_imm64` map reference in R2).
+    pub map: u64,
+    /// The slot index (R3, as the `u32` a tail call uses).
+    pub index: u32,
+    /// Offset of the 5 patchable bytes from the image's entry.
+    pub offset: u32,
+}
+
 /// Native code owned by a program. Dropping it returns the executable memory to the host; the
 /// program is only dropped once no CPU can be running it (see `Prog`).
 pub trait JitImage: Send + Sync {
@@ -27,6 +41,15 @@ pub trait JitImage: Send + Sync {
     fn tail_call_entry(&self) -> usize;
     /// Bytes of code.
     fn size(&self) -> usize;
+    /// The image's direct tail-call sites, in code order. Each starts out falling through.
+    fn poke_sites(&self) -> &[PokeSite];
+    /// Re-points direct site `site` (an index into [`JitImage::poke_sites`]) while other CPUs
+    /// may be executing it (`bpf_arch_poke_desc_update`): to a jump to `target` (a program's
+    /// tail-call target), or to falling through when `target` is 0. A CPU executing the site
+    /// meanwhile takes the old or the new path, never a torn one. Callers serialize pokes of one
+    /// site (the prog_array's poke lock). Errors: `EINVAL` for a bad site index, or the host's
+    /// `text_poke` error, with the site unchanged.
+    fn poke(&self, site: usize, target: usize) -> Result;
 }
 
 /// A JIT backend.

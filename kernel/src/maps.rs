@@ -10,3 +10,4 @@ pub(crate) use array::ArrayMap;
 pub(crate) use hash::HashMap;
 pub(crate) use percpu_array::PercpuArrayMap;
 pub use prog_array::ProgArray;
+pub(crate) use prog_array::{track_pokes, untrack_pokes};

@@ -7,7 +7,7 @@
 use crate::cpu::CpuGuard;
 use crate::insn::Insn;
 use crate::interp::{Fault, InterpImage};
-use crate::jit::{JitEntry, JitImage};
+use crate::jit::{JitEntry, JitImage, PokeSite};
 use crate::load::ProgLoadAttr;
 use crate::map::Map;
 use crate::sync::Arc;
@@ -64,6 +64,10 @@ impl Prog {
         interp: InterpImage,
         jited: Option<Box<dyn JitImage>>,
     ) -> Prog {
+        // Direct tail-call sites join their prog_arrays' poke tables now: the image is at its
+        // final address (boxed) and no CPU runs it yet. If that fails, run in the interpreter,
+        // as when the JIT refuses a program.
+        let jited = jited.filter(|j| crate::maps::track_pokes(&used_maps, j.as_ref()).is_ok());
         Prog {
             tail_call_target: jited.as_ref().map_or(0, |j| j.tail_call_entry()),
             id: crate::id::next_prog_id(),
@@ -106,6 +110,17 @@ impl Prog {
     /// Whether it runs as native code.
     pub fn jited(&self) -> bool {
         self.jited.is_some()
+    }
+
+    /// Where a JIT'd tail call into this program jumps, 0 when interpreted.
+    pub(crate) fn tail_call_target(&self) -> usize {
+        self.tail_call_target
+    }
+
+    /// The direct tail-call sites of the JIT image (none when interpreted): tail calls whose
+    /// prog_array and index were constants, patched to jump straight to the slot's program.
+    pub fn direct_tail_calls(&self) -> &[PokeSite] {
+        self.jited.as_ref().map_or(&[], |j| j.poke_sites())
     }
 
     /// Size of the JIT image, 0 when interpreted.
@@ -170,6 +185,16 @@ pub fn check_map_compatible(map: &Map, prog: &Prog) -> Result {
         }
         Some(o) if o == key => Ok(()),
         Some(_) => Err(Errno::EINVAL),
+    }
+}
+
+impl Drop for Prog {
+    fn drop(&mut self) {
+        // Before the image is freed (the fields drop after this), so no prog_array update can
+        // poke freed code (`bpf_free_used_maps` → `map_poke_untrack`).
+        if let Some(j) = &self.jited {
+            crate::maps::untrack_pokes(&self.used_maps, j.as_ref());
+        }
     }
 }
 

@@ -1,11 +1,15 @@
 //! An installed JIT image in host executable memory (Linux `bpf_jit_binary_pack_alloc` /
 //! `bpf_jit_binary_pack_finalize` / `bpf_jit_free` in `kernel/bpf/core.c`, with the host's
 //! W^X [`ExecRegion`] from `Host::exec_install` in place of the prog pack; the shim host packs
-//! small images into shared pages like `bpf_prog_pack_alloc`).
+//! small images into shared pages like `bpf_prog_pack_alloc`). Direct tail-call sites are
+//! re-pointed in place with the host's `text_poke` (Linux `bpf_arch_poke_desc_update` →
+//! `__bpf_arch_text_poke`).
 
+use super::tailcall_direct::{DirectSite, SITE_LEN, site_bytes};
 use alloc::vec::Vec;
 use kbpf::Errno;
 use kbpf::host::{self, ExecRegion};
+use kbpf::jit::PokeSite;
 
 /// The machine signature of a compiled program: R1, R2 and the run's tail-call counter in, R0
 /// out (the same as `kbpf::jit::JitEntry`).
@@ -17,12 +21,34 @@ pub struct JitImage {
     region: Option<ExecRegion>,
     size: usize,
     offsets: Vec<u32>,
+    /// The direct tail calls as the kernel sees them, and their fallbacks (same order).
+    pokes: Vec<PokeSite>,
+    slow: Vec<u32>,
 }
 
 impl JitImage {
     /// Installs `code` in host executable memory with [`kbpf::host::Host::exec_install`]
     /// (copied, slack filled with `int3`, sealed read + execute) and returns the image.
-    pub(crate) fn install(code: &[u8], offsets: Vec<u32>) -> Result<JitImage, Errno> {
+    pub(crate) fn install(
+        code: &[u8],
+        offsets: Vec<u32>,
+        direct: Vec<DirectSite>,
+    ) -> Result<JitImage, Errno> {
+        let mut pokes = Vec::new();
+        pokes.try_reserve_exact(direct.len())?;
+        let mut slow = Vec::new();
+        slow.try_reserve_exact(direct.len())?;
+        for d in &direct {
+            if d.site as usize + SITE_LEN > code.len() || d.slow as usize >= code.len() {
+                return Err(Errno::EFAULT);
+            }
+            pokes.push(PokeSite {
+                map: d.map,
+                index: d.index,
+                offset: d.site,
+            });
+            slow.push(d.slow);
+        }
         let h = host::get();
         let region = h.exec_install(code)?;
         if region.len < code.len() {
@@ -34,7 +60,47 @@ impl JitImage {
             region: Some(region),
             size: code.len(),
             offsets,
+            pokes,
+            slow,
         })
+    }
+
+    /// The direct tail-call sites (see [`kbpf::jit::JitImage::poke_sites`]).
+    pub fn poke_sites(&self) -> &[PokeSite] {
+        &self.pokes
+    }
+
+    /// The current 5 bytes of direct site `site`.
+    pub fn site_code(&self, site: usize) -> Option<[u8; SITE_LEN]> {
+        let (r, s) = (self.region.as_ref()?, self.pokes.get(site)?);
+        let mut b = [0u8; SITE_LEN];
+        for (i, v) in b.iter_mut().enumerate() {
+            // SAFETY: the site lies inside the sealed code (checked at install). Another
+            // thread may poke *other* sites of this image meanwhile, so read only these bytes,
+            // volatile, through the executable view; pokes of this site are serialized with us
+            // by the caller (the prog_array's poke lock).
+            *v = unsafe { r.rx.add(s.offset as usize + i).read_volatile() };
+        }
+        Some(b)
+    }
+
+    /// Re-points direct site `site` to `target` (0: fall through) with the host's `text_poke`
+    /// (see [`kbpf::jit::JitImage::poke`]); does nothing if the bytes are already right.
+    pub fn poke(&self, site: usize, target: usize) -> Result<(), Errno> {
+        let (Some(r), Some(s), Some(cur)) = (
+            self.region.as_ref(),
+            self.pokes.get(site),
+            self.site_code(site),
+        ) else {
+            return Err(Errno::EINVAL);
+        };
+        let rx = r.rx as usize;
+        let off = s.offset as usize;
+        let new = site_bytes(rx + off, rx + self.slow[site] as usize, target);
+        if cur == new {
+            return Ok(());
+        }
+        host::get().text_poke(r, off, &new)
     }
 
     /// Address of the program's first instruction (the main prologue).

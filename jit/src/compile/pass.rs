@@ -13,6 +13,8 @@ use super::mem::{emit_atomic, emit_ldx, emit_st, emit_stx};
 use super::regmap::{AUX, bpf_reg};
 use super::subprog::Subprogs;
 use super::tailcall::emit_tail_call;
+use super::tailcall_const::ConstKey;
+use super::tailcall_direct::{DirectSite, emit_tail_call_direct};
 use crate::x86::{AluKind, Asm, Cc, Mem, Reg, Rm, Width};
 use alloc::vec;
 use alloc::vec::Vec;
@@ -36,6 +38,8 @@ pub struct Layout {
     pub unwind: u32,
     /// Total image size.
     pub total: u32,
+    /// The direct tail calls, in code order.
+    pub pokes: Vec<DirectSite>,
 }
 
 /// A program prepared for code generation.
@@ -52,6 +56,8 @@ pub struct Prepared {
     pub prog_type: ProgType,
     /// Addresses of the maps the program references (`ld_imm64` map handles), for tail calls.
     pub maps: Vec<u64>,
+    /// Per slot, the constant prog_array and index of a tail call emitted direct.
+    pub direct: Vec<Option<ConstKey>>,
 }
 
 /// Where a branch goes.
@@ -87,6 +93,7 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
         epilogue: vec![0; nsub],
         unwind: 0,
         total: 0,
+        pokes: Vec::new(),
     };
     for k in 0..nsub {
         l.entry[k] = a.len() as u32;
@@ -98,9 +105,17 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
         let range = p.subs.range(k);
         for pc in range.clone() {
             l.start[pc] = a.len() as u32;
-            if let Some(op) = p.ops[pc] {
-                let tail = emit_insn(&mut a, p, pc, op, pc + 1 == range.end)?;
-                emit_tail(&mut a, tail, pc, prev);
+            match (p.ops[pc], p.direct[pc]) {
+                (Some(Op::TailCall), Some(key)) => {
+                    l.pokes.try_reserve(1)?;
+                    l.pokes
+                        .push(emit_tail_call_direct(&mut a, key.map, key.index));
+                }
+                (Some(op), _) => {
+                    let tail = emit_insn(&mut a, p, pc, op, pc + 1 == range.end)?;
+                    emit_tail(&mut a, tail, pc, prev);
+                }
+                (None, _) => {}
             }
             l.end[pc] = a.len() as u32;
         }

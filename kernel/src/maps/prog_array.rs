@@ -10,17 +10,27 @@
 //! user space yields the program id); update only with `BPF_ANY` (`EINVAL` otherwise); an index
 //! past `max_entries` is `E2BIG`; deleting an empty slot is `ENOENT`; programs looking up a
 //! prog_array get NULL; every slot is cleared when the last user handle closes.
+//!
+//! Direct tail calls (JIT'd code that jumps straight to a slot's program) are kept in sync by
+//! the array's poke table: every slot write re-patches the slot's sites, then exchanges the
+//! slot, all under the poke lock; see [`poke`] for the protocol and its ordering against RCU.
+
+mod poke;
 
 use crate::cpu::{CpuGuard, rcu};
-use crate::map::{MapAttr, array_index};
+use crate::jit::JitImage;
+use crate::map::{Map, MapAttr, array_index};
 use crate::prog::Prog;
 use crate::sync::{Arc, RcuSlots};
 use crate::uapi::UpdateFlags;
 use crate::{Errno, Result};
+use poke::{PokeTab, target_of};
 
 /// The slots of a prog_array.
 pub struct ProgArray {
     slots: RcuSlots<Prog>,
+    /// Direct tail-call sites naming these slots; its lock serializes every slot write.
+    pokes: PokeTab,
 }
 
 impl ProgArray {
@@ -31,6 +41,7 @@ impl ProgArray {
         }
         Ok(ProgArray {
             slots: RcuSlots::new(attr.max_entries as usize)?,
+            pokes: PokeTab::new(),
         })
     }
 
@@ -62,6 +73,11 @@ impl ProgArray {
         if index >= self.max_entries() {
             return Err(Errno::E2BIG);
         }
+        let pokes = self.pokes.lock();
+        // SAFETY: the slot's program can't be put while we hold the poke lock.
+        let old = unsafe { target_of(self.get(index)) };
+        // Sites first, then the slot (whose old program is put after a grace period).
+        pokes.repoint(index, old, Some(&prog))?;
         self.slots.xchg(rcu(), index as usize, Some(prog));
         Ok(())
     }
@@ -71,18 +87,37 @@ impl ProgArray {
         if index >= self.max_entries() {
             return Err(Errno::E2BIG);
         }
-        if self.slots.xchg(rcu(), index as usize, None) {
-            Ok(())
-        } else {
-            Err(Errno::ENOENT)
+        let pokes = self.pokes.lock();
+        let p = self.get(index);
+        if p.is_null() {
+            return Err(Errno::ENOENT);
+        }
+        // SAFETY: as in `update`.
+        pokes.repoint(index, unsafe { target_of(p) }, None)?;
+        self.slots.xchg(rcu(), index as usize, None);
+        Ok(())
+    }
+
+    /// Empties every slot (`bpf_fd_array_map_clear`). A slot whose sites can't be re-patched
+    /// keeps its program (and so stays safe to jump to).
+    pub(crate) fn clear(&self) {
+        let pokes = self.pokes.lock();
+        for i in 0..self.slots.len() {
+            let p = self.get(i as u32);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: as in `update`.
+            let old = unsafe { target_of(p) };
+            if pokes.repoint(i as u32, old, None).is_ok() {
+                self.slots.xchg(rcu(), i, None);
+            }
         }
     }
 
-    /// Empties every slot (`bpf_fd_array_map_clear`).
-    pub(crate) fn clear(&self) {
-        for i in 0..self.slots.len() {
-            self.slots.xchg(rcu(), i, None);
-        }
+    /// Number of direct tail-call sites currently tracked for this array.
+    pub fn poke_sites(&self) -> usize {
+        self.pokes.lock().len()
     }
 
     /// User-space lookup: the id of the program in the slot (`prog_fd_array_sys_lookup_elem`).
@@ -105,5 +140,41 @@ impl ProgArray {
     /// How many slots are filled.
     pub fn filled(&self) -> usize {
         self.slots.filled()
+    }
+}
+
+/// Tracks every direct tail-call site of `image` in the prog_array it names, pointing each at
+/// its slot's current program (`map_poke_track` + `bpf_tail_call_direct_fixup`). Sites naming
+/// a map the program does not use, a map that holds no programs, or an index past
+/// `max_entries` stay falling through: a tail call there always falls through. On failure no
+/// site of `image` stays tracked.
+pub(crate) fn track_pokes(used_maps: &[Arc<Map>], image: &dyn JitImage) -> Result {
+    for (site, s) in image.poke_sites().iter().enumerate() {
+        let array = used_maps
+            .iter()
+            .find(|m| Arc::as_ptr(m) as u64 == s.map)
+            .and_then(|m| m.as_prog_array());
+        let Some(array) = array.filter(|a| s.index < a.max_entries()) else {
+            continue;
+        };
+        let mut pokes = array.pokes.lock();
+        // SAFETY: the slot's program can't be put while we hold the poke lock.
+        let target = unsafe { target_of(array.get(s.index)) };
+        if let Err(e) = pokes.track(image, site, s.index, target) {
+            drop(pokes);
+            untrack_pokes(used_maps, image);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Forgets every site of `image` (`map_poke_untrack`); called before the image is freed.
+pub(crate) fn untrack_pokes(used_maps: &[Arc<Map>], image: &dyn JitImage) {
+    if image.poke_sites().is_empty() {
+        return;
+    }
+    for array in used_maps.iter().filter_map(|m| m.as_prog_array()) {
+        array.pokes.lock().untrack(image);
     }
 }

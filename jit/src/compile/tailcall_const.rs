@@ -1,0 +1,204 @@
+//! Finding tail calls whose prog_array and index are constants, which the JIT emits as direct,
+//! patchable jumps (the part of Linux's `do_misc_fixups` in `kernel/bpf/verifier.c` that adds a
+//! `bpf_jit_poke_descriptor` when the map pointer and the key are single known constants).
+//!
+//! Without a verifier this is a local, conservative proof: walking back from the tail call in
+//! its straight-line block, R2 must be set by an `ld_imm64` map reference and R3 by
+//! `mov r3, imm` (64- or 32-bit) or a plain `ld_imm64`, with no instruction in between (nor the
+//! tail call itself) being a jump target, no jump, call or exit in between, and nothing else
+//! writing R2 or R3 after those definitions. Anything else stays an indirect tail call.
+
+use super::subprog::Subprogs;
+use alloc::vec;
+use alloc::vec::Vec;
+use kbpf::insn::{AluOp, Op, Operand, branch_target};
+use kbpf::uapi::pseudo;
+
+/// A tail call's constant prog_array (the `ld_imm64` value: the map's address) and index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConstKey {
+    /// The map's address.
+    pub map: u64,
+    /// The index, truncated to `u32` as the tail call does.
+    pub index: u32,
+}
+
+/// For every instruction slot, the constant key of the tail call there, if it has one.
+pub fn const_keys(ops: &[Option<Op>], subs: &Subprogs) -> Vec<Option<ConstKey>> {
+    let n = ops.len();
+    let mut is_target = vec![false; n];
+    for (pc, op) in ops.iter().enumerate() {
+        if let Some(t) = op.as_ref().and_then(|op| branch_target(op, pc)) {
+            if let Some(slot) = usize::try_from(t).ok().and_then(|t| is_target.get_mut(t)) {
+                *slot = true;
+            }
+        }
+    }
+    (0..n)
+        .map(|pc| match ops[pc] {
+            Some(Op::TailCall) => {
+                let start = subs.range(subs.of[pc] as usize).start;
+                key_at(ops, &is_target, start, pc)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `op` may write register `r` (conservative for atomics).
+fn writes(op: &Op, r: u8) -> bool {
+    match *op {
+        Op::Alu { dst, .. } | Op::End { dst, .. } | Op::Ldx { dst, .. } => dst == r,
+        Op::LdImm64 { dst, .. } => dst == r,
+        Op::Atomic { dst, src, .. } => dst == r || src == r,
+        Op::St { .. } | Op::Stx { .. } => false,
+        _ => true,
+    }
+}
+
+/// Whether `op` ends a straight-line block (walking backwards, nothing before it counts).
+fn ends_block(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Ja { .. }
+            | Op::Jmp { .. }
+            | Op::MayGoto { .. }
+            | Op::Call(_)
+            | Op::TailCall
+            | Op::Exit
+            | Op::LdPacket { .. }
+    )
+}
+
+fn key_at(ops: &[Option<Op>], is_target: &[bool], start: usize, pc: usize) -> Option<ConstKey> {
+    let (mut map, mut index) = (None, None);
+    let mut j = pc;
+    loop {
+        if let (Some(map), Some(index)) = (map, index) {
+            return Some(ConstKey { map, index });
+        }
+        // Entering the block at `j` would skip the definitions found so far.
+        if is_target[j] || j <= start {
+            return None;
+        }
+        j -= 1;
+        if ops[j].is_none() {
+            // The second slot of an `ld_imm64`: its first slot is in the same subprogram.
+            j = j.checked_sub(1)?;
+        }
+        let op = ops[j]?;
+        match op {
+            Op::LdImm64 {
+                dst: 2,
+                pseudo: pseudo::MAP_FD,
+                imm,
+            } if map.is_none() => map = Some(imm),
+            Op::LdImm64 {
+                dst: 3,
+                pseudo: 0,
+                imm,
+            } if index.is_none() => index = Some(imm as u32),
+            Op::Alu {
+                op: AluOp::Mov,
+                dst: 3,
+                src: Operand::Imm(k),
+                ..
+            } if index.is_none() => index = Some(k as u32),
+            op if ends_block(&op) => return None,
+            op if (map.is_none() && writes(&op, 2)) || (index.is_none() && writes(&op, 3)) => {
+                return None;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::subprog::analyze;
+    use alloc::format;
+    use alloc::string::String;
+    use kbpf::insn::{Insn, decode};
+
+    fn keys(src: &str) -> Vec<Option<ConstKey>> {
+        let insns: Vec<Insn> = kbpf::insn::assemble(src).unwrap();
+        let mut ops = Vec::new();
+        let mut pc = 0;
+        while pc < insns.len() {
+            let op = decode(&insns, pc).unwrap();
+            ops.push(Some(op));
+            if op.slots() == 2 {
+                ops.push(None);
+            }
+            pc += op.slots();
+        }
+        // The tail-call opcode as the loader rewrites `call 12`.
+        for op in ops.iter_mut() {
+            if let Some(Op::Call(kbpf::insn::Call::Helper(12))) = op {
+                *op = Some(Op::TailCall);
+            }
+        }
+        let subs = analyze(&ops).unwrap();
+        const_keys(&ops, &subs)
+    }
+
+    fn found(src: &str) -> Vec<ConstKey> {
+        keys(src).into_iter().flatten().collect()
+    }
+
+    const MAP: &str = "lddw %r2, map_fd 7\n";
+
+    #[test]
+    fn constant_map_and_index_are_found() {
+        let k = ConstKey { map: 7, index: 3 };
+        assert_eq!(found(&format!("{MAP}mov %r3, 3\ncall 12\nexit\n")), vec![k]);
+        assert_eq!(
+            found(&format!("mov32 %r3, 3\nmov %r1, %r6\n{MAP}call 12\nexit\n")),
+            vec![k]
+        );
+        assert_eq!(
+            found(&format!("{MAP}lddw %r3, 0x100000003\ncall 12\nexit\n")),
+            vec![k]
+        );
+        // A later definition wins over an earlier one.
+        assert_eq!(
+            found(&format!("mov %r3, 9\n{MAP}mov %r3, 3\ncall 12\nexit\n")),
+            vec![k]
+        );
+        assert_eq!(
+            found(&format!("{MAP}mov %r3, -1\ncall 12\nexit\n"))[0].index,
+            u32::MAX
+        );
+    }
+
+    #[test]
+    fn anything_unproven_stays_indirect() {
+        let none = |src: String| assert_eq!(found(&src), vec![], "{src}");
+        none(format!("{MAP}mov %r3, %r4\ncall 12\nexit\n"));
+        none(format!("{MAP}mov %r3, 1\nadd %r3, 1\ncall 12\nexit\n"));
+        none(format!("{MAP}mov %r3, 1\nadd %r2, 8\ncall 12\nexit\n"));
+        none(format!(
+            "{MAP}mov %r3, 1\nldxdw %r2, [%r1+0]\ncall 12\nexit\n"
+        ));
+        none("lddw %r2, 5\nmov %r3, 1\ncall 12\nexit\n".into());
+        none(format!("{MAP}mov %r3, 1\ncall 1\ncall 12\nexit\n"));
+        // A jump target between the definitions and the tail call.
+        none(format!(
+            "jeq %r1, 0, t\n{MAP}mov %r3, 1\nt:\ncall 12\nexit\n"
+        ));
+        none(format!(
+            "{MAP}jeq %r1, 0, t\nt:\nmov %r3, 1\ncall 12\nexit\n"
+        ));
+        // Defined in another subprogram.
+        none(format!(
+            "{MAP}mov %r3, 1\ncall local s\nexit\ns:\ncall 12\nexit\n"
+        ));
+    }
+
+    #[test]
+    fn a_jump_target_at_the_first_definition_is_fine() {
+        let src = format!("jeq %r1, 0, t\nmov %r0, 1\nt:\n{MAP}mov %r3, 1\ncall 12\nexit\n");
+        assert_eq!(found(&src).len(), 1);
+    }
+}
