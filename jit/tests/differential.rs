@@ -255,7 +255,7 @@ fn jit(insns: &[Insn], buf: &mut [u8]) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
     #[test]
     fn jit_matches_interpreter(
