@@ -27,7 +27,7 @@ pub use tailcall_direct::DirectSite;
 use alloc::vec::Vec;
 use kbpf::Errno;
 use kbpf::helpers::func_proto;
-use kbpf::insn::{Call, Insn, Op, decode};
+use kbpf::insn::{BPF_REG_AX, Call, Insn, Op, decode_internal};
 use kbpf::uapi::{ProgType, pseudo};
 use pass::{Prepared, pass};
 
@@ -45,7 +45,8 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
     let mut maps = Vec::new();
     let mut pc = 0;
     while pc < insns.len() {
-        let op = decode(insns, pc).map_err(|_| Errno::EINVAL)?;
+        // The load path's own rewrites (constant blinding) may use the hidden register AX.
+        let op = decode_internal(insns, pc).map_err(|_| Errno::EINVAL)?;
         let proto = match op {
             Op::Call(Call::Helper(id)) => {
                 let p = func_proto(prog_type, id).ok_or(Errno::EINVAL)?;
@@ -55,6 +56,11 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
                 Some(p)
             }
             Op::Call(Call::Kfunc(_)) | Op::LdPacket { .. } => {
+                return Err(Errno::ENOTSUPP);
+            }
+            // The fetching or/and/xor loop parks R0 in AX (see `regmap`); blinding never
+            // emits an atomic on AX, so nothing loses by refusing one.
+            Op::Atomic { dst, src, .. } if dst == BPF_REG_AX || src == BPF_REG_AX => {
                 return Err(Errno::ENOTSUPP);
             }
             Op::LdImm64 {

@@ -15,8 +15,9 @@
 //!
 //! The moves and xors use the 64-bit forms, whose sign extension of both halves gives back the
 //! sign-extended immediate; 32-bit ALU operations only look at AX's low half. Zero immediates,
-//! calls, exits, the tail-call instruction, unconditional jumps and instructions already using
-//! AX are left alone. Jumps land as before: a replaced instruction's node starts its
+//! calls, exits, the tail-call instruction, unconditional jumps, instructions already using
+//! AX and map references (`ld_imm64` with `BPF_PSEUDO_MAP_FD`: an address the kernel chose,
+//! which the JIT reads to check tail calls' prog_arrays) are left alone. Jumps land as before: a replaced instruction's node starts its
 //! replacement, and a blinded conditional jump keeps its target.
 //!
 //! `prog_load` blinds when the program asks (`ProgLoadAttr::blind`) or [`set_global`] is on. It
@@ -27,7 +28,7 @@ use crate::insn::{
     BPF_REG_AX, Insn, alu32_imm, alu64_imm, alu64_reg, mov32_imm, mov64_imm, mov64_reg,
 };
 use crate::patch::PatchList;
-use crate::uapi::{alu, class, jmp, mode, size, src};
+use crate::uapi::{alu, class, jmp, mode, pseudo, size, src};
 use crate::{Errno, Result};
 use alloc::vec::Vec;
 
@@ -53,6 +54,11 @@ pub fn blind_constants(insns: &[Insn], rnd: &mut dyn FnMut() -> u32) -> Result<V
     while let Some(id) = cur.next(&list) {
         let insn = list.insn(id).ok_or(Errno::EINVAL)?;
         if insn.dst() == BPF_REG_AX || insn.src() == BPF_REG_AX {
+            continue;
+        }
+        if insn.is_ld_imm64() && insn.src() == pseudo::MAP_FD {
+            // A map reference: the kernel chose the address, not the program, and the JIT
+            // needs to see it (a tail call's prog_array must be one of the program's maps).
             continue;
         }
         if insn.is_ld_imm64() {
@@ -171,6 +177,13 @@ mod tests {
             .position(|i| i.code == class::JMP | jmp::JEQ | src::X)
             .unwrap();
         assert_eq!(b[j + 1 + b[j].off as usize..].len(), 1, "lands on exit");
+    }
+
+    #[test]
+    fn map_references_are_left_alone() {
+        let mut p = ld_imm64_raw(2, crate::uapi::pseudo::MAP_FD, 0x4141_4141_4141_4141).to_vec();
+        p.push(exit());
+        assert_eq!(blind_constants(&p, &mut counter()).unwrap(), p);
     }
 
     #[test]

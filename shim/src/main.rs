@@ -22,7 +22,7 @@ commands:
   tcx script [-e] [--egress] [--first-last]
                                          run an mprog-oracle script (stdin) against tcx
   bench tailcall [--engine interp|jit] [--key const|reg] [--json]
-  bench isa [--engine interp|jit] [--json]
+  bench isa [--engine interp|jit] [--blind] [--json]
   bench patch [--json]
   bench tcx [--engine interp|jit] [--json]
 ";
@@ -32,11 +32,13 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Options shared by the subcommands: `--engine`, `--key`, `--json`, and positional arguments.
+/// Options shared by the subcommands: `--engine`, `--key`, `--json`, `--blind`, and positional
+/// arguments.
 struct Opts {
     engine: Engine,
     key: ChainKey,
     json: bool,
+    blind: bool,
     rest: Vec<String>,
 }
 
@@ -45,6 +47,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         engine: Engine::Interp,
         key: ChainKey::Const,
         json: false,
+        blind: false,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -65,6 +68,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                 }
             }
             "--json" => o.json = true,
+            "--blind" => o.blind = true,
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ => o.rest.push(a.clone()),
         }
@@ -171,7 +175,7 @@ fn run_bench(args: &[String], out: &mut dyn Write) -> ExitCode {
                 bench::tailcall::print(&r, o.engine.name(), o.key, o.json, out)
                     .map_err(|e| e.to_string())
             }),
-        "isa" => bench::isa::measure(1)
+        "isa" => bench::isa::measure(1, o.blind)
             .map_err(|e| format!("{e:?}"))
             .and_then(|r| {
                 bench::isa::print(&r, o.engine.name(), o.json, out).map_err(|e| e.to_string())

@@ -7,11 +7,15 @@
 //! `mov r3, imm` (64- or 32-bit) or a plain `ld_imm64`, with no instruction in between (nor the
 //! tail call itself) being a jump target, no jump, call or exit in between, and nothing else
 //! writing R2 or R3 after those definitions. Anything else stays an indirect tail call.
+//!
+//! A blinded constant index (`AX = a; AX ^= b; r3 = AX`, see [`kbpf::blind`]) counts as
+//! `mov r3, a ^ b` when the three instructions are consecutive and neither the `xor` nor the
+//! move is a jump target.
 
 use super::subprog::Subprogs;
 use alloc::vec;
 use alloc::vec::Vec;
-use kbpf::insn::{AluOp, Op, Operand, branch_target};
+use kbpf::insn::{AluOp, BPF_REG_AX, Op, Operand, branch_target};
 use kbpf::uapi::pseudo;
 
 /// A tail call's constant prog_array (the `ld_imm64` value: the map's address) and index.
@@ -104,6 +108,16 @@ fn key_at(ops: &[Option<Op>], is_target: &[bool], start: usize, pc: usize) -> Op
                 src: Operand::Imm(k),
                 ..
             } if index.is_none() => index = Some(k as u32),
+            Op::Alu {
+                op: AluOp::Mov,
+                dst: 3,
+                src: Operand::Reg(BPF_REG_AX),
+                ..
+            } if index.is_none() => {
+                index = Some(blinded_const(ops, is_target, start, j)?);
+                // Continue above the `AX = a` (the loop checks it is no jump target).
+                j -= 2;
+            }
             op if ends_block(&op) => return None,
             op if (map.is_none() && writes(&op, 2)) || (index.is_none() && writes(&op, 3)) => {
                 return None;
@@ -113,20 +127,43 @@ fn key_at(ops: &[Option<Op>], is_target: &[bool], start: usize, pc: usize) -> Op
     }
 }
 
+/// The value of AX at `j` when `j - 2` and `j - 1` are `AX = a; AX ^= b` (64-bit forms, as
+/// blinding emits them) and neither `j - 1` nor `j` is a jump target: `a ^ b` as a `u32`.
+fn blinded_const(ops: &[Option<Op>], is_target: &[bool], start: usize, j: usize) -> Option<u32> {
+    if j < start + 2 || is_target[j] || is_target[j - 1] {
+        return None;
+    }
+    let imm = |op: Option<Op>, want: AluOp| match op? {
+        Op::Alu {
+            wide: true,
+            op,
+            dst: BPF_REG_AX,
+            src: Operand::Imm(k),
+        } if op == want => Some(k),
+        _ => None,
+    };
+    let a = imm(ops[j - 2], AluOp::Mov)?;
+    let b = imm(ops[j - 1], AluOp::Xor)?;
+    Some((a ^ b) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::compile::subprog::analyze;
     use alloc::format;
     use alloc::string::String;
-    use kbpf::insn::{Insn, decode};
+    use kbpf::insn::{Insn, decode_internal};
 
     fn keys(src: &str) -> Vec<Option<ConstKey>> {
-        let insns: Vec<Insn> = kbpf::insn::assemble(src).unwrap();
+        keys_of(&kbpf::insn::assemble(src).unwrap())
+    }
+
+    fn keys_of(insns: &[Insn]) -> Vec<Option<ConstKey>> {
         let mut ops = Vec::new();
         let mut pc = 0;
         while pc < insns.len() {
-            let op = decode(&insns, pc).unwrap();
+            let op = decode_internal(insns, pc).unwrap();
             ops.push(Some(op));
             if op.slots() == 2 {
                 ops.push(None);
@@ -194,6 +231,36 @@ mod tests {
         none(format!(
             "{MAP}mov %r3, 1\ncall local s\nexit\ns:\ncall 12\nexit\n"
         ));
+    }
+
+    #[test]
+    fn a_blinded_index_is_a_constant() {
+        use kbpf::insn::{alu64_imm, call_helper, exit, jmp_imm, ld_map_fd, mov64_imm, mov64_reg};
+        use kbpf::uapi::{alu, jmp};
+        let ax = BPF_REG_AX;
+        let blinded = [
+            mov64_imm(ax, 0x5a5a_5a5a),
+            alu64_imm(alu::XOR, ax, 0x5a5a_5a59),
+            mov64_reg(3, ax),
+        ];
+        let with = |pre: &[Insn], seq: &[Insn]| {
+            let mut p = pre.to_vec();
+            p.extend_from_slice(seq);
+            p.extend(ld_map_fd(2, 7));
+            p.extend([call_helper(12), exit()]);
+            keys_of(&p).into_iter().flatten().collect::<Vec<_>>()
+        };
+        assert_eq!(with(&[], &blinded), vec![ConstKey { map: 7, index: 3 }]);
+        // AX not built by `AX = a; AX ^= b` right before the move.
+        let mut other = blinded;
+        other[1] = alu64_imm(alu::ADD, ax, 1);
+        assert_eq!(with(&[], &other), vec![]);
+        assert_eq!(with(&[], &blinded[1..]), vec![]);
+        // A jump into the sequence past `AX = a`.
+        assert_eq!(with(&[jmp_imm(jmp::JEQ, 1, 0, 1)], &blinded), vec![]);
+        // A jump to `AX = a` itself executes the whole sequence.
+        let jump_to_start = [jmp_imm(jmp::JEQ, 1, 0, 0)];
+        assert_eq!(with(&jump_to_start, &blinded).len(), 1);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! `kbpf bench isa`: the programs the peers were measured with (`research/peers.md` §3.1):
 //! a loop of 3003 executed instructions, `r0 = 7; exit` (invocation cost), and a loop of 1000
 //! helper calls compared with the same loop where the call is `r0 = r1`.
+//!
+//! With `blind`, every program is loaded with constant blinding on (`kbpf::blind::set_global`,
+//! the kernel's `bpf_jit_harden`), so the figures are those of the blinded code; the loop's
+//! count stays the 3003 instructions the program was written with (as the peers count).
 
 use super::{best_ns, json_num};
 use kbpf::insn::*;
@@ -88,10 +92,24 @@ pub struct IsaReport {
     pub helper_ns: f64,
     /// µs to load a 1000-instruction program (with the JIT: compile and install it too).
     pub load_us_per_1k: f64,
+    /// Whether the programs ran with their constants blinded.
+    pub blinded: bool,
 }
 
-/// Measures the three programs; `scale` multiplies the repeat counts (1 = quick).
-pub fn measure(scale: u32) -> Result<IsaReport> {
+/// Measures the three programs; `scale` multiplies the repeat counts (1 = quick); `blind`
+/// loads them with constant blinding on (the global switch is restored afterwards).
+pub fn measure(scale: u32, blind: bool) -> Result<IsaReport> {
+    let was = kbpf::blind::global();
+    kbpf::blind::set_global(was || blind);
+    let r = measure_loaded(scale);
+    kbpf::blind::set_global(was);
+    r.map(|r| IsaReport {
+        blinded: was || blind,
+        ..r
+    })
+}
+
+fn measure_loaded(scale: u32) -> Result<IsaReport> {
     let lp = load(&loop_prog())?;
     let tiny = load(&tiny_prog())?;
     let with = load(&helper_loop(true))?;
@@ -108,12 +126,14 @@ pub fn measure(scale: u32) -> Result<IsaReport> {
         invoke_ns: tiny_ns,
         helper_ns: (with_ns - without_ns) / 1000.0,
         load_us_per_1k: load_us_per_1k(20)?,
+        blinded: false,
     })
 }
 
 /// Prints the report; with `json`, the last line is one JSON object.
 pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> std::io::Result<()> {
-    writeln!(out, "isa programs, engine {engine}")?;
+    let blinded = if r.blinded { ", constants blinded" } else { "" };
+    writeln!(out, "isa programs, engine {engine}{blinded}")?;
     writeln!(
         out,
         "  loop (3003 insns): {:.3} ns per instruction",
@@ -142,7 +162,8 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
     if json {
         writeln!(
             out,
-            "{{\"engine\":\"{engine}\",\"ns_per_insn\":{},\"invoke_ns\":{},\"helper_ns\":{},\"load_us_per_1k\":{}}}",
+            "{{\"engine\":\"{engine}\",\"blinded\":{},\"ns_per_insn\":{},\"invoke_ns\":{},\"helper_ns\":{},\"load_us_per_1k\":{}}}",
+            r.blinded,
             json_num(r.ns_per_insn),
             json_num(r.invoke_ns),
             json_num(r.helper_ns),
