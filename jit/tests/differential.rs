@@ -233,8 +233,13 @@ fn program(init: &[u64; 10], body: &[Choice]) -> Vec<Insn> {
     p
 }
 
+/// The interpreter's run. The program loads on the trusted path (`prog_load_trusted`, like the
+/// kernel's `lib/test_bpf.c`): this compares the two engines on arbitrary terminating
+/// programs, including ones the verifier rightly refuses (the generator shifts by out-of-range
+/// immediates such as -1 or `i32::MIN`), and the JIT side compiles the very same instructions
+/// unverified.
 fn interp(insns: &[Insn], buf: &mut [u8]) -> u64 {
-    let fd = syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, insns))
+    let fd = syscall::prog_load_trusted(&ProgLoadAttr::new(ProgType::RawBuffer, insns))
         .expect("interpreter load");
     let r = syscall::prog_test_run(
         fd,

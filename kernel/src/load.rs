@@ -1,14 +1,17 @@
 //! Program loading (`bpf_prog_load` in `kernel/bpf/syscall.c`, the structural parts of
 //! `bpf_check`, `resolve_pseudo_ldimm64`, `do_misc_fixups`, `bpf_prog_select_runtime`).
 //!
-//! Until the verifier lands this is the structural gate every program passes: it rejects
-//! unknown opcodes and non-zero reserved fields, bad registers, writes to the read-only frame
-//! pointer R10, jumps out of range or into the second half of an `ld_imm64`, subprograms that
-//! fall off their end, and calls to helpers the program type does not offer — all with
-//! `EINVAL` and a log line naming the instruction, as the kernel does. It then resolves map
-//! references, rewrites `call bpf_tail_call` into the tail-call instruction, selects the
-//! runtime and checks prog_array compatibility (after runtime selection, since "jited" is only
-//! known then).
+//! Every program first passes the structural gate: it rejects unknown opcodes and non-zero
+//! reserved fields, bad registers, writes to the read-only frame pointer R10, jumps out of
+//! range or into the second half of an `ld_imm64`, subprograms that fall off their end, and
+//! calls to helpers the program type does not offer — all with `EINVAL` and a log line naming
+//! the instruction, as the kernel does — and resolves its map references. Then the verifier
+//! ([`crate::verifier`], `bpf_check`) proves it safe; a rejection returns the verifier's errno
+//! with its log. Only the explicitly named trusted path ([`Verification::Trusted`], like the
+//! kernel's `lib/test_bpf.c`, which runs programs without the verifier) skips that step.
+//! Afterwards the load rewrites `call bpf_tail_call` into the tail-call instruction, selects
+//! the runtime and checks prog_array compatibility (after runtime selection, since "jited" is
+//! only known then).
 
 use crate::helpers::func_proto;
 use crate::insn::{AtomicOp, Call, Insn, Op, TAIL_CALL_CODE, branch_target, decode};
@@ -19,6 +22,7 @@ use crate::prog::{Prog, ProgOwner};
 use crate::sync::Arc;
 use crate::uapi::limits::BPF_MAXINSNS;
 use crate::uapi::{AttachType, ProgFlags, ProgType, func, pseudo};
+use crate::verifier::{VerifierEnv, verify};
 use crate::{Errno, Result};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -41,6 +45,14 @@ pub struct ProgLoadAttr<'a> {
     /// Blind the program's constants (see [`crate::blind`]); also on for every program while
     /// [`crate::blind::set_global`] is set, like the kernel's `bpf_jit_harden`.
     pub blind: bool,
+    /// For [`ProgType::RawBuffer`]: the length of the buffer the program will run on (R2 holds
+    /// it on entry). The verifier judges memory accesses against it and
+    /// [`crate::syscall::prog_test_run`] refuses a buffer of any other length. `None` is a
+    /// program that runs on an empty buffer. Other program types must leave it `None`.
+    pub ctx_size: Option<u32>,
+    /// Verify with root's rules (`allow_ptr_leaks`, `allow_uninit_stack`) instead of the
+    /// default ones of a loader with `CAP_BPF` but without `CAP_PERFMON`.
+    pub privileged: bool,
 }
 
 impl<'a> ProgLoadAttr<'a> {
@@ -53,8 +65,46 @@ impl<'a> ProgLoadAttr<'a> {
             flags: ProgFlags::empty(),
             name: "",
             blind: false,
+            ctx_size: None,
+            privileged: false,
         }
     }
+
+    /// The same load for a raw buffer of `len` bytes (see [`ProgLoadAttr::ctx_size`]).
+    pub fn with_ctx_size(self, len: u32) -> Self {
+        ProgLoadAttr {
+            ctx_size: Some(len),
+            ..self
+        }
+    }
+
+    /// The same load verified with root's rules (see [`ProgLoadAttr::privileged`]).
+    pub fn with_privileged(self, privileged: bool) -> Self {
+        ProgLoadAttr { privileged, ..self }
+    }
+
+    /// The same load with expected attach type `attach`.
+    pub fn with_attach_type(self, attach: AttachType) -> Self {
+        ProgLoadAttr {
+            expected_attach_type: Some(attach),
+            ..self
+        }
+    }
+
+    /// The same load named `name`.
+    pub fn with_name(self, name: &'a str) -> Self {
+        ProgLoadAttr { name, ..self }
+    }
+}
+
+/// Whether a load runs the verifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verification {
+    /// The verifier proves the program safe before it may run (`bpf_prog_load`).
+    Verify,
+    /// The in-kernel trusted path, like `lib/test_bpf.c`: the structural gate only, for
+    /// programs whose safety the caller vouches for. Never reachable from untrusted input.
+    Trusted,
 }
 
 /// Fails with `EINVAL` and a log line.
@@ -91,11 +141,13 @@ fn writes_r10(op: &Op) -> bool {
     }
 }
 
-/// Loads a program. `resolve_map` turns a map handle from an `ld_imm64` into the map.
+/// Loads a program. `resolve_map` turns a map handle from an `ld_imm64` into the map;
+/// `mode` says whether the verifier runs.
 pub(crate) fn prog_load(
     attr: &ProgLoadAttr<'_>,
     resolve_map: &dyn Fn(u32) -> Result<Arc<Map>>,
     log: &mut String,
+    mode: Verification,
 ) -> Result<Arc<Prog>> {
     let insns = attr.insns;
     if insns.is_empty() {
@@ -120,6 +172,21 @@ pub(crate) fn prog_load(
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
     {
         return Err(reject(log, format_args!("invalid program name")));
+    }
+    // `bpf_prog_load_check_attach`: sk_lookup programs must say they are for sk_lookup.
+    if attr.prog_type == ProgType::SkLookup
+        && attr.expected_attach_type != Some(AttachType::SkLookup)
+    {
+        return Err(reject(
+            log,
+            format_args!("sk_lookup programs need expected_attach_type sk_lookup"),
+        ));
+    }
+    if attr.ctx_size.is_some() && attr.prog_type != ProgType::RawBuffer {
+        return Err(reject(
+            log,
+            format_args!("ctx_size is only for raw_buffer programs"),
+        ));
     }
 
     // Pass 1: decode, per-instruction rules, map references, subprogram starts.
@@ -224,6 +291,20 @@ pub(crate) fn prog_load(
         }
     }
 
+    // The verifier (`bpf_check`), unless this is the trusted path. The program records the
+    // buffer length it was verified for; a trusted program runs on any length.
+    let verified_ctx = match mode {
+        Verification::Verify => {
+            run_verifier(attr, resolve_map, log)?;
+            Some(attr.ctx_size.unwrap_or(0))
+        }
+        Verification::Trusted => None,
+    };
+    let attr = &ProgLoadAttr {
+        ctx_size: verified_ctx.filter(|_| attr.prog_type == ProgType::RawBuffer),
+        ..*attr
+    };
+
     // Runtime selection, then compatibility of every prog_array the program uses.
     let map_addrs: Box<[u64]> = used_maps.iter().map(|m| Arc::as_ptr(m) as u64).collect();
     let xlated = rewrite(insns, &fixups)?;
@@ -253,6 +334,35 @@ pub(crate) fn prog_load(
         );
     })?;
     Ok(Arc::new(prog))
+}
+
+/// Runs the verifier on the program as written; a rejection appends the verifier's log and
+/// returns its errno. Pass 1 has resolved every map an `ld_imm64` names.
+fn run_verifier(
+    attr: &ProgLoadAttr<'_>,
+    resolve_map: &dyn Fn(u32) -> Result<Arc<Map>>,
+    log: &mut String,
+) -> Result {
+    let maps = |h: u32| resolve_map(h).ok().map(|m| *m.attr());
+    let env = VerifierEnv {
+        prog_type: attr.prog_type,
+        maps: &maps,
+        ctx_size: attr.ctx_size.unwrap_or(0) as usize,
+        privileged: attr.privileged,
+        // Both modes are a loader with CAP_BPF, for which the kernel judges back-edges by
+        // exploration (bounded loops are accepted).
+        allow_loops: true,
+    };
+    match verify(attr.insns, &env) {
+        Ok(out) => {
+            log.push_str(&out.log);
+            Ok(())
+        }
+        Err(e) => {
+            log.push_str(&e.log);
+            Err(e.errno)
+        }
+    }
 }
 
 /// The load-time rewrite passes (`do_misc_fixups` and `resolve_pseudo_ldimm64`'s rewrite), on

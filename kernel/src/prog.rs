@@ -54,6 +54,9 @@ pub struct Prog {
     pub(crate) interp: InterpImage,
     /// Native code, when the registered JIT compiled the program.
     pub(crate) jited: Option<Box<dyn JitImage>>,
+    /// The raw-buffer length the verifier judged the program for; `None` for a trusted load
+    /// and for other program types.
+    pub(crate) ctx_size: Option<u32>,
 }
 
 impl Prog {
@@ -79,7 +82,14 @@ impl Prog {
             used_maps,
             interp,
             jited,
+            ctx_size: attr.ctx_size,
         }
+    }
+
+    /// The raw-buffer length the program was verified for (`None`: loaded on the trusted
+    /// path, or not a raw-buffer program).
+    pub fn ctx_size(&self) -> Option<u32> {
+        self.ctx_size
     }
 
     /// The program's id.

@@ -7,7 +7,7 @@
 use crate::cpu::CpuGuard;
 use crate::interp::Fault;
 use crate::link::Link;
-use crate::load::{ProgLoadAttr, prog_load as load_prog};
+use crate::load::{ProgLoadAttr, Verification, prog_load as load_prog};
 use crate::map::{Map, MapAttr, array_index};
 use crate::prog::{Prog, check_map_compatible};
 use crate::sync::Arc;
@@ -174,9 +174,29 @@ pub fn prog_load(attr: &ProgLoadAttr<'_>) -> Result<Fd> {
     prog_load_log(attr, &mut log)
 }
 
-/// `BPF_PROG_LOAD` with the load log (`log_buf`) returned in `log`.
+/// `BPF_PROG_LOAD` with the load log (`log_buf`) returned in `log`: the verifier's log, with
+/// its errno, when it rejects the program; its summary line when it accepts it.
 pub fn prog_load_log(attr: &ProgLoadAttr<'_>, log: &mut String) -> Result<Fd> {
-    let prog = load_prog(attr, &|fd| map_get(fd).map_err(|_| Errno::EBADF), log)?;
+    load_with(attr, log, Verification::Verify)
+}
+
+/// The in-kernel trusted path (like Linux's `lib/test_bpf.c`, which runs programs without
+/// the verifier): the structural gate and the load-time rewrites, but no verifier. For
+/// programs whose safety the caller vouches for — kbpf's own test programs, conformance cases
+/// the verifier rightly rejects — never for untrusted input. A raw-buffer program loaded this
+/// way runs on a buffer of any length.
+pub fn prog_load_trusted(attr: &ProgLoadAttr<'_>) -> Result<Fd> {
+    let mut log = String::new();
+    prog_load_trusted_log(attr, &mut log)
+}
+
+/// [`prog_load_trusted`] with the load log returned in `log`.
+pub fn prog_load_trusted_log(attr: &ProgLoadAttr<'_>, log: &mut String) -> Result<Fd> {
+    load_with(attr, log, Verification::Trusted)
+}
+
+fn load_with(attr: &ProgLoadAttr<'_>, log: &mut String, mode: Verification) -> Result<Fd> {
+    let prog = load_prog(attr, &|fd| map_get(fd).map_err(|_| Errno::EBADF), log, mode)?;
     install(Object::Prog(prog))
 }
 
@@ -203,11 +223,19 @@ pub struct TestRunResult {
 const RUNS_PER_SECTION: u32 = 256;
 
 /// `BPF_PROG_TEST_RUN`: runs the program `repeat` times on `data` and reports R0 and the mean
-/// duration. Program types whose context model is not built yet are `ENOTSUPP`.
+/// duration. Program types whose context model is not built yet are `ENOTSUPP`. A verified
+/// raw-buffer program runs only on a buffer of the length it was verified for (`EINVAL`
+/// otherwise): the verifier's judgement holds for that length alone.
 pub fn prog_test_run(fd: Fd, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     let prog = prog_get(fd)?;
     if prog.prog_type() != ProgType::RawBuffer {
         return Err(Errno::ENOTSUPP);
+    }
+    if prog
+        .ctx_size()
+        .is_some_and(|n| n as usize != run.data.len())
+    {
+        return Err(Errno::EINVAL);
     }
     let repeat = run.repeat.max(1);
     let (ctx, len) = (run.data.as_mut_ptr() as u64, run.data.len() as u64);

@@ -3,7 +3,11 @@
 //! --plugin_options conformance-plugin`).
 //!
 //! Cases load as raw-buffer programs (R1 = the `-- mem` bytes, R2 = their length) through the
-//! ordinary `prog_load` path and run through `prog_test_run`.
+//! ordinary, verified `prog_load` path with the context size set to the memory's length, and
+//! run through `prog_test_run`. A case the verifier rightly rejects (a shift by an
+//! out-of-range immediate, `callx`) falls back to the explicitly named trusted path
+//! (`prog_load_trusted`, like the kernel's `lib/test_bpf.c`); the runner counts and lists
+//! which cases went which way.
 
 use crate::data::{self, DataFile, Parsed};
 use kbpf::insn::Insn;
@@ -51,14 +55,44 @@ impl Engine {
     }
 }
 
-/// Loads and runs `insns` on `mem` with `engine`; returns R0 or an error message. With the JIT
-/// engine a program the JIT refused (and so ran interpreted) is an error, and the other way
-/// round.
-pub fn execute(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, String> {
+/// How a case's program was loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadPath {
+    /// Through the verifier.
+    Verified,
+    /// On the trusted path, after the verifier rejected it for the reason given (the first
+    /// line of its log).
+    Trusted(String),
+}
+
+/// Loads `insns` for a buffer of `mem_len` bytes: verified, or on the trusted path when the
+/// verifier rejects it and the structural gate alone accepts it. Returns the handle and the
+/// path taken, or the load error.
+pub fn load(insns: &[Insn], mem_len: usize) -> Result<(u32, LoadPath), String> {
+    let len = u32::try_from(mem_len).map_err(|_| "memory too large".to_string())?;
+    let attr = ProgLoadAttr::new(ProgType::RawBuffer, insns).with_ctx_size(len);
     let mut log = String::new();
-    let attr = ProgLoadAttr::new(ProgType::RawBuffer, insns);
-    let fd = syscall::prog_load_log(&attr, &mut log)
-        .map_err(|e| format!("load: {e:?}: {}", log.trim()))?;
+    match syscall::prog_load_log(&attr, &mut log) {
+        Ok(fd) => Ok((fd, LoadPath::Verified)),
+        Err(verify_err) => {
+            let reason = log.lines().next().unwrap_or("").to_string();
+            let mut tlog = String::new();
+            match syscall::prog_load_trusted_log(
+                &ProgLoadAttr::new(ProgType::RawBuffer, insns),
+                &mut tlog,
+            ) {
+                Ok(fd) => Ok((fd, LoadPath::Trusted(format!("{verify_err:?}: {reason}")))),
+                Err(e) => Err(format!("load: {e:?}: {}", tlog.trim())),
+            }
+        }
+    }
+}
+
+/// Loads and runs `insns` on `mem` with `engine` (see [`load`]); returns R0 and the load path,
+/// or an error message. With the JIT engine a program the JIT refused (and so ran
+/// interpreted) is an error, and the other way round.
+pub fn execute(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<(u64, LoadPath), String> {
+    let (fd, path) = load(insns, mem.len())?;
     let jited = syscall::prog_get(fd).is_ok_and(|p| p.jited());
     let r = if jited != (engine == Engine::Jit) {
         let how = if jited { "jited" } else { "interpreted" };
@@ -71,21 +105,19 @@ pub fn execute(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<u64, St
                 repeat: 1,
             },
         )
-        .map(|r| r.retval)
+        .map(|r| (r.retval, path))
         .map_err(|e: Errno| format!("run: {e:?}"))
     };
     let _ = syscall::close(fd);
     r
 }
 
-/// Runs one parsed case.
-pub fn run_case(case: &DataFile, engine: Engine) -> Outcome {
+/// Runs one parsed case; also returns the load path when the program loaded and ran.
+pub fn run_case(case: &DataFile, engine: Engine) -> (Outcome, Option<LoadPath>) {
     let mut mem = case.mem.clone();
-    match (
-        execute(&case.program, &mut mem, engine),
-        &case.result,
-        &case.error,
-    ) {
+    let ran = execute(&case.program, &mut mem, engine);
+    let path = ran.as_ref().ok().map(|(_, p)| p.clone());
+    let outcome = match (ran.map(|(r0, _)| r0), &case.result, &case.error) {
         (Ok(r0), Some(want), _) if r0 == *want => Outcome::Pass,
         (Ok(r0), Some(want), _) => Outcome::Fail(format!("r0 = {r0:#x}, expected {want:#x}")),
         (Ok(r0), None, Some(err)) => {
@@ -94,7 +126,8 @@ pub fn run_case(case: &DataFile, engine: Engine) -> Outcome {
         (Err(e), _, Some(err)) if e.trim_end() == err.trim_end() => Outcome::Pass,
         (Err(e), _, _) => Outcome::Fail(e),
         (Ok(_), None, None) => Outcome::Fail("case has neither result nor error".into()),
-    }
+    };
+    (outcome, path)
 }
 
 /// Totals of a run.
@@ -106,23 +139,39 @@ pub struct Totals {
     pub failed: usize,
     /// Files skipped per the format's rules.
     pub skipped: usize,
+    /// Cases whose program the verifier accepted.
+    pub verified: usize,
+    /// Cases the verifier rejected that ran on the trusted path.
+    pub trusted: usize,
 }
 
-/// Runs every `.data` file under `paths`, printing one line per failing case to `out`, then
-/// the closing `N passed, M failed` line.
+/// Runs every `.data` file under `paths`, printing one line per failing case to `out`, one
+/// `TRUSTED` line per case the verifier rejected (with its reason), the count of cases that
+/// went each way, then the closing `N passed, M failed` line.
 pub fn run_paths(
     paths: &[PathBuf],
     engine: Engine,
     out: &mut dyn Write,
 ) -> std::io::Result<Totals> {
     let mut t = Totals::default();
+    let mut trusted_names = Vec::new();
     engine.select();
     for path in data::collect(paths) {
-        let outcome = match data::parse_file(&path) {
+        let (outcome, how) = match data::parse_file(&path) {
             Ok(Parsed::Test(case)) => run_case(&case, engine),
-            Ok(Parsed::Skip(why)) => Outcome::Skip(why),
-            Err(e) => Outcome::Fail(format!("malformed: {e}")),
+            Ok(Parsed::Skip(why)) => (Outcome::Skip(why), None),
+            Err(e) => (Outcome::Fail(format!("malformed: {e}")), None),
         };
+        match how {
+            Some(LoadPath::Verified) => t.verified += 1,
+            Some(LoadPath::Trusted(why)) => {
+                t.trusted += 1;
+                writeln!(out, "TRUSTED {}: {why}", path.display())?;
+                let name = path.file_name().unwrap_or(path.as_os_str());
+                trusted_names.push(name.to_string_lossy().into_owned());
+            }
+            None => {}
+        }
         match outcome {
             Outcome::Pass => t.passed += 1,
             Outcome::Skip(why) => {
@@ -134,6 +183,16 @@ pub fn run_paths(
                 writeln!(out, "FAIL {}: {why}", path.display())?;
             }
         }
+    }
+    write!(out, "verified: {}, trusted: {}", t.verified, t.trusted)?;
+    if trusted_names.is_empty() {
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            " (rejected by the verifier: {})",
+            trusted_names.join(", ")
+        )?;
     }
     if t.skipped > 0 {
         writeln!(
@@ -179,5 +238,5 @@ pub fn plugin(args: &[String], program_hex: &str) -> Result<u64, String> {
     engine.select();
     let bytes = decode_hex(program_hex)?;
     let insns = kbpf::insn::from_byte_slice(&bytes).map_err(|e| format!("program: {e:?}"))?;
-    execute(&insns, &mut mem, engine)
+    execute(&insns, &mut mem, engine).map(|(r0, _)| r0)
 }

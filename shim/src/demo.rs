@@ -4,7 +4,7 @@
 
 use crate::progs::{
     IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ParserSet, TAG_ICMP, TAG_TCP, TAG_UDP, VERDICT_UNKNOWN,
-    ipv4_packet, l4_ports,
+    ipv4_packet, l4_ports, pad_frame,
 };
 use kbpf::syscall::{self, ObjInfo, TestRun};
 use std::io::Write;
@@ -22,7 +22,8 @@ pub fn describe(verdict: u64) -> String {
     }
 }
 
-/// The sample packets: name and bytes.
+/// The sample packets: name and bytes, each zero-padded to the parser's frame length
+/// ([`crate::progs::PACKET_LEN`]).
 pub fn sample_packets() -> Vec<(&'static str, Vec<u8>)> {
     let mut arp = vec![0u8; 42];
     arp[12] = 0x08;
@@ -46,6 +47,9 @@ pub fn sample_packets() -> Vec<(&'static str, Vec<u8>)> {
             ipv4_packet(IPPROTO_TCP as u8, &l4_ports(40001, 80)),
         ),
     ]
+    .into_iter()
+    .map(|(name, frame)| (name, pad_frame(frame)))
+    .collect()
 }
 
 /// Runs the demo, writing what ran to `out`. Returns the verdicts.

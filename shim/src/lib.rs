@@ -11,3 +11,4 @@ pub mod dump;
 pub mod host;
 pub mod progs;
 pub mod tcx_script;
+pub mod verify_cmd;

@@ -19,6 +19,9 @@ commands:
                                          --jit in OPTS selects the JIT)
   prog dump xlated|jited FILE            load a .data file's program and print the rewritten
                                          instructions or the JIT image
+  verify FILE [--type T] [--attach A] [--privileged]
+                                         verify a .data file's program; print the verdict and
+                                         the log (exit 0 accepted, 1 rejected, 2 bad input)
   tcx script [-e] [--egress] [--first-last]
                                          run an mprog-oracle script (stdin) against tcx
   bench tailcall [--engine interp|jit] [--key const|reg] [--json]
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         }
         "bench" => run_bench(&args[1..], out),
         "prog" => run_prog(&args[1..], out),
+        "verify" => ExitCode::from(kbpf_shim::verify_cmd::run(&args[1..], out)),
         "tcx" => kbpf_shim::tcx_script::run(&args[1..], &mut std::io::stdin(), out),
         "help" | "--help" | "-h" => {
             let _ = write!(out, "{USAGE}");

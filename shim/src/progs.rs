@@ -2,7 +2,12 @@
 //! per-protocol tail-call targets, and tail-call chains of counter-bumping programs.
 //!
 //! All of them are raw-buffer programs: R1 points at the buffer (a packet, or a small context
-//! struct), R2 holds its length.
+//! struct), R2 holds its length. They load through the verifier, which needs the buffer's
+//! length at load time: the chain programs run on their [`CHAIN_CTX_LEN`]-byte context, and the
+//! packet parser and its handlers on frames of [`PACKET_LEN`] bytes — Ethernet's minimum frame
+//! size, to which shorter frames are padded with zeros on the wire too ([`pad_frame`]). (The
+//! kernel's way to packets of any length, `data`/`data_end` pointers checked by the program,
+//! belongs to the packet-pointer slice of the verifier.)
 
 use kbpf::insn::*;
 use kbpf::syscall::{self, Fd};
@@ -26,9 +31,24 @@ pub const TAG_UDP: u64 = 2;
 /// ICMP tag.
 pub const TAG_ICMP: u64 = 3;
 
-fn load(insns: &[Insn], name: &str) -> Result<Fd> {
-    let mut attr = ProgLoadAttr::new(ProgType::RawBuffer, insns);
-    attr.name = name;
+/// The length of the frames the packet parser runs on: `ETH_ZLEN`, Ethernet's minimum frame
+/// (without the FCS). Every sample frame fits; shorter ones are zero-padded ([`pad_frame`]).
+pub const PACKET_LEN: usize = 60;
+
+/// Pads `frame` with zeros to [`PACKET_LEN`] bytes, as an Ethernet driver pads short frames.
+/// Longer frames are left as they are (and the parser refuses to run on them).
+pub fn pad_frame(mut frame: Vec<u8>) -> Vec<u8> {
+    if frame.len() < PACKET_LEN {
+        frame.resize(PACKET_LEN, 0);
+    }
+    frame
+}
+
+/// Loads a verified raw-buffer program for a buffer of `ctx_len` bytes.
+fn load(insns: &[Insn], name: &str, ctx_len: usize) -> Result<Fd> {
+    let attr = ProgLoadAttr::new(ProgType::RawBuffer, insns)
+        .with_ctx_size(ctx_len as u32)
+        .with_name(name);
     syscall::prog_load(&attr)
 }
 
@@ -102,14 +122,14 @@ impl ParserSet {
     pub fn load() -> Result<ParserSet> {
         let jmp_table = syscall::map_create(&MapAttr::new(MapType::ProgArray, 4, 4, 256))?;
         let stats = syscall::map_create(&MapAttr::new(MapType::Array, 4, 8, 256))?;
-        let parser = load(&packet_parser(jmp_table), "packet_parser")?;
+        let parser = load(&packet_parser(jmp_table), "packet_parser", PACKET_LEN)?;
         let mut handlers = Vec::new();
         for (proto, tag, name) in [
             (IPPROTO_TCP, TAG_TCP, "parse_tcp"),
             (IPPROTO_UDP, TAG_UDP, "parse_udp"),
             (IPPROTO_ICMP, TAG_ICMP, "parse_icmp"),
         ] {
-            let fd = load(&protocol_handler(stats, proto, tag), name)?;
+            let fd = load(&protocol_handler(stats, proto, tag), name, PACKET_LEN)?;
             syscall::map_update_elem(jmp_table, &proto.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
             handlers.push((proto, name, fd));
         }
@@ -211,7 +231,7 @@ impl Chain {
         let map = syscall::map_create(&MapAttr::new(MapType::ProgArray, 4, 4, slots))?;
         let mut progs = Vec::new();
         for i in 0..=len {
-            let fd = load(&chain_prog(map, i, key), "chain")?;
+            let fd = load(&chain_prog(map, i, key), "chain", CHAIN_CTX_LEN)?;
             syscall::map_update_elem(map, &i.to_ne_bytes(), &fd.to_ne_bytes(), 0)?;
             progs.push(fd);
         }

@@ -1,5 +1,7 @@
 //! `prog_load`'s structural gate: programs that must be rejected with `EINVAL` (or `E2BIG`) and
-//! a log line naming the reason, and what must be accepted.
+//! a log line naming the reason, and what must be accepted. The gate runs before the verifier,
+//! so these errnos and messages are the gate's; then the verifier's rejection reaches the
+//! caller the same way (last tests).
 
 use kbpf::insn::*;
 use kbpf::syscall;
@@ -139,9 +141,10 @@ fn unknown_helpers() {
         Errno::EINVAL,
         "unknown func #9999",
     );
-    // ktime_get_ns is not offered to raw-buffer programs (their id 5 is the test helper).
-    let (r, _) = load(&[call_helper(5), exit()]);
-    assert!(r.is_ok());
+    // ktime_get_ns is not offered to raw-buffer programs (their id 5 is the test helper, whose
+    // argument the verifier wants initialized).
+    let (r, log) = load(&[mov64_imm(1, 1), call_helper(5), exit()]);
+    assert!(r.is_ok(), "{log}");
     kbpf_shim::host::install();
     let r = syscall::prog_load(&ProgLoadAttr::new(
         ProgType::SocketFilter,
@@ -186,4 +189,81 @@ fn info_reports_the_program() {
     syscall::close(fd).unwrap();
     assert_eq!(syscall::close(fd), Err(Errno::EBADF));
     assert!(syscall::obj_get_info(fd).is_err());
+}
+
+#[test]
+fn verifier_rejection_returns_its_errno_and_log() {
+    // R1 (the buffer) and R2 (its length) are set on entry; R3 is not.
+    rejects(&[mov64_reg(0, 3), exit()], Errno::EACCES, "0: R3 !read_ok");
+    // Out of bounds of the raw buffer the program was verified for.
+    let (r, log) = load(&[ldx_mem(Size::B, 0, 1, 0), exit()]);
+    assert_eq!(r, Err(Errno::EACCES), "{log}");
+    assert!(
+        log.contains("processed"),
+        "the log ends with the summary: {log}"
+    );
+}
+
+#[test]
+fn raw_buffer_runs_only_on_the_length_it_was_verified_for() {
+    kbpf_shim::host::install();
+    let insns = [ldx_mem(Size::B, 0, 1, 3), exit()];
+    let fd = syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, &insns).with_ctx_size(4))
+        .unwrap();
+    let run = |len: usize| {
+        let mut data = vec![7u8; len];
+        syscall::prog_test_run(
+            fd,
+            &mut syscall::TestRun {
+                data: &mut data,
+                repeat: 1,
+            },
+        )
+        .map(|r| r.retval)
+    };
+    assert_eq!(run(4), Ok(7));
+    assert_eq!(run(3), Err(Errno::EINVAL), "shorter than verified");
+    assert_eq!(run(5), Err(Errno::EINVAL), "longer: R2 would differ");
+    syscall::close(fd).unwrap();
+    // The trusted path records no length.
+    let fd = syscall::prog_load_trusted(&ProgLoadAttr::new(ProgType::RawBuffer, &insns)).unwrap();
+    let mut data = [1u8, 2, 3, 9, 5];
+    let r = syscall::prog_test_run(
+        fd,
+        &mut syscall::TestRun {
+            data: &mut data,
+            repeat: 1,
+        },
+    );
+    assert_eq!(r.map(|r| r.retval), Ok(9));
+    syscall::close(fd).unwrap();
+}
+
+#[test]
+fn ctx_size_is_for_raw_buffer_programs_only() {
+    kbpf_shim::host::install();
+    let insns = [mov64_imm(0, 0), exit()];
+    let mut log = String::new();
+    let r = syscall::prog_load_log(
+        &ProgLoadAttr::new(ProgType::SocketFilter, &insns).with_ctx_size(4),
+        &mut log,
+    );
+    assert_eq!(r, Err(Errno::EINVAL));
+    assert!(log.contains("ctx_size"), "{log}");
+}
+
+#[test]
+fn privileged_mode_allows_what_root_may() {
+    kbpf_shim::host::install();
+    // Returning a pointer leaks it: refused by default, root's rules allow it.
+    let insns = [mov64_reg(0, 10), exit()];
+    let attr = ProgLoadAttr::new(ProgType::RawBuffer, &insns);
+    let mut log = String::new();
+    assert_eq!(
+        syscall::prog_load_log(&attr, &mut log),
+        Err(Errno::EACCES),
+        "{log}"
+    );
+    let fd = syscall::prog_load(&attr.with_privileged(true)).unwrap();
+    syscall::close(fd).unwrap();
 }

@@ -32,7 +32,8 @@ fn prog(tag: i32, ret: i32) -> Fd {
         mov64_imm(0, ret),
         exit(),
     ];
-    syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, &insns)).unwrap()
+    // Verified for the one-byte buffer `send` runs it on.
+    syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, &insns).with_ctx_size(1)).unwrap()
 }
 
 fn attach(ifindex: u32, p: Fd, flags: MprogFlags, rel: u32) -> kbpf::Result {

@@ -25,7 +25,8 @@ fn prog(tag: i32) -> Fd {
         mov64_imm(0, -1),
         exit(),
     ];
-    syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, &insns)).unwrap()
+    // Verified for the 8-byte buffer the walks run on.
+    syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, &insns).with_ctx_size(8)).unwrap()
 }
 
 fn attach(p: Fd, flags: MprogFlags, replace: Fd) -> kbpf::Result {

@@ -55,11 +55,15 @@ fn load(insns: &[Insn]) -> Result<Fd> {
     syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, insns))
 }
 
-/// A straight-line program of `n` ALU instructions (then `exit`), for load/compile timing.
+/// A straight-line program of `n` ALU instructions (then `exit`), for load/compile timing. The
+/// first ten are moves, so the verifier sees every register written before it is read.
 pub fn straight_line(n: usize) -> Vec<Insn> {
     let ops = [alu::ADD, alu::XOR, alu::MUL, alu::OR, alu::SUB, alu::AND];
     let mut p: Vec<Insn> = (0..n)
-        .map(|i| alu64_imm(ops[i % ops.len()], (i % 10) as u8, i as i32))
+        .map(|i| {
+            let op = if i < 10 { alu::MOV } else { ops[i % ops.len()] };
+            alu64_imm(op, (i % 10) as u8, i as i32)
+        })
         .collect();
     p.push(exit());
     p

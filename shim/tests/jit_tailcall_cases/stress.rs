@@ -43,7 +43,7 @@ fn chains_survive_concurrent_slot_updates() {
             s.spawn(|| {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) && n < 2_000_000 {
-                    let mut ctx = [0u8; 8];
+                    let mut ctx = [0u8; super::CTX_LEN];
                     let r = syscall::prog_test_run(
                         entry,
                         &mut TestRun {
@@ -52,7 +52,7 @@ fn chains_survive_concurrent_slot_updates() {
                         },
                     )
                     .unwrap();
-                    let bodies = u64::from_ne_bytes(ctx);
+                    let bodies = u64::from_ne_bytes(ctx[..8].try_into().unwrap());
                     assert!((1..=SLOTS as u64).contains(&bodies), "ran {bodies} bodies");
                     // A tail call from a subprogram returns there: the subprogram's caller
                     // then returns the counter, so 100 + bodies only comes back when every

@@ -1,0 +1,191 @@
+//! `kbpf verify FILE [--type T] [--attach A] [--privileged]`: loads a `.data` file's program
+//! through the verifier and prints the verdict and the verifier log (what `bpftool prog load`
+//! with a log level shows; the load is `bpf_prog_load` in `kernel/bpf/syscall.c`).
+//!
+//! The file's headers say what the program needs: `# type:` (default `raw_buffer`, whose
+//! context is the `-- mem` bytes), `# attach:` (`none` for none) and `# map:` lines, which
+//! this command creates in order; an `ld_imm64` with `src_reg` 1 (`BPF_PSEUDO_MAP_FD`) or 2
+//! (`BPF_PSEUDO_MAP_VALUE`) whose immediate is `i` refers to the `i`-th declared map, and is
+//! rewritten to that map's handle before the load. `--type` and `--attach` override the
+//! headers. Exit status: 0 accepted, 1 rejected, 2 unusable input.
+
+use crate::data::{self, DataFile, Parsed};
+use kbpf::insn::{Insn, Op, decode};
+use kbpf::syscall::{self, Fd};
+use kbpf::uapi::{AttachType, MapType, ProgType, pseudo};
+use kbpf::{Errno, MapAttr, ProgLoadAttr};
+use std::io::Write;
+use std::path::Path;
+
+/// What `kbpf verify` was asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyOpts {
+    /// `--type`: overrides `# type:`.
+    pub prog_type: Option<String>,
+    /// `--attach`: overrides `# attach:`.
+    pub attach: Option<String>,
+    /// `--privileged`: root's rules instead of `CAP_BPF` without `CAP_PERFMON`.
+    pub privileged: bool,
+}
+
+/// The verdict on one file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// `None` when accepted, else the errno of the rejection.
+    pub rejected: Option<Errno>,
+    /// The verifier log (or why the program could not be loaded at all).
+    pub log: String,
+}
+
+/// The attach type named `name` (`None` for `none`), or an error for a name kbpf does not know.
+fn attach_type(name: &str) -> Result<Option<AttachType>, String> {
+    Ok(Some(match name {
+        "none" => return Ok(None),
+        "sk_lookup" => AttachType::SkLookup,
+        "xdp" => AttachType::Xdp,
+        "tcx_ingress" => AttachType::TcxIngress,
+        "tcx_egress" => AttachType::TcxEgress,
+        "cgroup_inet_ingress" => AttachType::CgroupInetIngress,
+        other => return Err(format!("unknown attach type {other}")),
+    }))
+}
+
+/// Rewrites each map-referencing `ld_imm64` from a declaration index to the map's handle.
+fn bind_maps(program: &[Insn], fds: &[Fd]) -> Result<Vec<Insn>, String> {
+    let mut insns = program.to_vec();
+    let mut pc = 0;
+    while pc < insns.len() {
+        let Ok(op) = decode(&insns, pc) else {
+            // Malformed instructions are the verifier's to report.
+            pc += 1;
+            continue;
+        };
+        if let Op::LdImm64 { pseudo: p, .. } = op
+            && (p == pseudo::MAP_FD || p == pseudo::MAP_VALUE)
+        {
+            let i = insns[pc].imm;
+            let fd = usize::try_from(i)
+                .ok()
+                .and_then(|i| fds.get(i))
+                .ok_or_else(|| format!("insn {pc}: ld_imm64 refers to map {i}, not declared"))?;
+            insns[pc].imm = *fd as i32;
+        }
+        pc += op.slots();
+    }
+    Ok(insns)
+}
+
+/// Verifies `case` under `opts`. `Err` is unusable input (unknown type or attach type, a map
+/// type kbpf does not know, a reference to an undeclared map).
+pub fn verify_case(case: &DataFile, opts: &VerifyOpts) -> Result<Verdict, String> {
+    let type_name = opts
+        .prog_type
+        .as_deref()
+        .or(case.prog_type.as_deref())
+        .unwrap_or("raw_buffer");
+    let prog_type = ProgType::from_name(type_name)
+        .ok_or_else(|| format!("unknown program type {type_name}"))?;
+    let attach = match opts.attach.as_deref().or(case.attach.as_deref()) {
+        Some(a) => attach_type(a)?,
+        None => None,
+    };
+    let mut attrs = Vec::new();
+    for m in &case.maps {
+        let t = MapType::from_name(&m.map_type)
+            .ok_or_else(|| format!("map {}: unknown map type {}", m.name, m.map_type))?;
+        attrs.push((m, MapAttr::new(t, m.key_size, m.value_size, m.max_entries)));
+    }
+    let mut fds = Vec::new();
+    let verdict = (|| {
+        for (m, attr) in &attrs {
+            match syscall::map_create(attr) {
+                Ok(fd) => fds.push(fd),
+                Err(e) => {
+                    return Ok(Verdict {
+                        rejected: Some(e),
+                        log: format!(
+                            "map {} ({}): map_create: {e:?}: kbpf does not model this map yet\n",
+                            m.name, m.map_type
+                        ),
+                    });
+                }
+            }
+        }
+        let insns = bind_maps(&case.program, &fds)?;
+        let mut attr = ProgLoadAttr::new(prog_type, &insns).with_privileged(opts.privileged);
+        attr.expected_attach_type = attach;
+        if prog_type == ProgType::RawBuffer {
+            let len = u32::try_from(case.mem.len()).map_err(|_| "memory too large")?;
+            attr = attr.with_ctx_size(len);
+        }
+        let mut log = String::new();
+        let r = syscall::prog_load_log(&attr, &mut log);
+        if let Ok(fd) = r {
+            let _ = syscall::close(fd);
+        }
+        Ok(Verdict {
+            rejected: r.err(),
+            log,
+        })
+    })();
+    for fd in fds {
+        let _ = syscall::close(fd);
+    }
+    verdict
+}
+
+/// Parses the arguments.
+fn parse_args(args: &[String]) -> Result<(String, VerifyOpts), String> {
+    let mut opts = VerifyOpts::default();
+    let mut file = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--type" => opts.prog_type = Some(it.next().ok_or("--type needs a type")?.clone()),
+            "--attach" => opts.attach = Some(it.next().ok_or("--attach needs a type")?.clone()),
+            "--privileged" => opts.privileged = true,
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            _ if file.is_some() => return Err("verify takes one FILE".into()),
+            _ => file = Some(a.clone()),
+        }
+    }
+    Ok((file.ok_or("verify needs a FILE")?, opts))
+}
+
+/// `kbpf verify`: returns the exit status (0 accepted, 1 rejected, 2 unusable input).
+pub fn run(args: &[String], out: &mut dyn Write) -> u8 {
+    let (file, opts) = match parse_args(args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!(
+                "kbpf verify: {e}\nusage: kbpf verify FILE [--type T] [--attach A] [--privileged]"
+            );
+            return 2;
+        }
+    };
+    let case = match data::parse_file(Path::new(&file)) {
+        Ok(Parsed::Test(case)) => case,
+        Ok(Parsed::Skip(why)) => {
+            eprintln!("kbpf verify: {file}: {why}");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("kbpf verify: {e}");
+            return 2;
+        }
+    };
+    let v = match verify_case(&case, &opts) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("kbpf verify: {file}: {e}");
+            return 2;
+        }
+    };
+    let verdict = match v.rejected {
+        None => "accepted".to_string(),
+        Some(e) => format!("rejected ({e:?})"),
+    };
+    let _ = writeln!(out, "{file}: {verdict}");
+    let _ = write!(out, "{}", v.log);
+    u8::from(v.rejected.is_some())
+}
