@@ -225,6 +225,16 @@ fn text_poke_on_a_pack_region_while_a_neighbour_runs() {
                 assert!(v == 0x1111_1111 || v == 0x2222_2222, "torn: {v:#x}");
             }
         });
+        // Patch only once the neighbour is running, so the two overlap even when the machine
+        // is loaded (bounded wait).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while calls.load(Ordering::Relaxed) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "neighbour thread never ran"
+            );
+            std::thread::yield_now();
+        }
         for i in 0..200 {
             let v = if i % 2 == 0 { 0x2222_2222 } else { 0x1111_1111 };
             a.text_poke(&poked, 0, &ret_imm(v)).unwrap();
