@@ -88,7 +88,8 @@ fn tail_calls_land_on_the_first_body_instruction() {
 #[test]
 fn tail_call_without_maps_falls_through() {
     // No map is referenced, so R2 can't be a prog_array: the interpreter falls through, and the
-    // JIT emits nothing for the instruction.
+    // JIT emits only what every tail call ends with — R2 reloaded with the run's entry R2
+    // (two loads, 4 + 4 bytes: `mov rsi, [r12-528]` needs a SIB byte and disp32).
     let p = [
         mov64_imm(0, 5),
         Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0),
@@ -96,7 +97,7 @@ fn tail_call_without_maps_falls_through() {
     ];
     let (with, _) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
     let (without, _) = kbpf_jit::emit(&[p[0], p[2]], ProgType::RawBuffer).unwrap();
-    assert_eq!(with, without);
+    assert!(with.len() > without.len() && with.len() <= without.len() + 16);
     assert_eq!(run(&p, 0), 5);
 }
 

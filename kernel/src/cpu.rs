@@ -33,10 +33,21 @@ pub struct CpuState {
     pub tail_call_cnt: u32,
     /// Whether a program run is active on this CPU (the recursion guard).
     pub run_depth: u32,
+    /// R2 at the run's entry (a raw-buffer program's length). Every tail call, in both engines,
+    /// puts it back in R2, so a tail-called program starts as the verifier assumed; R1–R5 are
+    /// caller-saved at a call, so a failed tail call may clobber R2 too.
+    pub entry_r2: u64,
     /// The interpreter's stack. Kept between runs (not zeroed per run, like the kernel's
     /// stack).
     pub stack: [u64; INTERP_STACK_BYTES / 8],
 }
+
+/// Distance from [`CpuState::tail_call_cnt`] (what JIT'd code holds a pointer to) to
+/// [`CpuState::entry_r2`].
+pub const TAIL_CALL_CNT_TO_ENTRY_R2: i32 = (core::mem::offset_of!(CpuState, entry_r2)
+    - core::mem::offset_of!(CpuState, tail_call_cnt))
+    as i32;
+static_assertions::const_assert_eq!(TAIL_CALL_CNT_TO_ENTRY_R2, 8);
 
 struct Globals {
     rcu: RcuDomain,
@@ -53,6 +64,7 @@ fn globals() -> &'static Globals {
             cpus: PerCpu::new(n, |_| CpuState {
                 tail_call_cnt: 0,
                 run_depth: 0,
+                entry_r2: 0,
                 stack: [0; INTERP_STACK_BYTES / 8],
             }),
         }
@@ -122,7 +134,7 @@ impl CpuGuard {
     /// kernel's per-CPU recursion guard, `bpf_prog_active`), resets the tail-call counter, and
     /// hands the run its CPU state until [`CpuGuard::end_run`].
     #[inline]
-    pub(crate) fn begin_run(&mut self) -> Result<*mut CpuState, Fault> {
+    pub(crate) fn begin_run(&mut self, r2: u64) -> Result<*mut CpuState, Fault> {
         let state = self.state();
         // SAFETY: this thread holds the CPU; no run is active on it (checked), so nothing else
         // references its state.
@@ -132,6 +144,7 @@ impl CpuGuard {
             }
             (*state).run_depth = 1;
             (*state).tail_call_cnt = 0;
+            (*state).entry_r2 = r2;
         }
         Ok(state)
     }

@@ -30,6 +30,10 @@ pub struct ProgOwner {
     pub sleepable: bool,
     /// Expected attach type (prog_array only, as in the final kernel).
     pub expected_attach_type: Option<AttachType>,
+    /// The raw-buffer length the program was verified for (`None`: loaded on the trusted
+    /// path). A kbpf rule: a tail-called program runs on its caller's buffer, so it must have
+    /// been verified for the same length.
+    pub ctx_size: Option<u32>,
 }
 
 /// Offset of [`Prog`]'s tail-call target, which JIT'd tail calls jump through.
@@ -144,7 +148,7 @@ impl Prog {
     /// another on the same CPU with [`Fault::Recursion`].
     #[inline]
     pub fn run(&self, guard: &mut CpuGuard, r1: u64, r2: u64) -> core::result::Result<u64, Fault> {
-        let state = guard.begin_run()?;
+        let state = guard.begin_run(r2)?;
         let result = match &self.jited {
             // SAFETY: `state` is this run's until `end_run`.
             None => unsafe { crate::interp::run(self, state, r1, r2) },
@@ -176,6 +180,7 @@ impl Prog {
             xdp_has_frags: self.flags.contains(ProgFlags::XDP_HAS_FRAGS),
             sleepable: self.flags.contains(ProgFlags::SLEEPABLE),
             expected_attach_type: self.expected_attach_type,
+            ctx_size: self.ctx_size(),
         }
     }
 }

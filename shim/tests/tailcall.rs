@@ -363,7 +363,11 @@ fn closing_the_last_handle_clears_the_slots() {
 fn program_lookup_of_a_prog_array_is_null() {
     setup();
     let map = prog_array(2);
-    set(map, 0, prog(&ret(1), &[])).unwrap();
+    // The map is used by a trusted program below, so its slot program is trusted too (a
+    // prog_array holds one kind: verified for one buffer length, or trusted).
+    let slot_insns = assemble(&ret(1)).unwrap();
+    let slot = syscall::prog_load_trusted(&ProgLoadAttr::new(ProgType::RawBuffer, &slot_insns));
+    set(map, 0, slot.unwrap()).unwrap();
     let src = "stw [%r10-4], 0\nlddw %r1, {m0}\nmov %r2, %r10\nadd %r2, -4\ncall 1\nexit\n";
     // The verifier refuses a prog_array anywhere but bpf_tail_call (seed 000) ...
     assert_eq!(

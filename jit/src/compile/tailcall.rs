@@ -18,8 +18,9 @@
 //!     mov r9, [r9+r11*8]; test r9, r9; jz out    ; empty slot: no count used
 //!     mov r9, [r9+PROG_TAIL_CALL_TARGET]; test r9, r9; jz out   ; not JIT'd (can't happen)
 //!     add dword [r10], 1
+//!     mov rsi, [r10+8]                           ; R2 = the run's entry R2 (CpuState)
 //!     jmp r9                                     ; past the target's prologue
-//! out:
+//! out: mov rsi, [r12-528]; mov rsi, [rsi+8]      ; R2 = entry R2 here too (caller-saved)
 //! ```
 //!
 //! The map-membership check is the interpreter's (a register that is not one of the program's
@@ -31,6 +32,7 @@ use super::frame::TAIL_CALL_CNT_SLOT;
 use super::regmap::{AUX, AX, MAIN_FP};
 use crate::x86::{AluKind, Asm, Cc, Mem, Reg, Rm, Width};
 use alloc::vec::Vec;
+use kbpf::cpu::TAIL_CALL_CNT_TO_ENTRY_R2;
 use kbpf::map::{MAP_MAX_ENTRIES_OFFSET, MAP_PROG_SLOTS_OFFSET};
 use kbpf::prog::PROG_TAIL_CALL_TARGET_OFFSET;
 use kbpf::uapi::limits::MAX_TAIL_CALL_CNT;
@@ -67,8 +69,7 @@ impl Seq {
     }
 
     /// Patches every jump; `None` if a short jump can't reach.
-    fn finish(mut self) -> Option<Asm> {
-        let out = self.a.len();
+    fn finish(mut self, out: usize) -> Option<Asm> {
         for &(end, to) in &self.fixups {
             let d = match to {
                 Label::Ok => self.ok,
@@ -119,14 +120,38 @@ fn sequence(maps: &[u64], short: bool) -> Option<Asm> {
     s.a.test_rr(Width::Q, PROG, PROG);
     s.jump(Some(Cc::E), Label::Out);
     s.a.alu_ri(AluKind::Add, Width::W, cnt, 1);
+    // The callee starts with R2 = the run's entry R2, as the verifier assumes.
+    s.a.load_zx(
+        Width::Q,
+        Reg::Rsi,
+        Rm::Mem(Mem::base(CNT, TAIL_CALL_CNT_TO_ENTRY_R2)),
+    );
     s.a.jmp_r(PROG);
-    s.finish()
+    let out = s.a.len();
+    restore_r2(&mut s.a);
+    s.finish(out)
+}
+
+/// R2 = the run's entry R2 (through the counter pointer in the bottom frame). Every tail call
+/// ends with it, taken or not, as the interpreter does; R2 is caller-saved at a call.
+fn restore_r2(a: &mut Asm) {
+    a.load_zx(
+        Width::Q,
+        Reg::Rsi,
+        Rm::Mem(Mem::base(MAIN_FP, TAIL_CALL_CNT_SLOT)),
+    );
+    a.load_zx(
+        Width::Q,
+        Reg::Rsi,
+        Rm::Mem(Mem::base(Reg::Rsi, TAIL_CALL_CNT_TO_ENTRY_R2)),
+    );
 }
 
 /// Emits an indirect tail call; `maps` are the addresses of the maps the program references
 /// (`ld_imm64` map handles), without duplicates.
 pub fn emit_tail_call(a: &mut Asm, maps: &[u64]) {
     if maps.is_empty() {
+        restore_r2(a);
         return;
     }
     let seq = sequence(maps, true)

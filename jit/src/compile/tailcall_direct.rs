@@ -4,13 +4,15 @@
 //!
 //! ```text
 //!       mov r10, [r12-528]           ; tcc_ptr
+//!       mov rsi, [r10+8]             ; R2 = the run's entry R2, on every path (caller-saved)
 //!       cmp dword [r10], 33
 //!       jae out                      ; budget spent: no count used
 //!       add dword [r10], 1
 //! site: nop5 | jmp target | jmp slow ; the poke site (the slot's program, or empty)
 //! undo: sub dword [r10], 1           ; empty slot: the count is given back
 //!       jmp out
-//! slow: mov r9, [rsi+MAP_PROG_SLOTS] ; R2 is the map: an indirect call through the slot
+//! slow: movabs r9, map               ; the map's constant address: an indirect call
+//!       mov r9, [r9+MAP_PROG_SLOTS]  ; through the slot
 //!       mov r11d, index
 //!       mov r9, [r9+r11*8]; test r9, r9; jz undo
 //!       mov r9, [r9+PROG_TAIL_CALL_TARGET]; test r9, r9; jz undo
@@ -34,6 +36,7 @@
 use super::frame::TAIL_CALL_CNT_SLOT;
 use super::regmap::{AUX, AX, MAIN_FP};
 use crate::x86::{AluKind, Asm, Cc, Mem, Reg, Rm, Width};
+use kbpf::cpu::TAIL_CALL_CNT_TO_ENTRY_R2;
 use kbpf::map::MAP_PROG_SLOTS_OFFSET;
 use kbpf::prog::PROG_TAIL_CALL_TARGET_OFFSET;
 use kbpf::uapi::limits::MAX_TAIL_CALL_CNT;
@@ -73,6 +76,14 @@ pub fn emit_tail_call_direct(a: &mut Asm, map: u64, index: u32) -> DirectSite {
         AX,
         Rm::Mem(Mem::base(MAIN_FP, TAIL_CALL_CNT_SLOT)),
     );
+    // R2 = the run's entry R2 on every path out (the callee starts as the verifier assumes; a
+    // failed tail call may clobber caller-saved R2). The slow path below reads the map from its
+    // constant address instead of R2.
+    a.load_zx(
+        Width::Q,
+        Reg::Rsi,
+        Rm::Mem(Mem::base(AX, TAIL_CALL_CNT_TO_ENTRY_R2)),
+    );
     a.alu_ri(AluKind::Cmp, Width::W, cnt, MAX_TAIL_CALL_CNT as i32);
     a.jcc_rel8(Cc::Ae, 0);
     let to_out_1 = a.len();
@@ -85,10 +96,11 @@ pub fn emit_tail_call_direct(a: &mut Asm, map: u64, index: u32) -> DirectSite {
     let to_out_2 = a.len();
     let slow = a.len();
     let prog = Reg::R9;
+    a.movabs(prog, map);
     a.load_zx(
         Width::Q,
         prog,
-        Rm::Mem(Mem::base(Reg::Rsi, MAP_PROG_SLOTS_OFFSET as i32)),
+        Rm::Mem(Mem::base(prog, MAP_PROG_SLOTS_OFFSET as i32)),
     );
     a.mov_ri32(AUX, index);
     a.load_zx(Width::Q, prog, Rm::Mem(Mem::index(prog, AUX, 8, 0)));

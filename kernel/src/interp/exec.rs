@@ -6,8 +6,10 @@
 //! made inside a subprogram returns to that subprogram's caller, as on x86-64.
 //!
 //! Memory accesses go straight to the addresses the program computes. Their safety is the
-//! verifier's job (it proves every access in bounds before a program reaches this loop); until
-//! that issue lands, `prog_load` is the kernel's trusted path, like `lib/test_bpf.c`.
+//! verifier's job: `prog_load` proves every access in bounds before a program reaches this
+//! loop. Programs from `syscall::prog_load_trusted` (the kernel's `lib/test_bpf.c` path) skip
+//! it; the run-time checks here (map arguments, call depth, atomic alignment) are what stands
+//! between such a program and the host.
 
 use super::{IOp, InterpImage, K};
 #[cfg(doc)]
@@ -423,7 +425,10 @@ unsafe fn exec(
                 seg_base = f.seg_base;
             }
             K::TailCall => {
-                if let Some(next) = tail_call_target(image(cur), state, regs[2], regs[3]) {
+                let next = tail_call_target(image(cur), state, regs[2], regs[3]);
+                // SAFETY: `state` is this run's CPU state (see `exec`'s contract).
+                regs[2] = unsafe { (*state).entry_r2 };
+                if let Some(next) = next {
                     cur = next;
                     ops = image(cur).ops.as_ptr();
                     pc = 0;
