@@ -5,7 +5,6 @@
 //! u32; out of range or empty slot: fall through, no count; 33 tail calls per run, shared by
 //! every frame and prog_array; registers and stack kept across a tail call).
 
-
 use super::ENGINE;
 use kbpf::cpu::CpuGuard;
 use kbpf::insn::assemble;
