@@ -5,104 +5,32 @@
 //! u32; out of range or empty slot: fall through, no count; 33 tail calls per run, shared by
 //! every frame and prog_array; registers and stack kept across a tail call).
 
-use super::ENGINE;
-use kbpf::cpu::CpuGuard;
-use kbpf::insn::assemble;
-use kbpf::interp::Fault;
-use kbpf::syscall::{self, Fd, TestRun};
-use kbpf::uapi::{MapType, ProgType};
-use kbpf::{MapAttr, ProgLoadAttr};
-use kbpf_shim::conformance::Engine;
+#[path = "../support/tailcall.rs"]
+mod support;
 
-/// The context every case runs on (the verifier checks accesses against it).
-const CTX_LEN: usize = 24;
+use super::ENGINE;
+use kbpf::MapAttr;
+use kbpf::cpu::CpuGuard;
+use kbpf::interp::Fault;
+use kbpf::syscall::{self, Fd};
+use kbpf::uapi::MapType;
+use support::{BUMP, CTX_LEN, del, prog_array, run, run_with, set, verifier_rejects};
 
 fn setup() {
-    kbpf_shim::host::install();
-    ENGINE.select();
+    support::setup(ENGINE);
 }
 
 /// Loads `src` with `{mN}` replaced by `maps[N]` through the verifier; asserts it runs on
 /// [`ENGINE`].
 fn prog(src: &str, maps: &[Fd]) -> Fd {
-    load(src, maps, false)
+    support::load(ENGINE, src, maps, false)
 }
 
-/// [`prog`] on the trusted path (`prog_load_trusted`, like the kernel's `lib/test_bpf.c`), for
-/// the engine cases that exercise run-time behaviour the verifier rightly keeps verified
-/// programs from reaching; each caller asserts that the verifier does reject its program.
+/// [`prog`] on the trusted path, for the engine cases that exercise run-time behaviour the
+/// verifier rightly keeps verified programs from reaching; each caller asserts that the
+/// verifier does reject its program.
 fn prog_trusted(src: &str, maps: &[Fd]) -> Fd {
-    load(src, maps, true)
-}
-
-/// The verifier's errno and log for `src`, which it must reject.
-fn verifier_rejects(src: &str, maps: &[Fd]) -> (kbpf::Errno, String) {
-    let insns = assemble(&subst(src, maps)).expect("assemble");
-    let attr = ProgLoadAttr::new(ProgType::RawBuffer, &insns).with_ctx_size(CTX_LEN as u32);
-    let mut log = String::new();
-    let e = syscall::prog_load_log(&attr, &mut log).expect_err("the verifier accepted it");
-    (e, log)
-}
-
-fn subst(src: &str, maps: &[Fd]) -> String {
-    let mut text = src.to_string();
-    for (i, m) in maps.iter().enumerate() {
-        text = text.replace(&format!("{{m{i}}}"), &format!("map_fd {m}"));
-    }
-    text
-}
-
-fn load(src: &str, maps: &[Fd], trusted: bool) -> Fd {
-    let text = subst(src, maps);
-    let insns = assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let attr = ProgLoadAttr::new(ProgType::RawBuffer, &insns).with_ctx_size(CTX_LEN as u32);
-    let mut log = String::new();
-    let fd = if trusted {
-        syscall::prog_load_trusted(&ProgLoadAttr::new(ProgType::RawBuffer, &insns))
-    } else {
-        syscall::prog_load_log(&attr, &mut log)
-    };
-    let fd = fd.unwrap_or_else(|e| panic!("load: {e:?}: {log}\n{text}"));
-    assert_eq!(
-        syscall::prog_get(fd).unwrap().jited(),
-        ENGINE == Engine::Jit,
-        "engine of\n{text}"
-    );
-    fd
-}
-
-fn prog_array(slots: u32) -> Fd {
-    syscall::map_create(&MapAttr::new(MapType::ProgArray, 4, 4, slots)).expect("map")
-}
-
-fn set(map: Fd, key: u32, prog: Fd) {
-    syscall::map_update_elem(map, &key.to_ne_bytes(), &prog.to_ne_bytes(), 0).expect("update");
-}
-
-fn del(map: Fd, key: u32) {
-    syscall::map_delete_elem(map, &key.to_ne_bytes()).expect("delete");
-}
-
-/// Runs `fd` with input `input` at ctx+8; returns (R0, counter at 0, counter at 16).
-fn run_with(fd: Fd, input: u64) -> (u64, u64, u64) {
-    let mut ctx = [0u8; CTX_LEN];
-    ctx[8..16].copy_from_slice(&input.to_ne_bytes());
-    let r = syscall::prog_test_run(
-        fd,
-        &mut TestRun {
-            data: &mut ctx,
-            repeat: 1,
-        },
-    )
-    .expect("run");
-    let at = |o: usize| u64::from_ne_bytes(ctx[o..o + 8].try_into().unwrap());
-    (r.retval, at(0), at(16))
-}
-
-/// (R0, counter at 0).
-fn run(fd: Fd) -> (u64, u64) {
-    let (r0, c, _) = run_with(fd, 0);
-    (r0, c)
+    support::load(ENGINE, src, maps, true)
 }
 
 /// `return N`.
@@ -114,9 +42,6 @@ fn ret(n: u64) -> String {
 fn call_key(key: i64, fallback: u64) -> String {
     format!("lddw %r2, {{m0}}\nlddw %r3, {key}\ncall 12\nmov %r0, {fallback}\nexit\n")
 }
-
-/// Bump the counter at 0.
-const BUMP: &str = "ldxdw %r0, [%r1+0]\nadd %r0, 1\nstxdw [%r1+0], %r0\n";
 
 /// Bump the counter, tail-call `{m0}[key]`, return `fallback`.
 fn counting_call(key: u32, fallback: u64) -> String {

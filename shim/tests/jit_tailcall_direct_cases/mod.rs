@@ -6,90 +6,42 @@
 
 mod stress;
 
-use super::ENGINE;
-use kbpf::insn::assemble;
-use kbpf::syscall::{self, Fd, TestRun};
-use kbpf::uapi::{MapType, ProgType};
-use kbpf::{MapAttr, ProgLoadAttr};
-use kbpf_shim::conformance::Engine;
+#[path = "../support/tailcall.rs"]
+mod support;
 
-/// The context every case runs on (the verifier checks accesses against it).
-const CTX_LEN: usize = 24;
+use super::ENGINE;
+use kbpf::MapAttr;
+use kbpf::syscall::{self, Fd};
+use kbpf::uapi::MapType;
+use kbpf_shim::conformance::Engine;
+use support::{BUMP, CTX_LEN, del, prog_array, run, set};
 
 fn setup() {
-    kbpf_shim::host::install();
-    ENGINE.select();
+    support::setup(ENGINE);
 }
 
 /// Loads `src` with `{mN}` replaced by `maps[N]` through the verifier; asserts the engine and
 /// that the JIT made `direct` direct sites (the interpreter makes none).
 fn prog(src: &str, maps: &[Fd], direct: usize) -> Fd {
-    load(src, maps, direct, false)
+    with_direct_sites(support::load(ENGINE, src, maps, false), direct)
 }
 
-/// [`prog`] on the trusted path (`prog_load_trusted`, like the kernel's `lib/test_bpf.c`), for
-/// a site the verifier rightly refuses but whose run-time fall-through is still tested.
+/// [`prog`] on the trusted path, for a site the verifier rightly refuses (a map that is no
+/// prog_array) but whose run-time fall-through is still tested.
 fn prog_trusted(src: &str, maps: &[Fd], direct: usize) -> Fd {
-    load(src, maps, direct, true)
+    let (e, log) = support::verifier_rejects(src, maps);
+    assert_eq!(e, kbpf::Errno::EINVAL, "the verifier must refuse\n{src}");
+    assert!(log.contains("cannot pass map_type"), "{log}");
+    with_direct_sites(support::load(ENGINE, src, maps, true), direct)
 }
 
-fn load(src: &str, maps: &[Fd], direct: usize, trusted: bool) -> Fd {
-    let mut text = src.to_string();
-    for (i, m) in maps.iter().enumerate() {
-        text = text.replace(&format!("{{m{i}}}"), &format!("map_fd {m}"));
-    }
-    let insns = assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let attr = ProgLoadAttr::new(ProgType::RawBuffer, &insns).with_ctx_size(CTX_LEN as u32);
-    let mut log = String::new();
-    let fd = if trusted {
-        let r = syscall::prog_load_log(&attr, &mut log);
-        assert_eq!(
-            r,
-            Err(kbpf::Errno::EINVAL),
-            "the verifier must refuse\n{text}"
-        );
-        assert!(log.contains("cannot pass map_type"), "{log}");
-        syscall::prog_load_trusted(&ProgLoadAttr::new(ProgType::RawBuffer, &insns))
-    } else {
-        syscall::prog_load_log(&attr, &mut log)
-    };
-    let fd = fd.unwrap_or_else(|e| panic!("load: {e:?}: {log}\n{text}"));
-    let p = syscall::prog_get(fd).unwrap();
-    let jit = ENGINE == Engine::Jit;
-    assert_eq!(p.jited(), jit, "engine of\n{text}");
-    let want = if jit { direct } else { 0 };
-    assert_eq!(p.direct_tail_calls().len(), want, "direct sites of\n{text}");
+/// Asserts the JIT made `direct` direct sites in `fd` (the interpreter makes none).
+fn with_direct_sites(fd: Fd, direct: usize) -> Fd {
+    let want = if ENGINE == Engine::Jit { direct } else { 0 };
+    let sites = syscall::prog_get(fd).unwrap().direct_tail_calls().len();
+    assert_eq!(sites, want, "direct sites");
     fd
 }
-
-fn prog_array(slots: u32) -> Fd {
-    syscall::map_create(&MapAttr::new(MapType::ProgArray, 4, 4, slots)).expect("map")
-}
-
-fn set(map: Fd, key: u32, prog: Fd) {
-    syscall::map_update_elem(map, &key.to_ne_bytes(), &prog.to_ne_bytes(), 0).expect("update");
-}
-
-fn del(map: Fd, key: u32) {
-    syscall::map_delete_elem(map, &key.to_ne_bytes()).expect("delete");
-}
-
-/// (R0, bodies counted at ctx+0).
-fn run(fd: Fd) -> (u64, u64) {
-    let mut ctx = [0u8; CTX_LEN];
-    let r = syscall::prog_test_run(
-        fd,
-        &mut TestRun {
-            data: &mut ctx,
-            repeat: 1,
-        },
-    )
-    .expect("run");
-    (r.retval, u64::from_ne_bytes(ctx[..8].try_into().unwrap()))
-}
-
-/// Bump the counter at ctx+0.
-const BUMP: &str = "ldxdw %r0, [%r1+0]\nadd %r0, 1\nstxdw [%r1+0], %r0\n";
 
 /// `return n`, counting the body.
 fn ret(n: u64) -> String {
