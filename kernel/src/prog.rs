@@ -46,6 +46,9 @@ pub struct Prog {
     /// Where a JIT'd tail call into this program jumps (past the skippable prologue), or 0 for
     /// an interpreted program (`bpf_func` + `X86_TAIL_CALL_OFFSET` in Linux).
     tail_call_target: usize,
+    /// The JIT image's entry, or 0 for an interpreted program (Linux `bpf_func`): kept here so
+    /// a run calls straight into native code without asking the image.
+    bpf_func: usize,
     id: u32,
     pub(crate) prog_type: ProgType,
     pub(crate) expected_attach_type: Option<AttachType>,
@@ -77,6 +80,7 @@ impl Prog {
         let jited = jited.filter(|j| crate::maps::track_pokes(&used_maps, j.as_ref()).is_ok());
         Prog {
             tail_call_target: jited.as_ref().map_or(0, |j| j.tail_call_entry()),
+            bpf_func: jited.as_ref().map_or(0, |j| j.entry()),
             id: crate::id::next_prog_id(),
             prog_type: attr.prog_type,
             expected_attach_type: attr.expected_attach_type,
@@ -149,19 +153,18 @@ impl Prog {
     #[inline]
     pub fn run(&self, guard: &mut CpuGuard, r1: u64, r2: u64) -> core::result::Result<u64, Fault> {
         let state = guard.begin_run(r2)?;
-        let result = match &self.jited {
+        let result = if self.bpf_func == 0 {
             // SAFETY: `state` is this run's until `end_run`.
-            None => unsafe { crate::interp::run(self, state, r1, r2) },
-            Some(image) => {
-                // SAFETY: the image is sealed native code for this program, compiled from
-                // checked instructions to the `JitEntry` signature; it lives as long as `self`,
-                // and we run on the CPU `guard` holds, inside its read-side section, which keeps
-                // every program a tail call reaches alive.
-                let entry: JitEntry =
-                    unsafe { core::mem::transmute::<usize, JitEntry>(image.entry()) };
-                // SAFETY: as above; the counter is valid, aligned and this run's alone.
-                Ok(unsafe { entry(r1, r2, core::ptr::addr_of_mut!((*state).tail_call_cnt)) })
-            }
+            unsafe { crate::interp::run(self, state, r1, r2) }
+        } else {
+            // SAFETY: `bpf_func` is the entry of this program's image (set with `jited`, which
+            // owns the image for as long as `self` lives): sealed native code compiled from
+            // checked instructions to the `JitEntry` signature. We run on the CPU `guard`
+            // holds, inside its read-side section, which keeps every program a tail call
+            // reaches alive.
+            let entry: JitEntry = unsafe { core::mem::transmute::<usize, JitEntry>(self.bpf_func) };
+            // SAFETY: as above; the counter is valid, aligned and this run's alone.
+            Ok(unsafe { entry(r1, r2, core::ptr::addr_of_mut!((*state).tail_call_cnt)) })
         };
         guard.end_run(state);
         result
