@@ -91,15 +91,55 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
             .iter()
             .any(|o| matches!(o, Some(Op::MayGoto { .. } | Op::TailCall))),
     };
+    let main = main_frame(insns, &ops, &protos);
+    let loop_head = pass::loop_heads(&ops);
     Ok(Prepared {
         ops,
         protos,
         subs,
         frame,
+        main,
+        loop_head,
+        align_loops: true,
         prog_type,
         maps,
         direct,
     })
+}
+
+/// The parts of the main prologue the program can observe (see `frame`'s module docs).
+fn main_frame(
+    insns: &[Insn],
+    ops: &[Option<Op>],
+    protos: &[Option<&'static kbpf::helpers::HelperProto>],
+) -> frame::MainFrame {
+    if ops.iter().any(|o| matches!(o, Some(Op::TailCall))) {
+        return frame::MainFrame::FULL;
+    }
+    let unwinds = ops.iter().zip(protos).any(|(o, p)| {
+        matches!(o, Some(Op::Call(Call::Reg(_)))) || p.is_some_and(|p| p.unwind_on_zero)
+    });
+    // Registers some instruction names, as destination or source, or that a call or exit
+    // reads: a register no instruction names can't be observed, so it needs no zeroing.
+    let mut zero = 0u16;
+    for (insn, op) in insns.iter().zip(ops) {
+        for r in [insn.dst(), insn.src()] {
+            if r < 10 {
+                zero |= 1 << r;
+            }
+        }
+        match op {
+            Some(Op::Call(_)) => zero |= 0b11_1111,
+            Some(Op::Exit) => zero |= 1,
+            _ => {}
+        }
+    }
+    frame::MainFrame {
+        bottom_fp: unwinds,
+        tcc_ptr: false,
+        may_goto: ops.iter().any(|o| matches!(o, Some(Op::MayGoto { .. }))),
+        zero,
+    }
 }
 
 /// Compiles `insns` to x86-64 machine code without installing it: the image bytes and, per
@@ -119,13 +159,26 @@ pub type Emitted = (Vec<u8>, Vec<u32>, Vec<DirectSite>);
 
 /// [`emit`], plus the direct tail calls of the code (each site emitted falling through).
 pub fn emit_with_pokes(insns: &[Insn], prog_type: ProgType) -> Result<Emitted, Errno> {
-    let p = prepare(insns, prog_type)?;
-    let (_, mut layout) = pass(&p, None)?;
+    let mut p = prepare(insns, prog_type)?;
+    match converge(&p) {
+        // Alignment padding can make a jump's distance grow between passes; should that keep
+        // the layout from settling, the program is emitted without it.
+        Err(Errno::EFAULT) if p.align_loops => {
+            p.align_loops = false;
+            converge(&p)
+        }
+        r => r,
+    }
+}
+
+/// Passes until the layout stops changing, then one more that must reproduce it exactly.
+fn converge(p: &Prepared) -> Result<Emitted, Errno> {
+    let (_, mut layout) = pass(p, None)?;
     for _ in 0..MAX_PASSES {
-        let (bytes, next) = pass(&p, Some(&layout))?;
+        let (bytes, next) = pass(p, Some(&layout))?;
         if next.total == layout.total {
             // Converged: one more pass with this layout must reproduce it exactly.
-            let (fin, fin_layout) = pass(&p, Some(&next))?;
+            let (fin, fin_layout) = pass(p, Some(&next))?;
             if fin_layout != next || fin.len() != bytes.len() {
                 return Err(Errno::EFAULT);
             }

@@ -78,11 +78,23 @@ fn tail_calls_land_on_the_first_body_instruction() {
         ]
     );
     assert_eq!(offsets.len(), 2);
-    assert_eq!(offsets[0] as usize, kbpf_jit::TAIL_CALL_OFFSET);
-    // The prologue has one length whatever the program, so the offset is a constant.
-    let (code2, offsets2) = kbpf_jit::emit(&chain(3), ProgType::RawBuffer).unwrap();
+    // A program that makes tail calls has the full prologue: tail calls into it and from it
+    // land on its first body instruction, TAIL_CALL_OFFSET bytes in.
+    let tail = [
+        mov64_imm(0, 5),
+        Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0),
+        exit(),
+    ];
+    let (code2, offsets2) = kbpf_jit::emit(&tail, ProgType::RawBuffer).unwrap();
     assert_eq!(offsets2[0] as usize, kbpf_jit::TAIL_CALL_OFFSET);
-    assert_eq!(code[..offsets[0] as usize], code2[..offsets2[0] as usize]);
+    // One that makes none skips what it can't observe (the counter pointer, the bottom frame,
+    // the may_goto budget, zeroing registers it never names): its body starts earlier, after
+    // the same frame.
+    assert!((offsets[0] as usize) < kbpf_jit::TAIL_CALL_OFFSET);
+    let frame = 5 + 11 + 8; // nop5; push rbp; mov rbp, rsp; sub rsp, 536; push ×5
+    assert_eq!(code[..frame], code2[..frame]);
+    assert_eq!(run(&[mov64_imm(0, 3), exit()], 0), 3);
+    assert_eq!(run(&chain(3), 0), 6);
 }
 
 #[test]
@@ -95,8 +107,9 @@ fn tail_call_without_maps_falls_through() {
         Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0),
         exit(),
     ];
-    let (with, _) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
-    let (without, _) = kbpf_jit::emit(&[p[0], p[2]], ProgType::RawBuffer).unwrap();
+    let (with, wo) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
+    let (without, o) = kbpf_jit::emit(&[p[0], p[2]], ProgType::RawBuffer).unwrap();
+    let (with, without) = (&with[wo[0] as usize..], &without[o[0] as usize..]);
     assert!(with.len() > without.len() && with.len() <= without.len() + 16);
     assert_eq!(run(&p, 0), 5);
 }
@@ -136,10 +149,7 @@ fn emit_is_what_compile_installs() {
     assert_eq!(image.code(), &code[..]);
     assert_eq!(image.size(), code.len());
     assert_eq!(image.insn_offsets(), &offsets[..]);
-    assert_eq!(
-        image.tail_call_entry(),
-        image.entry() + kbpf_jit::TAIL_CALL_OFFSET
-    );
+    assert_eq!(image.tail_call_entry(), image.entry() + offsets[0] as usize);
 }
 
 #[test]
@@ -181,4 +191,22 @@ fn may_goto_bounds_a_loop() {
         exit(),
     ];
     assert_eq!(run(&p, 0), 8 * 1024 * 1024);
+}
+
+#[test]
+fn loop_heads_start_on_16_byte_boundaries() {
+    // r0 = 0; r1 = 10; loop: r0 += 3; r1 -= 1; if r1 != 0 goto loop; exit. The loop head is
+    // slot 2, whatever the prologue before it.
+    let p = [
+        mov64_imm(0, 0),
+        mov64_imm(1, 10),
+        alu64_imm(alu::ADD, 0, 3),
+        alu64_imm(alu::SUB, 1, 1),
+        jmp_imm(0x50, 1, 0, -3),
+        exit(),
+    ];
+    let (_, offsets) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
+    assert_eq!(offsets[2] % 16, 0);
+    // The fall-through runs the NOP padding before it.
+    assert_eq!(run(&p, 0), 30);
 }

@@ -222,3 +222,20 @@ fn atomics_and_misc() {
     );
     assert_eq!(text(|a| a.adc_ri(Width::Q, Reg::R11, 0)), "adc r11,0");
 }
+
+#[test]
+fn nop_padding_decodes_as_nops_to_the_boundary() {
+    for start in 0..16 {
+        let mut a = kbpf_jit::x86::Asm::new();
+        for _ in 0..start {
+            a.int3();
+        }
+        a.align_with_nops(16);
+        assert_eq!(a.len() % 16, 0, "start {start}");
+        let mut d = iced_x86::Decoder::with_ip(64, &a.buf[start..], 0, 0);
+        while d.can_decode() {
+            let i = d.decode();
+            assert_eq!(i.mnemonic(), iced_x86::Mnemonic::Nop, "start {start}");
+        }
+    }
+}

@@ -24,8 +24,17 @@
 //! mov [rbp-528], rdx                 ; tcc_ptr
 //! mov qword [rbp-520], BPF_MAX_LOOPS ; may_goto budget
 //! xor R0, R3–R9                      ; start at 0 like the interpreter's registers
-//! ← TAIL_CALL_OFFSET: a tail call jumps here
+//! ← the tail-call entry: a tail call jumps here
 //! ```
+//!
+//! The last four steps are emitted only where the program can observe them ([`MainFrame`]):
+//! a program that makes no tail call runs alone in its bottom frame, so it needs `r12` only to
+//! unwind, the counter pointer never, the may_goto budget only for its own `may_goto`, and a
+//! zeroed register only where some instruction mentions it. A program that makes tail calls
+//! gets all four, because the programs it reaches run in its frame and may rely on any of
+//! them. The tail-call entry is therefore per image (the offset of instruction 0's code, at
+//! most [`TAIL_CALL_OFFSET`]); the frame a tail-called body runs in is always its caller's
+//! full one. This is Linux's `detect_reg_usage` idea applied to the parts a tail call skips.
 //!
 //! Because every frame has one layout, a tail call does not rebuild the frame as Linux does (pop
 //! the callee-saved registers, release the stack, let the target push its own): it jumps past
@@ -48,9 +57,9 @@
 use super::regmap::{MAIN_FP, bpf_reg};
 use crate::x86::{AluKind, Asm, Mem, Reg, Rm, Width};
 
-/// Bytes of the main prologue a tail call skips: the whole prologue (the offset of the first
-/// body instruction). Linux's `X86_TAIL_CALL_OFFSET` skips less because its tail calls rebuild
-/// the frame; see the module docs.
+/// Bytes of the full main prologue a tail call skips: the whole prologue (the offset of the
+/// first body instruction) when every part is emitted. Linux's `X86_TAIL_CALL_OFFSET` skips
+/// less because its tail calls rebuild the frame; see the module docs.
 pub const TAIL_CALL_OFFSET: usize = 66;
 /// The BPF stack per frame (`MAX_BPF_STACK`).
 pub const STACK: i32 = 512;
@@ -90,19 +99,54 @@ fn init_may_goto(a: &mut Asm) {
     );
 }
 
-/// The main program's prologue; exactly [`TAIL_CALL_OFFSET`] bytes.
-pub fn main_prologue(a: &mut Asm) {
+/// Which optional parts of the main prologue a program needs (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MainFrame {
+    /// `mov r12, rbp`: the run's bottom frame, for tail calls and unwinding.
+    pub bottom_fp: bool,
+    /// Store the tail-call counter pointer (the program makes tail calls).
+    pub tcc_ptr: bool,
+    /// Initialize the main frame's may_goto budget.
+    pub may_goto: bool,
+    /// Bit `n` set: zero BPF register `n` (R1 and R2 are arguments and never zeroed).
+    pub zero: u16,
+}
+
+impl MainFrame {
+    /// Every part: what a program that makes tail calls needs.
+    pub const FULL: MainFrame = MainFrame {
+        bottom_fp: true,
+        tcc_ptr: true,
+        may_goto: true,
+        zero: ZEROED,
+    };
+}
+
+/// The registers a full prologue zeroes: R0 and R3–R9.
+const ZEROED: u16 = 0b11_1111_1001;
+
+/// The main program's prologue: [`TAIL_CALL_OFFSET`] bytes with every part, fewer without.
+pub fn main_prologue(a: &mut Asm, m: MainFrame) {
     let start = a.len();
     a.nop5();
     push_frame(a);
-    a.mov_rr(Width::Q, MAIN_FP, Reg::Rbp);
-    a.store(Width::Q, Mem::base(Reg::Rbp, TAIL_CALL_CNT_SLOT), Reg::Rdx);
-    init_may_goto(a);
-    for r in [0u8, 3, 4, 5, 6, 7, 8, 9] {
-        let x = bpf_reg(r);
-        a.alu_rr(AluKind::Xor, Width::W, x, x);
+    if m.bottom_fp {
+        a.mov_rr(Width::Q, MAIN_FP, Reg::Rbp);
     }
-    debug_assert_eq!(a.len() - start, TAIL_CALL_OFFSET);
+    if m.tcc_ptr {
+        a.store(Width::Q, Mem::base(Reg::Rbp, TAIL_CALL_CNT_SLOT), Reg::Rdx);
+    }
+    if m.may_goto {
+        init_may_goto(a);
+    }
+    for r in 0..10u8 {
+        if (m.zero & ZEROED) >> r & 1 != 0 {
+            let x = bpf_reg(r);
+            a.alu_rr(AluKind::Xor, Width::W, x, x);
+        }
+    }
+    debug_assert!(a.len() - start <= TAIL_CALL_OFFSET);
+    debug_assert!(m != MainFrame::FULL || a.len() - start == TAIL_CALL_OFFSET);
 }
 
 /// The unwind entry: back to the run's bottom frame, then its epilogue.
@@ -137,7 +181,23 @@ mod tests {
     #[test]
     fn prologue_length_is_the_tail_call_offset() {
         let mut a = Asm::new();
-        main_prologue(&mut a);
+        main_prologue(&mut a, MainFrame::FULL);
         assert_eq!(a.len(), TAIL_CALL_OFFSET);
+    }
+
+    #[test]
+    fn lean_prologue_keeps_the_frame_and_drops_the_rest() {
+        let lean = MainFrame {
+            bottom_fp: false,
+            tcc_ptr: false,
+            may_goto: false,
+            zero: 0,
+        };
+        let mut a = Asm::new();
+        main_prologue(&mut a, lean);
+        let mut f = Asm::new();
+        f.nop5();
+        push_frame(&mut f);
+        assert_eq!(a.buf, f.buf);
     }
 }

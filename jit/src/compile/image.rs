@@ -108,9 +108,10 @@ impl JitImage {
         self.region.as_ref().map_or(0, |r| r.rx as usize)
     }
 
-    /// Where a tail call into this program jumps (`entry() + TAIL_CALL_OFFSET`).
+    /// Where a tail call into this program jumps: its first instruction's code, past the
+    /// main prologue (at most `entry() + TAIL_CALL_OFFSET`; see `frame`).
     pub fn tail_call_entry(&self) -> usize {
-        self.entry() + super::TAIL_CALL_OFFSET
+        self.entry() + self.offsets.first().map_or(0, |&o| o as usize)
     }
 
     /// Code size in bytes (without the `int3` slack up to the region's end).

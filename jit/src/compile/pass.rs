@@ -8,7 +8,7 @@
 
 use super::alu::{emit_alu, emit_end};
 use super::call::{emit_callx, emit_helper};
-use super::frame::{self, FrameInfo, MAY_GOTO_SLOT};
+use super::frame::{self, FrameInfo, MAY_GOTO_SLOT, MainFrame};
 use super::mem::{emit_atomic, emit_ldx, emit_st, emit_stx};
 use super::regmap::{AUX, bpf_reg};
 use super::subprog::Subprogs;
@@ -52,6 +52,13 @@ pub struct Prepared {
     pub subs: Subprogs,
     /// Prologue options.
     pub frame: FrameInfo,
+    /// The main prologue's optional parts.
+    pub main: MainFrame,
+    /// Per slot: the target of a backward jump (a loop head), aligned to [`LOOP_ALIGN`] when
+    /// `align_loops` is set.
+    pub loop_head: Vec<bool>,
+    /// Pad loop heads with NOPs (see [`LOOP_ALIGN`]).
+    pub align_loops: bool,
     /// The program type (for `callx`).
     pub prog_type: ProgType,
     /// Addresses of the maps the program references (`ld_imm64` map handles), for tail calls.
@@ -81,6 +88,28 @@ fn is_imm8_jmp(d: i64) -> bool {
     (-128..=123).contains(&d)
 }
 
+/// Loop heads start on this boundary (images start 64-byte aligned), so that a short loop's
+/// body and its back-edge share few fetch blocks and where the loop sits does not change with
+/// the size of the code before it (the prologue, say).
+pub const LOOP_ALIGN: usize = 16;
+
+/// Per slot, whether some jump at or after it targets it: the loop heads.
+pub fn loop_heads(ops: &[Option<Op>]) -> Vec<bool> {
+    let mut head = vec![false; ops.len()];
+    for (pc, op) in ops.iter().enumerate() {
+        let off = match op {
+            Some(Op::Ja { off }) => *off as i64,
+            Some(Op::Jmp { off, .. } | Op::MayGoto { off }) => *off as i64,
+            _ => continue,
+        };
+        let t = pc as i64 + 1 + off;
+        if t <= pc as i64 && t >= 0 {
+            head[t as usize] = true;
+        }
+    }
+    head
+}
+
 /// Runs one pass. `prev` is the previous pass's layout, if any.
 pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Errno> {
     let n = p.ops.len();
@@ -98,12 +127,15 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
     for k in 0..nsub {
         l.entry[k] = a.len() as u32;
         if k == 0 {
-            frame::main_prologue(&mut a);
+            frame::main_prologue(&mut a, p.main);
         } else {
             frame::sub_prologue(&mut a, p.frame);
         }
         let range = p.subs.range(k);
         for pc in range.clone() {
+            if p.align_loops && p.loop_head[pc] {
+                a.align_with_nops(LOOP_ALIGN);
+            }
             l.start[pc] = a.len() as u32;
             match (p.ops[pc], p.direct[pc]) {
                 (Some(Op::TailCall), Some(key)) => {

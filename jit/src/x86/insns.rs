@@ -324,6 +324,28 @@ impl Asm {
         self.bytes(&[0x0f, 0x1f, 0x44, 0x00, 0x00]);
     }
 
+    /// Pads with the recommended multi-byte NOPs (Intel SDM vol. 2B, "NOP") until the length is
+    /// a multiple of `align` (a power of two), using as few instructions as it can.
+    pub fn align_with_nops(&mut self, align: usize) {
+        const NOPS: [&[u8]; 9] = [
+            &[0x90],
+            &[0x66, 0x90],
+            &[0x0f, 0x1f, 0x00],
+            &[0x0f, 0x1f, 0x40, 0x00],
+            &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+            &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+            &[0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+            &[0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+        ];
+        let mut pad = self.len().wrapping_neg() & (align - 1);
+        while pad > 0 {
+            let n = pad.min(NOPS.len());
+            self.bytes(NOPS[n - 1]);
+            pad -= n;
+        }
+    }
+
     /// `int3`.
     pub fn int3(&mut self) {
         self.byte(0xcc);
