@@ -9,6 +9,7 @@ pub mod data;
 pub mod demo;
 pub mod dump;
 pub mod host;
+pub mod host_bpf;
 pub mod progs;
 pub mod tcx_script;
 pub mod verify_cmd;

@@ -1,0 +1,265 @@
+//! The host Linux kernel's own verifier, reached through `bpf(2)`, as a differential oracle
+//! for kbpf's verifier (`BPF_MAP_CREATE` and `BPF_PROG_LOAD` of `kernel/bpf/syscall.c`).
+//!
+//! [`HostVerifier::open`] starts a thread that drops to the capabilities of kbpf's default mode
+//! (`CAP_BPF` and `CAP_NET_ADMIN`, without `CAP_PERFMON` or `CAP_SYS_ADMIN`: Linux keeps
+//! capabilities per thread, so the rest of the process keeps root's), or keeps root's for the
+//! privileged mode. Each load creates the maps the program refers to, patches their fds into
+//! its map loads, asks the kernel, and closes everything again. When the host
+//! refuses `bpf(2)` itself (no root, no BPF, seccomp), `open` says so and callers skip.
+
+use kbpf::insn::Insn;
+use kbpf::map::MapAttr;
+use kbpf::uapi::{MapType, ProgType};
+use std::sync::mpsc;
+use std::thread;
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_BPF: u32 = 39;
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const LOG_SIZE: usize = 1 << 20;
+
+/// The host kernel's verdict on one program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostVerdict {
+    /// Loaded (and closed again).
+    Accepted,
+    /// Refused with this errno; the kernel's log.
+    Rejected {
+        /// The errno `BPF_PROG_LOAD` returned.
+        errno: i32,
+        /// The verifier log (level 1).
+        log: String,
+    },
+}
+
+/// One program to ask the host about.
+#[derive(Clone, Debug)]
+pub struct HostLoad {
+    /// The program type.
+    pub prog_type: ProgType,
+    /// The instructions; the immediate `i` of a `BPF_PSEUDO_MAP_FD` or `BPF_PSEUDO_MAP_VALUE`
+    /// load names `maps[i]`.
+    pub insns: Vec<Insn>,
+    /// The maps the program refers to, by handle.
+    pub maps: Vec<MapAttr>,
+    /// Root's rules (`CAP_SYS_ADMIN`) instead of `CAP_BPF` + `CAP_NET_ADMIN`.
+    pub privileged: bool,
+}
+
+type Job = (HostLoad, mpsc::Sender<Result<HostVerdict, String>>);
+
+/// A connection to the host's verifier: two threads, one with root's capabilities and one
+/// with the default mode's.
+pub struct HostVerifier {
+    default: mpsc::Sender<Job>,
+    privileged: mpsc::Sender<Job>,
+}
+
+impl HostVerifier {
+    /// Starts the two loader threads, or says why the host can't serve (the caller skips).
+    pub fn open() -> Result<HostVerifier, String> {
+        let privileged = spawn(false)?;
+        let default = spawn(true)?;
+        let hv = HostVerifier {
+            default,
+            privileged,
+        };
+        // Probe: `r0 = 0; exit` must load in both modes.
+        for privileged in [false, true] {
+            let probe = HostLoad {
+                prog_type: ProgType::SocketFilter,
+                insns: vec![Insn::new(0xb7, 0, 0, 0, 0), Insn::new(0x95, 0, 0, 0, 0)],
+                maps: Vec::new(),
+                privileged,
+            };
+            match hv.load(probe)? {
+                HostVerdict::Accepted => {}
+                HostVerdict::Rejected { errno, log } => {
+                    return Err(format!(
+                        "the host kernel refuses a trivial program (errno {errno}): {log}"
+                    ));
+                }
+            }
+        }
+        Ok(hv)
+    }
+
+    /// Asks the host kernel's verifier about `load`.
+    pub fn load(&self, load: HostLoad) -> Result<HostVerdict, String> {
+        let (tx, rx) = mpsc::channel();
+        let to = if load.privileged {
+            &self.privileged
+        } else {
+            &self.default
+        };
+        to.send((load, tx))
+            .map_err(|_| String::from("loader thread gone"))?;
+        rx.recv().map_err(|_| String::from("loader thread gone"))?
+    }
+}
+
+fn spawn(drop_caps: bool) -> Result<mpsc::Sender<Job>, String> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    thread::Builder::new()
+        .name(String::from("host-bpf"))
+        .spawn(move || {
+            let ready = if drop_caps {
+                keep_only(&[CAP_BPF, CAP_NET_ADMIN])
+            } else {
+                Ok(())
+            };
+            let ok = ready.is_ok();
+            let _ = ready_tx.send(ready);
+            if !ok {
+                return;
+            }
+            for (load, reply) in rx {
+                let _ = reply.send(load_one(&load));
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    ready_rx
+        .recv()
+        .map_err(|_| String::from("loader thread died"))??;
+    Ok(tx)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Drops this thread's capabilities to `caps` (`capset(2)` acts on the calling thread).
+fn keep_only(caps: &[u32]) -> Result<(), String> {
+    let mut data = [CapData::default(); 2];
+    for &c in caps {
+        let d = &mut data[(c / 32) as usize];
+        d.effective |= 1 << (c % 32);
+        d.permitted |= 1 << (c % 32);
+    }
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: `capset` reads a v3 header and two data records, which we pass; both outlive
+    // the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!("capset: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> Result<i32, i32> {
+    // SAFETY: `attr` is a zero-padded `union bpf_attr` prefix of `attr.len() * 8` bytes,
+    // valid for the call; pointers inside it point to live buffers of the caller.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc as i32)
+    }
+}
+
+fn pack(lo: u32, hi: u32) -> u64 {
+    lo as u64 | (hi as u64) << 32
+}
+
+/// A file descriptor closed on drop.
+struct OwnedFd(i32);
+
+impl Drop for OwnedFd {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and close it once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn map_type(t: MapType) -> u32 {
+    t as u32
+}
+
+fn create_map(m: &MapAttr) -> Result<OwnedFd, String> {
+    // map_type, key_size | value_size, max_entries | map_flags.
+    let mut attr = [0u64; 16];
+    attr[0] = pack(map_type(m.map_type), m.key_size);
+    attr[1] = pack(m.value_size, m.max_entries);
+    attr[2] = m.flags.bits() as u64;
+    bpf(BPF_MAP_CREATE, &mut attr)
+        .map(OwnedFd)
+        .map_err(|e| format!("map create {:?}: errno {e}", m.map_type))
+}
+
+fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
+    let maps = load
+        .maps
+        .iter()
+        .map(create_map)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut insns = load.insns.clone();
+    let mut pc = 0;
+    while pc < insns.len() {
+        let i = insns[pc];
+        if i.code == 0x18 {
+            let by_handle = matches!(
+                i.src(),
+                kbpf::uapi::pseudo::MAP_FD | kbpf::uapi::pseudo::MAP_VALUE
+            );
+            if by_handle && let Some(fd) = maps.get(i.imm as usize) {
+                insns[pc].imm = fd.0;
+            }
+            pc += 1;
+        }
+        pc += 1;
+    }
+    let license = c"GPL";
+    let mut log = vec![0u8; LOG_SIZE];
+    // prog_type | insn_cnt, insns, license, log_level | log_size, log_buf, rest zero.
+    let mut attr = [0u64; 16];
+    attr[0] = pack(load.prog_type as u32, insns.len() as u32);
+    attr[1] = insns.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    attr[3] = pack(1, LOG_SIZE as u32);
+    attr[4] = log.as_mut_ptr() as u64;
+    let verdict = match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => {
+            drop(OwnedFd(fd));
+            HostVerdict::Accepted
+        }
+        Err(errno) => {
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            HostVerdict::Rejected {
+                errno,
+                log: String::from_utf8_lossy(&log[..end]).into_owned(),
+            }
+        }
+    };
+    drop(maps);
+    Ok(verdict)
+}
