@@ -10,7 +10,7 @@
 
 use kbpf::insn::Insn;
 use kbpf::map::MapAttr;
-use kbpf::uapi::{MapType, ProgType};
+use kbpf::uapi::{AttachType, MapType, ProgType};
 use std::sync::mpsc;
 use std::thread;
 
@@ -47,6 +47,8 @@ pub struct HostLoad {
     pub maps: Vec<MapAttr>,
     /// Root's rules (`CAP_SYS_ADMIN`) instead of `CAP_BPF` + `CAP_NET_ADMIN`.
     pub privileged: bool,
+    /// `expected_attach_type`, if any.
+    pub expected_attach_type: Option<AttachType>,
 }
 
 type Job = (HostLoad, mpsc::Sender<Result<HostVerdict, String>>);
@@ -74,6 +76,7 @@ impl HostVerifier {
                 insns: vec![Insn::new(0xb7, 0, 0, 0, 0), Insn::new(0x95, 0, 0, 0, 0)],
                 maps: Vec::new(),
                 privileged,
+                expected_attach_type: None,
             };
             match hv.load(probe)? {
                 HostVerdict::Accepted => {}
@@ -247,6 +250,8 @@ fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
     attr[2] = license.as_ptr() as u64;
     attr[3] = pack(1, LOG_SIZE as u32);
     attr[4] = log.as_mut_ptr() as u64;
+    // prog_ifindex | expected_attach_type
+    attr[8] = pack(0, load.expected_attach_type.map_or(0, |t| t as u32));
     let verdict = match bpf(BPF_PROG_LOAD, &mut attr) {
         Ok(fd) => {
             drop(OwnedFd(fd));

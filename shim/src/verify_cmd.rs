@@ -1,6 +1,8 @@
-//! `kbpf verify FILE [--type T] [--attach A] [--privileged]`: loads a `.data` file's program
-//! through the verifier and prints the verdict and the verifier log (what `bpftool prog load`
-//! with a log level shows; the load is `bpf_prog_load` in `kernel/bpf/syscall.c`).
+//! `kbpf verify FILE [--type T] [--attach A] [--privileged] [--host]`: loads a `.data` file's
+//! program through the verifier and prints the verdict and the verifier log (what `bpftool
+//! prog load` with a log level shows; the load is `bpf_prog_load` in `kernel/bpf/syscall.c`).
+//! `--host` also asks the host Linux kernel's verifier ([`crate::host_bpf`]) and prints its
+//! verdict and the last lines of its log, for comparison.
 //!
 //! The file's headers say what the program needs: `# type:` (default `raw_buffer`, whose
 //! context is the `-- mem` bytes), `# attach:` (`none` for none) and `# map:` lines, which
@@ -26,6 +28,8 @@ pub struct VerifyOpts {
     pub attach: Option<String>,
     /// `--privileged`: root's rules instead of `CAP_BPF` without `CAP_PERFMON`.
     pub privileged: bool,
+    /// `--host`: ask the host kernel's verifier too.
+    pub host: bool,
 }
 
 /// The verdict on one file.
@@ -144,6 +148,7 @@ fn parse_args(args: &[String]) -> Result<(String, VerifyOpts), String> {
             "--type" => opts.prog_type = Some(it.next().ok_or("--type needs a type")?.clone()),
             "--attach" => opts.attach = Some(it.next().ok_or("--attach needs a type")?.clone()),
             "--privileged" => opts.privileged = true,
+            "--host" => opts.host = true,
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ if file.is_some() => return Err("verify takes one FILE".into()),
             _ => file = Some(a.clone()),
@@ -158,7 +163,7 @@ pub fn run(args: &[String], out: &mut dyn Write) -> u8 {
         Ok(x) => x,
         Err(e) => {
             eprintln!(
-                "kbpf verify: {e}\nusage: kbpf verify FILE [--type T] [--attach A] [--privileged]"
+                "kbpf verify: {e}\nusage: kbpf verify FILE [--type T] [--attach A] [--privileged] [--host]"
             );
             return 2;
         }
@@ -187,5 +192,58 @@ pub fn run(args: &[String], out: &mut dyn Write) -> u8 {
     };
     let _ = writeln!(out, "{file}: {verdict}");
     let _ = write!(out, "{}", v.log);
+    if opts.host {
+        let _ = writeln!(out, "host kernel: {}", host_verdict(&case, &opts));
+    }
     u8::from(v.rejected.is_some())
+}
+
+/// The host kernel's verdict on `case`, as one line plus the end of its log.
+fn host_verdict(case: &DataFile, opts: &VerifyOpts) -> String {
+    use crate::host_bpf::{HostLoad, HostVerdict, HostVerifier};
+    let type_name = opts
+        .prog_type
+        .as_deref()
+        .or(case.prog_type.as_deref())
+        .unwrap_or("raw_buffer");
+    let prog_type = match ProgType::from_name(type_name) {
+        Some(ProgType::RawBuffer) | None => {
+            return format!("not asked: it has no {type_name} program type");
+        }
+        Some(t) => t,
+    };
+    let mut maps = Vec::new();
+    for m in &case.maps {
+        match MapType::from_name(&m.map_type) {
+            Some(t) => maps.push(MapAttr::new(t, m.key_size, m.value_size, m.max_entries)),
+            None => return format!("not asked: unknown map type {}", m.map_type),
+        }
+    }
+    let expected_attach_type = match opts.attach.as_deref().or(case.attach.as_deref()) {
+        Some(a) => match attach_type(a) {
+            Ok(t) => t,
+            Err(e) => return format!("not asked: {e}"),
+        },
+        None => None,
+    };
+    let host = match HostVerifier::open() {
+        Ok(h) => h,
+        Err(why) => return format!("unavailable: {why}"),
+    };
+    let load = HostLoad {
+        prog_type,
+        insns: case.program.clone(),
+        maps,
+        privileged: opts.privileged,
+        expected_attach_type,
+    };
+    match host.load(load) {
+        Ok(HostVerdict::Accepted) => "accepted".into(),
+        Ok(HostVerdict::Rejected { errno, log }) => {
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("rejected (errno {errno})\n{}", tail.join("\n"))
+        }
+        Err(e) => format!("unavailable: {e}"),
+    }
 }

@@ -54,6 +54,7 @@ fn host_load(mode: Mode, asm: &str) -> HostLoad {
         insns,
         maps: (0..nmaps).filter_map(maps).collect(),
         privileged: mode == Mode::Priv,
+        expected_attach_type: None,
     }
 }
 
