@@ -17,9 +17,14 @@
 //! are allocated in one go, so the node of original slot `i` is `NodeId` `i`
 //! ([`PatchList::orig_node`]); inserted buffers are appended. Each node holds one instruction
 //! slot (an `ld_imm64` is two nodes, as it is two slots in the kernel: constant blinding
-//! rewrites each half separately), its [`Origin`] (original index, or the named markers
-//! inserted / deleted), a `target` link when the instruction is a jump or call, and the
-//! verifier's aux data `A` (any `Default + Clone` type; `()` for the core layer).
+//! rewrites each half separately), its forward link and a `target` link when the instruction
+//! is a jump or call (or a deleted marker) — 16 bytes. Its [`Origin`] follows from its id
+//! (original slots first, inserted nodes after) and the deleted marker. The verifier's aux
+//! data `A` (any `Default + Clone` type; `()` for the core layer) lives in a parallel `Vec`
+//! (adopted as is from [`PatchList::with_aux`]), and the backward links in another one that is
+//! only built when an `insert_before` or `delete` first needs it. Building reserves room for
+//! two inserted slots per original one (constant blinding's ratio), so a typical pass never
+//! copies the list to grow it.
 //!
 //! Instructions with a target are the ones `bpf_adj_branches()` relocates: every `JMP`/`JMP32`
 //! class instruction except `exit`, helper and kfunc calls and the internal tail call, using

@@ -12,7 +12,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::list::{NIL, Node, PatchList, check_pairs};
+use super::list::{NIL, Node, PatchList};
 use super::{FuncInfo, LineInfo, jump};
 use crate::insn::Insn;
 use crate::{Errno, Result};
@@ -44,31 +44,44 @@ impl<A: Clone> PatchList<A> {
     ) -> Result<Vec<Insn>> {
         let live = self.live;
         let end = live;
-        let mut idx = vec![NIL; self.nodes.len()];
+        // Final index of every node, stored complemented so that "not assigned yet" is 0 and
+        // the table can come zeroed from the allocator (no fill pass over it).
+        let mut idx = vec![0u32; self.nodes.len()];
         let mut out = Vec::with_capacity(live as usize);
         let mut jumps: Vec<(u32, u32)> = Vec::new();
         let mut aux_out = env.as_ref().map(|_| Vec::with_capacity(live as usize));
         let mut at = self.head;
         let mut k = 0u32;
+        // Whether the previous slot was an `ld_imm64`'s first: the pair check of
+        // `check_pairs`, done on the way.
+        let mut want_tail = false;
         while at != NIL {
             let n = &self.nodes[at as usize];
-            idx[at as usize] = k;
+            let tail = jump::is_ld_imm64_tail(&n.insn);
+            if tail != want_tail {
+                return Err(Errno::EINVAL);
+            }
+            want_tail = !tail && n.insn.is_ld_imm64();
+            idx[at as usize] = !k;
             out.push(n.insn);
             if n.target != NIL {
                 jumps.push((k, n.target));
             }
             if let Some(a) = aux_out.as_mut() {
-                a.push(n.aux.clone());
+                a.push(self.aux[at as usize].clone());
             }
             k += 1;
             at = n.next;
+        }
+        if want_tail {
+            return Err(Errno::EINVAL);
         }
         if self.nodes.len() != live as usize {
             resolve_deleted(&self.nodes, &mut idx, end);
         }
 
         for &(k, t) in &jumps {
-            let ti = idx[t as usize];
+            let ti = !idx[t as usize];
             if ti == end || jump::is_ld_imm64_tail(&out[ti as usize]) {
                 return Err(Errno::EINVAL);
             }
@@ -76,7 +89,6 @@ impl<A: Clone> PatchList<A> {
             let f = jump::field(insn).ok_or(Errno::EINVAL)?;
             jump::set_distance(insn, f, ti as i64 - k as i64 - 1)?;
         }
-        check_pairs(&out)?;
 
         let lines = self.remap_line_info(line_info, &idx, end)?;
         let verifier = match &env {
@@ -99,7 +111,7 @@ impl<A: Clone> PatchList<A> {
         check_increasing(lines.iter().map(|l| l.insn_off), self.orig_len)?;
         let mut out: Vec<LineInfo> = Vec::with_capacity(lines.len());
         for l in lines {
-            let to = idx[l.insn_off as usize];
+            let to = !idx[l.insn_off as usize];
             if to == end {
                 continue;
             }
@@ -131,8 +143,8 @@ impl<A: Clone> PatchList<A> {
         let mut new_starts = Vec::with_capacity(starts.len());
         let mut new_funcs = Vec::with_capacity(funcs.len());
         for (k, &s) in starts.iter().enumerate() {
-            let from = idx[s as usize];
-            let to = starts.get(k + 1).map_or(end, |&n| idx[n as usize]);
+            let from = !idx[s as usize];
+            let to = starts.get(k + 1).map_or(end, |&n| !idx[n as usize]);
             if from >= to {
                 continue;
             }
@@ -150,11 +162,12 @@ impl<A: Clone> PatchList<A> {
 }
 
 /// Gives every deleted node the final index of the next live instruction (`end` if none), by
-/// following the `next` links deleted nodes keep; each node is walked once.
-fn resolve_deleted<A>(nodes: &[Node<A>], idx: &mut [u32], end: u32) {
+/// following the `next` links deleted nodes keep; each node is walked once. `idx` holds
+/// complemented indices, 0 for "not assigned yet".
+fn resolve_deleted(nodes: &[Node], idx: &mut [u32], end: u32) {
     let mut chain = Vec::new();
     for x in 0..nodes.len() {
-        if idx[x] != NIL {
+        if idx[x] != 0 {
             continue;
         }
         let mut y = x as u32;
@@ -162,14 +175,14 @@ fn resolve_deleted<A>(nodes: &[Node<A>], idx: &mut [u32], end: u32) {
             if y == NIL {
                 break end;
             }
-            if idx[y as usize] != NIL {
-                break idx[y as usize];
+            if idx[y as usize] != 0 {
+                break !idx[y as usize];
             }
             chain.push(y);
             y = nodes[y as usize].next;
         };
         for c in chain.drain(..) {
-            idx[c as usize] = v;
+            idx[c as usize] = !v;
         }
     }
 }

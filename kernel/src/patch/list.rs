@@ -5,6 +5,7 @@
 //! original index with named markers, `replace` / `insert_before` instead of patch / pre-patch,
 //! and an iterator that skips deleted nodes. The rules are in the parent module's doc.
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use super::jump;
@@ -13,10 +14,12 @@ use crate::{Errno, Result};
 
 /// "No node": the end of the list, or no target.
 pub(super) const NIL: u32 = u32::MAX;
-/// `orig` marker of a node that came from an inserted buffer.
-const ORIG_INSERTED: u32 = u32::MAX;
-/// `orig` marker of a deleted node.
-const ORIG_DELETED: u32 = u32::MAX - 1;
+/// `target` marker of a deleted node (node ids stay below it).
+pub(super) const DELETED: u32 = u32::MAX - 1;
+/// Inserted slots per original slot the list reserves room for when it is built: constant
+/// blinding, the heaviest rewrite, turns one instruction into three. Capacity beyond what is
+/// used is only address space on a demand-paged host; a list that outgrows it doubles.
+const INSERT_ESTIMATE: usize = 2;
 /// Node ids must stay below the markers.
 const MAX_NODES: usize = (u32::MAX - 2) as usize;
 
@@ -58,21 +61,27 @@ pub struct Span {
     pub last: NodeId,
 }
 
-#[derive(Clone, Debug)]
-pub(super) struct Node<A> {
+/// One instruction slot: 16 bytes, 4-aligned. The origin is implied by the id (below
+/// `orig_len`: that original slot; above: inserted) and `target == DELETED`; the aux data lives
+/// in a parallel `Vec` so that a list without aux data (`A = ()`) carries none, and the
+/// backward links in another one that only the operations needing them build.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Node {
     pub(super) insn: Insn,
     pub(super) next: u32,
-    pub(super) prev: u32,
+    /// The target node, `NIL`, or `DELETED` for a deleted node.
     pub(super) target: u32,
-    pub(super) orig: u32,
-    pub(super) aux: A,
 }
 
 /// A program as a doubly linked list of instruction nodes, edited by rewrite passes and turned
 /// back into an array once by [`PatchList::linearize`].
 #[derive(Clone, Debug)]
 pub struct PatchList<A> {
-    pub(super) nodes: Vec<Node<A>>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) aux: Vec<A>,
+    /// The previous live node of each live node; empty until `insert_before` or `delete` first
+    /// needs it (a replace-only pass, like constant blinding, never pays for it).
+    prevs: Vec<u32>,
     pub(super) head: u32,
     tail: u32,
     pub(super) live: u32,
@@ -85,7 +94,9 @@ impl<A: Default> PatchList<A> {
     /// `EINVAL` if an `ld_imm64` is not a whole pair, or a jump or call targets an index outside
     /// the program or the second slot of an `ld_imm64`; `E2BIG` if the program is too long.
     pub fn new(insns: &[Insn]) -> Result<Self> {
-        Self::build(insns, |_| A::default())
+        let mut aux = Vec::new();
+        aux.resize_with(insns.len(), A::default);
+        Self::build(insns, aux)
     }
 }
 
@@ -96,17 +107,20 @@ impl<A> PatchList<A> {
         if aux.len() != insns.len() {
             return Err(Errno::EINVAL);
         }
-        let mut aux = aux.into_iter();
-        Self::build(insns, |_| aux.next().expect("lengths checked"))
+        Self::build(insns, aux)
     }
 
-    fn build(insns: &[Insn], mut aux: impl FnMut(usize) -> A) -> Result<Self> {
+    fn build(insns: &[Insn], mut aux: Vec<A>) -> Result<Self> {
         let len = insns.len();
         if len >= MAX_NODES {
             return Err(Errno::E2BIG);
         }
         check_pairs(insns)?;
-        let mut nodes = Vec::with_capacity(len);
+        // One reservation from an estimate instead of repeated doubling (each doubling copies
+        // the list): room for [`INSERT_ESTIMATE`] inserted slots per original one.
+        let cap = len.saturating_mul(1 + INSERT_ESTIMATE).min(MAX_NODES);
+        let mut nodes = Vec::with_capacity(cap);
+        aux.reserve(cap - len);
         for (i, insn) in insns.iter().enumerate() {
             let target = match jump::field(insn) {
                 Some(f) => {
@@ -121,10 +135,7 @@ impl<A> PatchList<A> {
             nodes.push(Node {
                 insn: *insn,
                 next: if i + 1 < len { i as u32 + 1 } else { NIL },
-                prev: if i > 0 { i as u32 - 1 } else { NIL },
                 target,
-                orig: i as u32,
-                aux: aux(i),
             });
         }
         let (head, tail) = if len == 0 {
@@ -134,6 +145,8 @@ impl<A> PatchList<A> {
         };
         Ok(PatchList {
             nodes,
+            aux,
+            prevs: Vec::new(),
             head,
             tail,
             live: len as u32,
@@ -159,6 +172,7 @@ impl<A> PatchList<A> {
     /// Reserves room for `additional` more nodes (inserted instructions).
     pub fn reserve(&mut self, additional: usize) {
         self.nodes.reserve(additional);
+        self.aux.reserve(additional);
     }
 
     /// The node of original instruction slot `idx`, if the program had one.
@@ -166,13 +180,13 @@ impl<A> PatchList<A> {
         (idx < self.orig_len).then_some(NodeId(idx))
     }
 
-    fn node(&self, id: NodeId) -> Option<&Node<A>> {
+    fn node(&self, id: NodeId) -> Option<&Node> {
         self.nodes.get(id.0 as usize)
     }
 
-    fn live_node(&self, id: NodeId) -> Result<&Node<A>> {
+    fn live_node(&self, id: NodeId) -> Result<&Node> {
         match self.node(id) {
-            Some(n) if n.orig != ORIG_DELETED => Ok(n),
+            Some(n) if n.target != DELETED => Ok(n),
             _ => Err(Errno::EINVAL),
         }
     }
@@ -184,10 +198,14 @@ impl<A> PatchList<A> {
 
     /// Where node `id` came from (`None` for an id this list never handed out).
     pub fn origin(&self, id: NodeId) -> Option<Origin> {
-        self.node(id).map(|n| match n.orig {
-            ORIG_INSERTED => Origin::Inserted,
-            ORIG_DELETED => Origin::Deleted,
-            i => Origin::Original(i),
+        self.node(id).map(|n| {
+            if n.target == DELETED {
+                Origin::Deleted
+            } else if id.0 < self.orig_len {
+                Origin::Original(id.0)
+            } else {
+                Origin::Inserted
+            }
         })
     }
 
@@ -198,13 +216,14 @@ impl<A> PatchList<A> {
 
     /// The aux data of live node `id`.
     pub fn aux(&self, id: NodeId) -> Option<&A> {
-        self.live_node(id).ok().map(|n| &n.aux)
+        self.live_node(id).ok()?;
+        Some(&self.aux[id.0 as usize])
     }
 
     /// The aux data of live node `id`, to update.
     pub fn aux_mut(&mut self, id: NodeId) -> Option<&mut A> {
         self.live_node(id).ok()?;
-        Some(&mut self.nodes[id.0 as usize].aux)
+        Some(&mut self.aux[id.0 as usize])
     }
 
     /// The node live instruction `id` jumps to or calls, if it has a target. The target may be
@@ -223,11 +242,25 @@ impl<A> PatchList<A> {
             return Err(Errno::EINVAL);
         }
         let t = self.node(to).ok_or(Errno::EINVAL)?;
-        if t.orig != ORIG_DELETED && jump::is_ld_imm64_tail(&t.insn) {
+        if t.target != DELETED && jump::is_ld_imm64_tail(&t.insn) {
             return Err(Errno::EINVAL);
         }
         self.nodes[id.0 as usize].target = to.0;
         Ok(())
+    }
+
+    /// The live instruction a jump to node `id` lands on: `id` itself if it is live, else the
+    /// next live instruction after it (following the deleted nodes in between); `None` if
+    /// there is none or `id` is no node.
+    pub fn resolve(&self, id: NodeId) -> Option<NodeId> {
+        let mut x = id.0;
+        loop {
+            let n = self.nodes.get(x as usize)?;
+            if n.target != DELETED {
+                return Some(NodeId(x));
+            }
+            x = n.next;
+        }
     }
 
     /// The first live instruction.
@@ -242,9 +275,36 @@ impl<A> PatchList<A> {
     }
 
     /// The live instruction before live node `id`.
+    /// Constant time once the list has done an `insert_before` or `delete`; before that, a walk
+    /// from the first instruction.
     pub fn prev(&self, id: NodeId) -> Option<NodeId> {
-        let p = self.live_node(id).ok()?.prev;
+        self.live_node(id).ok()?;
+        let p = if self.prevs.is_empty() {
+            let (mut p, mut at) = (NIL, self.head);
+            while at != id.0 {
+                p = at;
+                at = self.nodes[at as usize].next;
+            }
+            p
+        } else {
+            self.prevs[id.0 as usize]
+        };
         (p != NIL).then_some(NodeId(p))
+    }
+
+    /// Builds the backward links if they are not there yet.
+    fn ensure_prevs(&mut self) {
+        if !self.prevs.is_empty() || self.nodes.is_empty() {
+            return;
+        }
+        let mut prevs = vec![NIL; self.nodes.len()];
+        let (mut p, mut at) = (NIL, self.head);
+        while at != NIL {
+            prevs[at as usize] = p;
+            p = at;
+            at = self.nodes[at as usize].next;
+        }
+        self.prevs = prevs;
     }
 
     /// Iterates the live instructions in order (read-only; use [`PatchList::cursor`] to edit
@@ -306,6 +366,7 @@ impl<A> PatchList<A> {
         let base = self.alloc_check(buf.len() - 1)?;
         Self::check_buffer(buf, after)?;
         self.nodes.reserve(buf.len() - 1);
+        self.aux.reserve(buf.len() - 1);
         let x = id.0;
         {
             let n = &mut self.nodes[x as usize];
@@ -319,19 +380,20 @@ impl<A> PatchList<A> {
             self.nodes.push(Node {
                 insn: buf[j],
                 next,
-                prev,
                 target: Self::buffer_target(buf, j, x, base, after),
-                orig: ORIG_INSERTED,
-                aux: A::default(),
             });
+            self.aux.push(A::default());
+            if !self.prevs.is_empty() {
+                self.prevs.push(prev);
+            }
             prev = me;
         }
         if buf.len() > 1 {
             self.nodes[x as usize].next = base;
             if after == NIL {
                 self.tail = prev;
-            } else {
-                self.nodes[after as usize].prev = prev;
+            } else if !self.prevs.is_empty() {
+                self.prevs[after as usize] = prev;
             }
         }
         self.live += buf.len() as u32 - 1;
@@ -353,20 +415,21 @@ impl<A> PatchList<A> {
         if buf.is_empty() || jump::is_ld_imm64_tail(&n.insn) {
             return Err(Errno::EINVAL);
         }
-        let before = n.prev;
         let base = self.alloc_check(buf.len())?;
         Self::check_buffer(buf, id.0)?;
+        self.ensure_prevs();
+        let before = self.prevs[id.0 as usize];
         self.nodes.reserve(buf.len());
+        self.aux.reserve(buf.len());
         for j in 0..buf.len() {
             let me = base + j as u32;
             self.nodes.push(Node {
                 insn: buf[j],
                 next: if j + 1 < buf.len() { me + 1 } else { id.0 },
-                prev: if j > 0 { me - 1 } else { before },
                 target: Self::buffer_target(buf, j, base, base + 1, id.0),
-                orig: ORIG_INSERTED,
-                aux: A::default(),
             });
+            self.aux.push(A::default());
+            self.prevs.push(if j > 0 { me - 1 } else { before });
         }
         let last = base + buf.len() as u32 - 1;
         if before == NIL {
@@ -374,7 +437,7 @@ impl<A> PatchList<A> {
         } else {
             self.nodes[before as usize].next = base;
         }
-        self.nodes[id.0 as usize].prev = last;
+        self.prevs[id.0 as usize] = last;
         self.live += buf.len() as u32;
         Ok(Span {
             first: NodeId(base),
@@ -394,6 +457,7 @@ impl<A> PatchList<A> {
             && n.next != NIL
             && jump::is_ld_imm64_tail(&self.nodes[n.next as usize].insn);
         let second = n.next;
+        self.ensure_prevs();
         self.unlink(id.0);
         if pair {
             self.unlink(second);
@@ -402,11 +466,11 @@ impl<A> PatchList<A> {
     }
 
     fn unlink(&mut self, x: u32) {
-        let (p, n) = {
+        let p = self.prevs[x as usize];
+        let n = {
             let node = &mut self.nodes[x as usize];
-            node.orig = ORIG_DELETED;
-            node.target = NIL;
-            (node.prev, node.next)
+            node.target = DELETED;
+            node.next
         };
         if p == NIL {
             self.head = n;
@@ -416,7 +480,7 @@ impl<A> PatchList<A> {
         if n == NIL {
             self.tail = p;
         } else {
-            self.nodes[n as usize].prev = p;
+            self.prevs[n as usize] = p;
         }
         self.live -= 1;
     }
@@ -432,7 +496,7 @@ impl<A> PatchList<A> {
     /// Whether node `x` (an arena index) is deleted.
     #[inline]
     pub(super) fn is_deleted(&self, x: u32) -> bool {
-        self.nodes[x as usize].orig == ORIG_DELETED
+        self.nodes[x as usize].target == DELETED
     }
 }
 
