@@ -5,7 +5,19 @@
 //! convention, so the interpreter and JIT'd code call the same functions. Its prototype says
 //! what the arguments are; the interpreter uses `ConstMapPtr` to validate map arguments against
 //! the program's `used_maps` until the verifier issue proves them statically.
+//!
+//! Availability per program type follows the final kernel's `*_func_proto` of
+//! `net/core/filter.c` for the types kbpf has (`sk_filter_func_proto`, `tc_cls_act_func_proto`,
+//! `xdp_func_proto`, `sk_lookup_func_proto`, `cg_skb_func_proto`) and `bpf_base_func_proto`
+//! (which offers `get_current_pid_tgid` to every type since Linux 6.10). Some helpers are known
+//! to the verifier before their run-time side exists ([`HelperProto::has_runtime`] is false):
+//! a program calling one verifies, and the load then refuses it with `ENOTSUPP`.
 
+mod names;
+
+pub use names::{FUNC_MAX_ID, func_id_name};
+
+use crate::Errno;
 use crate::host;
 use crate::map::Map;
 use crate::uapi::{ProgType, func};
@@ -28,6 +40,23 @@ pub enum ArgKind {
     PtrToMapKey,
     /// Pointer to `value_size` initialized bytes (`ARG_PTR_TO_MAP_VALUE`).
     PtrToMapValue,
+    /// Pointer to initialized memory the helper reads, of the size the next argument gives
+    /// (`ARG_PTR_TO_MEM | MEM_RDONLY`).
+    PtrToMem,
+    /// Pointer to memory the helper fills, of the size the next argument gives; it need not be
+    /// initialized before (`ARG_PTR_TO_UNINIT_MEM`).
+    PtrToUninitMem,
+    /// The size in bytes of the previous memory argument, non-zero and bounded
+    /// (`ARG_CONST_SIZE`).
+    ConstSize,
+    /// A socket (`ARG_PTR_TO_BTF_ID_SOCK_COMMON`); with `release`, a referenced one the helper
+    /// releases (`OBJ_RELEASE`).
+    PtrToSockCommon {
+        /// The helper releases the reference the socket holds.
+        release: bool,
+    },
+    /// A socket or NULL (`ARG_PTR_TO_SOCKET_OR_NULL`).
+    PtrToSocketOrNull,
 }
 
 /// What a helper returns (`enum bpf_return_type`, the subset in use).
@@ -39,6 +68,8 @@ pub enum RetKind {
     Void,
     /// A map value pointer or NULL (`RET_PTR_TO_MAP_VALUE_OR_NULL`).
     PtrToMapValueOrNull,
+    /// A socket or NULL (`RET_PTR_TO_SOCKET_OR_NULL`).
+    PtrToSocketOrNull,
 }
 
 /// A helper's prototype.
@@ -48,8 +79,14 @@ pub struct HelperProto {
     pub id: i32,
     /// The helper's name without the `bpf_` prefix.
     pub name: &'static str,
-    /// The function; `None` for helpers the load path rewrites into instructions (`tail_call`).
+    /// The function; `None` for helpers the load path rewrites into instructions (`tail_call`,
+    /// see `rewritten`) and for helpers without a run-time side yet.
     pub func: Option<HelperFn>,
+    /// The load path replaces calls to it by instructions (`tail_call`).
+    pub rewritten: bool,
+    /// The returned pointer holds a reference the program must release
+    /// (`is_acquire_function`).
+    pub acquire: bool,
     /// Argument kinds, R1..R5.
     pub args: [ArgKind; 5],
     /// Return kind.
@@ -58,7 +95,32 @@ pub struct HelperProto {
     pub unwind_on_zero: bool,
 }
 
-use ArgKind::{Anything, ConstMapPtr, None as No, PtrToCtx, PtrToMapKey, PtrToMapValue};
+impl HelperProto {
+    /// Whether a program calling it can run: the helper has a function, or the load rewrites
+    /// its calls into instructions.
+    pub fn has_runtime(&self) -> bool {
+        self.func.is_some() || self.rewritten
+    }
+
+    /// A prototype with no run-time side, no acquire, no unwinding.
+    const fn verifier_only(id: i32, name: &'static str, args: [ArgKind; 5], ret: RetKind) -> Self {
+        HelperProto {
+            id,
+            name,
+            func: None,
+            rewritten: false,
+            acquire: false,
+            args,
+            ret,
+            unwind_on_zero: false,
+        }
+    }
+}
+
+use ArgKind::{
+    Anything, ConstMapPtr, ConstSize, None as No, PtrToCtx, PtrToMapKey, PtrToMapValue, PtrToMem,
+    PtrToSockCommon, PtrToSocketOrNull, PtrToUninitMem,
+};
 
 unsafe extern "C" fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
     // SAFETY: the caller (interpreter or verified JIT code) guarantees `map` is a live `Map`
@@ -94,6 +156,13 @@ unsafe extern "C" fn get_smp_processor_id(_: u64, _: u64, _: u64, _: u64, _: u64
     cpu as u64
 }
 
+unsafe extern "C" fn get_current_pid_tgid(_: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    // Without a current task the kernel's helper returns -EINVAL.
+    host::get()
+        .current_pid_tgid()
+        .unwrap_or(Errno::EINVAL.to_neg() as u64)
+}
+
 unsafe extern "C" fn conformance_unwind(r1: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
     r1
 }
@@ -106,6 +175,8 @@ pub static MAP_LOOKUP_ELEM: HelperProto = HelperProto {
     args: [ConstMapPtr, PtrToMapKey, No, No, No],
     ret: RetKind::PtrToMapValueOrNull,
     unwind_on_zero: false,
+    rewritten: false,
+    acquire: false,
 };
 
 /// `bpf_map_update_elem`.
@@ -116,6 +187,8 @@ pub static MAP_UPDATE_ELEM: HelperProto = HelperProto {
     args: [ConstMapPtr, PtrToMapKey, PtrToMapValue, Anything, No],
     ret: RetKind::Integer,
     unwind_on_zero: false,
+    rewritten: false,
+    acquire: false,
 };
 
 /// `bpf_map_delete_elem`.
@@ -126,6 +199,8 @@ pub static MAP_DELETE_ELEM: HelperProto = HelperProto {
     args: [ConstMapPtr, PtrToMapKey, No, No, No],
     ret: RetKind::Integer,
     unwind_on_zero: false,
+    rewritten: false,
+    acquire: false,
 };
 
 /// `bpf_ktime_get_ns`.
@@ -136,6 +211,8 @@ pub static KTIME_GET_NS: HelperProto = HelperProto {
     args: [No; 5],
     ret: RetKind::Integer,
     unwind_on_zero: false,
+    rewritten: false,
+    acquire: false,
 };
 
 /// `bpf_get_prandom_u32`.
@@ -146,6 +223,8 @@ pub static GET_PRANDOM_U32: HelperProto = HelperProto {
     args: [No; 5],
     ret: RetKind::Integer,
     unwind_on_zero: false,
+    rewritten: false,
+    acquire: false,
 };
 
 /// `bpf_get_smp_processor_id`.
@@ -156,6 +235,8 @@ pub static GET_SMP_PROCESSOR_ID: HelperProto = HelperProto {
     args: [No; 5],
     ret: RetKind::Integer,
     unwind_on_zero: false,
+    rewritten: false,
+    acquire: false,
 };
 
 /// `bpf_tail_call`: rewritten into the tail-call instruction at load.
@@ -166,6 +247,8 @@ pub static TAIL_CALL: HelperProto = HelperProto {
     args: [PtrToCtx, ConstMapPtr, Anything, No, No],
     ret: RetKind::Void,
     unwind_on_zero: false,
+    rewritten: true,
+    acquire: false,
 };
 
 /// The conformance suite's helper 5 (raw-buffer programs only): returns its argument; a zero
@@ -177,11 +260,98 @@ pub static CONFORMANCE_UNWIND: HelperProto = HelperProto {
     args: [Anything, No, No, No, No],
     ret: RetKind::Integer,
     unwind_on_zero: true,
+    rewritten: false,
+    acquire: false,
 };
+
+/// `bpf_get_current_pid_tgid`: the calling task's `tgid << 32 | pid` (from the host).
+pub static GET_CURRENT_PID_TGID: HelperProto = HelperProto {
+    id: func::GET_CURRENT_PID_TGID,
+    name: "get_current_pid_tgid",
+    func: Some(get_current_pid_tgid),
+    args: [No; 5],
+    ret: RetKind::Integer,
+    unwind_on_zero: false,
+    rewritten: false,
+    acquire: false,
+};
+
+/// `bpf_skb_load_bytes(skb, offset, to, len)`.
+pub static SKB_LOAD_BYTES: HelperProto = HelperProto::verifier_only(
+    func::SKB_LOAD_BYTES,
+    "skb_load_bytes",
+    [PtrToCtx, Anything, PtrToUninitMem, ConstSize, No],
+    RetKind::Integer,
+);
+
+/// `bpf_redirect(ifindex, flags)` (TC's `bpf_redirect_proto`, XDP's `bpf_xdp_redirect_proto`:
+/// the same signature).
+pub static REDIRECT: HelperProto = HelperProto::verifier_only(
+    func::REDIRECT,
+    "redirect",
+    [Anything, Anything, No, No, No],
+    RetKind::Integer,
+);
+
+const SK_LOOKUP_ARGS: [ArgKind; 5] = [PtrToCtx, PtrToMem, ConstSize, Anything, Anything];
+
+/// `bpf_sk_lookup_tcp(ctx, tuple, tuple_size, netns, flags)`: acquires a socket or NULL.
+pub static SK_LOOKUP_TCP: HelperProto = HelperProto {
+    acquire: true,
+    ..HelperProto::verifier_only(
+        func::SK_LOOKUP_TCP,
+        "sk_lookup_tcp",
+        SK_LOOKUP_ARGS,
+        RetKind::PtrToSocketOrNull,
+    )
+};
+
+/// `bpf_sk_lookup_udp(ctx, tuple, tuple_size, netns, flags)`: acquires a socket or NULL.
+pub static SK_LOOKUP_UDP: HelperProto = HelperProto {
+    acquire: true,
+    ..HelperProto::verifier_only(
+        func::SK_LOOKUP_UDP,
+        "sk_lookup_udp",
+        SK_LOOKUP_ARGS,
+        RetKind::PtrToSocketOrNull,
+    )
+};
+
+/// `bpf_sk_release(sock)`: releases a socket reference.
+pub static SK_RELEASE: HelperProto = HelperProto::verifier_only(
+    func::SK_RELEASE,
+    "sk_release",
+    [PtrToSockCommon { release: true }, No, No, No, No],
+    RetKind::Integer,
+);
+
+/// `bpf_sk_assign(skb, sk, flags)`, TC's form (`bpf_sk_assign_proto`).
+pub static SK_ASSIGN: HelperProto = HelperProto::verifier_only(
+    func::SK_ASSIGN,
+    "sk_assign",
+    [
+        PtrToCtx,
+        PtrToSockCommon { release: false },
+        Anything,
+        No,
+        No,
+    ],
+    RetKind::Integer,
+);
+
+/// `bpf_sk_assign(ctx, sk, flags)`, sk_lookup's form (`bpf_sk_lookup_assign_proto`): the socket
+/// may be NULL (to clear a selection).
+pub static SK_LOOKUP_ASSIGN: HelperProto = HelperProto::verifier_only(
+    func::SK_ASSIGN,
+    "sk_assign",
+    [PtrToCtx, PtrToSocketOrNull, Anything, No, No],
+    RetKind::Integer,
+);
 
 /// The helper `id` as program type `prog_type` sees it (`get_func_proto`), or `None` when the
 /// type does not offer it.
 pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> {
+    use ProgType::*;
     let base = match id {
         func::MAP_LOOKUP_ELEM => Some(&MAP_LOOKUP_ELEM),
         func::MAP_UPDATE_ELEM => Some(&MAP_UPDATE_ELEM),
@@ -191,11 +361,25 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         func::TAIL_CALL => Some(&TAIL_CALL),
         _ => None,
     };
-    match prog_type {
-        ProgType::RawBuffer if id == func::CONFORMANCE_UNWIND => Some(&CONFORMANCE_UNWIND),
-        ProgType::RawBuffer => base,
-        ProgType::Unspec => None,
-        _ if id == func::KTIME_GET_NS => Some(&KTIME_GET_NS),
+    let tc = matches!(prog_type, SchedCls | SchedAct);
+    let skb = tc || matches!(prog_type, SocketFilter | CgroupSkb);
+    match (prog_type, id) {
+        (RawBuffer, func::CONFORMANCE_UNWIND) => Some(&CONFORMANCE_UNWIND),
+        (RawBuffer, _) => base,
+        (Unspec, _) => None,
+        (_, func::KTIME_GET_NS) => Some(&KTIME_GET_NS),
+        (_, func::GET_CURRENT_PID_TGID) => Some(&GET_CURRENT_PID_TGID),
+        (_, func::SKB_LOAD_BYTES) if skb => Some(&SKB_LOAD_BYTES),
+        (Xdp, func::REDIRECT) => Some(&REDIRECT),
+        (_, func::REDIRECT) if tc => Some(&REDIRECT),
+        (Xdp, func::SK_LOOKUP_TCP) => Some(&SK_LOOKUP_TCP),
+        (_, func::SK_LOOKUP_TCP) if tc => Some(&SK_LOOKUP_TCP),
+        (Xdp, func::SK_LOOKUP_UDP) => Some(&SK_LOOKUP_UDP),
+        (_, func::SK_LOOKUP_UDP) if tc => Some(&SK_LOOKUP_UDP),
+        (Xdp | SkLookup, func::SK_RELEASE) => Some(&SK_RELEASE),
+        (_, func::SK_RELEASE) if tc => Some(&SK_RELEASE),
+        (SkLookup, func::SK_ASSIGN) => Some(&SK_LOOKUP_ASSIGN),
+        (_, func::SK_ASSIGN) if tc => Some(&SK_ASSIGN),
         _ => base,
     }
 }

@@ -51,6 +51,12 @@ pub trait Host: Send + Sync {
     fn ktime_ns(&self) -> u64;
     /// A pseudo-random number (`get_random_u32`/`bpf_user_rnd_u32`).
     fn random_u32(&self) -> u32;
+    /// The calling task as `tgid << 32 | pid` (`bpf_get_current_pid_tgid`), or `None` when the
+    /// host has no notion of a current task; the helper then returns `-EINVAL`, as the
+    /// kernel's does when there is no current task.
+    fn current_pid_tgid(&self) -> Option<u64> {
+        None
+    }
     /// Allocates `len` bytes (rounded up to pages) of writable, not yet executable memory.
     fn exec_alloc(&self, len: usize) -> Result<ExecRegion>;
     /// Makes the region read + execute and no longer writable.

@@ -56,6 +56,13 @@ pub trait JitImage: Send + Sync {
 pub trait JitCompiler: Send + Sync {
     /// Compiles checked, rewritten instructions; any error means "run it in the interpreter".
     fn compile(&self, insns: &[Insn], prog_type: ProgType) -> Result<Box<dyn JitImage>>;
+
+    /// Whether the target's 32-bit operations leave the upper half of the register alone, so
+    /// that the verifier must insert explicit zero extensions (`bpf_jit_needs_zext()`; x86-64,
+    /// whose 32-bit operations zero it, says no).
+    fn needs_zext(&self) -> bool {
+        false
+    }
 }
 
 static JIT: Once<&'static dyn JitCompiler> = Once::new();
@@ -68,6 +75,12 @@ pub fn register(jit: &'static dyn JitCompiler) -> bool {
         jit
     });
     first
+}
+
+/// Whether the registered JIT (if any) asks for explicit zero extension
+/// ([`JitCompiler::needs_zext`]); `false` without one (the interpreter needs none).
+pub fn needs_zext() -> bool {
+    JIT.get().is_some_and(|jit| jit.needs_zext())
 }
 
 /// Whether a JIT backend is registered.

@@ -7,7 +7,9 @@
 //! calls to helpers the program type does not offer — all with `EINVAL` and a log line naming
 //! the instruction, as the kernel does — and resolves its map references. Then the verifier
 //! ([`crate::verifier`], `bpf_check`) proves it safe; a rejection returns the verifier's errno
-//! with its log. Only the explicitly named trusted path ([`Verification::Trusted`], like the
+//! with its log. A program that verifies but calls a helper or kfunc whose run-time side kbpf
+//! does not have yet is then refused with `ENOTSUPP` and a log naming the function (see
+//! `check_runtime`). Only the explicitly named trusted path ([`Verification::Trusted`], like the
 //! kernel's `lib/test_bpf.c`, which runs programs without the verifier) skips that step.
 //! Afterwards the load rewrites `call bpf_tail_call` into the tail-call instruction, selects
 //! the runtime and checks prog_array compatibility (after runtime selection, since "jited" is
@@ -22,6 +24,8 @@ use crate::prog::{Prog, ProgOwner};
 use crate::sync::Arc;
 use crate::uapi::limits::BPF_MAXINSNS;
 use crate::uapi::{AttachType, ProgFlags, ProgType, func, pseudo};
+use crate::verifier::convert::{CtxAccessInfo, convert_ctx_access};
+use crate::verifier::zext::{ZextMode, is_cmpxchg32, opt_subreg_zext_lo32_rnd_hi32, zext_dst};
 use crate::verifier::{VerifierEnv, verify};
 use crate::{Errno, Result};
 use alloc::boxed::Box;
@@ -53,6 +57,10 @@ pub struct ProgLoadAttr<'a> {
     /// Verify with root's rules (`allow_ptr_leaks`, `allow_uninit_stack`) instead of the
     /// default ones of a loader with `CAP_BPF` but without `CAP_PERFMON`.
     pub privileged: bool,
+    /// Insert explicit zero extensions after 32-bit definitions whose upper half is read
+    /// ([`crate::verifier::zext`]); `None` asks the registered JIT
+    /// ([`crate::jit::needs_zext`], the kernel's `bpf_jit_needs_zext()`).
+    pub needs_zext: Option<bool>,
 }
 
 impl<'a> ProgLoadAttr<'a> {
@@ -67,6 +75,15 @@ impl<'a> ProgLoadAttr<'a> {
             blind: false,
             ctx_size: None,
             privileged: false,
+            needs_zext: None,
+        }
+    }
+
+    /// The same load with zero extension forced on or off (see [`ProgLoadAttr::needs_zext`]).
+    pub fn with_needs_zext(self, needs_zext: bool) -> Self {
+        ProgLoadAttr {
+            needs_zext: Some(needs_zext),
+            ..self
         }
     }
 
@@ -141,6 +158,48 @@ fn writes_r10(op: &Op) -> bool {
     }
 }
 
+/// A function a verified program calls whose run-time side kbpf does not have yet: the load
+/// refuses the program with `ENOTSUPP`; [`prog_verify`] reports it beside the verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuntimeGap {
+    /// A helper (its id and name without `bpf_`).
+    Helper {
+        /// `BPF_FUNC_*`.
+        id: i32,
+        /// The name without the `bpf_` prefix.
+        name: &'static str,
+    },
+    /// A kfunc, by name.
+    Kfunc {
+        /// The kernel function's name.
+        name: &'static str,
+    },
+}
+
+impl core::fmt::Display for RuntimeGap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RuntimeGap::Helper { id, name } => write!(
+                f,
+                "helper bpf_{name}#{id} has no run-time implementation in kbpf yet"
+            ),
+            RuntimeGap::Kfunc { name } => write!(
+                f,
+                "kernel function {name} has no run-time implementation in kbpf yet"
+            ),
+        }
+    }
+}
+
+/// What [`load_or_verify`] produced.
+enum Loaded {
+    /// The loaded program.
+    Prog(Arc<Prog>),
+    /// Verification only: the program verified; `Some` names a function it calls that kbpf
+    /// cannot run yet.
+    Verified(Option<RuntimeGap>),
+}
+
 /// Loads a program. `resolve_map` turns a map handle from an `ld_imm64` into the map;
 /// `mode` says whether the verifier runs.
 pub(crate) fn prog_load(
@@ -149,6 +208,34 @@ pub(crate) fn prog_load(
     log: &mut String,
     mode: Verification,
 ) -> Result<Arc<Prog>> {
+    match load_or_verify(attr, resolve_map, log, mode, false)? {
+        Loaded::Prog(p) => Ok(p),
+        Loaded::Verified(_) => unreachable!("a load that does not stop returns the program"),
+    }
+}
+
+/// The load's checks and the verifier, stopping before anything is built: `Ok` when the
+/// program verifies, with the function it calls that kbpf cannot run yet, if any (the load
+/// would refuse it with `ENOTSUPP`). A rejection is the load's errno and log.
+pub(crate) fn prog_verify(
+    attr: &ProgLoadAttr<'_>,
+    resolve_map: &dyn Fn(u32) -> Result<Arc<Map>>,
+    log: &mut String,
+) -> Result<Option<RuntimeGap>> {
+    match load_or_verify(attr, resolve_map, log, Verification::Verify, true)? {
+        Loaded::Verified(gap) => Ok(gap),
+        Loaded::Prog(_) => unreachable!("a load that stops returns no program"),
+    }
+}
+
+/// [`prog_load`] and [`prog_verify`]: `stop` ends after the verifier and the run-time check.
+fn load_or_verify(
+    attr: &ProgLoadAttr<'_>,
+    resolve_map: &dyn Fn(u32) -> Result<Arc<Map>>,
+    log: &mut String,
+    mode: Verification,
+    stop: bool,
+) -> Result<Loaded> {
     let insns = attr.insns;
     if insns.is_empty() {
         return Err(reject(log, format_args!("empty program")));
@@ -212,20 +299,11 @@ pub(crate) fn prog_load(
             ));
         }
         match op {
-            Op::Call(Call::Helper(id)) => {
-                if func_proto(attr.prog_type, id).is_none() {
-                    return Err(reject(log, format_args!("insn {pc}: unknown func #{id}")));
-                }
-                if id == func::TAIL_CALL {
-                    fixups.try_reserve(1)?;
-                    fixups.push((pc, Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0)));
-                }
-            }
-            Op::Call(Call::Kfunc(id)) => {
-                return Err(reject(
-                    log,
-                    format_args!("insn {pc}: kernel function #{id} is not registered"),
-                ));
+            // Whether the type offers a helper is the verifier's to say (in its words), or
+            // `check_runtime`'s on the trusted path.
+            Op::Call(Call::Helper(func::TAIL_CALL)) => {
+                fixups.try_reserve(1)?;
+                fixups.push((pc, Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0)));
             }
             Op::LdPacket { .. } => {
                 return Err(reject(
@@ -293,13 +371,23 @@ pub(crate) fn prog_load(
 
     // The verifier (`bpf_check`), unless this is the trusted path. The program records the
     // buffer length it was verified for; a trusted program runs on any length.
+    let mut ctx_access = Vec::new();
+    let mut seen = Vec::new();
     let verified_ctx = match mode {
         Verification::Verify => {
-            run_verifier(attr, resolve_map, log)?;
+            ctx_access = run_verifier(attr, resolve_map, log, &mut seen)?;
             Some(attr.ctx_size.unwrap_or(0))
         }
         Verification::Trusted => None,
     };
+    let gap = check_runtime(&ops, attr.prog_type, log)?;
+    if stop {
+        return Ok(Loaded::Verified(gap));
+    }
+    if let Some(gap) = gap {
+        let _ = writeln!(log, "{gap}");
+        return Err(Errno::ENOTSUPP);
+    }
     let attr = &ProgLoadAttr {
         ctx_size: verified_ctx.filter(|_| attr.prog_type == ProgType::RawBuffer),
         ..*attr
@@ -307,7 +395,23 @@ pub(crate) fn prog_load(
 
     // Runtime selection, then compatibility of every prog_array the program uses.
     let map_addrs: Box<[u64]> = used_maps.iter().map(|m| Arc::as_ptr(m) as u64).collect();
-    let xlated = rewrite(insns, &fixups)?;
+    let verified = (mode == Verification::Verify).then(|| VerifiedRewrite {
+        seen: &seen,
+        // Both load modes are a loader with CAP_BPF (see `run_verifier`): `bpf_check`'s
+        // `is_priv`, which removes dead code rather than sanitizing it.
+        bpf_capable: true,
+        zext: ZextMode {
+            needs_zext: attr.needs_zext.unwrap_or_else(crate::jit::needs_zext),
+            rnd_hi32: attr.flags.contains(ProgFlags::TEST_RND_HI32),
+        },
+    });
+    let xlated = rewrite(
+        insns,
+        &fixups,
+        attr.prog_type,
+        &ctx_access,
+        verified.as_ref(),
+    )?;
     // The engines run a blinded copy when asked; `xlated` (what dumps show) stays as written,
     // as in the kernel, which blinds a clone for the JIT.
     let blinded = if attr.blind || crate::blind::global() {
@@ -333,16 +437,18 @@ pub(crate) fn prog_load(
             "tail call: program is not compatible with a prog_array it uses"
         );
     })?;
-    Ok(Arc::new(prog))
+    Ok(Loaded::Prog(Arc::new(prog)))
 }
 
 /// Runs the verifier on the program as written; a rejection appends the verifier's log and
-/// returns its errno. Pass 1 has resolved every map an `ld_imm64` names.
+/// returns its errno. Pass 1 has resolved every map an `ld_imm64` names. Returns the context
+/// accesses the verifier recorded, for [`convert_ctx_access`].
 fn run_verifier(
     attr: &ProgLoadAttr<'_>,
     resolve_map: &dyn Fn(u32) -> Result<Arc<Map>>,
     log: &mut String,
-) -> Result {
+    seen: &mut Vec<bool>,
+) -> Result<Vec<Option<CtxAccessInfo>>> {
     let maps = |h: u32| resolve_map(h).ok().map(|m| *m.attr());
     let env = VerifierEnv {
         prog_type: attr.prog_type,
@@ -354,9 +460,10 @@ fn run_verifier(
         allow_loops: true,
     };
     match verify(attr.insns, &env) {
-        Ok(out) => {
+        Ok(mut out) => {
             log.push_str(&out.log);
-            Ok(())
+            *seen = core::mem::take(&mut out.seen);
+            Ok(out.ctx_access)
         }
         Err(e) => {
             log.push_str(&e.log);
@@ -370,9 +477,23 @@ fn run_verifier(
 /// conversion, zero-extension, dead code removal) and JIT constant blinding join.
 ///
 /// Today's passes replace single slots: the tail-call helper call by the internal tail-call
-/// instruction, and each half of a map-referencing `ld_imm64` by the resolved address.
-fn rewrite(insns: &[Insn], fixups: &[(usize, Insn)]) -> Result<Vec<Insn>> {
-    if fixups.is_empty() {
+/// instruction, and each half of a map-referencing `ld_imm64` by the resolved address; then
+/// every context access the verifier recorded is rewritten into the kernel struct's layout
+/// ([`convert_ctx_access`]; programs loaded on the trusted path have none recorded). Between
+/// the two, on verified programs, dead code goes ([`crate::verifier::opt`], `bpf_check`'s
+/// order: right after verification); last, zero extension or its `BPF_F_TEST_RND_HI32`
+/// self-test ([`crate::verifier::zext`], after every pass that inserts code, as in the kernel).
+fn rewrite(
+    insns: &[Insn],
+    fixups: &[(usize, Insn)],
+    prog_type: ProgType,
+    ctx_access: &[Option<CtxAccessInfo>],
+    verified: Option<&VerifiedRewrite<'_>>,
+) -> Result<Vec<Insn>> {
+    if fixups.is_empty()
+        && ctx_access.iter().all(Option::is_none)
+        && !verified.is_some_and(|v| v.has_work(insns))
+    {
         let mut out = Vec::new();
         out.try_reserve_exact(insns.len())?;
         out.extend_from_slice(insns);
@@ -383,7 +504,42 @@ fn rewrite(insns: &[Insn], fixups: &[(usize, Insn)]) -> Result<Vec<Insn>> {
         let node = list.orig_node(slot as u32).ok_or(Errno::EINVAL)?;
         list.replace(node, &[insn])?;
     }
+    if let Some(v) = verified {
+        crate::verifier::opt::dead_code(&mut list, v.seen, v.bpf_capable)?;
+    }
+    convert_ctx_access(&mut list, prog_type, ctx_access)?;
+    if let Some(v) = verified {
+        v.zext_pass(&mut list, insns)?;
+    }
     list.linearize(&mut Vec::new(), None)
+}
+
+/// What the verifier's own rewrite passes need: dead code ([`crate::verifier::opt`]) and zero
+/// extension ([`crate::verifier::zext`]). Absent on the trusted path, which has no verifier.
+struct VerifiedRewrite<'a> {
+    /// [`crate::verifier::VerifierOutput::seen`].
+    seen: &'a [bool],
+    /// The loader has `CAP_BPF` (`bpf_check`'s `is_priv`).
+    bpf_capable: bool,
+    /// Zero extension / `BPF_F_TEST_RND_HI32`.
+    zext: ZextMode,
+}
+
+impl VerifiedRewrite<'_> {
+    /// Whether a pass may change `insns`.
+    fn has_work(&self, insns: &[Insn]) -> bool {
+        self.seen.contains(&false)
+            || self.zext != ZextMode::default()
+            || insns.iter().any(is_cmpxchg32)
+    }
+
+    /// `opt_subreg_zext_lo32_rnd_hi32` over the list of `insns` (the verified program).
+    fn zext_pass(&self, list: &mut PatchList<()>, insns: &[Insn]) -> Result<()> {
+        let marks = zext_dst(insns)?;
+        opt_subreg_zext_lo32_rnd_hi32(list, insns, &marks, self.zext, &mut || {
+            crate::host::get().random_u32()
+        })
+    }
 }
 
 /// Resolves a pseudo `ld_imm64` into the address it stands for, adding the map to `used`.
@@ -432,4 +588,55 @@ fn claim_prog_array_owners(prog: &Prog) -> Result {
         crate::prog::check_map_compatible(m, prog)?;
     }
     Ok(())
+}
+
+/// Finds the first helper or kfunc the program calls whose run-time side kbpf does not have
+/// yet: the verifier judged the program, but nothing could run it (the load refuses it with
+/// `ENOTSUPP`). On the trusted path (no verifier) a helper must also be offered to the program
+/// type and a kfunc id name a function it may call; those are refused here. Whether a
+/// function runs is a property of its entry in the helper table
+/// ([`crate::helpers::HelperProto::has_runtime`]) or the kfunc registry
+/// ([`crate::kfunc::Kfunc::has_runtime`]).
+fn check_runtime(
+    ops: &[(usize, Op)],
+    prog_type: ProgType,
+    log: &mut String,
+) -> Result<Option<RuntimeGap>> {
+    for &(pc, op) in ops {
+        match op {
+            Op::Call(Call::Helper(id)) => {
+                let Some(p) = func_proto(prog_type, id) else {
+                    // The verifier's words (`check_helper_call`).
+                    let name = crate::helpers::func_id_name(id);
+                    let msg = if (0..crate::helpers::FUNC_MAX_ID).contains(&id) {
+                        "program of this type cannot use helper"
+                    } else {
+                        "invalid func"
+                    };
+                    return Err(reject(log, format_args!("insn {pc}: {msg} {name}#{id}")));
+                };
+                if !p.has_runtime() {
+                    return Ok(Some(RuntimeGap::Helper { id, name: p.name }));
+                }
+            }
+            Op::Call(Call::Kfunc(id)) => match crate::kfunc::find(id) {
+                None => {
+                    return Err(reject(
+                        log,
+                        format_args!("insn {pc}: kernel btf_id {} is not a function", id as u32),
+                    ));
+                }
+                Some(k) if !k.allowed_for(prog_type) => {
+                    let _ = writeln!(log, "calling kernel function {} is not allowed", k.name);
+                    return Err(Errno::EACCES);
+                }
+                Some(k) if !k.has_runtime() => {
+                    return Ok(Some(RuntimeGap::Kfunc { name: k.name }));
+                }
+                Some(_) => {}
+            },
+            _ => {}
+        }
+    }
+    Ok(None)
 }

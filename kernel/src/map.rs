@@ -11,7 +11,7 @@
 //! - fast path (`lookup_elem_raw`, ...): raw key/value pointers, called by helpers from a
 //!   running program inside an RCU read-side section; no allocation.
 
-use crate::maps::{ArrayMap, HashMap, PercpuArrayMap, ProgArray};
+use crate::maps::{ArrayMap, HashMap, PercpuArrayMap, ProgArray, SockMap};
 use crate::prog::ProgOwner;
 use crate::sync::SpinLock;
 use crate::uapi::{MapFlags, MapType, UpdateFlags};
@@ -52,6 +52,7 @@ pub(crate) enum MapImpl {
     PercpuArray(PercpuArrayMap),
     Hash(HashMap),
     ProgArray(ProgArray),
+    SockMap(SockMap),
 }
 
 /// The part of a map that JIT'd code reads at fixed offsets: the prog_array bound and slot
@@ -108,6 +109,7 @@ impl Map {
             MapType::PercpuArray => MapImpl::PercpuArray(PercpuArrayMap::new(&attr, nr_cpus)?),
             MapType::Hash => MapImpl::Hash(HashMap::new(&attr, nr_cpus)?),
             MapType::ProgArray => MapImpl::ProgArray(ProgArray::new(&attr)?),
+            MapType::Sockmap | MapType::Sockhash => MapImpl::SockMap(SockMap::new(&attr)?),
             _ => return Err(Errno::EINVAL),
         };
         let prog_slots = match &imp {
@@ -197,6 +199,7 @@ impl Map {
             MapImpl::PercpuArray(m) => m.lookup(key, value),
             MapImpl::Hash(m) => m.lookup(key, value),
             MapImpl::ProgArray(m) => m.lookup_id(key, value),
+            MapImpl::SockMap(m) => m.lookup(key, value),
         }
     }
 
@@ -212,6 +215,7 @@ impl Map {
             MapImpl::PercpuArray(m) => m.update(key, value, flags),
             MapImpl::Hash(m) => m.update(key, value, flags),
             MapImpl::ProgArray(_) => Err(Errno::EINVAL),
+            MapImpl::SockMap(m) => m.update(key, flags),
         }
     }
 
@@ -222,6 +226,7 @@ impl Map {
             MapImpl::Array(_) | MapImpl::PercpuArray(_) => Err(Errno::EINVAL),
             MapImpl::Hash(m) => m.delete(key),
             MapImpl::ProgArray(m) => m.delete(array_index(key)?),
+            MapImpl::SockMap(m) => m.delete(key),
         }
     }
 
@@ -236,6 +241,7 @@ impl Map {
         }
         match &self.imp {
             MapImpl::Hash(m) => m.get_next_key(key, next),
+            MapImpl::SockMap(m) => m.get_next_key(key, next),
             _ => {
                 let max = self.attr.max_entries;
                 let n = match key.map(array_index).transpose()? {
@@ -266,7 +272,8 @@ impl Map {
                 MapImpl::Array(m) => m.lookup_raw(key),
                 MapImpl::PercpuArray(m) => m.lookup_raw(key),
                 MapImpl::Hash(m) => m.lookup_raw(key),
-                MapImpl::ProgArray(_) => core::ptr::null_mut(),
+                // kbpf's socket maps hold no sockets yet: nothing to find.
+                MapImpl::ProgArray(_) | MapImpl::SockMap(_) => core::ptr::null_mut(),
             }
         }
     }
@@ -289,6 +296,8 @@ impl Map {
                 MapImpl::Hash(m) => m.update_raw(key, value, flags),
                 // Programs may not update a prog_array (the verifier refuses the call).
                 MapImpl::ProgArray(_) => Err(Errno::EINVAL),
+                // Storing a socket needs one, which kbpf cannot have yet.
+                MapImpl::SockMap(_) => Err(Errno::EOPNOTSUPP),
             }
         };
         r.map_or_else(|e| e.to_neg(), |()| 0)
@@ -304,6 +313,8 @@ impl Map {
         let r = unsafe {
             match &self.imp {
                 MapImpl::Hash(m) => m.delete_raw(key),
+                // An empty socket hash has no key; other maps refuse deletes (`EINVAL`).
+                MapImpl::SockMap(m) if m.is_hash() => Err(Errno::ENOENT),
                 _ => Err(Errno::EINVAL),
             }
         };

@@ -1,9 +1,11 @@
-//! Map type implementations, one file each (Linux `kernel/bpf/arraymap.c`, `hashtab.c`).
+//! Map type implementations, one file each (Linux `kernel/bpf/arraymap.c`, `hashtab.c`,
+//! `net/core/sock_map.c`).
 
 mod array;
 mod hash;
 mod percpu_array;
 mod prog_array;
+mod sockmap;
 mod storage;
 
 pub(crate) use array::ArrayMap;
@@ -11,3 +13,4 @@ pub(crate) use hash::HashMap;
 pub(crate) use percpu_array::PercpuArrayMap;
 pub use prog_array::ProgArray;
 pub(crate) use prog_array::{track_pokes, untrack_pokes};
+pub(crate) use sockmap::SockMap;

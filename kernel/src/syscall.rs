@@ -195,6 +195,17 @@ pub fn prog_load_trusted_log(attr: &ProgLoadAttr<'_>, log: &mut String) -> Resul
     load_with(attr, log, Verification::Trusted)
 }
 
+/// The checks of `BPF_PROG_LOAD` and the verifier, without loading (what `bpftool prog load`
+/// reports of the verifier, for `kbpf verify`): `Ok` when the program verifies, with the
+/// function it calls that kbpf cannot run yet, if any — [`prog_load`] would refuse such a
+/// program with `ENOTSUPP`. A rejection is the load's errno, with the log in `log`.
+pub fn prog_verify_log(
+    attr: &ProgLoadAttr<'_>,
+    log: &mut String,
+) -> Result<Option<crate::load::RuntimeGap>> {
+    crate::load::prog_verify(attr, &|fd| map_get(fd).map_err(|_| Errno::EBADF), log)
+}
+
 fn load_with(attr: &ProgLoadAttr<'_>, log: &mut String, mode: Verification) -> Result<Fd> {
     let prog = load_prog(attr, &|fd| map_get(fd).map_err(|_| Errno::EBADF), log, mode)?;
     install(Object::Prog(prog))

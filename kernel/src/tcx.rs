@@ -7,10 +7,11 @@
 //! a read-side section ([`CpuGuard`]). The fast path ([`run`]) takes no lock: it walks the
 //! published entry inside the caller's read-side section.
 //!
-//! Program types: the kernel attaches `SCHED_CLS` programs. kbpf also accepts its raw-buffer
-//! type, because the verifier and the `__sk_buff` context model do not exist yet, so tests and
-//! benches run raw-buffer programs on a byte buffer; every other type is `EINVAL`. A relative
-//! program must have the new program's type (`EINVAL`), as in the kernel.
+//! Program types: the kernel attaches `SCHED_CLS` programs, whose context is an
+//! [`crate::skb::SkBuff`] (their `__sk_buff` accesses are rewritten at load): run them with
+//! [`run_skb`]. kbpf also accepts its raw-buffer type, which tests and benches run on a byte
+//! buffer through [`run`]; every other type is `EINVAL`. A relative program must have the new
+//! program's type (`EINVAL`), as in the kernel.
 //!
 //! Ids (`BPF_F_ID`): the kernel resolves any live object's id. Here an id is looked up among the
 //! hook's own attachments, then among objects behind open handles.
@@ -210,6 +211,18 @@ pub fn run(dev: &Device, dir: Direction, guard: &mut CpuGuard, r1: u64, r2: u64)
             Err(_) => ControlFlow::Break(TcxVerdict::Drop),
         })
         .unwrap_or(TcxVerdict::Next)
+}
+
+/// Runs a device's programs on `skb` (the context `SCHED_CLS` programs are verified and
+/// rewritten for): [`run`] with R1 pointing to it.
+#[inline]
+pub fn run_skb(
+    dev: &Device,
+    dir: Direction,
+    guard: &mut CpuGuard,
+    skb: &mut crate::skb::SkBuff,
+) -> TcxVerdict {
+    run(dev, dir, guard, skb.as_ctx(), 0)
 }
 
 /// Whether tcx takes programs of this type (see the module doc).

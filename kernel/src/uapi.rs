@@ -333,6 +333,9 @@ bitflags! {
         const STRICT_ALIGNMENT = 1 << 0;
         /// Test alignment rules (`BPF_F_ANY_ALIGNMENT`).
         const ANY_ALIGNMENT = 1 << 1;
+        /// Verifier self-test: fill the upper half of 32-bit definitions nothing reads it of
+        /// with random bits (`BPF_F_TEST_RND_HI32`).
+        const TEST_RND_HI32 = 1 << 2;
         /// XDP program that understands multi-buffer frames (`BPF_F_XDP_HAS_FRAGS`).
         const XDP_HAS_FRAGS = 1 << 5;
         /// Sleepable program (`BPF_F_SLEEPABLE`).

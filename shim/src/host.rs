@@ -9,6 +9,8 @@
 //!   a slot releases it from its thread-local destructor. The count is `KBPF_NR_CPUS`
 //!   (default 64).
 //! * **Time** — `CLOCK_MONOTONIC` (`ktime_get_ns`).
+//! * **Current task** — the process id (the kernel's tgid) and the calling thread's id (its
+//!   pid), for `bpf_get_current_pid_tgid`.
 //! * **Randomness** — a per-thread xorshift64* seeded from the clock and a thread index
 //!   (`bpf_user_rnd_u32` is a per-CPU PRNG too; not for cryptography).
 //! * **Executable memory** — W^X through two mappings of one memfd, small JIT images packed
@@ -164,6 +166,12 @@ impl Host for ShimHost {
 
     fn ktime_ns(&self) -> u64 {
         monotonic_ns()
+    }
+
+    fn current_pid_tgid(&self) -> Option<u64> {
+        // SAFETY: getpid and gettid have no preconditions and cannot fail.
+        let (tgid, tid) = unsafe { (libc::getpid(), libc::gettid()) };
+        Some(((tgid as u32 as u64) << 32) | tid as u32 as u64)
     }
 
     fn random_u32(&self) -> u32 {

@@ -58,10 +58,14 @@ fn jited_and_interpreted_programs_cannot_share_a_prog_array() {
     setup();
     let map = syscall::map_create(&MapAttr::new(MapType::ProgArray, 4, 4, 2)).unwrap();
     // The JIT refuses recursive subprograms (the interpreter runs them), so this caller is
-    // interpreted and owns the map.
-    let caller = load(&format!(
+    // interpreted and owns the map. Trusted path: the verifier never explores the dead
+    // recursive call, and `opt_remove_dead_code` would delete it.
+    let insns = assemble(&format!(
         "lddw %r2, map_fd {map}\nmov %r3, 0\ncall 12\ncall local f\nexit\nf:\nmov %r0, 1\njeq %r0, 1, done\ncall local f\ndone:\nexit\n"
-    ));
+    ))
+    .unwrap();
+    let caller =
+        syscall::prog_load_trusted(&ProgLoadAttr::new(ProgType::RawBuffer, &insns)).unwrap();
     assert!(!syscall::prog_get(caller).unwrap().jited());
     let callee = load("mov %r0, 2\nexit\n");
     assert!(syscall::prog_get(callee).unwrap().jited());

@@ -139,7 +139,7 @@ fn unknown_helpers() {
     rejects(
         &[call_helper(9999), exit()],
         Errno::EINVAL,
-        "unknown func #9999",
+        "invalid func unknown#9999",
     );
     // ktime_get_ns is not offered to raw-buffer programs (their id 5 is the test helper, whose
     // argument the verifier wants initialized).

@@ -10,13 +10,17 @@
 //! Every disagreement must be one of [`KNOWN`], each with its reason. The list was taken on
 //! the kernel release [`KNOWN_ON`]; on another release disagreements are reported, not judged
 //! (the kernel's rules move between releases).
+//!
+//! The reference-tracking corpus (`corpus::refs`) is judged the same way, each case as its
+//! own program type (sk_lookup with its expected attach type); its kfunc cases (`call kfunc`)
+//! name kbpf's own kfunc ids, which mean nothing to the host, and are only reported.
 
 #[path = "../../kernel/tests/corpus/mod.rs"]
 mod corpus;
 
-use corpus::{Mode, NEGATIVE, POSITIVE, maps};
+use corpus::{Mode, NEGATIVE, POSITIVE, maps, refs};
 use kbpf::insn::assemble;
-use kbpf::uapi::ProgType;
+use kbpf::uapi::{AttachType, ProgType};
 use kbpf_shim::host_bpf::{HostLoad, HostVerdict, HostVerifier};
 
 /// Whether the case's program reads or writes through R1 (the context) on entry: those are
@@ -43,19 +47,75 @@ const KNOWN: &[(&str, &str)] = &[
     ),
 ];
 
-fn host_load(mode: Mode, asm: &str) -> HostLoad {
+/// One case as the host loads it: `prog_type` is kbpf's (a raw buffer goes to the host as a
+/// socket filter).
+fn host_load(prog_type: ProgType, privileged: bool, asm: &str) -> HostLoad {
     let insns = assemble(asm).expect("corpus assembles");
     let nmaps = (0..).take_while(|&h| maps(h).is_some()).count() as u32;
     HostLoad {
-        prog_type: match mode.prog_type() {
+        prog_type: match prog_type {
             ProgType::RawBuffer => ProgType::SocketFilter,
             t => t,
         },
         insns,
         maps: (0..nmaps).filter_map(maps).collect(),
-        privileged: mode == Mode::Priv,
-        expected_attach_type: None,
+        privileged,
+        expected_attach_type: (prog_type == ProgType::SkLookup).then_some(AttachType::SkLookup),
     }
+}
+
+/// A case: name, program type, root's rules, program, whether kbpf accepts it, and whether
+/// its verdicts can be compared.
+type Case = (&'static str, ProgType, bool, &'static str, bool, bool);
+
+/// Every case of both corpora.
+fn cases() -> Vec<Case> {
+    let main = |mode: Mode, asm: &str| {
+        mode != Mode::NoLoops && !(touches_ctx(asm) && mode.prog_type() == ProgType::RawBuffer)
+    };
+    let refs_ok = |asm: &str| !asm.contains("call kfunc");
+    let mut v: Vec<Case> = Vec::new();
+    for &(name, mode, asm, ..) in NEGATIVE {
+        v.push((
+            name,
+            mode.prog_type(),
+            mode == Mode::Priv,
+            asm,
+            false,
+            main(mode, asm),
+        ));
+    }
+    for &(name, mode, asm) in POSITIVE {
+        v.push((
+            name,
+            mode.prog_type(),
+            mode == Mode::Priv,
+            asm,
+            true,
+            main(mode, asm),
+        ));
+    }
+    for &(name, mode, asm, ..) in refs::NEGATIVE {
+        v.push((
+            name,
+            mode.prog_type(),
+            mode.privileged(),
+            asm,
+            false,
+            refs_ok(asm),
+        ));
+    }
+    for &(name, mode, asm) in refs::POSITIVE {
+        v.push((
+            name,
+            mode.prog_type(),
+            mode.privileged(),
+            asm,
+            true,
+            refs_ok(asm),
+        ));
+    }
+    v
 }
 
 #[test]
@@ -67,21 +127,13 @@ fn verdicts_agree_with_the_host_kernel() {
             return;
         }
     };
-    let cases = NEGATIVE
-        .iter()
-        .map(|&(name, mode, asm, ..)| (name, mode, asm, false))
-        .chain(
-            POSITIVE
-                .iter()
-                .map(|&(name, mode, asm)| (name, mode, asm, true)),
-        );
     let (mut agree, mut judged, mut reported) = (0, 0, Vec::new());
     let mut disagree = Vec::new();
-    for (name, mode, asm, kbpf_accepts) in cases {
-        let verdict = host.load(host_load(mode, asm)).expect("host load");
+    for (name, prog_type, privileged, asm, kbpf_accepts, comparable) in cases() {
+        let verdict = host
+            .load(host_load(prog_type, privileged, asm))
+            .expect("host load");
         let host_accepts = verdict == HostVerdict::Accepted;
-        let comparable =
-            mode != Mode::NoLoops && !(touches_ctx(asm) && mode.prog_type() == ProgType::RawBuffer);
         let line = match &verdict {
             HostVerdict::Accepted => format!("{name}: kbpf {kbpf_accepts}, host accepts"),
             HostVerdict::Rejected { errno, log } => format!(
@@ -107,7 +159,10 @@ fn verdicts_agree_with_the_host_kernel() {
     for (l, _) in &disagree {
         eprintln!("  DISAGREE {l}");
     }
-    eprintln!("not comparable (context rules differ): {}", reported.len());
+    eprintln!(
+        "not comparable (context rules differ, or kbpf's own kfunc ids): {}",
+        reported.len()
+    );
     for l in &reported {
         eprintln!("  {l}");
     }

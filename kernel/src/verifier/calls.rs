@@ -2,13 +2,16 @@
 //! frames, and `exit` (`check_helper_call`, `check_func_arg`,
 //! `check_map_func_compatibility`, `check_func_call`, `prepare_func_exit`,
 //! `check_return_code` of `kernel/bpf/verifier.c`).
+//!
+//! Helpers that acquire (`bpf_sk_lookup_tcp`) or release (`bpf_sk_release`) references and
+//! kfunc calls lean on [`super::refs`] and [`super::kfunc`].
 
 use super::bounds::Scalar;
 use super::explore::{Explorer, Next};
 use super::log::Reject;
 use super::state::{ByteKind, Frame, Reg, RegType, Slot, VState};
 use crate::Errno;
-use crate::helpers::{ArgKind, HelperProto, RetKind, func_proto};
+use crate::helpers::{ArgKind, FUNC_MAX_ID, HelperProto, RetKind, func_id_name, func_proto};
 use crate::insn::Call;
 use crate::uapi::limits::MAX_CALL_FRAMES;
 use crate::uapi::{MapType, func};
@@ -23,9 +26,18 @@ impl Explorer<'_> {
     ) -> Result<Next, Reject> {
         match c {
             Call::Helper(id) => {
-                let proto = func_proto(self.env.prog_type, id).ok_or_else(|| {
-                    Reject::new(Errno::EINVAL, pc, format_args!("invalid func unknown#{id}"))
-                })?;
+                let Some(proto) = func_proto(self.env.prog_type, id) else {
+                    let name = func_id_name(id);
+                    return Err(if (0..FUNC_MAX_ID).contains(&id) {
+                        Reject::new(
+                            Errno::EINVAL,
+                            pc,
+                            format_args!("program of this type cannot use helper {name}#{id}"),
+                        )
+                    } else {
+                        Reject::new(Errno::EINVAL, pc, format_args!("invalid func {name}#{id}"))
+                    });
+                };
                 self.check_helper(st, pc, proto)?;
                 Ok(Next::Goto(pc + 1))
             }
@@ -44,11 +56,10 @@ impl Explorer<'_> {
                 st.frames.push(f);
                 Ok(Next::Goto(target))
             }
-            Call::Kfunc(id) => Err(Reject::new(
-                Errno::EINVAL,
-                pc,
-                format_args!("kernel function #{id} is not registered"),
-            )),
+            Call::Kfunc(id) => {
+                self.check_kfunc_call(st, pc, id)?;
+                Ok(Next::Goto(pc + 1))
+            }
             Call::Reg(_) => Err(Reject::new(Errno::EINVAL, pc, "unknown opcode 8d")),
         }
     }
@@ -60,7 +71,11 @@ impl Explorer<'_> {
         proto: &HelperProto,
     ) -> Result<(), Reject> {
         let (name, id) = (proto.name, proto.id);
+        if id == func::TAIL_CALL {
+            self.check_reference_leak(st, pc, Some("tail_call"))?;
+        }
         let mut map = None;
+        let mut release = None;
         for (i, kind) in proto.args.iter().enumerate() {
             let r = i as u8 + 1;
             if *kind == ArgKind::None {
@@ -107,6 +122,17 @@ impl Explorer<'_> {
                     let Some((_, attr)) = map else {
                         return Err(Reject::acces(pc, "invalid map_ptr to access map->key"));
                     };
+                    // A socket map stores sockets: the value is one (`resolve_map_arg_type`).
+                    if *kind == ArgKind::PtrToMapValue
+                        && matches!(attr.map_type, MapType::Sockmap | MapType::Sockhash)
+                    {
+                        if reg.ty != RegType::PtrToSocket {
+                            return expect(
+                                "sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_",
+                            );
+                        }
+                        continue;
+                    }
                     let size = if *kind == ArgKind::PtrToMapKey {
                         attr.key_size
                     } else {
@@ -114,30 +140,65 @@ impl Explorer<'_> {
                     };
                     self.check_helper_mem(st, pc, r, size as usize)?;
                 }
+                ArgKind::PtrToMem | ArgKind::PtrToUninitMem => {
+                    // Checked with the size argument that follows.
+                }
+                ArgKind::ConstSize => {
+                    let size = self.check_mem_size_reg(st, pc, r, false)? as usize;
+                    if proto.args[i - 1] == ArgKind::PtrToUninitMem {
+                        self.check_helper_uninit_mem(st, pc, r - 1, size)?;
+                    } else {
+                        self.check_helper_mem(st, pc, r - 1, size)?;
+                    }
+                }
+                ArgKind::PtrToSockCommon { release: rel } => {
+                    if reg.ty != RegType::PtrToSocket {
+                        return expect("sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_");
+                    }
+                    if *rel {
+                        if reg.ref_obj_id == 0 {
+                            return Err(Reject::new(
+                                Errno::EINVAL,
+                                pc,
+                                format_args!(
+                                    "R{r} must be referenced when passed to release function"
+                                ),
+                            ));
+                        }
+                        release = Some(reg.ref_obj_id);
+                    }
+                }
+                ArgKind::PtrToSocketOrNull => {
+                    let null = reg.ty == RegType::Scalar && reg.var.as_const() == Some(0);
+                    if !null && !matches!(reg.ty, RegType::PtrToSocket | RegType::PtrToSocketOrNull)
+                    {
+                        return expect("sock_or_null");
+                    }
+                }
             }
+        }
+        if let Some(ref_id) = release {
+            let what = alloc::format!("bpf_{name}#{id}");
+            self.release_reference(st, pc, ref_id, &what)?;
         }
         if let Some((_, attr)) = map {
-            let t = attr.map_type;
-            let ok = match t {
-                MapType::ProgArray => id == func::TAIL_CALL,
-                // Socket maps hand out sockets, which this verifier does not model yet.
-                MapType::Sockmap | MapType::Sockhash => id == func::MAP_DELETE_ELEM,
-                _ => id != func::TAIL_CALL,
-            };
-            if !ok {
-                return Err(Reject::new(
-                    Errno::EINVAL,
-                    pc,
-                    format_args!("cannot pass map_type {} into func {name}#{id}", t as u32),
-                ));
-            }
+            self.check_map_func_compatibility(pc, attr.map_type, id)?;
         }
+        // A lookup in a socket map hands out the socket, referenced (`is_acquire_function`).
+        let sock_lookup = id == func::MAP_LOOKUP_ELEM
+            && map.is_some_and(|(_, a)| matches!(a.map_type, MapType::Sockmap | MapType::Sockhash));
         for r in 1..=5 {
             *st.reg_mut(r) = Reg::NOT_INIT;
         }
         *st.reg_mut(0) = match proto.ret {
             RetKind::Integer => Reg::scalar(Scalar::UNKNOWN),
             RetKind::Void => Reg::NOT_INIT,
+            RetKind::PtrToMapValueOrNull if sock_lookup => {
+                let mut r = Reg::ptr(RegType::PtrToSocketOrNull, 0);
+                r.ref_obj_id = self.acquire_reference(st, pc);
+                r.id = r.ref_obj_id;
+                r
+            }
             RetKind::PtrToMapValueOrNull => {
                 let Some((handle, _)) = map else {
                     return Err(Reject::new(
@@ -151,12 +212,64 @@ impl Explorer<'_> {
                 r.id = self.new_id();
                 r
             }
+            RetKind::PtrToSocketOrNull => {
+                let mut r = Reg::ptr(RegType::PtrToSocketOrNull, 0);
+                if proto.acquire {
+                    r.ref_obj_id = self.acquire_reference(st, pc);
+                    r.id = r.ref_obj_id;
+                } else {
+                    r.id = self.new_id();
+                }
+                r
+            }
         };
         Ok(())
     }
 
+    /// Whether helper `id` may take a map of type `t` (`check_map_func_compatibility`, both
+    /// directions, for the helpers kbpf knows): a prog_array only `bpf_tail_call`, which takes
+    /// nothing else; a socket map a lookup, and an update or delete from the program types
+    /// that cannot hold a locked socket (`may_update_sockmap`).
+    fn check_map_func_compatibility(&self, pc: usize, t: MapType, id: i32) -> Result<(), Reject> {
+        use crate::uapi::ProgType::*;
+        let mut why = "";
+        let ok = match t {
+            MapType::ProgArray => id == func::TAIL_CALL,
+            MapType::Sockmap | MapType::Sockhash => match id {
+                func::MAP_LOOKUP_ELEM => true,
+                func::MAP_UPDATE_ELEM | func::MAP_DELETE_ELEM => {
+                    let may = matches!(
+                        self.env.prog_type,
+                        SocketFilter | SchedCls | SchedAct | Xdp | SkLookup
+                    );
+                    if !may {
+                        why = "cannot update sockmap in this context\n";
+                    }
+                    may
+                }
+                _ => false,
+            },
+            _ => id != func::TAIL_CALL,
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(Reject::new(
+            Errno::EINVAL,
+            pc,
+            format_args!(
+                "{why}cannot pass map_type {} into func {}#{id}",
+                t as u32,
+                func_id_name(id)
+            ),
+        ))
+    }
+
     /// `exit`: from a subprogram back to its caller, or the end of the path.
     pub(super) fn check_exit(&mut self, st: &mut VState, pc: usize) -> Result<Next, Reject> {
+        if st.frames.len() == 1 {
+            self.check_reference_leak(st, pc, None)?;
+        }
         let r0 = self.read(st, pc, 0)?;
         if st.frames.len() > 1 {
             let callee = st.frames.len() as u8 - 1;

@@ -72,6 +72,11 @@ pub(super) struct Explorer<'a> {
     pub next_id: u32,
     /// Deepest stack access of each subprogram, in bytes.
     pub stack_depth: Vec<u32>,
+    /// Per slot: some path reached it (`insn_aux_data.seen`; both slots of an `ld_imm64`).
+    pub seen: Vec<bool>,
+    /// Per instruction: the kind of pointer its memory access went through, and for a
+    /// context access what it touched (for `convert_ctx_access`).
+    pub mem_aux: Vec<super::convert::MemAux>,
 }
 
 impl<'a> Explorer<'a> {
@@ -86,6 +91,17 @@ impl<'a> Explorer<'a> {
             processed: 0,
             next_id: 1,
             stack_depth: vec![0; cfg.subprogs.len()],
+            seen: vec![false; insns.len()],
+            mem_aux: vec![super::convert::MemAux::Unseen; insns.len()],
+        }
+    }
+
+    /// `sanitize_mark_insn_seen`: marks the slot(s) of the instruction at `pc`.
+    fn mark_seen(&mut self, pc: usize) {
+        let slots = self.cfg.ops[pc].map_or(1, |op| op.slots());
+        let end = (pc + slots).min(self.seen.len());
+        for s in &mut self.seen[pc..end] {
+            *s = true;
         }
     }
 
@@ -117,6 +133,7 @@ impl<'a> Explorer<'a> {
                 if self.cfg.prune_point[p.pc] && self.visited(&mut p)? {
                     break;
                 }
+                self.mark_seen(p.pc);
                 match self.step(&mut p.st, p.pc)? {
                     Next::Goto(pc) => p.pc = pc,
                     Next::Fork(pc, other, st) => {
@@ -307,6 +324,9 @@ impl<'a> Explorer<'a> {
         let (fall, target) = (pc + 1, (pc as i64 + 1 + off as i64) as usize);
         let a = self.read(st, pc, dst)?;
         let b = self.operand(st, pc, src)?;
+        if let Some(next) = self.try_match_pkt_pointers(st, pc, wide, cond, dst, src, &a, &b)? {
+            return Ok(next);
+        }
         if let Operand::Reg(r) = src {
             if b.ty.is_pointer() && !self.env.privileged {
                 return Err(Reject::acces(
@@ -332,12 +352,12 @@ impl<'a> Explorer<'a> {
             } else {
                 (fall, target)
             };
-            if a.ty != RegType::PtrToMapValueOrNull {
+            if super::refs::or_null_base(a.ty).is_none() {
                 return Ok(Next::Goto(nonnull_pc));
             }
             let mut null = st.clone();
-            mark_ptr_or_null(&mut null, a.id, true);
-            mark_ptr_or_null(st, a.id, false);
+            super::refs::mark_ptr_or_null_regs(&mut null, a.id, a.ref_obj_id, true);
+            super::refs::mark_ptr_or_null_regs(st, a.id, a.ref_obj_id, false);
             return Ok(Next::Fork(nonnull_pc, null_pc, null));
         }
         if b.ty.is_pointer() {
@@ -377,19 +397,4 @@ impl<'a> Explorer<'a> {
             (None, None) => Ok(Next::End),
         }
     }
-}
-
-/// After a null check, every register holding the same `_OR_NULL` pointer becomes the
-/// pointer (`null == false`) or the scalar 0 (`mark_ptr_or_null_regs`).
-fn mark_ptr_or_null(st: &mut VState, id: u32, null: bool) {
-    st.for_each_reg(|r| {
-        if r.ty == RegType::PtrToMapValueOrNull && r.id == id {
-            if null {
-                *r = Reg::scalar(Scalar::konst(0));
-            } else {
-                r.ty = RegType::PtrToMapValue;
-                r.id = 0;
-            }
-        }
-    });
 }

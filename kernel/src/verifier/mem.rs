@@ -9,10 +9,15 @@
 //! offsets on the stack exist only in the privileged mode (the arithmetic refuses them
 //! otherwise): reads need every byte in range written, writes make every byte in range data.
 //! Map values: `off + size` within `value_size` for every offset the pointer may have.
-//! Context: the program type's `is_valid_access`. Storing a pointer into a map value or the
-//! context is a leak, refused in the default mode.
+//! Context: the program type's `is_valid_access`; a read of a packet field gives a packet
+//! pointer, and each context access is recorded for `convert_ctx_access` (an instruction
+//! may not access the context on one path and other memory on another). Packet: the type's
+//! direct packet access and the proven range ([`super::pkt`]). Storing a pointer into a map
+//! value, the context or the packet is a leak, refused in the default mode.
 
 use super::bounds::Scalar;
+use super::convert::CtxAccessInfo;
+use super::ctx::PktAccess;
 use super::explore::Explorer;
 use super::log::Reject;
 use super::state::{ByteKind, Reg, RegType, Slot, VState};
@@ -97,6 +102,23 @@ impl Explorer<'_> {
         src: u8,
         off: i16,
     ) -> Result<(), Reject> {
+        // Load-acquire/store-release through a context that is rewritten at load, or into
+        // the packet, are refused (`atomic_ptr_type_ok`).
+        let ordered_ptr = match op {
+            AtomicOp::LoadAcquire => Some((src, "loads from")),
+            AtomicOp::StoreRelease => Some((dst, "stores into")),
+            _ => None,
+        };
+        if let Some((r, what)) = ordered_ptr {
+            let t = self.read(st, pc, r)?.ty;
+            let ctx = t == RegType::PtrToCtx && !self.ctx.ops().allows_modified_ptr();
+            if ctx || super::pkt::is_pkt_pointer(t) {
+                return Err(Reject::acces(
+                    pc,
+                    format_args!("BPF_ATOMIC {what} R{r} {} is not allowed", t.name()),
+                ));
+            }
+        }
         match op {
             AtomicOp::LoadAcquire => return self.check_ldx(st, pc, size, false, dst, src, off),
             AtomicOp::StoreRelease => {
@@ -171,12 +193,31 @@ impl Explorer<'_> {
                             format_args!("R{src} leaks addr into ctx"),
                         ));
                     }
+                    RegType::PtrToPacket | RegType::PtrToPacketMeta => {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!("R{src} leaks addr into packet"),
+                        ));
+                    }
                     _ => {}
                 }
             }
         }
         let sign = matches!(kind, Kind::Read { sign: true });
+        let ctx_info = (p.ty == RegType::PtrToCtx).then(|| CtxAccessInfo {
+            off: (p.off as i64 + off as i64) as i16,
+            size: size as u8,
+            write,
+        });
+        self.note_mem_aux(pc, ctx_info)?;
         match p.ty {
+            RegType::PtrToPacket | RegType::PtrToPacketMeta => {
+                if write && self.ctx.pkt_access() != PktAccess::ReadWrite {
+                    return Err(Reject::acces(pc, "cannot write into packet"));
+                }
+                self.check_packet_access(pc, ptrno, &p, p.off as i64 + off as i64, size)?;
+                Ok(loaded(size, sign))
+            }
             RegType::PtrToStack { frame } => {
                 self.stack_access(st, pc, ptrno, &p, frame, off, size, kind)
             }
@@ -223,7 +264,25 @@ impl Explorer<'_> {
                         format_args!("invalid bpf_context access off={total} size={size}"),
                     ));
                 }
+                let ty = ops.reg_type(total);
+                if ty.is_pointer() {
+                    if sign {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!("invalid bpf_context access off={total} size={size}"),
+                        ));
+                    }
+                    return Ok(Reg::ptr(ty, 0));
+                }
                 Ok(loaded(size, sign))
+            }
+            RegType::PtrToSocket | RegType::PtrToBtfId(_) => {
+                let w = match kind {
+                    Kind::Write(v, src) => Some((v, src)),
+                    Kind::Atomic => Some((loaded(size, false), ptrno)),
+                    Kind::Read { .. } => None,
+                };
+                self.check_obj_access(pc, ptrno, &p, off, size, w, sign)
             }
             t => Err(Reject::acces(
                 pc,
@@ -480,6 +539,12 @@ impl Explorer<'_> {
                     "map value",
                     "value_size",
                 )
+            }
+            // The map helpers read packet memory (`pkt_access` in their prototypes).
+            RegType::PtrToPacket | RegType::PtrToPacketMeta
+                if self.ctx.pkt_access() != PktAccess::None =>
+            {
+                self.check_packet_access(pc, regno, &p, p.off as i64, size)
             }
             t => Err(Reject::acces(
                 pc,

@@ -16,23 +16,39 @@
 //! (`allow_ptr_leaks`, `allow_uninit_stack`): those become unknown scalars / allowed. The
 //! kernel's Spectre-v1 speculative-path checks (sanitize_ptr_alu, nospec) are out of scope.
 //!
-//! Not yet covered (later slices of the verifier issue): packet pointers, sockets and
-//! reference tracking, kfuncs, `may_goto`'s hidden budget beyond pruning, liveness and
-//! precision tracking (pruning compares every register), scalar id linking, the rewrite
-//! passes (`convert_ctx_access`, fixups), per-type return-value ranges.
+//! Packet pointers (XDP, TC, cgroup skb) are in [`pkt`]; the context rewrite
+//! (`convert_ctx_access`) that follows verification is [`convert`].
+//!
+//! Sockets, kernel objects from kfuncs and reference tracking are in [`refs`]; kfunc calls
+//! in [`kfunc`].
+//!
+//! The slots some path reached ([`VerifierOutput::seen`]) drive the dead-code rewrites of
+//! [`opt`]; [`zext`] finds the 32-bit definitions whose upper half is read and makes their zero
+//! extension explicit (or, as a self-test, randomises the others). Both run on the load's
+//! patch list.
+//!
+//! Not yet covered (later slices of the verifier issue): `may_goto`'s hidden budget beyond pruning, liveness and precision tracking
+//! (pruning compares every register), scalar id linking, the other rewrite passes (fixups),
+//! per-type return-value ranges.
 
 pub mod alu;
 pub mod bounds;
 pub mod branch;
 mod calls;
 pub mod cfg;
+pub mod convert;
 pub mod ctx;
 pub mod explore;
+mod kfunc;
 pub mod log;
 mod mem;
+pub mod opt;
+mod pkt;
+mod refs;
 mod regs;
 pub mod state;
 pub mod tnum;
+pub mod zext;
 
 use crate::Errno;
 use crate::insn::Insn;
@@ -118,6 +134,12 @@ pub struct VerifierOutput {
     pub subprogs: Vec<usize>,
     /// Stack bytes each subprogram uses (deepest access).
     pub stack_depth: Vec<u32>,
+    /// Per instruction slot: whether some explored path reached it (`insn_aux_data.seen`); the
+    /// rest is dead code for [`opt`].
+    pub seen: Vec<bool>,
+    /// Per instruction slot: the context field a load or store accesses, for
+    /// [`convert::convert_ctx_access`] (`bpf_insn_aux_data` for `PTR_TO_CTX`).
+    pub ctx_access: Vec<Option<convert::CtxAccessInfo>>,
     /// The verifier log (the summary line).
     pub log: String,
 }
@@ -167,6 +189,7 @@ pub fn verify(insns: &[Insn], env: &VerifierEnv<'_>) -> Result<VerifierOutput, V
     }
     let entry = VState {
         frames: alloc::vec![main],
+        refs: Vec::new(),
     };
     ex.run(entry)
         .map_err(|r| fail(r, ex.processed, ex.total_states()))?;
@@ -178,6 +201,8 @@ pub fn verify(insns: &[Insn], env: &VerifierEnv<'_>) -> Result<VerifierOutput, V
         total_states: ex.total_states(),
         subprogs: cfg.subprogs.clone(),
         stack_depth: ex.stack_depth.clone(),
+        seen: core::mem::take(&mut ex.seen),
+        ctx_access: ex.mem_aux.iter().map(|a| a.ctx()).collect(),
         log: logbuf,
     })
 }

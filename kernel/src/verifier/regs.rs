@@ -148,6 +148,7 @@ impl Explorer<'_> {
         }
         let (ptr, off_reg) = if a.ty.is_pointer() { (a, b) } else { (b, a) };
         let r = self.ptr_arith(pc, op, dst, &ptr, &off_reg, !a.ty.is_pointer())?;
+        let r = self.adjust_pkt_ptr(&ptr, &off_reg, r);
         *st.reg_mut(dst) = r;
         Ok(())
     }
@@ -164,13 +165,13 @@ impl Explorer<'_> {
     ) -> Result<Reg, Reject> {
         let deny = |m: core::fmt::Arguments<'_>| Err(Reject::acces(pc, m));
         match ptr.ty {
-            RegType::PtrToMapValueOrNull => {
+            t if super::refs::or_null_base(t).is_some() => {
                 return deny(format_args!(
                     "R{dst} pointer arithmetic on {} prohibited, null-check it first",
                     ptr.ty.name()
                 ));
             }
-            RegType::ConstPtrToMap => {
+            RegType::ConstPtrToMap | RegType::PtrToPacketEnd | RegType::PtrToSocket => {
                 return deny(format_args!(
                     "R{dst} pointer arithmetic on {} prohibited",
                     ptr.ty.name()

@@ -6,6 +6,7 @@
 //! [`VState::subsumes`]).
 
 use super::bounds::Scalar;
+use crate::kfunc::KernelStruct;
 use crate::uapi::limits::{MAX_BPF_REG, MAX_BPF_STACK};
 use alloc::vec::Vec;
 
@@ -29,6 +30,20 @@ pub enum RegType {
     PtrToMapValue,
     /// A map value or NULL (`PTR_TO_MAP_VALUE | PTR_MAYBE_NULL`).
     PtrToMapValueOrNull,
+    /// Into the packet's data (`PTR_TO_PACKET`): see [`super::pkt`].
+    PtrToPacket,
+    /// Into the packet's metadata area before the data (`PTR_TO_PACKET_META`).
+    PtrToPacketMeta,
+    /// The end of the packet's data (`PTR_TO_PACKET_END`): only compared, never moved or read.
+    PtrToPacketEnd,
+    /// A full socket, `struct bpf_sock` to the program (`PTR_TO_SOCKET`).
+    PtrToSocket,
+    /// A socket or NULL (`PTR_TO_SOCKET | PTR_MAYBE_NULL`).
+    PtrToSocketOrNull,
+    /// A trusted kernel object of a named type (`PTR_TO_BTF_ID | PTR_TRUSTED`).
+    PtrToBtfId(&'static KernelStruct),
+    /// A kernel object or NULL (`PTR_TO_BTF_ID | PTR_MAYBE_NULL`).
+    PtrToBtfIdOrNull(&'static KernelStruct),
 }
 
 impl RegType {
@@ -42,6 +57,13 @@ impl RegType {
             RegType::ConstPtrToMap => "map_ptr",
             RegType::PtrToMapValue => "map_value",
             RegType::PtrToMapValueOrNull => "map_value_or_null",
+            RegType::PtrToPacket => "pkt",
+            RegType::PtrToPacketMeta => "pkt_meta",
+            RegType::PtrToPacketEnd => "pkt_end",
+            RegType::PtrToSocket => "sock",
+            RegType::PtrToSocketOrNull => "sock_or_null",
+            RegType::PtrToBtfId(_) => "ptr_",
+            RegType::PtrToBtfIdOrNull(_) => "ptr_or_null_",
         }
     }
 
@@ -64,6 +86,12 @@ pub struct Reg {
     pub id: u32,
     /// For map pointers and values: the map's handle (the `ld_imm64` immediate).
     pub map: u32,
+    /// For pointers to acquired objects: the id of the reference they hold (`ref_obj_id`),
+    /// shared by every copy; 0 for unreferenced values.
+    pub ref_obj_id: u32,
+    /// For packet pointers: bytes from the pointer's base (fixed offset 0, variable part
+    /// included) proven inside the packet by a comparison with the end (`range`).
+    pub range: u32,
 }
 
 impl Reg {
@@ -74,6 +102,8 @@ impl Reg {
         var: Scalar::UNKNOWN,
         id: 0,
         map: 0,
+        ref_obj_id: 0,
+        range: 0,
     };
 
     /// A scalar with the given bounds.
@@ -84,6 +114,8 @@ impl Reg {
             var,
             id: 0,
             map: 0,
+            ref_obj_id: 0,
+            range: 0,
         }
     }
 
@@ -95,6 +127,8 @@ impl Reg {
             var: Scalar::konst(0),
             id: 0,
             map: 0,
+            ref_obj_id: 0,
+            range: 0,
         }
     }
 
@@ -104,6 +138,15 @@ impl Reg {
         match (self.ty, cur.ty) {
             (RegType::NotInit, _) => true,
             (RegType::Scalar, RegType::Scalar) => self.var.includes(&cur.var),
+            // `regsafe` for packet pointers: the old range no larger, same fixed offset and
+            // id, the old variable part covering the new one.
+            (RegType::PtrToPacket, RegType::PtrToPacket)
+            | (RegType::PtrToPacketMeta, RegType::PtrToPacketMeta) => {
+                self.range <= cur.range
+                    && self.off == cur.off
+                    && self.id == cur.id
+                    && self.var.includes(&cur.var)
+            }
             _ => self == cur,
         }
     }
@@ -195,6 +238,17 @@ impl Frame {
 pub struct VState {
     /// The call stack, innermost last.
     pub frames: Vec<Frame>,
+    /// References held on this path, oldest first (`bpf_verifier_state::refs`).
+    pub refs: Vec<RefState>,
+}
+
+/// One acquired reference (`struct bpf_reference_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RefState {
+    /// The reference id (the `ref_obj_id` of the registers holding it).
+    pub id: u32,
+    /// The instruction that acquired it.
+    pub insn: usize,
 }
 
 impl VState {
@@ -226,6 +280,7 @@ impl VState {
     /// spilled unknown scalar only covers fully initialized bytes.
     pub fn subsumes(&self, cur: &VState) -> bool {
         self.frames.len() == cur.frames.len()
+            && self.refs == cur.refs
             && self.frames.iter().zip(&cur.frames).all(|(a, b)| {
                 a.callsite == b.callsite
                     && a.regs.iter().zip(&b.regs).all(|(x, y)| x.subsumes(y))

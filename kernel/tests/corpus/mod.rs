@@ -555,7 +555,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         Mode::Raw,
         "call 14\nexit",
         Errno::EINVAL,
-        "invalid func unknown#14",
+        "program of this type cannot use helper bpf_get_current_pid_tgid#14",
     ),
     (
         "lookup with scalar map",
@@ -611,14 +611,14 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         Mode::Raw,
         "lddw %r2, map_fd 0\nmov %r3, 0\ncall 12\nmov %r0, 0\nexit",
         Errno::EINVAL,
-        "cannot pass map_type 1 into func tail_call#12",
+        "cannot pass map_type 1 into func bpf_tail_call#12",
     ),
     (
         "prog_array to lookup",
         Mode::Raw,
         "stw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4\nlddw %r1, map_fd 2\ncall 1\nmov %r0, 0\nexit",
         Errno::EINVAL,
-        "cannot pass map_type 3 into func map_lookup_elem#1",
+        "cannot pass map_type 3 into func bpf_map_lookup_elem#1",
     ),
     (
         "tail call without ctx",
@@ -635,18 +635,18 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "dereference of modified ctx ptr R1 off=8 disallowed",
     ),
     (
-        "sockmap lookup not modelled",
+        "sockmap lookup leaks its socket",
         Mode::Raw,
         concat!(lookup!("4"), "mov %r0, 0\nexit"),
         Errno::EINVAL,
-        "cannot pass map_type 15 into func map_lookup_elem#1",
+        "Unreleased reference id=2 alloc_insn=5",
     ),
     (
         "kfunc not registered",
         Mode::Raw,
         "call kfunc 5\nexit",
         Errno::EINVAL,
-        "kernel function #5 is not registered",
+        "kernel btf_id 5 is not a function",
     ),
     (
         "callx refused",
@@ -970,3 +970,6 @@ pub const POSITIVE: &[(&str, Mode, &str)] = &[
         "mov %r0, 0\nmay_goto +2\nadd %r0, 0\nja -3\nexit",
     ),
 ];
+
+#[macro_use]
+pub mod refs;

@@ -5,6 +5,7 @@
 use super::{json_num, slope};
 use kbpf::cpu::{CpuGuard, synchronize_rcu};
 use kbpf::insn::{exit, mov64_imm};
+use kbpf::skb::SkBuff;
 use kbpf::syscall::{self, Fd};
 use kbpf::tcx::{self, AttachAttr, Direction};
 use kbpf::uapi::{AttachType, ProgType};
@@ -67,11 +68,15 @@ pub fn measure(base_ifindex: u32, repeat: u32) -> Result<TcxReport> {
     let progs: Vec<Fd> = (0..64).map(|_| next_prog()).collect::<Result<_>>()?;
     let grace_period_ns = best_of(5, 20, synchronize_rcu);
 
+    // SCHED_CLS programs run on an skb (these never read it).
+    let mut pkt = [0u8; 64];
+    let mut skb = SkBuff::new(&mut pkt);
     let single = syscall::prog_get(progs[0])?;
     let prog_run_ns = {
         let mut g = CpuGuard::enter();
+        let ctx = skb.as_ctx();
         best_of(5, repeat, || {
-            std::hint::black_box(single.run(&mut g, 0, 0).ok());
+            std::hint::black_box(single.run(&mut g, ctx, 0).ok());
         })
     };
 
@@ -85,7 +90,7 @@ pub fn measure(base_ifindex: u32, repeat: u32) -> Result<TcxReport> {
         let dev = tcx::dev_get(ifindex)?;
         let mut g = CpuGuard::enter();
         let ns = best_of(5, repeat, || {
-            std::hint::black_box(tcx::run(&dev, Direction::Ingress, &mut g, 0, 0));
+            std::hint::black_box(tcx::run_skb(&dev, Direction::Ingress, &mut g, &mut skb));
         });
         drop(g);
         ns_per_run.push((n, ns));

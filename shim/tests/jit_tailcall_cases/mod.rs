@@ -116,7 +116,7 @@ fn r2_that_is_not_a_prog_array_of_the_program_falls_through() {
     let (e, log) = verifier_rejects(src, &[map, array]);
     assert_eq!(e, kbpf::Errno::EINVAL);
     assert!(
-        log.contains("cannot pass map_type 2 into func tail_call#12"),
+        log.contains("cannot pass map_type 2 into func bpf_tail_call#12"),
         "{log}"
     );
     let p = prog_trusted(src, &[map, array]);

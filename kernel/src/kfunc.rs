@@ -1,0 +1,360 @@
+//! Kernel functions (kfuncs) a program may call with `call` and `src_reg` =
+//! `BPF_PSEUDO_KFUNC_CALL`: the registry the verifier judges those calls against.
+//!
+//! Mirrors `struct btf_kfunc_id_set` and `register_btf_kfunc_id_set` /
+//! `btf_kfunc_id_set_contains` / `btf_kfunc_flags` of `kernel/bpf/btf.c`, the `KF_*` flags of
+//! `include/linux/btf.h`, and the argument classification of `get_kfunc_ptr_arg_type` in
+//! `kernel/bpf/verifier.c`. kbpf has no BTF: a kfunc's id (the call's `imm`, a BTF id in Linux)
+//! is fixed by its registration, and its prototype is spelled out here instead of being read
+//! from BTF. As in Linux, an argument named `*__sz` right after a memory argument is that
+//! memory's size in bytes; a memory argument without one points to a struct of fixed size.
+//!
+//! The registry has built-in entries (the conntrack kfuncs, with their final signatures, known
+//! to the verifier before their run-time side exists) and entries other modules add with
+//! [`register`] at init or at run time. A registered entry with the same id and name as a
+//! built-in one replaces it (that is how the conntrack module will supply the run-time side).
+
+use crate::helpers::HelperFn;
+use crate::uapi::ProgType;
+use crate::{Errno, Result};
+use alloc::vec::Vec;
+use bitflags::bitflags;
+
+/// A kernel struct a program may hold a pointer to (`PTR_TO_BTF_ID`): its name, how many bytes
+/// of it programs may read, and which byte ranges they may write.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct KernelStruct {
+    /// The struct's name (`nf_conn`).
+    pub name: &'static str,
+    /// Bytes from the start that programs may read.
+    pub size: u32,
+    /// `(offset, size)` of each field programs may write (`btf_struct_access` callbacks).
+    pub writable: &'static [(u32, u32)],
+}
+
+/// The kind of one kfunc argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KfuncArgKind {
+    /// The program's context (`KF_ARG_PTR_TO_CTX`): a struct that is the context of the
+    /// listed program types only.
+    Ctx {
+        /// The context struct's name (`xdp_md`, `__sk_buff`).
+        name: &'static str,
+        /// The program types whose context it is.
+        types: &'static [ProgType],
+    },
+    /// Memory the kfunc reads and writes (`KF_ARG_PTR_TO_MEM` / `KF_ARG_PTR_TO_MEM_SIZE`): of
+    /// the size the next argument gives when that one is named `*__sz`, else of `size` bytes.
+    Mem {
+        /// The pointed-to struct's name.
+        pointee: &'static str,
+        /// Its size, when no `__sz` argument follows.
+        size: u32,
+    },
+    /// A number (a `*__sz` argument is one).
+    Scalar,
+    /// A trusted pointer to a kernel object of this struct (`KF_ARG_PTR_TO_BTF_ID`).
+    Obj(&'static KernelStruct),
+}
+
+/// One argument: its name (the `__sz` convention reads it) and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KfuncArg {
+    /// The parameter name as in the kernel's prototype.
+    pub name: &'static str,
+    /// What the argument must be.
+    pub kind: KfuncArgKind,
+}
+
+/// What a kfunc returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KfuncRet {
+    /// Nothing (R0 is not readable afterwards).
+    Void,
+    /// A number.
+    Scalar,
+    /// A pointer to a kernel object of this struct.
+    Obj(&'static KernelStruct),
+}
+
+bitflags! {
+    /// Kfunc flags (`KF_*` of `include/linux/btf.h`, same bit values).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct KfuncFlags: u32 {
+        /// Returns a referenced object the program must release.
+        const ACQUIRE = 1 << 0;
+        /// Releases the referenced object passed as its object argument.
+        const RELEASE = 1 << 1;
+        /// May return NULL; the program must check before use.
+        const RET_NULL = 1 << 2;
+        /// Pointer arguments must be trusted and non-NULL.
+        const TRUSTED_ARGS = 1 << 4;
+    }
+}
+
+/// One kernel function.
+#[derive(Debug)]
+pub struct Kfunc {
+    /// The id a call's `imm` names it by.
+    pub id: u32,
+    /// The function's name (`bpf_xdp_ct_lookup`).
+    pub name: &'static str,
+    /// Its arguments, R1 upwards (at most five).
+    pub args: &'static [KfuncArg],
+    /// Its return value.
+    pub ret: KfuncRet,
+    /// `KF_*` flags.
+    pub flags: KfuncFlags,
+    /// The program types that may call it (the kfunc id sets registered per type).
+    pub prog_types: &'static [ProgType],
+    /// The run-time side; `None` while only the verifier knows the function (a program calling
+    /// it is then refused at load with `ENOTSUPP`).
+    pub func: Option<HelperFn>,
+}
+
+impl Kfunc {
+    /// Whether argument `i` is the size of argument `i - 1` (its name ends in `__sz`).
+    pub fn is_size_arg(&self, i: usize) -> bool {
+        i > 0
+            && self.args.get(i).is_some_and(|a| a.name.ends_with("__sz"))
+            && matches!(self.args[i - 1].kind, KfuncArgKind::Mem { .. })
+    }
+
+    /// Whether a program calling it can run: the function has a run-time side.
+    pub fn has_runtime(&self) -> bool {
+        self.func.is_some()
+    }
+
+    /// Whether `prog_type` may call it.
+    pub fn allowed_for(&self, prog_type: ProgType) -> bool {
+        self.prog_types.contains(&prog_type)
+    }
+
+    /// Prototype rules every entry must follow: at most five arguments, every `__sz` argument
+    /// a scalar right after a memory argument, fixed-size memory of at least one byte.
+    fn well_formed(&self) -> bool {
+        self.args.len() <= 5
+            && self.args.iter().enumerate().all(|(i, a)| {
+                if a.name.ends_with("__sz") {
+                    a.kind == KfuncArgKind::Scalar && self.is_size_arg(i)
+                } else {
+                    match a.kind {
+                        KfuncArgKind::Mem { size, .. } => size > 0 || self.is_size_arg(i + 1),
+                        _ => true,
+                    }
+                }
+            })
+    }
+}
+
+/// kbpf's `struct nf_conn` as programs see it: the fields up to and including `mark` at the
+/// offsets Linux 6.18 x86-64 has them (`/work/shared/research/decisions.md` #8); only `mark`
+/// (u32 at 168) is writable.
+pub static NF_CONN: KernelStruct = KernelStruct {
+    name: "nf_conn",
+    size: 176,
+    writable: &[(168, 4)],
+};
+
+/// The ids of the built-in kfuncs.
+pub mod ids {
+    /// `bpf_xdp_ct_lookup`.
+    pub const BPF_XDP_CT_LOOKUP: u32 = 100_001;
+    /// `bpf_skb_ct_lookup`.
+    pub const BPF_SKB_CT_LOOKUP: u32 = 100_002;
+    /// `bpf_ct_release`.
+    pub const BPF_CT_RELEASE: u32 = 100_003;
+}
+
+/// `sizeof(struct bpf_sock_tuple)` (the IPv6 form, the union's size).
+const SOCK_TUPLE_SIZE: u32 = 36;
+/// `sizeof(struct bpf_ct_opts)` in the final kernel (`NF_BPF_CT_OPTS_SZ`).
+const CT_OPTS_SIZE: u32 = 16;
+/// The program types the conntrack kfuncs are registered for.
+const CT_TYPES: &[ProgType] = &[ProgType::Xdp, ProgType::SchedCls];
+
+const fn arg(name: &'static str, kind: KfuncArgKind) -> KfuncArg {
+    KfuncArg { name, kind }
+}
+
+const CT_LOOKUP_TAIL: [KfuncArg; 4] = [
+    arg(
+        "bpf_tuple",
+        KfuncArgKind::Mem {
+            pointee: "bpf_sock_tuple",
+            size: SOCK_TUPLE_SIZE,
+        },
+    ),
+    arg("tuple__sz", KfuncArgKind::Scalar),
+    arg(
+        "opts",
+        KfuncArgKind::Mem {
+            pointee: "bpf_ct_opts",
+            size: CT_OPTS_SIZE,
+        },
+    ),
+    arg("opts__sz", KfuncArgKind::Scalar),
+];
+
+const fn ct_lookup_args(ctx: KfuncArg) -> [KfuncArg; 5] {
+    let t = CT_LOOKUP_TAIL;
+    [ctx, t[0], t[1], t[2], t[3]]
+}
+
+static XDP_CT_LOOKUP_ARGS: [KfuncArg; 5] = ct_lookup_args(arg(
+    "xdp_ctx",
+    KfuncArgKind::Ctx {
+        name: "xdp_md",
+        types: &[ProgType::Xdp],
+    },
+));
+
+static SKB_CT_LOOKUP_ARGS: [KfuncArg; 5] = ct_lookup_args(arg(
+    "skb_ctx",
+    KfuncArgKind::Ctx {
+        name: "__sk_buff",
+        types: &[
+            ProgType::SocketFilter,
+            ProgType::SchedCls,
+            ProgType::SchedAct,
+            ProgType::CgroupSkb,
+        ],
+    },
+));
+
+/// `struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *xdp_ctx, struct bpf_sock_tuple *bpf_tuple,
+/// u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz)`.
+pub static BPF_XDP_CT_LOOKUP: Kfunc = Kfunc {
+    id: ids::BPF_XDP_CT_LOOKUP,
+    name: "bpf_xdp_ct_lookup",
+    args: &XDP_CT_LOOKUP_ARGS,
+    ret: KfuncRet::Obj(&NF_CONN),
+    flags: KfuncFlags::ACQUIRE.union(KfuncFlags::RET_NULL),
+    prog_types: CT_TYPES,
+    func: None,
+};
+
+/// `struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb_ctx, struct bpf_sock_tuple
+/// *bpf_tuple, u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz)`.
+pub static BPF_SKB_CT_LOOKUP: Kfunc = Kfunc {
+    id: ids::BPF_SKB_CT_LOOKUP,
+    name: "bpf_skb_ct_lookup",
+    args: &SKB_CT_LOOKUP_ARGS,
+    ret: KfuncRet::Obj(&NF_CONN),
+    flags: KfuncFlags::ACQUIRE.union(KfuncFlags::RET_NULL),
+    prog_types: CT_TYPES,
+    func: None,
+};
+
+/// `void bpf_ct_release(struct nf_conn *nfct)`.
+pub static BPF_CT_RELEASE: Kfunc = Kfunc {
+    id: ids::BPF_CT_RELEASE,
+    name: "bpf_ct_release",
+    args: &[arg("nfct", KfuncArgKind::Obj(&NF_CONN))],
+    ret: KfuncRet::Void,
+    flags: KfuncFlags::RELEASE,
+    prog_types: CT_TYPES,
+    func: None,
+};
+
+static BUILTIN: [&Kfunc; 3] = [&BPF_XDP_CT_LOOKUP, &BPF_SKB_CT_LOOKUP, &BPF_CT_RELEASE];
+
+/// Entries added with [`register`]. A plain `spin::RwLock` rather than the sync facade: it is a
+/// static (loom's types are not const-constructible).
+static REGISTERED: spin::RwLock<Vec<&'static Kfunc>> = spin::RwLock::new(Vec::new());
+
+/// Adds `k` to the registry (`register_btf_kfunc_id_set`).
+///
+/// Fails with `EINVAL` for a malformed prototype (see [`Kfunc`]'s argument rules), `EEXIST`
+/// when a registered entry has the same id, or a built-in one has the same id under another
+/// name; `ENOMEM` if the registry cannot grow. A registered entry with the id and name of a
+/// built-in one replaces it.
+pub fn register(k: &'static Kfunc) -> Result {
+    if !k.well_formed() || i32::try_from(k.id).is_err() {
+        return Err(Errno::EINVAL);
+    }
+    if BUILTIN.iter().any(|b| b.id == k.id && b.name != k.name) {
+        return Err(Errno::EEXIST);
+    }
+    let mut reg = REGISTERED.write();
+    if reg.iter().any(|r| r.id == k.id) {
+        return Err(Errno::EEXIST);
+    }
+    reg.try_reserve(1)?;
+    reg.push(k);
+    Ok(())
+}
+
+/// The kfunc with id `id`, whatever the program type (`btf_kfunc_id_set_contains` before the
+/// per-type filter), or `None` when no function has that id.
+pub fn find(id: i32) -> Option<&'static Kfunc> {
+    let id = u32::try_from(id).ok()?;
+    if let Some(k) = REGISTERED.read().iter().find(|k| k.id == id) {
+        return Some(*k);
+    }
+    BUILTIN.iter().find(|k| k.id == id).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_are_well_formed_and_pair_sizes() {
+        for k in BUILTIN {
+            assert!(k.well_formed(), "{}", k.name);
+        }
+        assert!(BPF_XDP_CT_LOOKUP.is_size_arg(2));
+        assert!(BPF_XDP_CT_LOOKUP.is_size_arg(4));
+        assert!(!BPF_XDP_CT_LOOKUP.is_size_arg(1));
+        assert!(!BPF_XDP_CT_LOOKUP.is_size_arg(0));
+    }
+
+    static BAD_SZ: Kfunc = Kfunc {
+        id: 100_901,
+        name: "bad_sz",
+        args: &[
+            arg("x", KfuncArgKind::Scalar),
+            arg("x__sz", KfuncArgKind::Scalar),
+        ],
+        ret: KfuncRet::Void,
+        flags: KfuncFlags::empty(),
+        prog_types: &[ProgType::Xdp],
+        func: None,
+    };
+
+    static CLASH: Kfunc = Kfunc {
+        id: ids::BPF_CT_RELEASE,
+        name: "not_ct_release",
+        args: &[],
+        ret: KfuncRet::Void,
+        flags: KfuncFlags::empty(),
+        prog_types: &[ProgType::Xdp],
+        func: None,
+    };
+
+    static FRESH: Kfunc = Kfunc {
+        id: 100_902,
+        name: "fresh",
+        args: &[],
+        ret: KfuncRet::Scalar,
+        flags: KfuncFlags::empty(),
+        prog_types: &[ProgType::Xdp],
+        func: None,
+    };
+
+    #[test]
+    fn register_checks_shape_and_ids() {
+        assert_eq!(register(&BAD_SZ), Err(Errno::EINVAL));
+        assert_eq!(register(&CLASH), Err(Errno::EEXIST));
+        assert_eq!(find(100_902).map(|k| k.name), None);
+        assert_eq!(register(&FRESH), Ok(()));
+        assert_eq!(find(100_902).map(|k| k.name), Some("fresh"));
+        assert_eq!(register(&FRESH), Err(Errno::EEXIST));
+        assert_eq!(find(-1).map(|k| k.name), None);
+        assert_eq!(
+            find(ids::BPF_CT_RELEASE as i32).map(|k| k.name),
+            Some("bpf_ct_release")
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! The kernel-side socket buffer a TC, socket-filter or cgroup-skb program's context points
+//! to at run time (`struct sk_buff` of `include/linux/skbuff.h`, reduced to what the
+//! `__sk_buff` view exposes).
+//!
+//! Programs are written against `struct __sk_buff` (`include/uapi/linux/bpf.h`), a stable
+//! view whose layout is not this struct's: after verification the load rewrites every
+//! context access into an access of this struct (`bpf_convert_ctx_access` /
+//! `tc_cls_act_convert_ctx_access` of `net/core/filter.c`, here
+//! [`crate::verifier::convert`]). As in the kernel the fields are laid out for the kernel,
+//! not for the view: pointers first, several fields narrower than the view's `__u32`
+//! (`protocol`, `vlan_tci`, `vlan_proto`, `queue_mapping`, `tc_index`, `tc_classid` are 16
+//! bits, `pkt_type` and `vlan_present` 8), `cb` where the qdisc control block keeps it.
+//!
+//! `protocol` and `vlan_proto` hold network byte order, as the kernel's `__be16`s do.
+
+use core::mem::offset_of;
+
+/// A packet as TC and socket programs see it (kbpf's `struct sk_buff`).
+#[repr(C)]
+#[derive(Debug)]
+pub struct SkBuff {
+    /// First byte of the packet data (`skb->data`).
+    pub data: *mut u8,
+    /// One past the last byte of the linear data (`bpf_skb_cb(skb)->data_end`).
+    pub data_end: *mut u8,
+    /// Start of the metadata area in front of `data` (`skb->data - skb_metadata_len(skb)`);
+    /// equal to `data` when there is none.
+    pub data_meta: *mut u8,
+    /// Packet length (`skb->len`).
+    pub len: u32,
+    /// Packet mark (`skb->mark`).
+    pub mark: u32,
+    /// Queueing priority (`skb->priority`).
+    pub priority: u32,
+    /// Flow hash (`skb->hash`).
+    pub hash: u32,
+    /// Interface the packet arrived on (`skb->skb_iif`).
+    pub ingress_ifindex: u32,
+    /// Interface the packet is on (`skb->dev->ifindex`; 0 for no device).
+    pub ifindex: u32,
+    /// Ethernet protocol, network byte order (`skb->protocol`).
+    pub protocol: u16,
+    /// VLAN tag control information (`skb->vlan_tci`).
+    pub vlan_tci: u16,
+    /// VLAN protocol, network byte order (`skb->vlan_proto`).
+    pub vlan_proto: u16,
+    /// Transmit queue (`skb->queue_mapping`).
+    pub queue_mapping: u16,
+    /// Traffic control index (`skb->tc_index`).
+    pub tc_index: u16,
+    /// TC class id (`qdisc_skb_cb(skb)->tc_classid`).
+    pub tc_classid: u16,
+    /// Packet class (`skb->pkt_type`: host, broadcast, ...).
+    pub pkt_type: u8,
+    /// Whether a VLAN tag is present (`skb_vlan_tag_present`).
+    pub vlan_present: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+    /// Control block programs may use (`qdisc_skb_cb(skb)->data`, `__sk_buff.cb[0..5]`).
+    pub cb: [u32; 5],
+}
+
+impl SkBuff {
+    /// An skb over `pkt` (no metadata): `data`..`data_end` covers it, `len` is its length,
+    /// every other field 0.
+    pub fn new(pkt: &mut [u8]) -> SkBuff {
+        let range = pkt.as_mut_ptr_range();
+        SkBuff {
+            data: range.start,
+            data_end: range.end,
+            data_meta: range.start,
+            len: pkt.len() as u32,
+            mark: 0,
+            priority: 0,
+            hash: 0,
+            ingress_ifindex: 0,
+            ifindex: 0,
+            protocol: 0,
+            vlan_tci: 0,
+            vlan_proto: 0,
+            queue_mapping: 0,
+            tc_index: 0,
+            tc_classid: 0,
+            pkt_type: 0,
+            vlan_present: 0,
+            _pad: [0; 2],
+            cb: [0; 5],
+        }
+    }
+
+    /// The address a program's R1 gets.
+    pub fn as_ctx(&mut self) -> u64 {
+        self as *mut SkBuff as u64
+    }
+}
+
+/// Where each field is, for the context rewrite: `(offset, size)` in bytes.
+pub mod field {
+    #![allow(missing_docs)]
+    use super::*;
+    pub const DATA: (usize, usize) = (offset_of!(SkBuff, data), 8);
+    pub const DATA_END: (usize, usize) = (offset_of!(SkBuff, data_end), 8);
+    pub const DATA_META: (usize, usize) = (offset_of!(SkBuff, data_meta), 8);
+    pub const LEN: (usize, usize) = (offset_of!(SkBuff, len), 4);
+    pub const MARK: (usize, usize) = (offset_of!(SkBuff, mark), 4);
+    pub const PRIORITY: (usize, usize) = (offset_of!(SkBuff, priority), 4);
+    pub const HASH: (usize, usize) = (offset_of!(SkBuff, hash), 4);
+    pub const INGRESS_IFINDEX: (usize, usize) = (offset_of!(SkBuff, ingress_ifindex), 4);
+    pub const IFINDEX: (usize, usize) = (offset_of!(SkBuff, ifindex), 4);
+    pub const PROTOCOL: (usize, usize) = (offset_of!(SkBuff, protocol), 2);
+    pub const VLAN_TCI: (usize, usize) = (offset_of!(SkBuff, vlan_tci), 2);
+    pub const VLAN_PROTO: (usize, usize) = (offset_of!(SkBuff, vlan_proto), 2);
+    pub const QUEUE_MAPPING: (usize, usize) = (offset_of!(SkBuff, queue_mapping), 2);
+    pub const TC_INDEX: (usize, usize) = (offset_of!(SkBuff, tc_index), 2);
+    pub const TC_CLASSID: (usize, usize) = (offset_of!(SkBuff, tc_classid), 2);
+    pub const PKT_TYPE: (usize, usize) = (offset_of!(SkBuff, pkt_type), 1);
+    pub const VLAN_PRESENT: (usize, usize) = (offset_of!(SkBuff, vlan_present), 1);
+    pub const CB: (usize, usize) = (offset_of!(SkBuff, cb), 20);
+}
+
+// The control block keeps the alignment 8-byte `cb` accesses in `__sk_buff` have.
+static_assertions::const_assert!(offset_of!(SkBuff, cb) % 8 == 0);

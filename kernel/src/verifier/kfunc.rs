@@ -1,0 +1,197 @@
+//! Kfunc calls (`call` with `src_reg` = `BPF_PSEUDO_KFUNC_CALL`) checked against the
+//! [`crate::kfunc`] registry (`check_kfunc_call`, `check_kfunc_args`, `fetch_kfunc_meta` of
+//! `kernel/bpf/verifier.c`).
+//!
+//! The id must name a registered function ("kernel btf_id N is not a function", `EINVAL`) that
+//! the program type may call ("calling kernel function X is not allowed", `EACCES`). Each
+//! argument is checked by kind: the context (of the struct the function names), memory with
+//! its `__sz` size or of its struct's fixed size (readable and writable; NULL only with size
+//! 0), a scalar, or a trusted non-NULL kernel object of the named struct. A `KF_RELEASE`
+//! function releases the reference its object argument holds; a `KF_ACQUIRE` one returns a new
+//! reference, maybe NULL with `KF_RET_NULL`.
+
+use super::bounds::Scalar;
+use super::explore::Explorer;
+use super::log::Reject;
+use super::state::{Reg, RegType, VState};
+use crate::Errno;
+use crate::kfunc::{KfuncArgKind, KfuncFlags, KfuncRet, find};
+
+impl Explorer<'_> {
+    /// A kfunc call to id `id` at `pc`.
+    pub(super) fn check_kfunc_call(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        id: i32,
+    ) -> Result<(), Reject> {
+        let Some(k) = find(id) else {
+            return Err(Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!("kernel btf_id {} is not a function", id as u32),
+            ));
+        };
+        let prog_type = self.env.prog_type;
+        if !k.allowed_for(prog_type) {
+            return Err(Reject::acces(
+                pc,
+                format_args!("calling kernel function {} is not allowed", k.name),
+            ));
+        }
+        let mut release = None;
+        for (i, a) in k.args.iter().enumerate() {
+            let r = i as u8 + 1;
+            if k.is_size_arg(i) {
+                continue; // checked with its memory argument
+            }
+            let reg = self.read(st, pc, r)?;
+            match a.kind {
+                KfuncArgKind::Ctx { name, types } => {
+                    if reg.ty != RegType::PtrToCtx {
+                        return Err(Reject::new(
+                            Errno::EINVAL,
+                            pc,
+                            format_args!(
+                                "arg#{i} expected pointer to ctx, but got {}",
+                                reg.ty.name()
+                            ),
+                        ));
+                    }
+                    if !types.contains(&prog_type) {
+                        return Err(Reject::new(
+                            Errno::EINVAL,
+                            pc,
+                            format_args!(
+                                "arg#{i} expected pointer to STRUCT {name}, but got ctx of {}",
+                                prog_type.name()
+                            ),
+                        ));
+                    }
+                    if reg.off != 0 || reg.var.as_const() != Some(0) {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!(
+                                "dereference of modified ctx ptr R{r} off={} disallowed",
+                                reg.off
+                            ),
+                        ));
+                    }
+                }
+                KfuncArgKind::Mem { size, .. } => {
+                    let size = if k.is_size_arg(i + 1) {
+                        self.check_mem_size_reg(st, pc, r + 1, true)?
+                    } else {
+                        size as u64
+                    };
+                    let null = reg.ty == RegType::Scalar && reg.var.as_const() == Some(0);
+                    if null && size != 0 {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!("Possibly NULL pointer passed to trusted arg{i}"),
+                        ));
+                    }
+                    if !null && size != 0 {
+                        self.check_helper_mem(st, pc, r, size as usize)?;
+                    }
+                }
+                KfuncArgKind::Scalar => {
+                    if reg.ty != RegType::Scalar {
+                        return Err(Reject::new(
+                            Errno::EINVAL,
+                            pc,
+                            format_args!("R{r} is not a scalar"),
+                        ));
+                    }
+                }
+                KfuncArgKind::Obj(want) => {
+                    match reg.ty {
+                        RegType::PtrToBtfId(got) if got == want => {}
+                        RegType::PtrToBtfId(got) => {
+                            return Err(Reject::new(
+                                Errno::EINVAL,
+                                pc,
+                                format_args!(
+                                    "kernel function {} args#{i} expected pointer to STRUCT {} but R{r} has a pointer to STRUCT {}",
+                                    k.name, want.name, got.name
+                                ),
+                            ));
+                        }
+                        RegType::PtrToBtfIdOrNull(_) | RegType::Scalar
+                            if reg.ty != RegType::Scalar || reg.var.as_const() == Some(0) =>
+                        {
+                            return Err(Reject::acces(
+                                pc,
+                                format_args!("Possibly NULL pointer passed to trusted arg{i}"),
+                            ));
+                        }
+                        t => {
+                            return Err(Reject::acces(
+                                pc,
+                                format_args!("R{r} type={} expected=ptr_, trusted_ptr_", t.name()),
+                            ));
+                        }
+                    }
+                    if k.flags.contains(KfuncFlags::RELEASE) && release.is_none() {
+                        if reg.ref_obj_id == 0 {
+                            return Err(Reject::new(
+                                Errno::EINVAL,
+                                pc,
+                                format_args!(
+                                    "R{r} must be referenced when passed to release function"
+                                ),
+                            ));
+                        }
+                        if reg.off != 0 {
+                            return Err(Reject::new(
+                                Errno::EINVAL,
+                                pc,
+                                format_args!(
+                                    "R{r} must have zero offset when passed to release func"
+                                ),
+                            ));
+                        }
+                        release = Some(reg.ref_obj_id);
+                    }
+                }
+            }
+        }
+        if k.flags.contains(KfuncFlags::RELEASE) && release.is_none() {
+            return Err(Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!(
+                    "release kernel function {} expects refcounted PTR_TO_BTF_ID",
+                    k.name
+                ),
+            ));
+        }
+        if let Some(id) = release {
+            self.release_reference(st, pc, id, k.name)?;
+        }
+        for r in 1..=5 {
+            *st.reg_mut(r) = Reg::NOT_INIT;
+        }
+        *st.reg_mut(0) = match k.ret {
+            KfuncRet::Void => Reg::NOT_INIT,
+            KfuncRet::Scalar => Reg::scalar(Scalar::UNKNOWN),
+            KfuncRet::Obj(s) => {
+                let null = k.flags.contains(KfuncFlags::RET_NULL);
+                let ty = if null {
+                    RegType::PtrToBtfIdOrNull(s)
+                } else {
+                    RegType::PtrToBtfId(s)
+                };
+                let mut r = Reg::ptr(ty, 0);
+                if k.flags.contains(KfuncFlags::ACQUIRE) {
+                    r.ref_obj_id = self.acquire_reference(st, pc);
+                    r.id = if null { r.ref_obj_id } else { 0 };
+                } else if null {
+                    r.id = self.new_id();
+                }
+                r
+            }
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Packet pointers: `data`, `data_meta` and `data_end` from the context, the range a
+//! comparison with the end proves, and accesses through them.
+//!
+//! Mirrors `find_good_pkt_pointers`, `try_match_pkt_pointers`, `check_packet_access` and the
+//! packet parts of `adjust_ptr_min_max_vals` and `check_cond_jmp_op` in
+//! `kernel/bpf/verifier.c`.
+//!
+//! A packet pointer (`pkt` or `pkt_meta`) has a fixed offset `off`, a variable part `var`, an
+//! `id` and a `range`: the bytes `[base, base + range)` are known to be inside the packet,
+//! where `base` is the pointer minus its fixed offset. Pointers loaded from the context start
+//! with id 0, offset 0 and range 0: nothing may be read through them until a comparison
+//! proves some range. Adding a constant moves `off` and keeps id and range; adding or
+//! subtracting a variable makes a new base (a fresh id, range 0). A comparison of a pointer
+//! `p` = `base + off` with `data_end` (any of `>`, `<`, `>=`, `<=`, either operand order;
+//! `pkt_meta` against an unmodified `data` likewise) sets, on the direction where
+//! `p <= data_end` (or `p < data_end`) holds, the range of every pointer of the same type and
+//! id to `off` (or `off + 1`), unless the variable part may reach past `MAX_PACKET_OFF`.
+//! An access of `size` bytes at fixed offset `off` needs `off >= 0`, `off + size <= range`
+//! and a variable part that is never negative.
+//!
+//! Not done: the kernel's `mark_pkt_end` / `is_pkt_ptr_branch_taken` (a second comparison
+//! that is already decided still explores both directions, which is sound), helpers that
+//! change packet data (none exist yet), and the subtraction rule that keeps the range when
+//! the subtrahend is non-negative (here any variable subtraction resets it: stricter).
+
+use super::explore::{Explorer, Next};
+use super::log::Reject;
+use super::state::{Reg, RegType, VState};
+use crate::insn::{Cond, Operand};
+
+/// The largest packet offset a range may cover (`MAX_PACKET_OFF`).
+pub const MAX_PACKET_OFF: u64 = 0xffff;
+
+/// Whether `t` is `pkt` or `pkt_meta` (`type_is_pkt_pointer`).
+pub fn is_pkt_pointer(t: RegType) -> bool {
+    matches!(t, RegType::PtrToPacket | RegType::PtrToPacketMeta)
+}
+
+/// Whether `t` is any packet pointer, the end included (`reg_is_pkt_pointer_any`).
+pub fn is_pkt_pointer_any(t: RegType) -> bool {
+    is_pkt_pointer(t) || t == RegType::PtrToPacketEnd
+}
+
+/// An unmodified pointer of type `t` as loaded from the context (`reg_is_init_pkt_pointer`).
+fn is_init_pkt_pointer(r: &Reg, t: RegType) -> bool {
+    r.ty == t && r.id == 0 && r.off == 0 && r.var.as_const() == Some(0)
+}
+
+/// On the direction where `dst` is proven at most the end (`right_open`: strictly below it),
+/// every pointer of `dst`'s type and id gets the range up to `dst`'s offset
+/// (`find_good_pkt_pointers`).
+fn find_good_pkt_pointers(st: &mut VState, dst: &Reg, right_open: bool) {
+    if dst.off < 0 || (dst.off == 0 && right_open) {
+        return;
+    }
+    if dst.var.umax > MAX_PACKET_OFF || dst.var.umax + dst.off as u64 > MAX_PACKET_OFF {
+        // Overflow risk: pkt + (1 << 63) may compare below the end and still be outside.
+        return;
+    }
+    let new_range = dst.off as u32 + right_open as u32;
+    let (ty, id) = (dst.ty, dst.id);
+    st.for_each_reg(|r| {
+        if r.ty == ty && r.id == id {
+            r.range = r.range.max(new_range);
+        }
+    });
+}
+
+impl Explorer<'_> {
+    /// The packet part of pointer arithmetic: a variable offset starts a new base with a fresh
+    /// id and no proven range (`adjust_ptr_min_max_vals`). `r` is the generic result.
+    pub(super) fn adjust_pkt_ptr(&mut self, ptr: &Reg, s: &Reg, mut r: Reg) -> Reg {
+        if !is_pkt_pointer(ptr.ty) || s.var.as_const().is_some() {
+            return r;
+        }
+        r.id = self.new_id();
+        r.range = 0;
+        r
+    }
+
+    /// A conditional jump between packet pointers (`try_match_pkt_pointers`): `Ok(Some)` when
+    /// it is a bounds check (both directions explored, the good one with the range set),
+    /// `Err` for any other comparison of two packet pointers in the default mode, `Ok(None)`
+    /// when the comparison is not between packet pointers.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn try_match_pkt_pointers(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        wide: bool,
+        cond: Cond,
+        dst: u8,
+        src: Operand,
+        a: &Reg,
+        b: &Reg,
+    ) -> Result<Option<Next>, Reject> {
+        if !is_pkt_pointer_any(a.ty) || !is_pkt_pointer_any(b.ty) {
+            return Ok(None);
+        }
+        let (fall, target) = (pc + 1, (pc as i64 + 1 + self.jmp_off(pc)) as usize);
+        // Which register is checked against the end: the destination ("pkt' > end",
+        // "meta' > data") or the source ("end > pkt'", "data > meta'").
+        let dst_checked = (a.ty == RegType::PtrToPacket && b.ty == RegType::PtrToPacketEnd)
+            || (a.ty == RegType::PtrToPacketMeta && is_init_pkt_pointer(b, RegType::PtrToPacket));
+        let src_checked = (a.ty == RegType::PtrToPacketEnd && b.ty == RegType::PtrToPacket)
+            || (is_init_pkt_pointer(a, RegType::PtrToPacket) && b.ty == RegType::PtrToPacketMeta);
+        let matched = matches!(src, Operand::Reg(_))
+            && wide
+            && (dst_checked || src_checked)
+            && matches!(cond, Cond::Gt | Cond::Lt | Cond::Ge | Cond::Le);
+        if !matched {
+            if self.env.privileged {
+                return Ok(None);
+            }
+            return Err(Reject::acces(
+                pc,
+                format_args!("R{dst} pointer comparison prohibited"),
+            ));
+        }
+        // (good direction is the taken one, range right-open) per condition, for the
+        // destination being the checked pointer; the source case mirrors it.
+        let (taken_good, open) = match (cond, dst_checked) {
+            (Cond::Gt, true) => (false, false),
+            (Cond::Gt, false) => (true, true),
+            (Cond::Lt, true) => (true, true),
+            (Cond::Lt, false) => (false, false),
+            (Cond::Ge, true) => (false, true),
+            (Cond::Ge, false) => (true, false),
+            (Cond::Le, true) => (true, false),
+            _ => (false, true),
+        };
+        let checked = if dst_checked { *a } else { *b };
+        let mut other = st.clone();
+        let good = if taken_good { &mut other } else { st };
+        find_good_pkt_pointers(good, &checked, open);
+        Ok(Some(Next::Fork(fall, target, other)))
+    }
+
+    /// The jump offset of the conditional jump at `pc`.
+    fn jmp_off(&self, pc: usize) -> i64 {
+        match self.cfg.ops[pc] {
+            Some(crate::insn::Op::Jmp { off, .. }) => off as i64,
+            _ => 0,
+        }
+    }
+
+    /// `size` bytes at fixed offset `off` (the pointer's own included) through packet pointer
+    /// `p` in R`regno` (`check_packet_access`).
+    pub(super) fn check_packet_access(
+        &self,
+        pc: usize,
+        regno: u8,
+        p: &Reg,
+        off: i64,
+        size: usize,
+    ) -> Result<(), Reject> {
+        if p.var.smin < 0 {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
+                ),
+            ));
+        }
+        if off >= 0 && off as u64 + size as u64 <= p.range as u64 {
+            return Ok(());
+        }
+        Err(Reject::acces(
+            pc,
+            format_args!(
+                "invalid access to packet, off={off} size={size}, R{regno}(id={},off={off},r={})\n\
+                 R{regno} offset is outside of the packet",
+                p.id, p.range
+            ),
+        ))
+    }
+}

@@ -1,0 +1,329 @@
+//! Reference tracking and the objects references point to: sockets from helpers and kernel
+//! objects from kfuncs.
+//!
+//! Mirrors `acquire_reference` (`acquire_reference_state`), `release_reference`,
+//! `release_reference_state`, `mark_reg_invalid`, `check_reference_leak`,
+//! `mark_ptr_or_null_regs`/`mark_ptr_or_null_reg`, `check_sock_access`
+//! (`bpf_sock_is_valid_access` of `net/core/filter.c`) and `check_ptr_to_btf_access` of
+//! `kernel/bpf/verifier.c`.
+//!
+//! A helper or kfunc that acquires gives its result a fresh reference id (`ref_obj_id`, also
+//! its null-check `id`) and records `(id, insn)` in the path's [`VState::refs`]. The null check
+//! `if rX == 0` turns every copy into the non-NULL pointer or, on the NULL branch, the scalar 0
+//! and drops the reference there (nothing was acquired). Releasing removes the reference and
+//! invalidates every register and spilled copy holding it (uninitialized; unknown scalars for
+//! root), so a later use or a second release is refused. `exit` from the main program and
+//! `bpf_tail_call` are refused while a reference is held.
+
+use super::bounds::Scalar;
+use super::explore::Explorer;
+use super::log::Reject;
+use super::state::{ByteKind, RefState, Reg, RegType, Slot, VState};
+use crate::Errno;
+
+/// `sizeof(struct bpf_sock)`: bytes of a socket programs may read (`offsetofend(struct
+/// bpf_sock, rx_queue_mapping)`).
+pub const BPF_SOCK_SIZE: i64 = 80;
+
+/// The non-NULL type of a maybe-NULL pointer type, or `None` when `t` cannot be NULL.
+pub fn or_null_base(t: RegType) -> Option<RegType> {
+    match t {
+        RegType::PtrToMapValueOrNull => Some(RegType::PtrToMapValue),
+        RegType::PtrToSocketOrNull => Some(RegType::PtrToSocket),
+        RegType::PtrToBtfIdOrNull(s) => Some(RegType::PtrToBtfId(s)),
+        _ => None,
+    }
+}
+
+/// After `if rX == 0` on a maybe-NULL pointer with null-check id `id`: every register with that
+/// id becomes the pointer (`null == false`) or the scalar 0; on the NULL branch a reference
+/// acquired with the pointer itself is dropped (`mark_ptr_or_null_regs`).
+pub fn mark_ptr_or_null_regs(st: &mut VState, id: u32, ref_obj_id: u32, null: bool) {
+    if null && ref_obj_id != 0 && ref_obj_id == id {
+        st.refs.retain(|r| r.id != id);
+    }
+    st.for_each_reg(|r| {
+        if r.id != id {
+            return;
+        }
+        if let Some(base) = or_null_base(r.ty) {
+            if null {
+                *r = Reg::scalar(Scalar::konst(0));
+            } else {
+                r.ty = base;
+                r.id = 0;
+            }
+        }
+    });
+}
+
+/// The value a load of `size` bytes of unknown data gives.
+fn loaded(size: usize, sign: bool) -> Reg {
+    let bits = size as u32 * 8;
+    Reg::scalar(match (bits, sign) {
+        (64, _) => Scalar::UNKNOWN,
+        (_, false) => Scalar::urange(0, (1u64 << bits) - 1),
+        (_, true) => Scalar::srange(-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1),
+    })
+}
+
+impl Explorer<'_> {
+    /// Records a new reference acquired at `pc` and returns its id (`acquire_reference`).
+    pub(super) fn acquire_reference(&mut self, st: &mut VState, pc: usize) -> u32 {
+        let id = self.new_id();
+        st.refs.push(RefState { id, insn: pc });
+        id
+    }
+
+    /// Releases reference `id`: it leaves the path's list and every register holding it
+    /// becomes unusable (`release_reference` + `mark_reg_invalid`).
+    pub(super) fn release_reference(
+        &self,
+        st: &mut VState,
+        pc: usize,
+        id: u32,
+        what: &str,
+    ) -> Result<(), Reject> {
+        let Some(i) = st.refs.iter().position(|r| r.id == id) else {
+            return Err(Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!("func {what} reference has not been acquired before"),
+            ));
+        };
+        st.refs.remove(i);
+        let invalid = if self.env.privileged {
+            Reg::scalar(Scalar::UNKNOWN)
+        } else {
+            Reg::NOT_INIT
+        };
+        for fr in &mut st.frames {
+            for r in fr.regs.iter_mut() {
+                if r.ref_obj_id == id {
+                    *r = invalid;
+                }
+            }
+            // A spilled copy stays a spill, of the invalidated register: filling it is fine,
+            // using the filled register is not (unprivileged).
+            for s in fr.stack.iter_mut() {
+                if matches!(s, Slot::Spill(r) if r.ref_obj_id == id) {
+                    *s = Slot::Spill(invalid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses leaving the program (`exit` from the main frame, or `what` = `tail_call`) while
+    /// a reference is held (`check_reference_leak`).
+    pub(super) fn check_reference_leak(
+        &self,
+        st: &VState,
+        pc: usize,
+        what: Option<&str>,
+    ) -> Result<(), Reject> {
+        let Some(r) = st.refs.first() else {
+            return Ok(());
+        };
+        Err(match what {
+            Some(w) => Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!("{w} would lead to reference leak"),
+            ),
+            None => Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!("Unreleased reference id={} alloc_insn={}", r.id, r.insn),
+            ),
+        })
+    }
+
+    /// A load or store through a socket or kernel-object pointer; `write` is the stored value
+    /// and its register. Sockets are read-only `struct bpf_sock`s; kernel objects may be read
+    /// within the struct's exposed size and written only in its writable fields.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check_obj_access(
+        &self,
+        pc: usize,
+        ptrno: u8,
+        p: &Reg,
+        off: i16,
+        size: usize,
+        write: Option<(Reg, u8)>,
+        sign: bool,
+    ) -> Result<Reg, Reject> {
+        let total = p.off as i64 + off as i64;
+        match p.ty {
+            RegType::PtrToSocket => {
+                if write.is_some() {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!("R{ptrno} cannot write into sock"),
+                    ));
+                }
+                if total < 0
+                    || total + size as i64 > BPF_SOCK_SIZE
+                    || size > 4
+                    || total % size as i64 != 0
+                {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!("R{ptrno} invalid sock access off={total} size={size}"),
+                    ));
+                }
+                Ok(loaded(size, sign))
+            }
+            RegType::PtrToBtfId(s) => {
+                if p.var.as_const() != Some(0) {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!(
+                            "R{ptrno} is ptr_{} invalid variable offset: off={total}, var_off={}",
+                            s.name, p.var.var
+                        ),
+                    ));
+                }
+                if total < 0 {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!(
+                            "R{ptrno} is ptr_{} invalid negative access: off={total}",
+                            s.name
+                        ),
+                    ));
+                }
+                if let Some((v, src)) = write {
+                    if v.ty.is_pointer() && !self.env.privileged {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!("R{src} leaks addr into mem"),
+                        ));
+                    }
+                    let ok = s.writable.iter().any(|&(o, n)| {
+                        total >= o as i64 && total + size as i64 <= o as i64 + n as i64
+                    });
+                    if !ok {
+                        return Err(Reject::acces(
+                            pc,
+                            format_args!("no write support to {} at off {total}", s.name),
+                        ));
+                    }
+                }
+                if total + size as i64 > s.size as i64 {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!("access beyond struct {} at off {total} size {size}", s.name),
+                    ));
+                }
+                Ok(write.map_or_else(|| loaded(size, sign), |(v, _)| v))
+            }
+            t => Err(Reject::acces(
+                pc,
+                format_args!("R{ptrno} invalid mem access '{}'", t.name()),
+            )),
+        }
+    }
+
+    /// A helper argument pointing to `size` bytes the helper writes without reading them first
+    /// (`ARG_PTR_TO_UNINIT_MEM`): stack bytes in the frame become written, a map value must be
+    /// in bounds and writable.
+    pub(super) fn check_helper_uninit_mem(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        regno: u8,
+        size: usize,
+    ) -> Result<(), Reject> {
+        let p = *st.reg(regno);
+        let RegType::PtrToStack { frame } = p.ty else {
+            if p.ty == RegType::PtrToMapValue {
+                let attr = self.map_attr(pc, p.map)?;
+                if attr.flags.contains(crate::uapi::MapFlags::RDONLY_PROG) {
+                    return Err(Reject::acces(pc, "write into map forbidden"));
+                }
+            }
+            return self.check_helper_mem(st, pc, regno, size);
+        };
+        let base = p.off as i64;
+        let (lo, hi) = (
+            base.saturating_add(p.var.smin),
+            base.saturating_add(p.var.smax).saturating_add(size as i64),
+        );
+        if lo < -512 || hi > 0 {
+            let errno = if lo >= -512 {
+                Errno::EINVAL
+            } else {
+                Errno::EACCES
+            };
+            return Err(Reject::new(
+                errno,
+                pc,
+                format_args!("invalid indirect access to stack R{regno} off={base} size={size}"),
+            ));
+        }
+        let fr = &mut st.frames[frame as usize];
+        let depth = &mut self.stack_depth[fr.subprog];
+        *depth = (*depth).max((-lo) as u32);
+        for o in lo..hi {
+            let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
+            if let Slot::Spill(r) = fr.stack[s] {
+                if r.ty.is_pointer() && !self.env.privileged {
+                    return Err(Reject::acces(
+                        pc,
+                        "attempt to corrupt spilled pointer on stack",
+                    ));
+                }
+                fr.stack[s] = Slot::Bytes(core::array::from_fn(|i| fr.stack[s].byte(i)));
+            }
+            if let Slot::Bytes(bytes) = &mut fr.stack[s] {
+                bytes[b] = ByteKind::Misc;
+            }
+        }
+        Ok(())
+    }
+
+    /// The size argument `regno` of a memory argument (`check_mem_size_reg`): a scalar that is
+    /// non-negative, bounded and (unless `zero_ok`) non-zero. Returns the largest size.
+    pub(super) fn check_mem_size_reg(
+        &self,
+        st: &VState,
+        pc: usize,
+        regno: u8,
+        zero_ok: bool,
+    ) -> Result<u64, Reject> {
+        let r = self.read(st, pc, regno)?;
+        if r.ty != RegType::Scalar {
+            return Err(Reject::acces(
+                pc,
+                format_args!("R{regno} type={} expected=scalar", r.ty.name()),
+            ));
+        }
+        if r.var.smin < 0 {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} min value is negative, either use unsigned or 'var &= const'"
+                ),
+            ));
+        }
+        if r.var.umin == 0 && !zero_ok {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} invalid zero-sized read: u64=[{},{}]",
+                    r.var.umin, r.var.umax
+                ),
+            ));
+        }
+        if r.var.umax >= 1 << 29 {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'"
+                ),
+            ));
+        }
+        Ok(r.var.umax)
+    }
+}

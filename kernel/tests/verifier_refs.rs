@@ -1,0 +1,188 @@
+//! Sockets, kernel objects and reference tracking in the verifier: helpers that acquire and
+//! release (`bpf_sk_lookup_tcp`, `bpf_sk_release`), kfunc calls against the registry (the
+//! conntrack kfuncs), per-type helper availability, memory + size arguments, and the load's
+//! refusal of programs whose helpers or kfuncs have no run-time side yet. Each negative case
+//! asserts the kernel's errno and a log fragment; positive controls use the same rules.
+
+#[macro_use]
+mod corpus;
+
+use corpus::maps;
+use corpus::refs::{Mode, NEGATIVE, POSITIVE};
+use kbpf::Errno;
+use kbpf::insn::{Insn, assemble};
+use kbpf::kfunc::{self, Kfunc, KfuncArg, KfuncArgKind, KfuncFlags, KfuncRet};
+use kbpf::syscall;
+use kbpf::uapi::ProgType;
+use kbpf::verifier::{VerifierEnv, VerifyError, verify};
+use kbpf::{ProgLoadAttr, helpers};
+
+fn run(mode: Mode, asm: &str) -> Result<(), VerifyError> {
+    let insns: Vec<Insn> = assemble(asm).unwrap_or_else(|e| panic!("{e}\n{asm}"));
+    let env = VerifierEnv {
+        prog_type: mode.prog_type(),
+        maps: &maps,
+        ctx_size: 0,
+        privileged: mode.privileged(),
+        allow_loops: true,
+    };
+    verify(&insns, &env).map(|_| ())
+}
+
+#[test]
+fn negative_corpus() {
+    let mut failures = Vec::new();
+    for &(name, mode, asm, errno, frag) in NEGATIVE {
+        match run(mode, asm) {
+            Ok(()) => failures.push(format!("{name}: accepted")),
+            Err(e) if e.errno != errno || !e.log.contains(frag) => {
+                failures.push(format!("{name}: want {errno:?} '{frag}', got {e}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(NEGATIVE.len() >= 25);
+}
+
+#[test]
+fn positive_controls() {
+    let mut failures = Vec::new();
+    for &(name, mode, asm) in POSITIVE {
+        if let Err(e) = run(mode, asm) {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A kfunc registered at run time with a fixed-size struct argument (no `__sz`) and a scalar:
+/// the verifier judges calls to it by its registered prototype.
+static TEST_FIXED: Kfunc = Kfunc {
+    id: 200_001,
+    name: "kbpf_test_fixed",
+    args: &[
+        KfuncArg {
+            name: "tuple",
+            kind: KfuncArgKind::Mem {
+                pointee: "bpf_sock_tuple",
+                size: 36,
+            },
+        },
+        KfuncArg {
+            name: "flags",
+            kind: KfuncArgKind::Scalar,
+        },
+    ],
+    ret: KfuncRet::Scalar,
+    flags: KfuncFlags::empty(),
+    prog_types: &[ProgType::Xdp],
+    func: None,
+};
+
+#[test]
+fn registered_kfunc_is_judged_by_its_prototype() {
+    assert_eq!(kfunc::register(&TEST_FIXED), Ok(()));
+    let ok = concat!(
+        tuple!(),
+        "mov %r1, %r10\nadd %r1, -40\nmov %r2, 0\ncall kfunc 200001\nexit"
+    );
+    run(Mode::Xdp, ok).unwrap();
+    let small = concat!(
+        tuple!(),
+        "mov %r1, %r10\nadd %r1, -16\nmov %r2, 0\ncall kfunc 200001\nexit"
+    );
+    let e = run(Mode::Xdp, small).unwrap_err();
+    assert_eq!(e.errno, Errno::EINVAL, "{e}");
+    assert!(
+        e.log
+            .contains("invalid indirect access to stack R1 off=-16 size=36"),
+        "{e}"
+    );
+    let ptr_flags = concat!(
+        tuple!(),
+        "mov %r1, %r10\nadd %r1, -40\nmov %r2, %r10\ncall kfunc 200001\nexit"
+    );
+    let e = run(Mode::Xdp, ptr_flags).unwrap_err();
+    assert_eq!(e.errno, Errno::EINVAL, "{e}");
+    assert!(e.log.contains("R2 is not a scalar"), "{e}");
+    let e = run(Mode::Tc, ok).unwrap_err();
+    assert_eq!(e.errno, Errno::EACCES, "{e}");
+    assert!(
+        e.log
+            .contains("calling kernel function kbpf_test_fixed is not allowed"),
+        "{e}"
+    );
+}
+
+/// "Has a run-time side" is a property of the helper table and the kfunc registry.
+#[test]
+fn runtime_is_a_table_property() {
+    let tc = ProgType::SchedCls;
+    assert!(helpers::func_proto(tc, 1).unwrap().has_runtime());
+    assert!(helpers::func_proto(tc, 12).unwrap().has_runtime());
+    assert!(helpers::func_proto(tc, 14).unwrap().has_runtime());
+    for id in [23, 26, 84, 85, 86, 124] {
+        assert!(!helpers::func_proto(tc, id).unwrap().has_runtime(), "{id}");
+    }
+    let ct = kfunc::find(kfunc::ids::BPF_XDP_CT_LOOKUP as i32).unwrap();
+    assert!(!ct.has_runtime());
+}
+
+/// The load verifies a program calling a helper without a run-time side, then refuses it.
+#[test]
+fn prog_load_refuses_helper_without_runtime() {
+    let asm = concat!(
+        sk_lookup!(),
+        "jeq %r0, 0, out\nmov %r1, %r0\ncall 86\nout: mov %r0, 0\nexit"
+    );
+    let insns = assemble(asm).unwrap();
+    let mut log = String::new();
+    let r = syscall::prog_load_log(&ProgLoadAttr::new(ProgType::SchedCls, &insns), &mut log);
+    assert_eq!(r, Err(Errno::ENOTSUPP), "{log}");
+    assert!(
+        log.contains("helper bpf_sk_lookup_tcp#84 has no run-time implementation in kbpf yet"),
+        "{log}"
+    );
+    assert!(log.contains("processed"), "verified first: {log}");
+}
+
+/// A verifier rejection wins over the missing run-time side.
+#[test]
+fn prog_load_reports_the_verifier_first() {
+    let insns = assemble(concat!(sk_lookup!(), "mov %r0, 0\nexit")).unwrap();
+    let mut log = String::new();
+    let r = syscall::prog_load_log(&ProgLoadAttr::new(ProgType::SchedCls, &insns), &mut log);
+    assert_eq!(r, Err(Errno::EINVAL), "{log}");
+    assert!(log.contains("Unreleased reference id="), "{log}");
+}
+
+/// Likewise for a kfunc whose run-time side is not implemented yet.
+#[test]
+fn prog_load_refuses_kfunc_without_runtime() {
+    let asm = concat!(
+        xdp_ct!(),
+        "jeq %r0, 0, out\nmov %r1, %r0\ncall kfunc 100003\nout: mov %r0, 2\nexit"
+    );
+    let insns = assemble(asm).unwrap();
+    let mut log = String::new();
+    let r = syscall::prog_load_log(&ProgLoadAttr::new(ProgType::Xdp, &insns), &mut log);
+    assert_eq!(r, Err(Errno::ENOTSUPP), "{log}");
+    assert!(
+        log.contains("kernel function bpf_xdp_ct_lookup has no run-time implementation"),
+        "{log}"
+    );
+}
+
+/// The trusted path skips the verifier, so the load itself refuses unknown kfunc ids.
+#[test]
+fn trusted_load_refuses_unknown_kfunc() {
+    let insns = assemble("call kfunc 4242\nmov %r0, 2\nexit").unwrap();
+    let mut log = String::new();
+    let r = syscall::prog_load_trusted_log(&ProgLoadAttr::new(ProgType::Xdp, &insns), &mut log);
+    assert_eq!(r, Err(Errno::EINVAL), "{log}");
+    assert!(
+        log.contains("kernel btf_id 4242 is not a function"),
+        "{log}"
+    );
+}
