@@ -5,6 +5,7 @@
 pub mod isa;
 pub mod tailcall;
 pub mod tcx;
+pub mod verify;
 
 use kbpf::syscall::{self, Fd, TestRun};
 

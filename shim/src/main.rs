@@ -28,6 +28,7 @@ commands:
   bench isa [--engine interp|jit] [--blind] [--json]
   bench patch [--json]
   bench tcx [--engine interp|jit] [--json]
+  bench verify [--json]
 ";
 
 fn usage_error(msg: &str) -> ExitCode {
@@ -190,6 +191,8 @@ fn run_bench(args: &[String], out: &mut dyn Write) -> ExitCode {
             .and_then(|r| {
                 bench::tcx::print(&r, o.engine.name(), o.json, out).map_err(|e| e.to_string())
             }),
+        "verify" => bench::verify::measure(3)
+            .and_then(|r| bench::verify::print(&r, o.json, out).map_err(|e| e.to_string())),
         other => return usage_error(&format!("unknown benchmark {other}")),
     };
     match result {
