@@ -183,6 +183,13 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn rust_eh_personality() {}
 
+/// Likewise, the prebuilt `alloc`'s landing pads resume unwinding through `_Unwind_Resume`
+/// (`format!` reaches one); with `panic = "abort"` no landing pad runs, so this never does.
+#[unsafe(no_mangle)]
+extern "C" fn _Unwind_Resume() -> ! {
+    exit_process(102)
+}
+
 /// One CPU, raw-syscall time and memory.
 struct FreestandingHost;
 
