@@ -93,6 +93,8 @@ pub fn call_rcu(f: alloc::boxed::Box<dyn FnOnce() + Send>) {
 #[must_use = "the CPU is released as soon as the guard is dropped"]
 pub struct CpuGuard {
     cpu: usize,
+    /// This CPU's state, looked up once at entry so that each run starts with one load.
+    state: *mut CpuState,
     rcu: ManuallyDrop<RcuReadGuard<'static>>,
     _not_send: PhantomData<*mut ()>,
 }
@@ -103,8 +105,13 @@ impl CpuGuard {
     pub fn enter() -> CpuGuard {
         let g = globals();
         let cpu = host::get().cpu_enter();
+        // SAFETY: this thread holds `cpu` exclusively (host contract) for the guard's life; the
+        // per-CPU array lives as long as the globals (forever), so the pointer stays valid.
+        // Users dereference it only for the duration of one run (see `state`).
+        let state = unsafe { g.cpus.get_mut(cpu) as *mut CpuState };
         CpuGuard {
             cpu,
+            state,
             rcu: ManuallyDrop::new(g.rcu.read_lock(cpu)),
             _not_send: PhantomData,
         }
@@ -122,10 +129,9 @@ impl CpuGuard {
     /// same thread is a different guard, which is why runs check `run_depth` before using it.
     #[inline]
     pub fn state(&mut self) -> *mut CpuState {
-        // SAFETY: this thread holds `self.cpu` exclusively (host contract) for the guard's life;
-        // we hand out a raw pointer, and users dereference it only for the duration of one run,
-        // nested runs included, which are strictly bracketed on this thread.
-        unsafe { globals().cpus.get_mut(self.cpu) as *mut CpuState }
+        // Valid for the guard's life (see `enter`); users dereference it only for the duration
+        // of one run, nested runs included, which are strictly bracketed on this thread.
+        self.state
     }
 }
 
