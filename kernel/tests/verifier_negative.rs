@@ -27,28 +27,14 @@ fn run(mode: Mode, asm: &str) -> Result<(), VerifyError> {
 
 #[test]
 fn negative_corpus() {
-    let mut failures = Vec::new();
-    for &(name, mode, asm, errno, frag) in NEGATIVE {
-        match run(mode, asm) {
-            Ok(()) => failures.push(format!("{name}: accepted")),
-            Err(e) if e.errno != errno || !e.log.contains(frag) => {
-                failures.push(format!("{name}: want {errno:?} '{frag}', got {e}"))
-            }
-            Err(_) => {}
-        }
-    }
+    let failures = corpus::negative_failures(NEGATIVE, run);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(NEGATIVE.len() >= 60);
 }
 
 #[test]
 fn positive_controls() {
-    let mut failures = Vec::new();
-    for &(name, mode, asm) in POSITIVE {
-        if let Err(e) = run(mode, asm) {
-            failures.push(format!("{name}: {e}"));
-        }
-    }
+    let failures = corpus::positive_failures(POSITIVE, run);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

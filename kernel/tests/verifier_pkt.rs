@@ -2,6 +2,8 @@
 //! program per rule, each with the kernel's errno and a log fragment), positive controls,
 //! pruning's range rule and the context-access rewrite's output.
 
+mod corpus;
+
 use kbpf::Errno;
 use kbpf::insn::{Insn, Size, assemble, decode};
 use kbpf::map::MapAttr;
@@ -372,16 +374,7 @@ const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
 #[test]
 fn negative_corpus() {
     assert!(NEGATIVE.len() >= 25);
-    let mut failures = Vec::new();
-    for &(name, mode, asm, errno, frag) in NEGATIVE {
-        match run(mode, asm) {
-            Ok(_) => failures.push(format!("{name}: accepted")),
-            Err(e) if e.errno != errno || !e.log.contains(frag) => {
-                failures.push(format!("{name}: want {errno:?} `{frag}`, got {e}"))
-            }
-            Err(_) => {}
-        }
-    }
+    let failures = corpus::negative_failures(NEGATIVE, run);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -527,12 +520,7 @@ const POSITIVE: &[(&str, Mode, &str)] = &[
 
 #[test]
 fn positive_controls() {
-    let mut failures = Vec::new();
-    for &(name, mode, asm) in POSITIVE {
-        if let Err(e) = run(mode, asm) {
-            failures.push(format!("{name}: {e}"));
-        }
-    }
+    let failures = corpus::positive_failures(POSITIVE, run);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -973,3 +973,33 @@ pub const POSITIVE: &[(&str, Mode, &str)] = &[
 
 #[macro_use]
 pub mod refs;
+
+/// Runs every negative case through `run` and lists those that were accepted or rejected
+/// with another errno or without the log fragment.
+pub fn negative_failures<M: Copy, T>(
+    cases: &[(&str, M, &str, Errno, &str)],
+    run: impl Fn(M, &str) -> Result<T, kbpf::verifier::VerifyError>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for &(name, mode, asm, errno, frag) in cases {
+        match run(mode, asm) {
+            Ok(_) => failures.push(format!("{name}: accepted")),
+            Err(e) if e.errno != errno || !e.log.contains(frag) => {
+                failures.push(format!("{name}: want {errno:?} '{frag}', got {e}"))
+            }
+            Err(_) => {}
+        }
+    }
+    failures
+}
+
+/// Runs every positive control through `run` and lists those that were rejected.
+pub fn positive_failures<M: Copy, T>(
+    cases: &[(&str, M, &str)],
+    run: impl Fn(M, &str) -> Result<T, kbpf::verifier::VerifyError>,
+) -> Vec<String> {
+    cases
+        .iter()
+        .filter_map(|&(name, mode, asm)| run(mode, asm).err().map(|e| format!("{name}: {e}")))
+        .collect()
+}
