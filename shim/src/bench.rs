@@ -3,6 +3,7 @@
 //! `benches/` measure the same programs more thoroughly.
 
 pub mod isa;
+pub mod map_lookup;
 pub mod tailcall;
 pub mod tcx;
 pub mod verify;

@@ -26,6 +26,7 @@ commands:
                                          run an mprog-oracle script (stdin) against tcx
   bench tailcall [--engine interp|jit] [--key const|reg] [--json]
   bench isa [--engine interp|jit] [--blind] [--json]
+  bench map-lookup [--engine interp|jit] [--json]
   bench patch [--json]
   bench tcx [--engine interp|jit] [--json]
   bench verify [--json]
@@ -184,6 +185,12 @@ fn run_bench(args: &[String], out: &mut dyn Write) -> ExitCode {
             .map_err(|e| format!("{e:?}"))
             .and_then(|r| {
                 bench::isa::print(&r, o.engine.name(), o.json, out).map_err(|e| e.to_string())
+            }),
+        "map-lookup" => bench::map_lookup::measure(1)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|r| {
+                bench::map_lookup::print(&r, o.engine.name(), o.json, out)
+                    .map_err(|e| e.to_string())
             }),
         "patch" => kbpf_shim::bench_patch::run(o.json, out).map_err(|e| e.to_string()),
         "tcx" => bench::tcx::measure(1_000_000, 20_000)

@@ -1,9 +1,14 @@
 //! `BPF_MAP_TYPE_ARRAY` (Linux `kernel/bpf/arraymap.c`): preallocated, zero-initialized values
 //! indexed by a u32 key; elements cannot be deleted.
+//!
+//! The values sit in one allocation made at creation and freed with the map, so their
+//! addresses are stable for the map's life: programs holding the map (`used_maps`) may compute
+//! them inline ([`ArrayMap::gen_lookup_layout`], for `array_map_gen_lookup`).
 
 use super::storage::Storage;
 use crate::map::{MapAttr, array_index};
 use crate::uapi::UpdateFlags;
+use crate::verifier::fixups::ArrayLayout;
 use crate::{Errno, Result};
 
 /// A plain array map.
@@ -61,6 +66,22 @@ impl ArrayMap {
         }
         self.values.write(i as usize, value);
         Ok(())
+    }
+
+    /// Where an inlined lookup finds the values (`array_map_gen_lookup`'s inputs): element `i`
+    /// is at `base + i * elem_size` for `i < max_entries`, exactly what
+    /// [`ArrayMap::lookup_raw`] returns.
+    pub(crate) fn gen_lookup_layout(&self) -> Option<ArrayLayout> {
+        if self.max_entries == 0 {
+            return None;
+        }
+        // SAFETY: element 0 exists (`max_entries` elements, checked above).
+        let base = unsafe { self.values.elem(0) } as u64;
+        Some(ArrayLayout {
+            base,
+            max_entries: self.max_entries,
+            elem_size: u32::try_from(self.values.elem_size()).ok()?,
+        })
     }
 
     /// # Safety

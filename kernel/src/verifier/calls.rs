@@ -5,6 +5,10 @@
 //!
 //! Helpers that acquire (`bpf_sk_lookup_tcp`) or release (`bpf_sk_release`) references and
 //! kfunc calls lean on [`super::refs`] and [`super::kfunc`].
+//!
+//! Each helper call taking a map records, over every path, which map its R1 held
+//! ([`CallMap`], the kernel's `bpf_insn_aux_data.map_ptr_state` kept by
+//! `record_func_map`), for the load's fix-ups ([`super::fixups`]).
 
 use super::bounds::Scalar;
 use super::explore::{Explorer, Next};
@@ -15,6 +19,31 @@ use crate::helpers::{ArgKind, FUNC_MAX_ID, HelperProto, RetKind, func_id_name, f
 use crate::insn::Call;
 use crate::uapi::limits::MAX_CALL_FRAMES;
 use crate::uapi::{MapType, func};
+
+/// The map a helper call's R1 held, over every path that reached the call
+/// (`bpf_map_ptr_state`): none seen yet, always the same map handle, or different maps on
+/// different paths (`BPF_MAP_PTR_POISON`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallMap {
+    /// No path reached the call with a map in R1 (or the helper takes no map).
+    #[default]
+    None,
+    /// Every path passed this map handle (the `ld_imm64` immediate).
+    Map(u32),
+    /// Paths passed different maps: the call cannot be specialised (`bpf_map_ptr_poisoned`).
+    Poisoned,
+}
+
+impl CallMap {
+    /// This record after one more path passed map handle `h` (`record_func_map`).
+    pub fn merge(self, h: u32) -> CallMap {
+        match self {
+            CallMap::None => CallMap::Map(h),
+            CallMap::Map(m) if m == h => self,
+            _ => CallMap::Poisoned,
+        }
+    }
+}
 
 impl Explorer<'_> {
     /// A `call` instruction.
@@ -117,6 +146,9 @@ impl Explorer<'_> {
                         return expect("map_ptr");
                     }
                     map = Some((reg.map, self.map_attr(pc, reg.map)?));
+                    if let Some(rec) = self.call_map.get_mut(pc) {
+                        *rec = rec.merge(reg.map);
+                    }
                 }
                 ArgKind::PtrToMapKey | ArgKind::PtrToMapValue => {
                     let Some((_, attr)) = map else {

@@ -4,19 +4,9 @@
 //! One path runs until it exits, is pruned or is rejected; each undecided conditional jump
 //! pushes the other direction on a stack of pending paths (explored last-in first-out).
 //! At prune points (jump targets, fall-throughs of conditional jumps, call return sites) the
-//! state is compared with the states already stored there:
-//! - a stored state whose exploration is complete and that [`VState::subsumes`] the current
-//!   one prunes the path (everything it can do was verified);
-//! - a stored state still being explored (an ancestor of this path: a loop) that equals the
-//!   current one exactly means the loop makes no progress: "infinite loop detected";
-//! - at a `may_goto`, any stored state that subsumes the current one prunes it, complete or
-//!   not: the hidden run-time budget bounds the loop (the kernel's rule in spirit).
-//!
-//! Completion is tracked like the kernel's `branches` counter: a stored state counts the
-//! live paths below it and is complete when that drops to zero. At most
-//! [`MAX_STATES_PER_INSN`] states are stored per instruction (pruning gets weaker past that,
-//! never unsound). A bounded loop is explored iteration by iteration until it exits; an
-//! unbounded one ends in the loop check or the 1M processed-instruction limit (`E2BIG`).
+//! state is compared with the states already stored there ([`super::prune`]). A bounded loop
+//! is explored iteration by iteration until it exits; an unbounded one ends in the loop check
+//! or the 1M processed-instruction limit (`E2BIG`).
 
 use super::VerifierEnv;
 use super::bounds::Scalar;
@@ -24,6 +14,7 @@ use super::branch;
 use super::cfg::Cfg;
 use super::ctx::CtxOps;
 use super::log::Reject;
+use super::precision::{self, Hist, Precise};
 use super::state::{Reg, RegType, VState};
 use crate::Errno;
 use crate::insn::{Insn, Op, Operand};
@@ -32,20 +23,15 @@ use alloc::vec::Vec;
 
 /// Processed-instruction limit (`BPF_COMPLEXITY_LIMIT_INSNS`).
 pub const COMPLEXITY_LIMIT: usize = 1_000_000;
-/// Stored states per instruction.
-pub const MAX_STATES_PER_INSN: usize = 64;
-
-struct Checkpoint {
-    state: VState,
-    parent: Option<usize>,
-    branches: u32,
-}
+pub use super::prune::MAX_STATES_PER_INSN;
 
 /// One path being explored.
 pub(super) struct Path {
     pub pc: usize,
     pub st: VState,
-    parent: Option<usize>,
+    pub parent: Option<usize>,
+    /// The instructions run since `parent` was stored.
+    pub hist: super::precision::History,
 }
 
 /// What executing one instruction did to the path.
@@ -63,9 +49,10 @@ pub(super) struct Explorer<'a> {
     pub cfg: &'a Cfg,
     pub env: &'a VerifierEnv<'a>,
     pub ctx: CtxOps,
-    ckpts: Vec<Checkpoint>,
-    at: Vec<Vec<usize>>,
+    pub(super) states: super::prune::States,
     pending: Vec<Path>,
+    /// Precision needed at the instruction being checked ([`super::precision`]).
+    pub(super) prec_req: Precise,
     /// Instructions processed so far.
     pub processed: usize,
     /// Next id for `_OR_NULL` pointers.
@@ -77,6 +64,8 @@ pub(super) struct Explorer<'a> {
     /// Per instruction: the kind of pointer its memory access went through, and for a
     /// context access what it touched (for `convert_ctx_access`).
     pub mem_aux: Vec<super::convert::MemAux>,
+    /// Per instruction: the map a helper call saw in R1 over every path (`map_ptr_state`).
+    pub call_map: Vec<super::calls::CallMap>,
 }
 
 impl<'a> Explorer<'a> {
@@ -85,14 +74,15 @@ impl<'a> Explorer<'a> {
             cfg,
             env,
             ctx: CtxOps::for_type(env.prog_type, env.ctx_size),
-            ckpts: Vec::new(),
-            at: vec![Vec::new(); insns.len()],
+            states: super::prune::States::new(insns.len()),
             pending: Vec::new(),
+            prec_req: Precise::default(),
             processed: 0,
             next_id: 1,
             stack_depth: vec![0; cfg.subprogs.len()],
             seen: vec![false; insns.len()],
             mem_aux: vec![super::convert::MemAux::Unseen; insns.len()],
+            call_map: vec![super::calls::CallMap::None; insns.len()],
         }
     }
 
@@ -107,7 +97,7 @@ impl<'a> Explorer<'a> {
 
     /// Number of states stored.
     pub fn total_states(&self) -> usize {
-        self.ckpts.len()
+        self.states.total()
     }
 
     /// Explores every path from the entry state.
@@ -116,6 +106,7 @@ impl<'a> Explorer<'a> {
             pc: 0,
             st: entry,
             parent: None,
+            hist: Vec::new(),
         });
         while let Some(mut p) = cur.take().or_else(|| self.pending.pop()) {
             loop {
@@ -134,65 +125,86 @@ impl<'a> Explorer<'a> {
                     break;
                 }
                 self.mark_seen(p.pc);
-                match self.step(&mut p.st, p.pc)? {
+                let op = self.cfg.ops[p.pc].expect("paths only reach first slots");
+                if let Op::Ja { .. }
+                | Op::Jmp { .. }
+                | Op::MayGoto { .. }
+                | Op::Call(_)
+                | Op::Exit = op
+                {
+                    self.states.jmps_processed += 1;
+                }
+                self.needs_before(&op, &p.st);
+                let h = Hist {
+                    pc: p.pc as u32,
+                    frame: (p.st.frames.len() - 1) as u8,
+                    stack: precision::stack_use(&op, &p.st),
+                };
+                let next = self.step(&mut p.st, p.pc)?;
+                let need = core::mem::take(&mut self.prec_req);
+                self.mark_chain_precision(&p, need);
+                p.hist.push(h);
+                match next {
                     Next::Goto(pc) => p.pc = pc,
                     Next::Fork(pc, other, st) => {
-                        if let Some(i) = p.parent {
-                            self.ckpts[i].branches += 1;
-                        }
+                        self.states.fork(p.parent);
                         self.pending.push(Path {
                             pc: other,
                             st,
                             parent: p.parent,
+                            hist: p.hist.clone(),
                         });
+                        if let Op::MayGoto { .. } = op {
+                            // The loop body goes on: forget what changed since the last
+                            // iteration and does not matter, so that the loop converges.
+                            if let Some((prev, marks)) =
+                                self.states.prev_entry(p.parent, p.pc, &p.st)
+                            {
+                                precision::widen_imprecise_scalars(prev, marks, &mut p.st);
+                            }
+                        }
                         p.pc = pc;
                     }
                     Next::End => break,
                 }
             }
-            self.path_done(p.parent);
+            self.states.path_done(p.parent);
         }
         Ok(())
     }
 
-    fn path_done(&mut self, mut node: Option<usize>) {
-        while let Some(i) = node {
-            let c = &mut self.ckpts[i];
-            c.branches -= 1;
-            if c.branches > 0 {
-                break;
+    /// The precision the instruction `op` needs before it runs on `st`: a scalar added to a
+    /// pointer (`adjust_reg_min_max_vals`), scalar arguments of helpers and kfuncs (the
+    /// kernel marks the size arguments; all of them here), the main program's return value
+    /// (`check_return_code`).
+    fn needs_before(&mut self, op: &Op, st: &VState) {
+        match *op {
+            Op::Alu {
+                op: alu_op,
+                dst,
+                src: Operand::Reg(r),
+                ..
+            } if !matches!(
+                alu_op,
+                crate::insn::AluOp::Mov | crate::insn::AluOp::MovSx(_)
+            ) =>
+            {
+                let (a, b) = (st.reg(dst).ty, st.reg(r).ty);
+                if a.is_pointer() {
+                    self.need_precise(st, r);
+                }
+                if b.is_pointer() {
+                    self.need_precise(st, dst);
+                }
             }
-            node = c.parent;
-        }
-    }
-
-    /// `is_state_visited`: `Ok(true)` prunes the path.
-    fn visited(&mut self, p: &mut Path) -> Result<bool, Reject> {
-        let may_goto = matches!(self.cfg.ops[p.pc], Some(Op::MayGoto { .. }));
-        for &i in &self.at[p.pc] {
-            let c = &self.ckpts[i];
-            if (c.branches == 0 || may_goto) && c.state.subsumes(&p.st) {
-                return Ok(true);
+            Op::Call(crate::insn::Call::Helper(_) | crate::insn::Call::Kfunc(_)) => {
+                for r in 1..=5 {
+                    self.need_precise(st, r);
+                }
             }
-            if c.branches > 0 && c.state == p.st {
-                return Err(Reject::new(
-                    Errno::EINVAL,
-                    p.pc,
-                    format_args!("infinite loop detected at insn {}", p.pc),
-                ));
-            }
+            Op::Exit if st.frames.len() == 1 => self.need_precise(st, 0),
+            _ => {}
         }
-        if self.at[p.pc].len() < MAX_STATES_PER_INSN {
-            self.ckpts.push(Checkpoint {
-                state: p.st.clone(),
-                parent: p.parent,
-                branches: 1,
-            });
-            let i = self.ckpts.len() - 1;
-            self.at[p.pc].push(i);
-            p.parent = Some(i);
-        }
-        Ok(false)
     }
 
     /// Reads a register as a source operand (`check_reg_arg(SRC_OP)`).
@@ -364,7 +376,15 @@ impl<'a> Explorer<'a> {
             // Privileged scalar-vs-pointer comparison: nothing learned.
             return Ok(Next::Fork(fall, target, st.clone()));
         }
-        match branch::outcome(&a.var, &b.var, cond, wide) {
+        let decided = branch::outcome(&a.var, &b.var, cond, wide);
+        if decided.is_some() {
+            // The bounds decided the direction: they matter (`check_cond_jmp_op`).
+            self.need_precise(st, dst);
+            if let Operand::Reg(r) = src {
+                self.need_precise(st, r);
+            }
+        }
+        match decided {
             Some(true) => return Ok(Next::Goto(target)),
             Some(false) => return Ok(Next::Goto(fall)),
             None => {}

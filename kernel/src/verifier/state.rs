@@ -6,6 +6,7 @@
 //! [`VState::subsumes`]).
 
 use super::bounds::Scalar;
+pub use super::stack::Stack;
 use crate::kfunc::KernelStruct;
 use crate::uapi::limits::{MAX_BPF_REG, MAX_BPF_STACK};
 use alloc::vec::Vec;
@@ -135,9 +136,15 @@ impl Reg {
     /// Whether `self` (an explored state's register) covers every value `cur` can hold
     /// (`regsafe`, simplified: scalars by range inclusion, pointers by equality).
     pub fn subsumes(&self, cur: &Reg) -> bool {
+        self.subsumes_prec(cur, true)
+    }
+
+    /// [`Reg::subsumes`] where `precise` says whether the value of a scalar `self` matters:
+    /// an imprecise scalar covers any scalar.
+    pub fn subsumes_prec(&self, cur: &Reg, precise: bool) -> bool {
         match (self.ty, cur.ty) {
             (RegType::NotInit, _) => true,
-            (RegType::Scalar, RegType::Scalar) => self.var.includes(&cur.var),
+            (RegType::Scalar, RegType::Scalar) => !precise || self.var.includes(&cur.var),
             // `regsafe` for packet pointers: the old range no larger, same fixed offset and
             // id, the old variable part covering the new one.
             (RegType::PtrToPacket, RegType::PtrToPacket)
@@ -187,11 +194,12 @@ impl Slot {
         }
     }
 
-    fn subsumes(&self, cur: &Slot) -> bool {
+    fn subsumes(&self, cur: &Slot, precise: bool) -> bool {
         match (self, cur) {
-            (Slot::Spill(a), Slot::Spill(b)) => a.subsumes(b),
+            (Slot::Spill(a), Slot::Spill(b)) => a.subsumes_prec(b, precise),
             (Slot::Spill(a), Slot::Bytes(_)) if a.ty == RegType::Scalar => {
-                a.var == Scalar::UNKNOWN && (0..8).all(|i| cur.byte(i) != ByteKind::Invalid)
+                (!precise || a.var == Scalar::UNKNOWN)
+                    && (0..8).all(|i| cur.byte(i) != ByteKind::Invalid)
             }
             (Slot::Spill(_), Slot::Bytes(_)) => false,
             (Slot::Bytes(_), _) => (0..8).all(|i| match (self.byte(i), cur.byte(i)) {
@@ -211,8 +219,9 @@ pub const STACK_SLOTS: usize = MAX_BPF_STACK / 8;
 pub struct Frame {
     /// R0..R10.
     pub regs: [Reg; MAX_BPF_REG],
-    /// Slot `i` covers offsets `-(512 - 8 i)` .. `-(512 - 8 i) + 8` from the frame pointer.
-    pub stack: Vec<Slot>,
+    /// Slot `i` covers offsets `-(512 - 8 i)` .. `-(512 - 8 i) + 8` from the frame pointer
+    /// (allocated as deep as written: [`Stack`]).
+    pub stack: Stack,
     /// The instruction that called into this frame (`None` for the main program).
     pub callsite: Option<usize>,
     /// Index of the subprogram this frame runs.
@@ -226,7 +235,7 @@ impl Frame {
         regs[10] = Reg::ptr(RegType::PtrToStack { frame: frameno }, 0);
         Frame {
             regs,
-            stack: alloc::vec![Slot::INVALID; STACK_SLOTS],
+            stack: Stack::new(),
             callsite,
             subprog,
         }
@@ -275,24 +284,42 @@ impl VState {
     /// Whether every path from `cur` is covered by the already-verified paths from `self`:
     /// same call stack, each register and stack slot of `self` at least as general.
     ///
-    /// Simplifications against the kernel: no liveness or precision tracking (a register
-    /// that is dead still has to match), pointers must match exactly (including ids), and a
-    /// spilled unknown scalar only covers fully initialized bytes.
+    /// Simplifications against the kernel: no liveness tracking (a register that is dead
+    /// still has to match), pointers must match exactly (including ids), and a spilled
+    /// scalar only covers fully initialized bytes. Every scalar counts as precise here; see
+    /// [`VState::subsumes_prec`].
     pub fn subsumes(&self, cur: &VState) -> bool {
+        self.subsumes_prec(cur, &super::precision::Precise::ALL)
+    }
+
+    /// [`VState::subsumes`] comparing only the scalars `marks` says are precise in `self`
+    /// (`states_equal` with `regsafe`'s `!rold->precise` rule).
+    pub(super) fn subsumes_prec(&self, cur: &VState, marks: &super::precision::Precise) -> bool {
         self.frames.len() == cur.frames.len()
             && self.refs == cur.refs
-            && self.frames.iter().zip(&cur.frames).all(|(a, b)| {
-                a.callsite == b.callsite
-                    && a.regs.iter().zip(&b.regs).all(|(x, y)| x.subsumes(y))
-                    && a.stack.iter().zip(&b.stack).all(|(x, y)| x.subsumes(y))
-            })
+            && self
+                .frames
+                .iter()
+                .zip(&cur.frames)
+                .enumerate()
+                .all(|(f, (a, b))| {
+                    a.callsite == b.callsite
+                        && a.regs
+                            .iter()
+                            .zip(&b.regs)
+                            .enumerate()
+                            .all(|(r, (x, y))| x.subsumes_prec(y, marks.reg(f, r)))
+                        && a.stack
+                            .zip_allocated(&b.stack)
+                            .all(|(s, (x, y))| x.subsumes(y, marks.slot(f, s)))
+                })
     }
 
     /// Applies `f` to every register and spilled register of every frame.
     pub fn for_each_reg(&mut self, mut f: impl FnMut(&mut Reg)) {
         for fr in &mut self.frames {
             fr.regs.iter_mut().for_each(&mut f);
-            for s in &mut fr.stack {
+            for s in fr.stack.iter_mut() {
                 if let Slot::Spill(r) = s {
                     f(r);
                 }

@@ -749,6 +749,17 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "infinite loop detected",
     ),
     (
+        "loop with a precise counter past the end",
+        Mode::Priv,
+        concat!(
+            lookup!("1"),
+            "jeq %r0, 0, +7\nmov %r1, 0\nmov %r2, %r0\nadd %r2, %r1\nstb [%r2+0], 1\n",
+            "add %r1, 1\njlt %r1, 17, -5\nmov %r0, 0\nexit"
+        ),
+        Errno::EACCES,
+        "invalid access to map value, value_size=16 off=16 size=1",
+    ),
+    (
         "loop too long",
         Mode::Raw,
         "mov %r0, 0\nadd %r0, 1\njne %r0, 0, -2\nexit",
@@ -968,6 +979,20 @@ pub const POSITIVE: &[(&str, Mode, &str)] = &[
         "may_goto loop",
         Mode::Raw,
         "mov %r0, 0\nmay_goto +2\nadd %r0, 0\nja -3\nexit",
+    ),
+    (
+        "may_goto loop with an imprecise counter",
+        Mode::Raw,
+        "mov %r0, 0\nmay_goto +2\nadd %r0, 1\nja -3\nexit",
+    ),
+    (
+        "loop with a precise counter",
+        Mode::Priv,
+        concat!(
+            lookup!("1"),
+            "jeq %r0, 0, +7\nmov %r1, 0\nmov %r2, %r0\nadd %r2, %r1\nstb [%r2+0], 1\n",
+            "add %r1, 1\njlt %r1, 16, -5\nmov %r0, 0\nexit"
+        ),
     ),
 ];
 

@@ -1,0 +1,374 @@
+//! Precision tracking: which scalars' values matter (`mark_chain_precision`,
+//! `backtrack_insn`, `propagate_precision`, `mark_all_scalars_precise` of
+//! `kernel/bpf/verifier.c`).
+//!
+//! Pruning ignores a stored state's scalar (register or spilled to the stack) unless it is
+//! marked precise there: an imprecise scalar matches any scalar. A scalar becomes precise
+//! where its value decides safety, as in the kernel: a scalar added to a pointer, a
+//! conditional jump whose direction the bounds decide (both sides), the return value of the
+//! main program — and, more conservatively than the kernel, every scalar argument of a helper
+//! or kfunc. The need is then carried backwards over the instructions the path executed
+//! ([`Hist`]) — through moves, ALU operations, spills and fills (the stack slot each access
+//! touched is recorded, whatever register pointed there), reg-reg comparisons, calls and
+//! returns — and marked in each stored state on the way ([`Precise`]), until nothing is left
+//! or a state already has the marks. When the trail is lost (a fill from a variable offset),
+//! every scalar of every state up the chain becomes precise.
+//!
+//! A path pruned by a stored state inherits that state's marks (`propagate_precision`).
+//! States still being explored (loops) have incomplete marks: they are only compared with
+//! every scalar precise, and a path they prune marks every scalar it holds.
+
+use super::explore::{Explorer, Path};
+use super::state::{RegType, Slot, VState};
+use crate::insn::{AluOp, Call, Op, Operand, Size};
+use crate::uapi::limits::MAX_CALL_FRAMES;
+use alloc::vec::Vec;
+
+/// The stack slots one instruction accessed (`INSN_F_STACK_ACCESS` of the history).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum StackUse {
+    /// No stack memory.
+    None,
+    /// Slots `lo..=hi` of frame `frame`.
+    Slots {
+        /// Absolute frame number.
+        frame: u8,
+        /// First slot.
+        lo: u8,
+        /// Last slot.
+        hi: u8,
+    },
+    /// Somewhere in the stack of `frame` (variable offset).
+    Unknown(u8),
+}
+
+/// One executed instruction (`struct bpf_insn_hist_entry`, for every instruction).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hist {
+    /// The instruction.
+    pub pc: u32,
+    /// The frame it ran in (absolute).
+    pub frame: u8,
+    /// Its stack access.
+    pub stack: StackUse,
+}
+
+/// Precision marks of a stored state, per frame: registers and stack slots (bit sets).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Precise {
+    regs: [u16; MAX_CALL_FRAMES],
+    slots: [u64; MAX_CALL_FRAMES],
+    /// Every scalar is precise (`mark_all_scalars_precise`).
+    pub all: bool,
+}
+
+impl Precise {
+    /// Every scalar precise.
+    pub const ALL: Precise = Precise {
+        regs: [0; MAX_CALL_FRAMES],
+        slots: [0; MAX_CALL_FRAMES],
+        all: true,
+    };
+
+    /// Whether register `r` of frame `f` is precise.
+    pub fn reg(&self, f: usize, r: usize) -> bool {
+        self.all || self.regs[f] & (1 << r) != 0
+    }
+
+    /// Whether stack slot `s` of frame `f` is precise.
+    pub fn slot(&self, f: usize, s: usize) -> bool {
+        self.all || self.slots[f] & (1 << s) != 0
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.all && self.regs.iter().all(|&r| r == 0) && self.slots.iter().all(|&s| s == 0)
+    }
+
+    /// Adds `need` to the marks; whether anything was new.
+    fn add(&mut self, need: &Precise) -> bool {
+        if self.all {
+            return false;
+        }
+        let mut new = false;
+        for f in 0..MAX_CALL_FRAMES {
+            new |= need.regs[f] & !self.regs[f] != 0 || need.slots[f] & !self.slots[f] != 0;
+            self.regs[f] |= need.regs[f];
+            self.slots[f] |= need.slots[f];
+        }
+        new
+    }
+
+    /// Needs register `r` of frame `f`.
+    pub fn set_reg(&mut self, f: usize, r: u8) {
+        self.regs[f] |= 1 << r;
+    }
+
+    fn clear_reg(&mut self, f: usize, r: u8) {
+        self.regs[f] &= !(1 << r);
+    }
+
+    fn has_reg(&self, f: usize, r: u8) -> bool {
+        self.regs[f] & (1 << r) != 0
+    }
+
+    fn slot_range(lo: u8, hi: u8) -> u64 {
+        let n = u32::from(hi - lo) + 1;
+        let ones = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        ones << lo
+    }
+
+    /// The marks of every scalar `st` holds.
+    pub fn scalars_of(st: &VState) -> Precise {
+        let mut p = Precise::default();
+        for (f, fr) in st.frames.iter().enumerate() {
+            for (r, reg) in fr.regs.iter().enumerate() {
+                if reg.ty == RegType::Scalar {
+                    p.regs[f] |= 1 << r;
+                }
+            }
+            for s in 0..super::state::STACK_SLOTS {
+                if matches!(fr.stack[s], Slot::Spill(r) if r.ty == RegType::Scalar) {
+                    p.slots[f] |= 1 << s;
+                }
+            }
+        }
+        p
+    }
+
+    /// The marks of `marks` that `st` holds scalars at (what a path pruned by a state with
+    /// those marks needs).
+    pub fn restrict(marks: &Precise, st: &VState) -> Precise {
+        let mut p = Precise::scalars_of(st);
+        if !marks.all {
+            for f in 0..MAX_CALL_FRAMES {
+                p.regs[f] &= marks.regs[f];
+                p.slots[f] &= marks.slots[f];
+            }
+        }
+        p
+    }
+}
+
+/// Carries the needs `bt` (after the instruction) back over `op` (`backtrack_insn`).
+/// `Err(())`: the trail is lost.
+fn backtrack(op: &Op, h: &Hist, bt: &mut Precise) -> Result<(), ()> {
+    let f = h.frame as usize;
+    let slots_any = |bt: &Precise, frame: u8, lo: u8, hi: u8| {
+        bt.slots[frame as usize] & Precise::slot_range(lo, hi) != 0
+    };
+    match *op {
+        Op::Alu { op, dst, src, .. } => {
+            if !bt.has_reg(f, dst) {
+                return Ok(());
+            }
+            if matches!(op, AluOp::Mov | AluOp::MovSx(_)) {
+                bt.clear_reg(f, dst);
+            }
+            if let Operand::Reg(r) = src {
+                bt.set_reg(f, r);
+            }
+        }
+        Op::End { .. } | Op::Ja { .. } | Op::MayGoto { .. } => {}
+        Op::Jmp { dst, src, .. } => {
+            if let Operand::Reg(r) = src {
+                if bt.has_reg(f, dst) || bt.has_reg(f, r) {
+                    bt.set_reg(f, dst);
+                    bt.set_reg(f, r);
+                }
+            }
+        }
+        Op::Ldx { dst, .. } => {
+            if !bt.has_reg(f, dst) {
+                return Ok(());
+            }
+            bt.clear_reg(f, dst);
+            match h.stack {
+                StackUse::None => {}
+                StackUse::Slots { frame, lo, hi } => {
+                    bt.slots[frame as usize] |= Precise::slot_range(lo, hi);
+                }
+                StackUse::Unknown(_) => return Err(()),
+            }
+        }
+        Op::St { size, .. } | Op::Stx { size, .. } => {
+            let src = match *op {
+                Op::Stx { src, .. } => Some(src),
+                _ => None,
+            };
+            let hit = match h.stack {
+                StackUse::None => false,
+                StackUse::Slots { frame, lo, hi } => {
+                    let hit = slots_any(bt, frame, lo, hi);
+                    // A whole-slot store replaces what the slot held.
+                    if hit && lo == hi && size == Size::DW {
+                        bt.slots[frame as usize] &= !Precise::slot_range(lo, hi);
+                    }
+                    hit
+                }
+                StackUse::Unknown(frame) => bt.slots[frame as usize] != 0,
+            };
+            if let (true, Some(r)) = (hit, src) {
+                bt.set_reg(f, r);
+            }
+        }
+        Op::Atomic { dst, src, .. } => {
+            let hit = match h.stack {
+                StackUse::Slots { frame, lo, hi } => slots_any(bt, frame, lo, hi),
+                StackUse::Unknown(frame) => bt.slots[frame as usize] != 0,
+                StackUse::None => false,
+            };
+            if hit || bt.has_reg(f, src) || bt.has_reg(f, dst) || bt.has_reg(f, 0) {
+                match h.stack {
+                    StackUse::Slots { frame, lo, hi } => {
+                        bt.slots[frame as usize] |= Precise::slot_range(lo, hi);
+                    }
+                    StackUse::Unknown(_) => return Err(()),
+                    StackUse::None => {}
+                }
+                bt.set_reg(f, src);
+                bt.set_reg(f, 0);
+            }
+        }
+        Op::LdImm64 { dst, .. } => bt.clear_reg(f, dst),
+        Op::Call(Call::Local(_)) => {
+            // Backwards into the caller: the callee's R1-R5 are the caller's.
+            let callee = f + 1;
+            if callee < MAX_CALL_FRAMES {
+                for r in 1..=5 {
+                    if bt.has_reg(callee, r) {
+                        bt.set_reg(f, r);
+                    }
+                }
+                bt.regs[callee] = 0;
+                bt.slots[callee] = 0;
+            }
+        }
+        Op::Call(_) => {
+            for r in 0..=5 {
+                bt.clear_reg(f, r);
+            }
+        }
+        Op::Exit => {
+            // Backwards into the callee: the caller's R0 is its return value.
+            if f > 0 {
+                let caller = f - 1;
+                if bt.has_reg(caller, 0) {
+                    bt.set_reg(f, 0);
+                }
+                for r in 0..=5 {
+                    bt.clear_reg(caller, r);
+                }
+            }
+        }
+        Op::TailCall | Op::LdPacket { .. } => return Err(()),
+    }
+    Ok(())
+}
+
+impl Explorer<'_> {
+    /// Records a need for precision at the current instruction (handled after it runs).
+    pub(super) fn need_precise(&mut self, st: &VState, r: u8) {
+        if st.reg(r).ty == RegType::Scalar {
+            let f = st.frames.len() - 1;
+            self.prec_req.set_reg(f, r);
+        }
+    }
+
+    /// `mark_chain_precision`: carries the recorded needs back along `p`'s history and its
+    /// stored states, marking them.
+    pub(super) fn mark_chain_precision(&mut self, p: &Path, mut bt: Precise) {
+        if bt.is_empty() {
+            return;
+        }
+        let cfg = self.cfg;
+        let walk = |hist: &[Hist], bt: &mut Precise| -> Result<(), ()> {
+            for h in hist.iter().rev() {
+                let op = cfg.ops[h.pc as usize].as_ref().ok_or(())?;
+                backtrack(op, h, bt)?;
+            }
+            Ok(())
+        };
+        let mut node = p.parent;
+        if walk(&p.hist, &mut bt).is_err() {
+            self.states.mark_all_precise(node);
+            return;
+        }
+        while let Some(i) = node {
+            if bt.is_empty() {
+                return;
+            }
+            let (marks, hist, parent) = self.states.chain(i);
+            if let Some(m) = marks {
+                if !m.add(&bt) {
+                    // Already there: it was carried further up when it was set.
+                    return;
+                }
+            }
+            if walk(hist, &mut bt).is_err() {
+                self.states.mark_all_precise(parent);
+                return;
+            }
+            node = parent;
+        }
+    }
+}
+
+/// Where the instruction `op` about to run on `st` touches the stack.
+pub(super) fn stack_use(op: &Op, st: &VState) -> StackUse {
+    let (base, off, size) = match *op {
+        Op::Ldx { src, off, size, .. } => (src, off, size),
+        Op::St { dst, off, size, .. }
+        | Op::Stx { dst, off, size, .. }
+        | Op::Atomic { dst, off, size, .. } => (dst, off, size),
+        _ => return StackUse::None,
+    };
+    let p = st.reg(base);
+    let RegType::PtrToStack { frame } = p.ty else {
+        return StackUse::None;
+    };
+    let Some(v) = p.var.as_const() else {
+        return StackUse::Unknown(frame);
+    };
+    let lo = i64::from(p.off)
+        .wrapping_add(v as i64)
+        .wrapping_add(i64::from(off))
+        .wrapping_add(512);
+    let hi = lo.wrapping_add(size.bytes() as i64 - 1);
+    if lo < 0 || hi >= 512 {
+        // Rejected by the access check.
+        return StackUse::None;
+    }
+    StackUse::Slots {
+        frame,
+        lo: (lo / 8) as u8,
+        hi: (hi / 8) as u8,
+    }
+}
+
+/// Widens the scalars of `cur` that differ from their imprecise counterparts in `prev`, the
+/// state of the previous iteration at the same `may_goto` (`widen_imprecise_scalars`).
+pub(super) fn widen_imprecise_scalars(prev: &VState, marks: &Precise, cur: &mut VState) {
+    use super::bounds::Scalar;
+    for (f, (pf, cf)) in prev.frames.iter().zip(cur.frames.iter_mut()).enumerate() {
+        for (r, (pr, cr)) in pf.regs.iter().zip(cf.regs.iter_mut()).enumerate() {
+            if pr.ty == RegType::Scalar && cr.ty == RegType::Scalar && !marks.reg(f, r) && pr != cr
+            {
+                *cr = super::state::Reg::scalar(Scalar::UNKNOWN);
+            }
+        }
+        for s in 0..super::state::STACK_SLOTS {
+            if let (Slot::Spill(pr), Slot::Spill(cr)) = (pf.stack[s], cf.stack[s]) {
+                if pr.ty == RegType::Scalar
+                    && cr.ty == RegType::Scalar
+                    && !marks.slot(f, s)
+                    && pr != cr
+                {
+                    cf.stack[s] = Slot::Spill(super::state::Reg::scalar(Scalar::UNKNOWN));
+                }
+            }
+        }
+    }
+}
+
+/// Histories are moved into the stored state they lead to.
+pub(super) type History = Vec<Hist>;
