@@ -131,15 +131,7 @@ impl Explorer<'_> {
                     if reg.ty != RegType::PtrToCtx {
                         return expect("ctx");
                     }
-                    if reg.off != 0 || reg.var.as_const() != Some(0) {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!(
-                                "dereference of modified ctx ptr R{r} off={} disallowed",
-                                reg.off
-                            ),
-                        ));
-                    }
+                    check_ctx_unmodified(pc, r, &reg)?;
                 }
                 ArgKind::ConstMapPtr => {
                     if reg.ty != RegType::ConstPtrToMap {
@@ -188,16 +180,7 @@ impl Explorer<'_> {
                         return expect("sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_");
                     }
                     if *rel {
-                        if reg.ref_obj_id == 0 {
-                            return Err(Reject::new(
-                                Errno::EINVAL,
-                                pc,
-                                format_args!(
-                                    "R{r} must be referenced when passed to release function"
-                                ),
-                            ));
-                        }
-                        release = Some(reg.ref_obj_id);
+                        release = Some(released_ref(pc, r, &reg)?);
                     }
                 }
                 ArgKind::PtrToSocketOrNull => {
@@ -345,4 +328,39 @@ fn forget_frame(st: &mut VState, gone: u8) {
             }
         }
     }
+}
+
+/// A context pointer passed to a helper or kfunc must be the unmodified context
+/// (`check_func_arg_reg_off` for `PTR_TO_CTX`).
+pub(super) fn check_ctx_unmodified(pc: usize, r: u8, reg: &Reg) -> Result<(), Reject> {
+    if reg.off != 0 || reg.var.as_const() != Some(0) {
+        return Err(Reject::acces(
+            pc,
+            format_args!(
+                "dereference of modified ctx ptr R{r} off={} disallowed",
+                reg.off
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The reference a release argument gives back: the pointer must hold one and point at the
+/// object's start (`check_release_regno` / `check_func_arg_reg_off` for release functions).
+pub(super) fn released_ref(pc: usize, r: u8, reg: &Reg) -> Result<u32, Reject> {
+    if reg.ref_obj_id == 0 {
+        return Err(Reject::new(
+            Errno::EINVAL,
+            pc,
+            format_args!("R{r} must be referenced when passed to release function"),
+        ));
+    }
+    if reg.off != 0 {
+        return Err(Reject::new(
+            Errno::EINVAL,
+            pc,
+            format_args!("R{r} must have zero offset when passed to release func"),
+        ));
+    }
+    Ok(reg.ref_obj_id)
 }

@@ -11,6 +11,7 @@
 //! reference, maybe NULL with `KF_RET_NULL`.
 
 use super::bounds::Scalar;
+use super::calls::{check_ctx_unmodified, released_ref};
 use super::explore::Explorer;
 use super::log::Reject;
 use super::state::{Reg, RegType, VState};
@@ -68,15 +69,7 @@ impl Explorer<'_> {
                             ),
                         ));
                     }
-                    if reg.off != 0 || reg.var.as_const() != Some(0) {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!(
-                                "dereference of modified ctx ptr R{r} off={} disallowed",
-                                reg.off
-                            ),
-                        ));
-                    }
+                    check_ctx_unmodified(pc, r, &reg)?;
                 }
                 KfuncArgKind::Mem { size, .. } => {
                     let size = if k.is_size_arg(i + 1) {
@@ -133,25 +126,7 @@ impl Explorer<'_> {
                         }
                     }
                     if k.flags.contains(KfuncFlags::RELEASE) && release.is_none() {
-                        if reg.ref_obj_id == 0 {
-                            return Err(Reject::new(
-                                Errno::EINVAL,
-                                pc,
-                                format_args!(
-                                    "R{r} must be referenced when passed to release function"
-                                ),
-                            ));
-                        }
-                        if reg.off != 0 {
-                            return Err(Reject::new(
-                                Errno::EINVAL,
-                                pc,
-                                format_args!(
-                                    "R{r} must have zero offset when passed to release func"
-                                ),
-                            ));
-                        }
-                        release = Some(reg.ref_obj_id);
+                        release = Some(released_ref(pc, r, &reg)?);
                     }
                 }
             }

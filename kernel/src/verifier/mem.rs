@@ -35,7 +35,7 @@ enum Kind {
 }
 
 /// The value a load of `size` bytes of unknown data gives.
-fn loaded(size: usize, sign: bool) -> Reg {
+pub(super) fn loaded(size: usize, sign: bool) -> Reg {
     let bits = size as u32 * 8;
     Reg::scalar(match (bits, sign) {
         (64, _) => Scalar::UNKNOWN,
@@ -305,14 +305,7 @@ impl Explorer<'_> {
         what: &str,
         limit_name: &str,
     ) -> Result<(), Reject> {
-        if p.var.smin < 0 {
-            return Err(Reject::acces(
-                pc,
-                format_args!(
-                    "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
-                ),
-            ));
-        }
+        check_min_nonnegative(pc, regno, p)?;
         if p.var.umax >= 1 << 29 {
             return Err(Reject::acces(
                 pc,
@@ -620,4 +613,18 @@ fn write_bytes(fr: &mut super::state::Frame, lo: i64, hi: i64, k: ByteKind) {
             bytes[b] = k;
         }
     }
+}
+
+/// A pointer's variable part must not go below its base (the `smin_value < 0` check of
+/// `check_mem_region_access` and `check_packet_access`).
+pub(super) fn check_min_nonnegative(pc: usize, regno: u8, p: &Reg) -> Result<(), Reject> {
+    if p.var.smin < 0 {
+        return Err(Reject::acces(
+            pc,
+            format_args!(
+                "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@
 
 use super::explore::{Explorer, Next};
 use super::log::Reject;
+use super::mem::check_min_nonnegative;
 use super::state::{Reg, RegType, VState};
 use crate::insn::{Cond, Operand};
 
@@ -154,14 +155,7 @@ impl Explorer<'_> {
         off: i64,
         size: usize,
     ) -> Result<(), Reject> {
-        if p.var.smin < 0 {
-            return Err(Reject::acces(
-                pc,
-                format_args!(
-                    "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
-                ),
-            ));
-        }
+        check_min_nonnegative(pc, regno, p)?;
         if off >= 0 && off as u64 + size as u64 <= p.range as u64 {
             return Ok(());
         }

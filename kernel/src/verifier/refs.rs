@@ -18,6 +18,7 @@
 use super::bounds::Scalar;
 use super::explore::Explorer;
 use super::log::Reject;
+use super::mem::loaded;
 use super::state::{ByteKind, RefState, Reg, RegType, Slot, VState};
 use crate::Errno;
 
@@ -55,16 +56,6 @@ pub fn mark_ptr_or_null_regs(st: &mut VState, id: u32, ref_obj_id: u32, null: bo
             }
         }
     });
-}
-
-/// The value a load of `size` bytes of unknown data gives.
-fn loaded(size: usize, sign: bool) -> Reg {
-    let bits = size as u32 * 8;
-    Reg::scalar(match (bits, sign) {
-        (64, _) => Scalar::UNKNOWN,
-        (_, false) => Scalar::urange(0, (1u64 << bits) - 1),
-        (_, true) => Scalar::srange(-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1),
-    })
 }
 
 impl Explorer<'_> {
