@@ -14,7 +14,7 @@ use super::branch;
 use super::cfg::Cfg;
 use super::ctx::CtxOps;
 use super::log::Reject;
-use super::precision::{self, Hist, Precise};
+use super::precision::{self, History, Precise};
 use super::state::{Reg, RegType, VState};
 use crate::Errno;
 use crate::insn::{Insn, Op, Operand};
@@ -30,8 +30,8 @@ pub(super) struct Path {
     pub pc: usize,
     pub st: VState,
     pub parent: Option<usize>,
-    /// The instructions run since `parent` was stored.
-    pub hist: super::precision::History,
+    /// The jump history since `parent` was stored.
+    pub hist: History,
 }
 
 /// What executing one instruction did to the path.
@@ -51,8 +51,8 @@ pub(super) struct Explorer<'a> {
     pub ctx: CtxOps,
     pub(super) states: super::prune::States,
     pending: Vec<Path>,
-    /// Precision needed at the instruction being checked ([`super::precision`]).
-    pub(super) prec_req: Precise,
+    /// Precision needed at the instruction being checked, if any ([`super::precision`]).
+    pub(super) prec_req: Option<Precise>,
     /// Instructions processed so far.
     pub processed: usize,
     /// Next id for `_OR_NULL` pointers.
@@ -76,7 +76,7 @@ impl<'a> Explorer<'a> {
             ctx: CtxOps::for_type(env.prog_type, env.ctx_size),
             states: super::prune::States::new(insns.len()),
             pending: Vec::new(),
-            prec_req: Precise::default(),
+            prec_req: None,
             processed: 0,
             next_id: 1,
             stack_depth: vec![0; cfg.subprogs.len()],
@@ -86,12 +86,14 @@ impl<'a> Explorer<'a> {
         }
     }
 
-    /// `sanitize_mark_insn_seen`: marks the slot(s) of the instruction at `pc`.
-    fn mark_seen(&mut self, pc: usize) {
-        let slots = self.cfg.ops[pc].map_or(1, |op| op.slots());
-        let end = (pc + slots).min(self.seen.len());
-        for s in &mut self.seen[pc..end] {
-            *s = true;
+    /// `sanitize_mark_insn_seen`: marks the slot(s) of the instruction `op` at `pc`.
+    fn mark_seen(&mut self, pc: usize, op: &Op) {
+        self.seen[pc] = true;
+        if op.slots() == 2 {
+            // The second slot of an `ld_imm64` is in the program (the CFG check).
+            if let Some(s) = self.seen.get_mut(pc + 1) {
+                *s = true;
+            }
         }
     }
 
@@ -106,7 +108,7 @@ impl<'a> Explorer<'a> {
             pc: 0,
             st: entry,
             parent: None,
-            hist: Vec::new(),
+            hist: History::default(),
         });
         while let Some(mut p) = cur.take().or_else(|| self.pending.pop()) {
             loop {
@@ -124,26 +126,28 @@ impl<'a> Explorer<'a> {
                 if self.cfg.prune_point[p.pc] && self.visited(&mut p)? {
                     break;
                 }
-                self.mark_seen(p.pc);
-                let op = self.cfg.ops[p.pc].expect("paths only reach first slots");
+                let cfg = self.cfg;
+                let op = cfg.ops[p.pc]
+                    .as_ref()
+                    .expect("paths only reach first slots");
+                self.mark_seen(p.pc, op);
                 if let Op::Ja { .. }
                 | Op::Jmp { .. }
                 | Op::MayGoto { .. }
                 | Op::Call(_)
-                | Op::Exit = op
+                | Op::Exit = *op
                 {
                     self.states.jmps_processed += 1;
                 }
-                self.needs_before(&op, &p.st);
-                let h = Hist {
-                    pc: p.pc as u32,
-                    frame: (p.st.frames.len() - 1) as u8,
-                    stack: precision::stack_use(&op, &p.st),
-                };
-                let next = self.step(&mut p.st, p.pc)?;
-                let need = core::mem::take(&mut self.prec_req);
-                self.mark_chain_precision(&p, need);
-                p.hist.push(h);
+                self.needs_before(op, &p.st);
+                let frame = (p.st.frames.len() - 1) as u8;
+                let stack = precision::stack_use(op, &p.st);
+                let next = self.step(&mut p.st, p.pc, op)?;
+                if let Some(need) = self.prec_req.take() {
+                    self.mark_chain_precision(&p, need);
+                }
+                let frame_after = (p.st.frames.len() - 1) as u8;
+                p.hist.record(p.pc, op, frame, frame_after, stack);
                 match next {
                     Next::Goto(pc) => p.pc = pc,
                     Next::Fork(pc, other, st) => {
@@ -154,7 +158,7 @@ impl<'a> Explorer<'a> {
                             parent: p.parent,
                             hist: p.hist.clone(),
                         });
-                        if let Op::MayGoto { .. } = op {
+                        if let Op::MayGoto { .. } = *op {
                             // The loop body goes on: forget what changed since the last
                             // iteration and does not matter, so that the loop converges.
                             if let Some((prev, marks)) =
@@ -238,11 +242,10 @@ impl<'a> Explorer<'a> {
         self.next_id
     }
 
-    /// Executes the instruction at `pc` on `st`.
-    fn step(&mut self, st: &mut VState, pc: usize) -> Result<Next, Reject> {
-        let op = self.cfg.ops[pc].expect("paths only reach first slots");
+    /// Executes the instruction `op` at `pc` on `st`.
+    fn step(&mut self, st: &mut VState, pc: usize, op: &Op) -> Result<Next, Reject> {
         let next = pc + op.slots();
-        match op {
+        match *op {
             Op::Alu { wide, op, dst, src } => self.check_alu(st, pc, wide, op, dst, src)?,
             Op::End { kind, bits, dst } => {
                 self.check_dst(pc, dst)?;

@@ -7,12 +7,18 @@
 //! where its value decides safety, as in the kernel: a scalar added to a pointer, a
 //! conditional jump whose direction the bounds decide (both sides), the return value of the
 //! main program — and, more conservatively than the kernel, every scalar argument of a helper
-//! or kfunc. The need is then carried backwards over the instructions the path executed
-//! ([`Hist`]) — through moves, ALU operations, spills and fills (the stack slot each access
-//! touched is recorded, whatever register pointed there), reg-reg comparisons, calls and
-//! returns — and marked in each stored state on the way ([`Precise`]), until nothing is left
-//! or a state already has the marks. When the trail is lost (a fill from a variable offset),
-//! every scalar of every state up the chain becomes precise.
+//! or kfunc. The need is then carried backwards over the instructions the path executed —
+//! through moves, ALU operations, spills and fills, reg-reg comparisons, calls and returns —
+//! and marked in each stored state on the way ([`Precise`]), until nothing is left or a state
+//! already has the marks. When the trail is lost (a fill from a variable offset), every
+//! scalar of every state up the chain becomes precise.
+//!
+//! As in the kernel, a path keeps only a jump history ([`History`], `push_jmp_history`):
+//! an entry where an instruction was not reached from its predecessor in the program, and
+//! where a stack access went through a register other than R10 (its frame and slots,
+//! `INSN_F_STACK_ACCESS`); the walk back runs linearly between entries
+//! (`get_prev_insn_idx`), telling R10 accesses from the instruction and the frame from calls
+//! and exits.
 //!
 //! A path pruned by a stored state inherits that state's marks (`propagate_precision`).
 //! States still being explored (loops) have incomplete marks: they are only compared with
@@ -42,15 +48,118 @@ pub(super) enum StackUse {
     Unknown(u8),
 }
 
-/// One executed instruction (`struct bpf_insn_hist_entry`, for every instruction).
+/// One entry of a path's jump history (`struct bpf_jmp_history_entry`): an instruction
+/// reached from elsewhere than its predecessor in the program, the first one of a segment,
+/// or one whose stack access cannot be told from the instruction alone.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Hist {
+pub(super) struct JmpHist {
     /// The instruction.
-    pub pc: u32,
-    /// The frame it ran in (absolute).
-    pub frame: u8,
-    /// Its stack access.
+    pub idx: u32,
+    /// The instruction processed before it (`prev_idx`).
+    pub prev_idx: u32,
+    /// Its stack access (the `INSN_F_STACK_ACCESS` flags with frame and slots).
     pub stack: StackUse,
+}
+
+/// The history of one path segment: from the instruction a stored state was taken at (or
+/// the entry) up to the next stored state. Instructions between entries ran one after the
+/// other; backtracking walks them linearly backwards (`get_prev_insn_idx`).
+#[derive(Clone, Debug, Default)]
+pub(super) struct History {
+    /// Jump history entries, oldest first; the first is the segment's first instruction.
+    entries: Vec<JmpHist>,
+    /// Instructions processed in the segment.
+    pub insns: u32,
+    /// The last instruction processed (before the segment, while it is empty).
+    last: u32,
+    /// The instruction that follows `last` in the program (`last` + its slots).
+    fall: u32,
+    /// The frame after `last` ran.
+    frame: u8,
+}
+
+impl History {
+    /// Records that the instruction `op` at `pc` ran, starting in frame `frame` (ending in
+    /// `frame_after`), touching the stack as `stack` says (`push_jmp_history`, only where
+    /// the walk back could not find it).
+    #[inline]
+    pub fn record(&mut self, pc: usize, op: &Op, frame: u8, frame_after: u8, stack: StackUse) {
+        let pc32 = pc as u32;
+        if self.insns == 0 || self.fall != pc32 || stack != implied_stack_use(op, frame) {
+            self.entries.push(JmpHist {
+                idx: pc32,
+                prev_idx: self.last,
+                stack,
+            });
+        }
+        self.insns += 1;
+        self.last = pc32;
+        self.fall = pc32 + op.slots() as u32;
+        self.frame = frame_after;
+    }
+
+    /// The history so far, leaving an empty one for the segment that starts here.
+    pub fn take(&mut self) -> History {
+        let next = History {
+            entries: Vec::new(),
+            insns: 0,
+            last: self.last,
+            fall: self.fall,
+            frame: self.frame,
+        };
+        core::mem::replace(self, next)
+    }
+
+    /// Carries `bt` back over the segment's instructions, newest first.
+    /// `Err(())`: the trail is lost.
+    fn walk(&self, ops: &[Option<Op>], bt: &mut Precise) -> Result<(), ()> {
+        if self.insns == 0 {
+            return Ok(());
+        }
+        let mut i = self.last as usize;
+        let mut k = self.entries.len();
+        let mut frame_after = self.frame;
+        loop {
+            if bt.is_empty() {
+                return Ok(());
+            }
+            let op = ops.get(i).and_then(Option::as_ref).ok_or(())?;
+            let frame = match op {
+                Op::Call(Call::Local(_)) => frame_after.checked_sub(1).ok_or(())?,
+                Op::Exit => frame_after + 1,
+                _ => frame_after,
+            };
+            let entry = k.checked_sub(1).map(|j| self.entries[j]);
+            let entry = entry.filter(|e| e.idx as usize == i);
+            let stack = match entry {
+                Some(e) => e.stack,
+                None => implied_stack_use(op, frame),
+            };
+            backtrack(op, frame, stack, bt)?;
+            frame_after = frame;
+            match entry {
+                Some(e) => {
+                    k -= 1;
+                    if k == 0 {
+                        // The segment's first instruction.
+                        return Ok(());
+                    }
+                    i = e.prev_idx as usize;
+                }
+                None => {
+                    // Ran after the one before it in the program (past an `ld_imm64`'s
+                    // second slot); entries remain, as the first instruction has one.
+                    if k == 0 || i == 0 {
+                        return Err(());
+                    }
+                    i -= 1;
+                    if i > 0 && ops[i].is_none() {
+                        i -= 1;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Precision marks of a stored state, per frame: registers and stack slots (bit sets).
@@ -126,8 +235,8 @@ impl Precise {
                     p.regs[f] |= 1 << r;
                 }
             }
-            for s in 0..super::state::STACK_SLOTS {
-                if matches!(fr.stack[s], Slot::Spill(r) if r.ty == RegType::Scalar) {
+            for (s, slot) in fr.stack.iter_allocated() {
+                if matches!(slot, Slot::Spill(r) if r.ty == RegType::Scalar) {
                     p.slots[f] |= 1 << s;
                 }
             }
@@ -150,9 +259,9 @@ impl Precise {
 }
 
 /// Carries the needs `bt` (after the instruction) back over `op` (`backtrack_insn`).
-/// `Err(())`: the trail is lost.
-fn backtrack(op: &Op, h: &Hist, bt: &mut Precise) -> Result<(), ()> {
-    let f = h.frame as usize;
+/// `frame` is the frame it ran in, `stack` its stack access. `Err(())`: the trail is lost.
+fn backtrack(op: &Op, frame: u8, stack: StackUse, bt: &mut Precise) -> Result<(), ()> {
+    let f = frame as usize;
     let slots_any = |bt: &Precise, frame: u8, lo: u8, hi: u8| {
         bt.slots[frame as usize] & Precise::slot_range(lo, hi) != 0
     };
@@ -182,7 +291,7 @@ fn backtrack(op: &Op, h: &Hist, bt: &mut Precise) -> Result<(), ()> {
                 return Ok(());
             }
             bt.clear_reg(f, dst);
-            match h.stack {
+            match stack {
                 StackUse::None => {}
                 StackUse::Slots { frame, lo, hi } => {
                     bt.slots[frame as usize] |= Precise::slot_range(lo, hi);
@@ -195,7 +304,7 @@ fn backtrack(op: &Op, h: &Hist, bt: &mut Precise) -> Result<(), ()> {
                 Op::Stx { src, .. } => Some(src),
                 _ => None,
             };
-            let hit = match h.stack {
+            let hit = match stack {
                 StackUse::None => false,
                 StackUse::Slots { frame, lo, hi } => {
                     let hit = slots_any(bt, frame, lo, hi);
@@ -212,13 +321,13 @@ fn backtrack(op: &Op, h: &Hist, bt: &mut Precise) -> Result<(), ()> {
             }
         }
         Op::Atomic { dst, src, .. } => {
-            let hit = match h.stack {
+            let hit = match stack {
                 StackUse::Slots { frame, lo, hi } => slots_any(bt, frame, lo, hi),
                 StackUse::Unknown(frame) => bt.slots[frame as usize] != 0,
                 StackUse::None => false,
             };
             if hit || bt.has_reg(f, src) || bt.has_reg(f, dst) || bt.has_reg(f, 0) {
-                match h.stack {
+                match stack {
                     StackUse::Slots { frame, lo, hi } => {
                         bt.slots[frame as usize] |= Precise::slot_range(lo, hi);
                     }
@@ -270,7 +379,9 @@ impl Explorer<'_> {
     pub(super) fn need_precise(&mut self, st: &VState, r: u8) {
         if st.reg(r).ty == RegType::Scalar {
             let f = st.frames.len() - 1;
-            self.prec_req.set_reg(f, r);
+            self.prec_req
+                .get_or_insert_with(Precise::default)
+                .set_reg(f, r);
         }
     }
 
@@ -280,16 +391,9 @@ impl Explorer<'_> {
         if bt.is_empty() {
             return;
         }
-        let cfg = self.cfg;
-        let walk = |hist: &[Hist], bt: &mut Precise| -> Result<(), ()> {
-            for h in hist.iter().rev() {
-                let op = cfg.ops[h.pc as usize].as_ref().ok_or(())?;
-                backtrack(op, h, bt)?;
-            }
-            Ok(())
-        };
+        let ops = &self.cfg.ops[..];
         let mut node = p.parent;
-        if walk(&p.hist, &mut bt).is_err() {
+        if p.hist.walk(ops, &mut bt).is_err() {
             self.states.mark_all_precise(node);
             return;
         }
@@ -304,7 +408,7 @@ impl Explorer<'_> {
                     return;
                 }
             }
-            if walk(hist, &mut bt).is_err() {
+            if hist.walk(ops, &mut bt).is_err() {
                 self.states.mark_all_precise(parent);
                 return;
             }
@@ -313,26 +417,20 @@ impl Explorer<'_> {
     }
 }
 
-/// Where the instruction `op` about to run on `st` touches the stack.
-pub(super) fn stack_use(op: &Op, st: &VState) -> StackUse {
-    let (base, off, size) = match *op {
-        Op::Ldx { src, off, size, .. } => (src, off, size),
+/// The base register, offset and size of a memory instruction.
+fn mem_operands(op: &Op) -> Option<(u8, i16, Size)> {
+    match *op {
+        Op::Ldx { src, off, size, .. } => Some((src, off, size)),
         Op::St { dst, off, size, .. }
         | Op::Stx { dst, off, size, .. }
-        | Op::Atomic { dst, off, size, .. } => (dst, off, size),
-        _ => return StackUse::None,
-    };
-    let p = st.reg(base);
-    let RegType::PtrToStack { frame } = p.ty else {
-        return StackUse::None;
-    };
-    let Some(v) = p.var.as_const() else {
-        return StackUse::Unknown(frame);
-    };
-    let lo = i64::from(p.off)
-        .wrapping_add(v as i64)
-        .wrapping_add(i64::from(off))
-        .wrapping_add(512);
+        | Op::Atomic { dst, off, size, .. } => Some((dst, off, size)),
+        _ => None,
+    }
+}
+
+/// The slots of `frame` covering `off .. off + size` from its frame pointer.
+fn slots_at(frame: u8, off: i64, size: Size) -> StackUse {
+    let lo = off.wrapping_add(512);
     let hi = lo.wrapping_add(size.bytes() as i64 - 1);
     if lo < 0 || hi >= 512 {
         // Rejected by the access check.
@@ -342,6 +440,34 @@ pub(super) fn stack_use(op: &Op, st: &VState) -> StackUse {
         frame,
         lo: (lo / 8) as u8,
         hi: (hi / 8) as u8,
+    }
+}
+
+/// Where the instruction `op` about to run on `st` touches the stack.
+#[inline]
+pub(super) fn stack_use(op: &Op, st: &VState) -> StackUse {
+    let Some((base, off, size)) = mem_operands(op) else {
+        return StackUse::None;
+    };
+    let p = st.reg(base);
+    let RegType::PtrToStack { frame } = p.ty else {
+        return StackUse::None;
+    };
+    let Some(v) = p.var.as_const() else {
+        return StackUse::Unknown(frame);
+    };
+    let off = i64::from(p.off)
+        .wrapping_add(v as i64)
+        .wrapping_add(i64::from(off));
+    slots_at(frame, off, size)
+}
+
+/// The stack access of `op` running in `frame` as the instruction alone tells it: through
+/// the frame pointer R10, or none. Others are recorded in the history.
+fn implied_stack_use(op: &Op, frame: u8) -> StackUse {
+    match mem_operands(op) {
+        Some((10, off, size)) => slots_at(frame, i64::from(off), size),
+        _ => StackUse::None,
     }
 }
 
@@ -369,6 +495,3 @@ pub(super) fn widen_imprecise_scalars(prev: &VState, marks: &Precise, cur: &mut 
         }
     }
 }
-
-/// Histories are moved into the stored state they lead to.
-pub(super) type History = Vec<Hist>;

@@ -25,7 +25,7 @@
 
 use super::explore::{Explorer, Path};
 use super::log::Reject;
-use super::precision::{Hist, History, Precise};
+use super::precision::{History, Precise};
 use super::state::VState;
 use crate::Errno;
 use crate::insn::Op;
@@ -49,7 +49,7 @@ pub(super) struct Checkpoint {
     pc: usize,
     /// Its precision marks.
     marks: Precise,
-    /// The instructions from the parent's state to this one.
+    /// The jump history from the parent's state to this one.
     hist: History,
 }
 
@@ -93,7 +93,7 @@ impl States {
 
     /// Stored state `i`'s marks (`None` once evicted), the history leading to it and its
     /// parent.
-    pub fn chain(&mut self, i: usize) -> (Option<&mut Precise>, &[Hist], Option<usize>) {
+    pub fn chain(&mut self, i: usize) -> (Option<&mut Precise>, &History, Option<usize>) {
         let c = &mut self.ckpts[i];
         let marks = if c.state.is_some() {
             Some(&mut c.marks)
@@ -162,7 +162,7 @@ impl Explorer<'_> {
     pub(super) fn visited(&mut self, p: &mut Path) -> Result<bool, Reject> {
         let may_goto = matches!(self.cfg.ops[p.pc], Some(Op::MayGoto { .. }));
         // Forced: `may_goto`, and long histories (the kernel's bound on the jump history).
-        let force = may_goto || p.hist.len() >= 512;
+        let force = may_goto || p.hist.insns >= 512;
         let processed = self.processed;
         let s = &mut self.states;
         let mut add =
@@ -227,7 +227,7 @@ impl Explorer<'_> {
             miss: 0,
             pc: p.pc,
             marks: Precise::default(),
-            hist: core::mem::take(&mut p.hist),
+            hist: p.hist.take(),
         });
         let i = s.ckpts.len() - 1;
         s.at[p.pc].push(i);

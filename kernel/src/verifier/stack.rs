@@ -36,6 +36,13 @@ impl Stack {
         self.top.iter_mut()
     }
 
+    /// The allocated slots with their indices, lowest address first (the others are
+    /// unwritten).
+    pub fn iter_allocated(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        let base = self.base();
+        self.top.iter().enumerate().map(move |(k, s)| (base + k, s))
+    }
+
     /// Every slot, lowest address first.
     pub fn iter(&self) -> impl Iterator<Item = &Slot> {
         (0..STACK_SLOTS).map(move |i| &self[i])

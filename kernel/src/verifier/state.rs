@@ -262,21 +262,25 @@ pub struct RefState {
 
 impl VState {
     /// The innermost frame.
+    #[inline]
     pub fn cur(&self) -> &Frame {
         self.frames.last().expect("a state has a frame")
     }
 
     /// The innermost frame, mutably.
+    #[inline]
     pub fn cur_mut(&mut self) -> &mut Frame {
         self.frames.last_mut().expect("a state has a frame")
     }
 
     /// A register of the innermost frame.
+    #[inline]
     pub fn reg(&self, r: u8) -> &Reg {
         &self.cur().regs[r as usize]
     }
 
     /// A register of the innermost frame, mutably.
+    #[inline]
     pub fn reg_mut(&mut self, r: u8) -> &mut Reg {
         &mut self.cur_mut().regs[r as usize]
     }
