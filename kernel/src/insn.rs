@@ -6,6 +6,7 @@
 
 mod build;
 mod decode;
+pub mod eval;
 
 pub use build::*;
 pub use decode::{

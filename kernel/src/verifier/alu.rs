@@ -130,24 +130,8 @@ fn sdiv_mod(a: &Scalar, b: &Scalar, div: bool, bits: u32) -> Scalar {
     let (Some(x), Some(y)) = (a.as_const(), b.as_const()) else {
         return Scalar::UNKNOWN;
     };
-    let v = if bits == 32 {
-        let (x, y) = (x as i32, y as i32);
-        (match (div, y) {
-            (true, 0) => 0,
-            (false, 0) => x,
-            (true, _) => x.wrapping_div(y),
-            (false, _) => x.wrapping_rem(y),
-        }) as u32 as u64
-    } else {
-        let (x, y) = (x as i64, y as i64);
-        (match (div, y) {
-            (true, 0) => 0,
-            (false, 0) => x,
-            (true, _) => x.wrapping_div(y),
-            (false, _) => x.wrapping_rem(y),
-        }) as u64
-    };
-    Scalar::konst(v)
+    let op = if div { AluOp::SDiv } else { AluOp::SMod };
+    Scalar::konst(crate::insn::eval::alu(bits == 64, op, x, y))
 }
 
 fn movsx(a: &Scalar, from_bits: u32) -> Scalar {
@@ -254,29 +238,6 @@ mod tests {
             .fold(Scalar::konst(xs[0]), |s, &x| s.join(&Scalar::konst(x)))
     }
 
-    fn concrete(op: AluOp, wide: bool, x: u64, y: u64) -> u64 {
-        let w = |v: u64| if wide { v } else { v as u32 as u64 };
-        let bits = if wide { 64 } else { 32 };
-        let (x, y) = (w(x), w(y));
-        let r = match op {
-            AluOp::Add => x.wrapping_add(y),
-            AluOp::Sub => x.wrapping_sub(y),
-            AluOp::Mul => x.wrapping_mul(y),
-            AluOp::And => x & y,
-            AluOp::Or => x | y,
-            AluOp::Xor => x ^ y,
-            AluOp::Lsh => x << (y % bits),
-            AluOp::Rsh => x >> (y % bits),
-            AluOp::Arsh if wide => ((x as i64) >> (y % 64)) as u64,
-            AluOp::Arsh => ((x as u32 as i32) >> (y % 32)) as u32 as u64,
-            AluOp::Div => x.checked_div(y).unwrap_or(0),
-            AluOp::Mod => x.checked_rem(y).unwrap_or(x),
-            AluOp::Neg => 0u64.wrapping_sub(x),
-            _ => unreachable!(),
-        };
-        w(r)
-    }
-
     #[test]
     fn alu_is_sound_on_sets() {
         let ops = [
@@ -314,7 +275,7 @@ mod tests {
                         };
                         for &x in xs {
                             for &y in ys {
-                                let c = concrete(op, wide, x, y);
+                                let c = crate::insn::eval::alu(wide, op, x, y);
                                 assert!(
                                     r.contains(c),
                                     "{op:?} wide={wide} {xs:x?} {ys:x?}: {c:#x} not in {r:?}"
