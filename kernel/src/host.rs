@@ -103,6 +103,56 @@ pub trait Host: Send + Sync {
         }
         Ok(region)
     }
+
+    /// Installs code that depends on where it runs, as [`Host::exec_install`] does: the host
+    /// picks a region of at least `len` bytes, then calls `emit` once with the address the
+    /// code's first byte will have in the executable view, and installs the `len` bytes it
+    /// returns. This is Linux's order (`bpf_jit_binary_pack_alloc` hands the JIT its final
+    /// address before the last pass; the x86 JIT then emits `call rel32` to helpers).
+    ///
+    /// `near` is an address the code wants to reach with a 32-bit displacement — the helpers'
+    /// text. A host that can places the region within 2 GiB of it (the kernel's module area
+    /// guarantees this for kernel text); `emit` checks the address it is given and fails with
+    /// `ERANGE` if it can't use it. Errors from `emit`, and `EINVAL` if it returns other than
+    /// `len` bytes, are returned with nothing left allocated.
+    ///
+    /// The default implementation ignores `near` and is [`Host::exec_alloc`], `emit`, a write
+    /// through `rw`, then [`Host::exec_seal`].
+    fn exec_install_at(
+        &self,
+        len: usize,
+        near: usize,
+        emit: &mut dyn FnMut(usize) -> Result<alloc::vec::Vec<u8>>,
+    ) -> Result<ExecRegion> {
+        let _ = near;
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let region = self.exec_alloc(len)?;
+        let written = (|| {
+            if region.len < len {
+                return Err(Errno::ENOMEM);
+            }
+            let code = emit(region.rx as usize)?;
+            if code.len() != len {
+                return Err(Errno::EINVAL);
+            }
+            // SAFETY: `exec_alloc` gave us `region.len >= len` writable bytes at `rw`, not
+            // sealed yet and shared with no one; `code` cannot overlap fresh host memory.
+            unsafe {
+                core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, len);
+                core::ptr::write_bytes(region.rw.add(len), 0xcc, region.len - len);
+            }
+            self.exec_seal(&region)
+        })();
+        match written {
+            Ok(()) => Ok(region),
+            Err(e) => {
+                self.exec_free(region);
+                Err(e)
+            }
+        }
+    }
 }
 
 static HOST: Once<&'static dyn Host> = Once::new();

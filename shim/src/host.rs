@@ -18,6 +18,8 @@
 //!   patching with the `text_poke_bp` int3 protocol: see [`exec`].
 
 mod exec;
+#[cfg(all(test, target_arch = "x86_64"))]
+mod install_at_tests;
 mod pack;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod pack_tests;
@@ -196,6 +198,15 @@ impl Host for ShimHost {
 
     fn exec_install(&self, code: &[u8]) -> Result<ExecRegion> {
         self.exec.install(code)
+    }
+
+    fn exec_install_at(
+        &self,
+        len: usize,
+        near: usize,
+        emit: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
+    ) -> Result<ExecRegion> {
+        self.exec.install_at(len, near, emit)
     }
 
     fn text_poke(&self, region: &ExecRegion, offset: usize, bytes: &[u8]) -> Result {

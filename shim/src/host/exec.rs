@@ -151,6 +151,61 @@ pub(super) fn map(fd: libc::c_int, len: usize, prot: libc::c_int) -> Result<*mut
     }
 }
 
+/// [`map`], within `rel32` reach of `near` if the address space has room there (0: anywhere).
+///
+/// Tries fixed addresses from [`near_hint`] downwards with `MAP_FIXED_NOREPLACE`, which never
+/// replaces a mapping (an older kernel that ignores the flag treats the address as a hint; a
+/// mapping it put elsewhere is undone), then falls back to a kernel-chosen address. Callers
+/// check where the mapping landed.
+pub(super) fn map_near(
+    fd: libc::c_int,
+    len: usize,
+    prot: libc::c_int,
+    near: usize,
+) -> Result<*mut u8> {
+    const TRIES: usize = 32;
+    if near != 0 {
+        let step = len.next_multiple_of(2 << 20);
+        let mut at = near_hint(near, len);
+        for _ in 0..TRIES {
+            if at == 0 || !reaches(at, len, near) {
+                break;
+            }
+            let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
+            // SAFETY: a fresh shared mapping of `fd`; `MAP_FIXED_NOREPLACE` fails rather than
+            // replace an existing mapping, so this aliases nothing.
+            let p = unsafe { libc::mmap(at as *mut libc::c_void, len, prot, flags, fd, 0) };
+            if p as usize == at {
+                return Ok(p.cast());
+            }
+            if p != libc::MAP_FAILED {
+                // SAFETY: the mapping just made, elsewhere; nothing refers to it.
+                unsafe { libc::munmap(p, len) };
+            }
+            at = at.saturating_sub(step);
+        }
+    }
+    map(fd, len, prot)
+}
+
+/// Largest distance a `rel32` reaches.
+const REL32_REACH: usize = i32::MAX as usize;
+
+/// The first address [`map_near`] tries for `len` bytes that should reach `near`: 1 GiB below
+/// it, rounded down to 2 MiB, where a program's text (mapped above the null guard, with its heap
+/// growing upwards after it) usually leaves room.
+pub(super) fn near_hint(near: usize, len: usize) -> usize {
+    near.checked_sub(1 << 30)
+        .map_or(0, |h| h & !((2 << 20) - 1))
+        .min(near.saturating_sub(len))
+}
+
+/// Whether every byte of `start..start + len` is within `rel32` reach of `near` (always, for
+/// `near == 0`).
+pub(super) fn reaches(start: usize, len: usize, near: usize) -> bool {
+    near == 0 || (start.abs_diff(near) < REL32_REACH && (start + len).abs_diff(near) < REL32_REACH)
+}
+
 /// Runs `write` with the alias pages covering `start..start + len` made `PROT_READ |
 /// PROT_WRITE`, then makes them `PROT_READ` again. Fails (`ENOMEM`/`EFAULT`) without calling
 /// `write` if the pages cannot be made writable, and reports a failure to restore them.
@@ -264,6 +319,12 @@ impl ExecAllocator {
     /// `len` bytes rounded up to pages: the `rw` alias read+write, the `rx` view read+exec,
     /// both full of `int3`.
     pub(super) fn alloc(&self, len: usize) -> Result<ExecRegion> {
+        self.alloc_near(len, 0)
+    }
+
+    /// [`ExecAllocator::alloc`] with the `rx` view within reach of `near` if the address space
+    /// allows (see [`map_near`]; 0: anywhere).
+    fn alloc_near(&self, len: usize, near: usize) -> Result<ExecRegion> {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
@@ -274,7 +335,7 @@ impl ExecAllocator {
         let fd = memfd(len)?;
         let mapped = (|| {
             let rw = map(fd, len, libc::PROT_READ | libc::PROT_WRITE)?;
-            match map(fd, len, libc::PROT_READ | libc::PROT_EXEC) {
+            match map_near(fd, len, libc::PROT_READ | libc::PROT_EXEC, near) {
                 Ok(rx) => Ok((rx, rw)),
                 Err(e) => {
                     // SAFETY: `rw` is the mapping of `len` bytes made just above.
@@ -301,22 +362,43 @@ impl ExecAllocator {
     /// bytes into a pack, larger code into a dedicated region written before sealing. The rest
     /// of the region is `int3`. Empty code is `EINVAL`.
     pub(super) fn install(&self, code: &[u8]) -> Result<ExecRegion> {
-        if code.is_empty() {
+        self.install_at(code.len(), 0, &mut |_| Ok(code.to_vec()))
+    }
+
+    /// Installs the `len` bytes `emit` produces for the address it is given, sealed (the
+    /// host's `exec_install_at`), placed as [`ExecAllocator::install`] does and, where the
+    /// address space allows, within reach of `near`. On any error nothing stays allocated.
+    pub(super) fn install_at(
+        &self,
+        len: usize,
+        near: usize,
+        emit: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
+    ) -> Result<ExecRegion> {
+        if len == 0 {
             return Err(Errno::EINVAL);
         }
-        if code.len() <= pack::PACK_MAX_REQUEST {
+        if len <= pack::PACK_MAX_REQUEST {
             let _text_mutex = TEXT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
-            return self.lock_packs().install(self.page_size, code);
+            return self.lock_packs().install(self.page_size, len, near, emit);
         }
-        let region = self.alloc(code.len())?;
-        // SAFETY: a fresh unsealed region of `len >= code.len()` bytes (already `int3`-filled),
-        // writable through `rw` and shared with no one.
-        unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, code.len()) };
-        if let Err(e) = self.seal(&region) {
-            self.free(region);
-            return Err(e);
+        let region = self.alloc_near(len, near)?;
+        let written = (|| {
+            let code = emit(region.rx as usize)?;
+            if code.len() != len {
+                return Err(Errno::EINVAL);
+            }
+            // SAFETY: a fresh unsealed region of `region.len >= len` bytes (already
+            // `int3`-filled), writable through `rw` and shared with no one.
+            unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, len) };
+            self.seal(&region)
+        })();
+        match written {
+            Ok(()) => Ok(region),
+            Err(e) => {
+                self.free(region);
+                Err(e)
+            }
         }
-        Ok(region)
     }
 
     /// Makes the `rw` alias read-only; the `rx` view already is read+exec. A pack region is

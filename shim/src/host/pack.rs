@@ -43,9 +43,10 @@ struct Pack {
 unsafe impl Send for Pack {}
 
 impl Pack {
-    /// Maps a new pack: the alias is filled with `int3` while it is the only view, then made
+    /// Maps a new pack, its executable view within `rel32` reach of `near` if the address space
+    /// allows ([`exec::map_near`]; 0: anywhere): the alias is filled with `int3` while it is the only view, then made
     /// read-only before the executable view exists.
-    fn new() -> Result<Pack> {
+    fn new(near: usize) -> Result<Pack> {
         let fd = exec::memfd(PACK_SIZE)?;
         let mapped = (|| {
             let rw = exec::map(fd, PACK_SIZE, libc::PROT_READ | libc::PROT_WRITE)?;
@@ -61,7 +62,7 @@ impl Pack {
                 unmap_rw();
                 return Err(e);
             }
-            match exec::map(fd, PACK_SIZE, libc::PROT_READ | libc::PROT_EXEC) {
+            match exec::map_near(fd, PACK_SIZE, libc::PROT_READ | libc::PROT_EXEC, near) {
                 Ok(rx) => Ok((rx.cast_const(), rw)),
                 Err(e) => {
                     unmap_rw();
@@ -156,48 +157,85 @@ impl Pack {
 #[derive(Debug, Default)]
 pub(super) struct Packs {
     packs: Vec<Pack>,
+    /// A pack mapped for a `near` request landed out of reach: the address space has no room
+    /// there, so later requests stop asking (and stop mapping new packs for it).
+    near_failed: bool,
 }
 
 impl Packs {
-    /// Copies `code` into the first fit of chunks (a new pack if none fits), fills the rest of
-    /// the last chunk with `int3` and returns the region, sealed. The caller holds the text mutex
-    /// and checked `0 < code.len() <= PACK_MAX_REQUEST`. On failure nothing changed (apart from
-    /// a new, empty pack that stays for later use).
-    pub(super) fn install(&mut self, page_size: usize, code: &[u8]) -> Result<ExecRegion> {
-        debug_assert!(!code.is_empty() && code.len() <= PACK_MAX_REQUEST);
-        let n = code.len().div_ceil(CHUNK_SIZE);
+    /// Installs the `len` bytes `emit` produces for their executable address into the first fit
+    /// of chunks — in a pack within `rel32` reach of `near` if one has room (a new pack mapped
+    /// near it otherwise), else in any pack — fills the rest of the last chunk with `int3` and
+    /// returns the region, sealed. The caller holds the text mutex and checked
+    /// `0 < len <= PACK_MAX_REQUEST`. On failure nothing changed (apart from a new, empty pack
+    /// that stays for later use).
+    pub(super) fn install(
+        &mut self,
+        page_size: usize,
+        len: usize,
+        near: usize,
+        emit: &mut dyn FnMut(usize) -> Result<Vec<u8>>,
+    ) -> Result<ExecRegion> {
+        debug_assert!(len > 0 && len <= PACK_MAX_REQUEST);
+        let n = len.div_ceil(CHUNK_SIZE);
+        let near = if self.near_failed { 0 } else { near };
+        let fits = |pack: &Pack, want_near: bool| {
+            if want_near && !exec::reaches(pack.rx as usize, PACK_SIZE, near) {
+                return None;
+            }
+            pack.find_area(n)
+        };
         let found = self
             .packs
             .iter()
             .enumerate()
-            .find_map(|(p, pack)| pack.find_area(n).map(|c| (p, c)));
+            .find_map(|(p, pack)| fits(pack, true).map(|c| (p, c)))
+            .or_else(|| {
+                // Any pack will do when there is no preference or no room near it.
+                (near == 0)
+                    .then(|| {
+                        self.packs
+                            .iter()
+                            .enumerate()
+                            .find_map(|(p, pack)| fits(pack, false).map(|c| (p, c)))
+                    })
+                    .flatten()
+            });
         let (p, chunk) = match found {
             Some(found) => found,
             None => {
                 self.packs.try_reserve(1).map_err(|_| Errno::ENOMEM)?;
-                self.packs.push(Pack::new()?);
+                let pack = Pack::new(near)?;
+                if near != 0 && !exec::reaches(pack.rx as usize, PACK_SIZE, near) {
+                    self.near_failed = true;
+                }
+                self.packs.push(pack);
                 (self.packs.len() - 1, 0)
             }
         };
         let pack = &mut self.packs[p];
         let off = chunk * CHUNK_SIZE;
-        let len = n * CHUNK_SIZE;
-        // SAFETY: `off + len <= PACK_SIZE`: both views have room.
+        let size = n * CHUNK_SIZE;
+        // SAFETY: `off + size <= PACK_SIZE`: both views have room.
         let (rx, rw) = unsafe { (pack.rx.add(off), pack.rw.add(off)) };
-        // SAFETY: `rw..rw + len` lies in the pack's alias, which is `PROT_READ` outside write
+        let code = emit(rx as usize)?;
+        if code.len() != len {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: `rw..rw + size` lies in the pack's alias, which is `PROT_READ` outside write
         // windows; the caller holds the text mutex. The chunks are free: no thread executes them.
         unsafe {
-            exec::with_write_window(page_size, rw, len, || {
-                core::ptr::copy_nonoverlapping(code.as_ptr(), rw, code.len());
-                core::ptr::write_bytes(rw.add(code.len()), INT3, len - code.len());
+            exec::with_write_window(page_size, rw, size, || {
+                core::ptr::copy_nonoverlapping(code.as_ptr(), rw, len);
+                core::ptr::write_bytes(rw.add(len), INT3, size - len);
             })?;
         }
         pack.set_range(chunk, n, true);
         Ok(ExecRegion {
             rx,
             rw,
-            len,
-            cookie: exec::pack_cookie(rx as usize, rw as usize, len),
+            len: size,
+            cookie: exec::pack_cookie(rx as usize, rw as usize, size),
         })
     }
 
