@@ -26,6 +26,14 @@ impl kbpf::jit::JitImage for JitImage {
         JitImage::size(self)
     }
 
+    fn code(&self) -> &[u8] {
+        JitImage::code(self)
+    }
+
+    fn insn_offsets(&self) -> &[u32] {
+        JitImage::insn_offsets(self)
+    }
+
     fn poke_sites(&self) -> &[kbpf::jit::PokeSite] {
         JitImage::poke_sites(self)
     }

@@ -19,7 +19,7 @@ mod tailcall_direct;
 
 pub use call::{CallxRet, kbpf_jit_callx};
 pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
-pub use image::{JitFunc, JitImage};
+pub use image::JitImage;
 pub use regmap::bpf_reg;
 pub use tailcall_const::ConstKey;
 pub use tailcall_direct::DirectSite;
@@ -29,7 +29,7 @@ use kbpf::Errno;
 use kbpf::helpers::func_proto;
 use kbpf::insn::{BPF_REG_AX, Call, Insn, Op, decode_internal};
 use kbpf::uapi::{ProgType, pseudo};
-use pass::{Prepared, pass};
+use pass::{Layout, Prepared, pass};
 
 /// Passes before giving up on convergence (`MAX_PASSES`).
 const MAX_PASSES: usize = 20;
@@ -91,7 +91,10 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
             .iter()
             .any(|o| matches!(o, Some(Op::MayGoto { .. } | Op::TailCall))),
     };
-    let main = main_frame(insns, &ops, &protos);
+    let named = named_regs(insns, &ops);
+    let tail_calls = ops.iter().any(|o| matches!(o, Some(Op::TailCall)));
+    let main = main_frame(named, &ops, &protos);
+    let saves = frame::CallSaves::new(named, tail_calls);
     let loop_head = pass::loop_heads(&ops);
     Ok(Prepared {
         ops,
@@ -99,17 +102,38 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         subs,
         frame,
         main,
+        saves,
         loop_head,
         align_loops: true,
+        calls: call::HelperCalls::Far,
         prog_type,
         maps,
         direct,
     })
 }
 
+/// The BPF registers (bit `n`: R`n`, R10 included) some instruction names, as destination or
+/// source, or that a call or exit reads: a register no instruction names can't be observed.
+fn named_regs(insns: &[Insn], ops: &[Option<Op>]) -> u16 {
+    let mut named = 0u16;
+    for (insn, op) in insns.iter().zip(ops) {
+        for r in [insn.dst(), insn.src()] {
+            if r <= 10 {
+                named |= 1 << r;
+            }
+        }
+        match op {
+            Some(Op::Call(_)) => named |= 0b11_1111,
+            Some(Op::Exit) => named |= 1,
+            _ => {}
+        }
+    }
+    named
+}
+
 /// The parts of the main prologue the program can observe (see `frame`'s module docs).
 fn main_frame(
-    insns: &[Insn],
+    named: u16,
     ops: &[Option<Op>],
     protos: &[Option<&'static kbpf::helpers::HelperProto>],
 ) -> frame::MainFrame {
@@ -119,26 +143,14 @@ fn main_frame(
     let unwinds = ops.iter().zip(protos).any(|(o, p)| {
         matches!(o, Some(Op::Call(Call::Reg(_)))) || p.is_some_and(|p| p.unwind_on_zero)
     });
-    // Registers some instruction names, as destination or source, or that a call or exit
-    // reads: a register no instruction names can't be observed, so it needs no zeroing.
-    let mut zero = 0u16;
-    for (insn, op) in insns.iter().zip(ops) {
-        for r in [insn.dst(), insn.src()] {
-            if r < 10 {
-                zero |= 1 << r;
-            }
-        }
-        match op {
-            Some(Op::Call(_)) => zero |= 0b11_1111,
-            Some(Op::Exit) => zero |= 1,
-            _ => {}
-        }
-    }
+    let may_goto = ops.iter().any(|o| matches!(o, Some(Op::MayGoto { .. })));
+    let calls = ops.iter().any(|o| matches!(o, Some(Op::Call(_))));
     frame::MainFrame {
+        frame: named >> 10 & 1 != 0 || calls || may_goto,
         bottom_fp: unwinds,
         tcc_ptr: false,
-        may_goto: ops.iter().any(|o| matches!(o, Some(Op::MayGoto { .. }))),
-        zero,
+        may_goto,
+        zero: named & 0x3ff,
     }
 }
 
@@ -151,28 +163,43 @@ fn main_frame(
 /// `MAX_CALL_FRAMES`, `ENOTSUPP` for kfunc calls and legacy packet loads, `EFAULT` when the
 /// layout does not converge.
 pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), Errno> {
-    emit_with_pokes(insns, prog_type).map(|(code, offsets, _)| (code, offsets))
+    emit_with_pokes(insns, prog_type).map(|e| (e.code, e.offsets))
 }
 
-/// The output of [`emit_with_pokes`]: code, per-slot offsets, direct tail calls.
-pub type Emitted = (Vec<u8>, Vec<u32>, Vec<DirectSite>);
+/// The output of [`emit_with_pokes`].
+#[derive(Clone, Debug)]
+pub struct Emitted {
+    /// The image bytes.
+    pub code: Vec<u8>,
+    /// Per instruction slot, where its code starts.
+    pub offsets: Vec<u32>,
+    /// The direct tail calls, each site emitted falling through.
+    pub pokes: Vec<DirectSite>,
+    /// Offset of the tail-call entry (see `frame`).
+    pub tail_entry: u32,
+}
 
-/// [`emit`], plus the direct tail calls of the code (each site emitted falling through).
+/// [`emit`], plus the direct tail calls of the code and its tail-call entry.
 pub fn emit_with_pokes(insns: &[Insn], prog_type: ProgType) -> Result<Emitted, Errno> {
     let mut p = prepare(insns, prog_type)?;
-    match converge(&p) {
+    converge_aligned(&mut p).map(|(e, _)| e)
+}
+
+/// [`converge`], falling back to no loop alignment.
+fn converge_aligned(p: &mut Prepared) -> Result<(Emitted, Layout), Errno> {
+    match converge(p) {
         // Alignment padding can make a jump's distance grow between passes; should that keep
         // the layout from settling, the program is emitted without it.
         Err(Errno::EFAULT) if p.align_loops => {
             p.align_loops = false;
-            converge(&p)
+            converge(p)
         }
         r => r,
     }
 }
 
 /// Passes until the layout stops changing, then one more that must reproduce it exactly.
-fn converge(p: &Prepared) -> Result<Emitted, Errno> {
+fn converge(p: &Prepared) -> Result<(Emitted, Layout), Errno> {
     let (_, mut layout) = pass(p, None)?;
     for _ in 0..MAX_PASSES {
         let (bytes, next) = pass(p, Some(&layout))?;
@@ -182,15 +209,55 @@ fn converge(p: &Prepared) -> Result<Emitted, Errno> {
             if fin_layout != next || fin.len() != bytes.len() {
                 return Err(Errno::EFAULT);
             }
-            return Ok((fin, fin_layout.start, fin_layout.pokes));
+            return Ok((emitted(fin, &fin_layout), fin_layout));
         }
         layout = next;
     }
     Err(Errno::EFAULT)
 }
 
+fn emitted(code: Vec<u8>, l: &Layout) -> Emitted {
+    Emitted {
+        code,
+        offsets: l.start.clone(),
+        pokes: l.pokes.clone(),
+        tail_entry: l.tail_entry,
+    }
+}
+
 /// Compiles `insns` and installs the code in host executable memory.
+///
+/// Helper calls are `call rel32` when the host can place the image within reach of the
+/// helpers ([`kbpf::host::Host::exec_install_at`]): the layout converges with 5-byte calls, the
+/// host picks the address, and the last pass emits the displacements for it. Otherwise the
+/// image is laid out again with position-independent calls.
 pub fn compile(insns: &[Insn], prog_type: ProgType) -> Result<JitImage, Errno> {
-    let (bytes, offsets, pokes) = emit_with_pokes(insns, prog_type)?;
-    JitImage::install(&bytes, offsets, pokes)
+    let mut p = prepare(insns, prog_type)?;
+    let helpers: Vec<usize> = p
+        .protos
+        .iter()
+        .flatten()
+        .filter_map(|proto| proto.func.map(|f| f as usize))
+        .collect();
+    if let Some(&near) = helpers.first() {
+        p.calls = call::HelperCalls::Near { base: 0 };
+        let (sized, layout) = converge_aligned(&mut p)?;
+        let len = sized.code.len();
+        let placed = JitImage::install_at(len, near, |base| {
+            if !helpers.iter().all(|&f| call::rel32_reaches(base, len, f)) {
+                return Err(Errno::ERANGE);
+            }
+            p.calls = call::HelperCalls::Near { base };
+            let (code, l) = pass(&p, Some(&layout))?;
+            if l != layout {
+                return Err(Errno::EFAULT);
+            }
+            Ok(emitted(code, &l))
+        });
+        match placed {
+            Err(Errno::ERANGE) => p.calls = call::HelperCalls::Far,
+            r => return r,
+        }
+    }
+    JitImage::install(converge_aligned(&mut p)?.0)
 }

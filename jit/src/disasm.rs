@@ -9,7 +9,8 @@ use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
 /// One line per x86 instruction, with a `; insn N` line where BPF instruction N's code begins.
 ///
 /// `offsets[n]` is where slot `n`'s code starts (from [`crate::emit`]); `base` is the address
-/// printed for byte 0.
+/// of byte 0, which branch and call targets are shown from. Each line starts with the offset
+/// into `code`.
 pub fn disassemble(code: &[u8], offsets: &[u32], base: u64) -> Vec<String> {
     let mut out = Vec::new();
     let mut decoder = Decoder::with_ip(64, code, base, DecoderOptions::NONE);
@@ -36,12 +37,7 @@ pub fn disassemble(code: &[u8], offsets: &[u32], base: u64) -> Vec<String> {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        out.push(format!(
-            "{:>6x}:  {:<30} {}",
-            insn.ip(),
-            bytes.join(" "),
-            text
-        ));
+        out.push(format!("{:>6x}:  {:<30} {}", at, bytes.join(" "), text));
     }
     out
 }

@@ -15,4 +15,4 @@ pub mod disasm;
 pub mod x86;
 
 pub use backend::{X86_JIT, X86Jit};
-pub use compile::{JitFunc, JitImage, TAIL_CALL_OFFSET, compile, emit};
+pub use compile::{JitImage, TAIL_CALL_OFFSET, compile, emit};

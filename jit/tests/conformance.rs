@@ -44,7 +44,7 @@ fn every_conformance_case_passes_through_the_jit() {
         };
         let mut mem = case.mem.clone();
         // SAFETY: the conformance programs only touch their memory buffer and their stack.
-        let r0 = unsafe { image.func()(mem.as_mut_ptr() as u64, mem.len() as u64, &mut 0) };
+        let r0 = unsafe { image.run(mem.as_mut_ptr() as u64, mem.len() as u64, &mut 0) };
         if r0 == want {
             passed += 1;
         } else {

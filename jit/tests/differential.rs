@@ -256,7 +256,7 @@ fn interp(insns: &[Insn], buf: &mut [u8]) -> u64 {
 fn jit(insns: &[Insn], buf: &mut [u8]) -> u64 {
     let image = kbpf_jit::compile(insns, ProgType::RawBuffer).expect("jit compile");
     // SAFETY: generated programs only touch their 64-byte buffer (8-aligned) and their stack.
-    unsafe { image.func()(buf.as_mut_ptr() as u64, buf.len() as u64, &mut 0) }
+    unsafe { image.run(buf.as_mut_ptr() as u64, buf.len() as u64, &mut 0) }
 }
 
 proptest! {

@@ -9,7 +9,7 @@ fn run(insns: &[Insn], r1: u64) -> u64 {
     kbpf_shim::host::install();
     let image = kbpf_jit::compile(insns, ProgType::RawBuffer).expect("compile");
     // SAFETY: the test programs touch only their own stack.
-    unsafe { image.func()(r1, 0, &mut 0) }
+    unsafe { image.run(r1, 0, &mut 0) }
 }
 
 #[test]
@@ -70,13 +70,9 @@ fn call_depth_is_limited_to_eight_frames() {
 #[test]
 fn tail_calls_land_on_the_first_body_instruction() {
     let (code, offsets) = kbpf_jit::emit(&[mov64_imm(0, 3), exit()], ProgType::RawBuffer).unwrap();
-    // nop5; push rbp; mov rbp, rsp; sub rsp, 536
-    assert_eq!(
-        &code[..16],
-        &[
-            0x0f, 0x1f, 0x44, 0, 0, 0x55, 0x48, 0x89, 0xe5, 0x48, 0x81, 0xec, 0x18, 0x02, 0, 0
-        ]
-    );
+    // nop5 alone: no frame (no R10, no call), no saved registers (see `frame`: the caller of
+    // JIT'd code saves them); then `xor eax, eax` (R0 is named).
+    assert_eq!(&code[..7], &[0x0f, 0x1f, 0x44, 0, 0, 0x31, 0xc0]);
     assert_eq!(offsets.len(), 2);
     // A program that makes tail calls has the full prologue: tail calls into it and from it
     // land on its first body instruction, TAIL_CALL_OFFSET bytes in.
@@ -87,12 +83,18 @@ fn tail_calls_land_on_the_first_body_instruction() {
     ];
     let (code2, offsets2) = kbpf_jit::emit(&tail, ProgType::RawBuffer).unwrap();
     assert_eq!(offsets2[0] as usize, kbpf_jit::TAIL_CALL_OFFSET);
-    // One that makes none skips what it can't observe (the counter pointer, the bottom frame,
-    // the may_goto budget, zeroing registers it never names): its body starts earlier, after
-    // the same frame.
+    // nop5; push rbp; mov rbp, rsp; sub rsp, 528
+    assert_eq!(
+        &code2[..16],
+        &[
+            0x0f, 0x1f, 0x44, 0, 0, 0x55, 0x48, 0x89, 0xe5, 0x48, 0x81, 0xec, 0x10, 0x02, 0, 0
+        ]
+    );
+    // One that makes none skips what it can't observe (the frame, the counter pointer, the
+    // bottom frame, the may_goto budget, zeroing registers it never names): its body starts
+    // earlier, after the same patch site.
     assert!((offsets[0] as usize) < kbpf_jit::TAIL_CALL_OFFSET);
-    let frame = 5 + 11 + 8; // nop5; push rbp; mov rbp, rsp; sub rsp, 536; push ×5
-    assert_eq!(code[..frame], code2[..frame]);
+    assert_eq!(code[..5], code2[..5]);
     assert_eq!(run(&[mov64_imm(0, 3), exit()], 0), 3);
     assert_eq!(run(&chain(3), 0), 6);
 }
@@ -149,6 +151,16 @@ fn emit_is_what_compile_installs() {
     assert_eq!(image.code(), &code[..]);
     assert_eq!(image.size(), code.len());
     assert_eq!(image.insn_offsets(), &offsets[..]);
+    // No frame: a tail call enters through `leave; jmp <instruction 0>` after the code.
+    let tail = image.tail_call_entry() - image.entry();
+    // (This image is long enough for the jump back to need a rel32.)
+    assert_eq!(&code[tail..tail + 2], &[0xc9, 0xe9]);
+    let rel = i32::from_le_bytes(code[tail + 2..tail + 6].try_into().unwrap());
+    assert_eq!(tail as i64 + 6 + rel as i64, offsets[0] as i64);
+    // With a frame (it names R10), instruction 0's code is the tail-call entry.
+    let p = [mov64_reg(0, 10), exit()];
+    let (_, offsets) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
+    let image = kbpf_jit::compile(&p, ProgType::RawBuffer).unwrap();
     assert_eq!(image.tail_call_entry(), image.entry() + offsets[0] as usize);
 }
 
@@ -209,4 +221,33 @@ fn loop_heads_start_on_16_byte_boundaries() {
     assert_eq!(offsets[2] % 16, 0);
     // The fall-through runs the NOP padding before it.
     assert_eq!(run(&p, 0), 30);
+}
+
+#[test]
+fn helper_calls_are_rel32_once_the_host_places_the_image() {
+    // r1 = 5; call 5 (the conformance helper: returns its argument); r0 += 1; exit
+    let p = [
+        mov64_imm(1, 5),
+        call_helper(5),
+        alu64_imm(alu::ADD, 0, 1),
+        exit(),
+    ];
+    assert_eq!(run(&p, 0), 6);
+    let helper = kbpf::helpers::func_proto(ProgType::RawBuffer, 5)
+        .and_then(|p| p.func)
+        .unwrap() as usize;
+    // The shim host maps images within 2 GiB of its text, so the call is Linux's `call rel32`,
+    // its displacement taken from the installed address.
+    let image = kbpf_jit::compile(&p, ProgType::RawBuffer).unwrap();
+    let (code, at) = (image.code(), image.insn_offsets()[1] as usize);
+    assert_eq!(code[at], 0xe8, "call rel32");
+    let rel = i32::from_le_bytes(code[at + 1..at + 5].try_into().unwrap());
+    let target = (image.entry() + at + 5).wrapping_add_signed(rel as isize);
+    assert_eq!(target, helper);
+    // `emit` alone does not know the address: its code stays position independent.
+    let (pic, offsets) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
+    let at = offsets[1] as usize;
+    assert_eq!(&pic[at..at + 2], &[0x48, 0xb8], "movabs rax, helper");
+    assert_eq!(&pic[at + 2..at + 10], &(helper as u64).to_le_bytes());
+    assert_eq!(&pic[at + 10..at + 12], &[0xff, 0xd0], "call rax");
 }

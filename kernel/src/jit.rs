@@ -11,12 +11,72 @@ use crate::uapi::ProgType;
 use alloc::boxed::Box;
 use spin::Once;
 
-/// The machine signature of JIT'd code: R1, R2 and the run's tail-call counter in, R0 out.
+/// The machine signature of JIT'd code, as a C function type: R1, R2 and the run's tail-call
+/// counter in, R0 out. JIT'd code must not be called through it directly — see [`enter`] for
+/// the convention it actually follows.
 ///
 /// The counter (`tcc_ptr`, after Linux's v6.12 scheme) is the CPU's
 /// [`CpuState::tail_call_cnt`](crate::cpu::CpuState::tail_call_cnt): every frame and every
 /// tail-called program of the run counts on it, so subprograms share the budget.
 pub type JitEntry = unsafe extern "sysv64" fn(u64, u64, *mut u32) -> u64;
+
+/// Runs JIT'd code from its entry `entry` with R1 = `r1`, R2 = `r2` and the counter `tcc`.
+///
+/// The x86-64 JIT's code follows the SysV argument and return registers, but saves none of the
+/// callee-saved registers rbx and r12–r15 (it keeps rbp and rsp): the JIT uses them for BPF
+/// R6–R9 and the run's bottom frame, and a frame that saved them would have to be rebuilt on
+/// every tail call. This function is the one caller of that convention. It saves rbx itself and
+/// tells the compiler r12–r15 are clobbered, so a loop of runs saves them once around the loop
+/// instead of once per run (Linux's JIT pushes them in every prologue).
+///
+/// # Safety
+/// `entry` is the main entry of sealed x86-64 code that a JIT produced for this convention;
+/// the program's memory accesses and helper arguments are valid (the verifier's or the
+/// trusted loader's promise); `tcc` points to a `u32` valid and unshared for the run; every
+/// program the run can reach stays alive until it returns.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn enter(entry: usize, r1: u64, r2: u64, tcc: *mut u32) -> u64 {
+    let r0: u64;
+    // SAFETY: the caller guarantees `entry` is such code. The asm keeps its promises to the
+    // compiler: rbx is pushed and popped around the call, rsp is 16-byte aligned at the `call`
+    // (aligned at the block's start, then push + sub 8) and back where it was at the end, the
+    // registers the code may change are declared (the C ABI's caller-saved ones, r12–r15 and
+    // rax as the result), and rbp comes back as it was (`leave` / `pop rbp` of the code).
+    unsafe {
+        core::arch::asm!(
+            "push rbx",
+            "sub rsp, 8",
+            "call rax",
+            "add rsp, 8",
+            "pop rbx",
+            inout("rax") entry => r0,
+            in("rdi") r1,
+            in("rsi") r2,
+            in("rdx") tcc,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+    r0
+}
+
+/// Runs JIT'd code from its entry (see the x86-64 version): a JIT for another architecture
+/// follows the C ABI.
+///
+/// # Safety
+/// As for the x86-64 version.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub unsafe fn enter(entry: usize, r1: u64, r2: u64, tcc: *mut u32) -> u64 {
+    // SAFETY: the caller guarantees `entry` is code with this signature.
+    let f: JitEntry = unsafe { core::mem::transmute::<usize, JitEntry>(entry) };
+    // SAFETY: as above.
+    unsafe { f(r1, r2, tcc) }
+}
 
 /// A direct tail-call site in native code: a tail call whose prog_array and index were known
 /// when the program was compiled (the tail-call part of Linux's `struct
@@ -41,6 +101,11 @@ pub trait JitImage: Send + Sync {
     fn tail_call_entry(&self) -> usize;
     /// Bytes of code.
     fn size(&self) -> usize;
+    /// The installed code, as it runs (`bpf_prog_info::jited_prog_insns`).
+    fn code(&self) -> &[u8];
+    /// Per instruction slot, the offset of its code in [`JitImage::code`] (an `ld_imm64`'s
+    /// second slot has the offset of the code after it).
+    fn insn_offsets(&self) -> &[u32];
     /// The image's direct tail-call sites, in code order. Each starts out falling through.
     fn poke_sites(&self) -> &[PokeSite];
     /// Re-points direct site `site` (an index into [`JitImage::poke_sites`]) while other CPUs

@@ -7,7 +7,7 @@
 use crate::cpu::CpuGuard;
 use crate::insn::Insn;
 use crate::interp::{Fault, InterpImage};
-use crate::jit::{JitEntry, JitImage, PokeSite};
+use crate::jit::{JitImage, PokeSite};
 use crate::load::ProgLoadAttr;
 use crate::map::Map;
 use crate::sync::Arc;
@@ -141,6 +141,14 @@ impl Prog {
         self.jited.as_ref().map_or(&[], |j| j.poke_sites())
     }
 
+    /// The JIT image's installed code, its address, and per instruction slot the offset of
+    /// its code; `None` when interpreted.
+    pub fn jited_code(&self) -> Option<(&[u8], usize, &[u32])> {
+        self.jited
+            .as_ref()
+            .map(|j| (j.code(), j.entry(), j.insn_offsets()))
+    }
+
     /// Size of the JIT image, 0 when interpreted.
     pub fn jited_len(&self) -> usize {
         self.jited.as_ref().map_or(0, |j| j.size())
@@ -159,15 +167,61 @@ impl Prog {
         } else {
             // SAFETY: `bpf_func` is the entry of this program's image (set with `jited`, which
             // owns the image for as long as `self` lives): sealed native code compiled from
-            // checked instructions to the `JitEntry` signature. We run on the CPU `guard`
-            // holds, inside its read-side section, which keeps every program a tail call
-            // reaches alive.
-            let entry: JitEntry = unsafe { core::mem::transmute::<usize, JitEntry>(self.bpf_func) };
-            // SAFETY: as above; the counter is valid, aligned and this run's alone.
-            Ok(unsafe { entry(r1, r2, core::ptr::addr_of_mut!((*state).tail_call_cnt)) })
+            // checked instructions for `jit::enter`. We run on the CPU `guard` holds, inside
+            // its read-side section, which keeps every program a tail call reaches alive; the
+            // counter is valid, aligned and this run's alone.
+            Ok(unsafe {
+                crate::jit::enter(
+                    self.bpf_func,
+                    r1,
+                    r2,
+                    core::ptr::addr_of_mut!((*state).tail_call_cnt),
+                )
+            })
         };
         guard.end_run(state);
         result
+    }
+
+    /// Runs the program `n` times back to back (at least once) with R1 = `r1`, R2 = `r2` on the
+    /// CPU `guard` holds: one section of `BPF_PROG_TEST_RUN`'s repeat loop
+    /// (`bpf_test_run`). The recursion guard is taken once for the batch, each run starts with
+    /// a fresh tail-call budget, and the engine is chosen once; returns the last run's R0, or
+    /// the first fault (which ends the batch).
+    pub fn run_repeat(
+        &self,
+        guard: &mut CpuGuard,
+        r1: u64,
+        r2: u64,
+        n: u32,
+    ) -> core::result::Result<u64, Fault> {
+        let state = guard.begin_run(r2)?;
+        // SAFETY: `state` is this batch's until `end_run` (`begin_run`); the counter field
+        // stays valid and aligned for it.
+        let tcc = unsafe { core::ptr::addr_of_mut!((*state).tail_call_cnt) };
+        let mut r0 = Ok(0);
+        if self.bpf_func == 0 {
+            for _ in 0..n.max(1) {
+                // SAFETY: as above; the counter is reset between runs, as `begin_run` does.
+                r0 = unsafe {
+                    *tcc = 0;
+                    crate::interp::run(self, state, r1, r2)
+                };
+                if r0.is_err() {
+                    break;
+                }
+            }
+        } else {
+            for _ in 0..n.max(1) {
+                // SAFETY: as in `run`; the counter is reset between runs.
+                r0 = Ok(unsafe {
+                    *tcc = 0;
+                    crate::jit::enter(self.bpf_func, r1, r2, tcc)
+                });
+            }
+        }
+        guard.end_run(state);
+        r0
     }
 
     /// The maps the program uses.

@@ -257,9 +257,9 @@ pub fn prog_test_run(fd: Fd, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     while done < repeat {
         let mut guard = CpuGuard::enter();
         let n = (repeat - done).min(RUNS_PER_SECTION);
-        for _ in 0..n {
-            retval = prog.run(&mut guard, ctx, len).map_err(fault_errno)?;
-        }
+        retval = prog
+            .run_repeat(&mut guard, ctx, len, n)
+            .map_err(fault_errno)?;
         done += n;
     }
     let elapsed = h.ktime_ns().saturating_sub(start);

@@ -48,11 +48,9 @@ pub fn run(kind: DumpKind, path: &Path, out: &mut dyn Write) -> Result<(), Strin
             }
         }
         DumpKind::Jited => {
-            if !prog.jited() {
+            let Some((code, entry, offsets)) = prog.jited_code() else {
                 return Err("the JIT refused this program; it runs interpreted".into());
-            }
-            let (code, offsets) =
-                kbpf_jit::emit(prog.insns(), prog_type).map_err(|e| format!("{e:?}"))?;
+            };
             writeln!(
                 out,
                 "; {} bytes of x86-64 for {} BPF instruction slots",
@@ -60,7 +58,8 @@ pub fn run(kind: DumpKind, path: &Path, out: &mut dyn Write) -> Result<(), Strin
                 offsets.len()
             )
             .map_err(io)?;
-            for line in kbpf_jit::disasm::disassemble(&code, &offsets, 0) {
+            // At the image's own address, so `call rel32` shows the helper it reaches.
+            for line in kbpf_jit::disasm::disassemble(code, offsets, entry as u64) {
                 writeln!(out, "{line}").map_err(io)?;
             }
         }

@@ -309,8 +309,16 @@ fn run() -> kbpf::Result<u64> {
     kbpf::host::register(&HOST);
     kbpf::jit::register(&kbpf_jit::X86_JIT);
 
-    // A program without tail calls must come out JIT-compiled and compute 6 * 7.
-    let arith = load(&[mov64_imm(0, 6), alu64_imm(alu::MUL, 0, 7), exit()])?;
+    // A program without tail calls must come out JIT-compiled and compute 6 * 7; 6 comes back
+    // from helper 5 (which returns its argument). This host maps code wherever `mmap` puts it
+    // (`exec_install_at`'s default), usually beyond `rel32` reach of the helpers in this
+    // binary's text, and the JIT then calls them position-independently.
+    let arith = load(&[
+        mov64_imm(1, 6),
+        call_helper(5),
+        alu64_imm(alu::MUL, 0, 7),
+        exit(),
+    ])?;
     let prog = syscall::prog_get(arith)?;
     let r = syscall::prog_test_run(
         arith,

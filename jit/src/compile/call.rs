@@ -3,8 +3,9 @@
 //! Linux, whose verifier only admits it with a known constant).
 //!
 //! R1–R5 already sit in rdi, rsi, rdx, rcx, r8 — the SysV argument registers — so a helper is
-//! called directly: `movabs rax, helper; call rax` (position independent, so [`super::emit`]'s
-//! bytes are the installed bytes). R0 is rax, the return register. After the call, a helper
+//! called directly: `call rel32` when the host placed the image within 2 GiB of the helpers
+//! (Linux's `emit_call()`), else `movabs rax, helper; call rax` ([`HelperCalls`]; the
+//! position-independent form is what [`super::emit`] returns). R0 is rax, the return register. After the call, a helper
 //! whose prototype has `unwind_on_zero` is followed by `test rax, rax; jz <unwind>`, where the
 //! main epilogue ends the whole run with R0 = 0 from any call depth.
 
@@ -55,18 +56,47 @@ pub unsafe extern "C" fn kbpf_jit_callx(
     }
 }
 
+/// How helper calls reach their target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelperCalls {
+    /// `movabs rax, helper; call rax`: position independent (12 bytes).
+    Far,
+    /// `call rel32` from code whose first byte is at `base` (5 bytes): only once the host has
+    /// placed the image within 2 GiB of every helper it calls, as Linux's x86 JIT always does.
+    /// Layout passes run with a placeholder `base` (the instruction's size does not depend on
+    /// it); the last pass has the real one.
+    Near {
+        /// Address of the image's first byte.
+        base: usize,
+    },
+}
+
 /// Emits a direct helper call; returns the condition under which the run must unwind (the
 /// caller appends that jump), if any.
-pub fn emit_helper(a: &mut Asm, proto: &HelperProto) -> Option<Cc> {
-    let f = proto.func?;
-    a.movabs(Reg::Rax, f as usize as u64);
-    a.call_r(Reg::Rax);
+pub fn emit_helper(a: &mut Asm, proto: &HelperProto, calls: HelperCalls) -> Option<Cc> {
+    let f = proto.func? as usize;
+    match calls {
+        HelperCalls::Far => {
+            a.movabs(Reg::Rax, f as u64);
+            a.call_r(Reg::Rax);
+        }
+        HelperCalls::Near { base } => {
+            let next = base.wrapping_add(a.len() + 5);
+            a.call_rel32(f.wrapping_sub(next) as i32);
+        }
+    }
     if proto.unwind_on_zero {
         a.test_rr(Width::Q, Reg::Rax, Reg::Rax);
         Some(Cc::E)
     } else {
         None
     }
+}
+
+/// Whether `call rel32` from anywhere in `base..base + len` reaches `target`.
+pub fn rel32_reaches(base: usize, len: usize, target: usize) -> bool {
+    let fits = |from: usize| i32::try_from(target as i64 - from as i64).is_ok();
+    fits(base) && fits(base.wrapping_add(len))
 }
 
 /// Emits `callx dst` through [`kbpf_jit_callx`]; returns the unwind condition.
@@ -84,4 +114,36 @@ pub fn emit_callx(a: &mut Asm, dst: u8, prog_type: ProgType) -> Cc {
     a.alu_ri(AluKind::Add, Width::Q, Rm::Reg(Reg::Rsp), 16);
     a.test_rr(Width::Q, Reg::Rdx, Reg::Rdx);
     Cc::Ne
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kbpf::helpers::CONFORMANCE_UNWIND;
+
+    #[test]
+    fn rel32_reach_is_checked_at_both_ends() {
+        let g = 1usize << 31;
+        assert!(rel32_reaches(0x1000_0000, 0x100, 0x1000_0000 + g - 0x200));
+        assert!(!rel32_reaches(0x1000_0000, 0x100, 0x1000_0000 + g));
+        assert!(rel32_reaches(g + 0x1000, 0x100, 0x1100));
+        assert!(!rel32_reaches(g + 0x1000, 0x100, 0xfff));
+    }
+
+    #[test]
+    fn near_calls_encode_the_distance_from_the_image_base() {
+        let f = CONFORMANCE_UNWIND.func.unwrap() as usize;
+        let base = f - 0x1234_5678;
+        let mut a = Asm::new();
+        a.bytes(&[0x90; 3]);
+        assert_eq!(
+            emit_helper(&mut a, &CONFORMANCE_UNWIND, HelperCalls::Near { base }),
+            Some(Cc::E)
+        );
+        assert_eq!(a.buf[3], 0xe8);
+        let rel = i32::from_le_bytes(a.buf[4..8].try_into().unwrap());
+        assert_eq!((base + 8).wrapping_add_signed(rel as isize), f);
+        // test rax, rax follows (the unwind check).
+        assert_eq!(&a.buf[8..], &[0x48, 0x85, 0xc0]);
+    }
 }

@@ -5,15 +5,12 @@
 //! re-pointed in place with the host's `text_poke` (Linux `bpf_arch_poke_desc_update` →
 //! `__bpf_arch_text_poke`).
 
-use super::tailcall_direct::{DirectSite, SITE_LEN, site_bytes};
+use super::Emitted;
+use super::tailcall_direct::{SITE_LEN, site_bytes};
 use alloc::vec::Vec;
 use kbpf::Errno;
 use kbpf::host::{self, ExecRegion};
 use kbpf::jit::PokeSite;
-
-/// The machine signature of a compiled program: R1, R2 and the run's tail-call counter in, R0
-/// out (the same as `kbpf::jit::JitEntry`).
-pub type JitFunc = unsafe extern "sysv64" fn(u64, u64, *mut u32) -> u64;
 
 /// A compiled program, owning its executable memory (freed on drop).
 #[derive(Debug)]
@@ -21,48 +18,47 @@ pub struct JitImage {
     region: Option<ExecRegion>,
     size: usize,
     offsets: Vec<u32>,
+    tail_entry: u32,
     /// The direct tail calls as the kernel sees them, and their fallbacks (same order).
     pokes: Vec<PokeSite>,
     slow: Vec<u32>,
 }
 
 impl JitImage {
-    /// Installs `code` in host executable memory with [`kbpf::host::Host::exec_install`]
-    /// (copied, slack filled with `int3`, sealed read + execute) and returns the image.
-    pub(crate) fn install(
-        code: &[u8],
-        offsets: Vec<u32>,
-        direct: Vec<DirectSite>,
+    /// Installs emitted code in host executable memory with
+    /// [`kbpf::host::Host::exec_install`] (copied, slack filled with `int3`, sealed read +
+    /// execute) and returns the image.
+    pub(crate) fn install(e: Emitted) -> Result<JitImage, Errno> {
+        let meta = Meta::of(&e)?;
+        let region = host::get().exec_install(&e.code)?;
+        meta.finish(region, e.code.len(), e)
+    }
+
+    /// Installs position-dependent code: `emit(base)` produces the `len` bytes of an image
+    /// whose first byte is at `base`, once the host has placed it (within reach of `near` if it
+    /// can; [`kbpf::host::Host::exec_install_at`]). `emit`'s errors are returned as they are.
+    pub(crate) fn install_at(
+        len: usize,
+        near: usize,
+        mut emit: impl FnMut(usize) -> Result<Emitted, Errno>,
     ) -> Result<JitImage, Errno> {
-        let mut pokes = Vec::new();
-        pokes.try_reserve_exact(direct.len())?;
-        let mut slow = Vec::new();
-        slow.try_reserve_exact(direct.len())?;
-        for d in &direct {
-            if d.site as usize + SITE_LEN > code.len() || d.slow as usize >= code.len() {
-                return Err(Errno::EFAULT);
-            }
-            pokes.push(PokeSite {
-                map: d.map,
-                index: d.index,
-                offset: d.site,
-            });
-            slow.push(d.slow);
-        }
+        let mut placed = None;
         let h = host::get();
-        let region = h.exec_install(code)?;
-        if region.len < code.len() {
-            // A host breaking its contract: `code()` must be able to read `size` bytes.
-            h.exec_free(region);
-            return Err(Errno::ENOMEM);
+        let region = h.exec_install_at(len, near, &mut |base| {
+            let mut e = emit(base)?;
+            let meta = Meta::of(&e)?;
+            let code = core::mem::take(&mut e.code);
+            placed = Some((meta, e));
+            Ok(code)
+        })?;
+        match placed {
+            Some((meta, e)) => meta.finish(region, len, e),
+            None => {
+                // A host breaking its contract: it installed without asking for the code.
+                h.exec_free(region);
+                Err(Errno::EFAULT)
+            }
         }
-        Ok(JitImage {
-            region: Some(region),
-            size: code.len(),
-            offsets,
-            pokes,
-            slow,
-        })
     }
 
     /// The direct tail-call sites (see [`kbpf::jit::JitImage::poke_sites`]).
@@ -109,9 +105,10 @@ impl JitImage {
     }
 
     /// Where a tail call into this program jumps: its first instruction's code, past the
-    /// main prologue (at most `entry() + TAIL_CALL_OFFSET`; see `frame`).
+    /// main prologue (at most `entry() + TAIL_CALL_OFFSET`), or for a program without a frame
+    /// its frameless tail entry (see `frame`).
     pub fn tail_call_entry(&self) -> usize {
-        self.entry() + self.offsets.first().map_or(0, |&o| o as usize)
+        self.entry() + self.tail_entry as usize
     }
 
     /// Code size in bytes (without the `int3` slack up to the region's end).
@@ -134,18 +131,66 @@ impl JitImage {
         }
     }
 
-    /// The entry point as a callable function.
+    /// Runs the program with R1 = `r1`, R2 = `r2` and the tail-call counter `tcc`, through
+    /// [`kbpf::jit::enter`] (the convention of JIT'd code; see `frame`).
     ///
     /// # Safety
-    /// Calling it runs the program: its memory accesses and helper arguments must be valid (the
-    /// verifier's or the trusted loader's promise), and the image must outlive the call. The
-    /// third argument must point to a `u32` tail-call counter (the caller sets it, normally to
-    /// 0) that stays valid and unshared for the call, and every program the run can tail-call
-    /// into must stay alive for it.
-    pub unsafe fn func(&self) -> JitFunc {
-        // SAFETY: `entry()` is the start of sealed code whose main prologue follows the SysV
-        // ABI with this signature.
-        unsafe { core::mem::transmute::<usize, JitFunc>(self.entry()) }
+    /// Running the program: its memory accesses and helper arguments must be valid (the
+    /// verifier's or the trusted loader's promise). `tcc` must point to a `u32` tail-call
+    /// counter (the caller sets it, normally to 0) that stays valid and unshared for the call,
+    /// and every program the run can tail-call into must stay alive for it.
+    pub unsafe fn run(&self, r1: u64, r2: u64, tcc: *mut u32) -> u64 {
+        // SAFETY: `entry()` is the start of this image's sealed code, compiled for `enter`'s
+        // convention and alive for the call (we borrow `self`); the rest is the caller's.
+        unsafe { kbpf::jit::enter(self.entry(), r1, r2, tcc) }
+    }
+}
+
+/// The parts of a [`JitImage`] besides its region, checked against the code.
+struct Meta {
+    pokes: Vec<PokeSite>,
+    slow: Vec<u32>,
+}
+
+impl Meta {
+    fn of(e: &Emitted) -> Result<Meta, Errno> {
+        let len = e.code.len();
+        if e.tail_entry as usize >= len {
+            return Err(Errno::EFAULT);
+        }
+        let mut pokes = Vec::new();
+        pokes.try_reserve_exact(e.pokes.len())?;
+        let mut slow = Vec::new();
+        slow.try_reserve_exact(e.pokes.len())?;
+        for d in &e.pokes {
+            if d.site as usize + SITE_LEN > len || d.slow as usize >= len {
+                return Err(Errno::EFAULT);
+            }
+            pokes.push(PokeSite {
+                map: d.map,
+                index: d.index,
+                offset: d.site,
+            });
+            slow.push(d.slow);
+        }
+        Ok(Meta { pokes, slow })
+    }
+
+    /// The image owning `region`, which holds the `size` bytes of `e`'s code.
+    fn finish(self, region: ExecRegion, size: usize, e: Emitted) -> Result<JitImage, Errno> {
+        if region.len < size {
+            // A host breaking its contract: `code()` must be able to read `size` bytes.
+            host::get().exec_free(region);
+            return Err(Errno::ENOMEM);
+        }
+        Ok(JitImage {
+            region: Some(region),
+            size,
+            offsets: e.offsets,
+            tail_entry: e.tail_entry,
+            pokes: self.pokes,
+            slow: self.slow,
+        })
     }
 }
 

@@ -7,8 +7,8 @@
 //! changing; see [`super::emit`].
 
 use super::alu::{emit_alu, emit_end};
-use super::call::{emit_callx, emit_helper};
-use super::frame::{self, FrameInfo, MAY_GOTO_SLOT, MainFrame};
+use super::call::{HelperCalls, emit_callx, emit_helper};
+use super::frame::{self, CallSaves, FrameInfo, MAY_GOTO_SLOT, MainFrame};
 use super::mem::{emit_atomic, emit_ldx, emit_st, emit_stx};
 use super::regmap::{AUX, bpf_reg};
 use super::subprog::Subprogs;
@@ -34,8 +34,12 @@ pub struct Layout {
     pub entry: Vec<u32>,
     /// Where each subprogram's epilogue starts (index 0: the main epilogue).
     pub epilogue: Vec<u32>,
-    /// The unwind entry (just after the main epilogue): ends the run from any frame.
+    /// The unwind entry (just after the main epilogue, in a program that can unwind): ends the
+    /// run from any frame.
     pub unwind: u32,
+    /// Where a tail call into the program jumps: instruction 0's code, or the frameless tail
+    /// entry.
+    pub tail_entry: u32,
     /// Total image size.
     pub total: u32,
     /// The direct tail calls, in code order.
@@ -54,11 +58,15 @@ pub struct Prepared {
     pub frame: FrameInfo,
     /// The main prologue's optional parts.
     pub main: MainFrame,
+    /// What a BPF-to-BPF call site saves around its `call`.
+    pub saves: CallSaves,
     /// Per slot: the target of a backward jump (a loop head), aligned to [`LOOP_ALIGN`] when
     /// `align_loops` is set.
     pub loop_head: Vec<bool>,
     /// Pad loop heads with NOPs (see [`LOOP_ALIGN`]).
     pub align_loops: bool,
+    /// How helper calls are emitted.
+    pub calls: HelperCalls,
     /// The program type (for `callx`).
     pub prog_type: ProgType,
     /// Addresses of the maps the program references (`ld_imm64` map handles), for tail calls.
@@ -75,7 +83,8 @@ enum Label {
     Unwind,
 }
 
-/// What ends an instruction's code: nothing, a jump, or a call of a subprogram.
+/// What ends an instruction's code: nothing, a jump, or a call of a subprogram (then the pops
+/// of the call-site saves).
 enum Tail {
     None,
     Jump(Option<Cc>, Label),
@@ -91,7 +100,7 @@ fn is_imm8_jmp(d: i64) -> bool {
 /// Loop heads start on this boundary (images start 64-byte aligned), so that a short loop's
 /// body and its back-edge share few fetch blocks and where the loop sits does not change with
 /// the size of the code before it (the prologue, say).
-pub const LOOP_ALIGN: usize = 16;
+pub const LOOP_ALIGN: usize = 32;
 
 /// Per slot, whether some jump at or after it targets it: the loop heads.
 pub fn loop_heads(ops: &[Option<Op>]) -> Vec<bool> {
@@ -121,6 +130,7 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
         entry: vec![0; nsub],
         epilogue: vec![0; nsub],
         unwind: 0,
+        tail_entry: 0,
         total: 0,
         pokes: Vec::new(),
     };
@@ -145,17 +155,28 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
                 }
                 (Some(op), _) => {
                     let tail = emit_insn(&mut a, p, pc, op, pc + 1 == range.end)?;
-                    emit_tail(&mut a, tail, pc, prev);
+                    emit_tail(&mut a, p, tail, pc, prev);
                 }
                 (None, _) => {}
             }
             l.end[pc] = a.len() as u32;
         }
         l.epilogue[k] = a.len() as u32;
-        frame::epilogue(&mut a);
-        if k == 0 {
+        if k == 0 && !p.main.frame {
+            a.ret();
+        } else {
+            frame::epilogue(&mut a);
+        }
+        if k == 0 && p.main.bottom_fp {
             l.unwind = a.len() as u32;
             frame::unwind(&mut a);
+        }
+        if k == 0 {
+            l.tail_entry = l.start.first().copied().unwrap_or(0);
+            if !p.main.frame {
+                l.tail_entry = a.len() as u32;
+                frame::frameless_tail_entry(&mut a, l.start[0] as usize);
+            }
         }
     }
     l.total = a.len() as u32;
@@ -165,15 +186,17 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
     Ok((a.buf, l))
 }
 
-fn emit_tail(a: &mut Asm, tail: Tail, pc: usize, prev: Option<&Layout>) {
+fn emit_tail(a: &mut Asm, p: &Prepared, tail: Tail, pc: usize, prev: Option<&Layout>) {
     let disp = |target: &dyn Fn(&Layout) -> u32| -> Option<i64> {
         prev.map(|l| target(l) as i64 - l.end[pc] as i64)
     };
     match tail {
         Tail::None => {}
         Tail::Call(k) => {
-            let d = disp(&|l| l.entry[k]).unwrap_or(0);
+            // The call is followed by the pops of the call-site saves.
+            let d = disp(&|l| l.entry[k]).unwrap_or(0) + p.saves.pop_len() as i64;
             a.call_rel32(d as i32);
+            p.saves.pop(a);
         }
         Tail::Jump(cc, label) => {
             let d = match label {
@@ -264,7 +287,7 @@ fn emit_insn(
         }
         Op::Call(Call::Helper(_)) => {
             let proto = p.protos[pc].ok_or(Errno::EINVAL)?;
-            match emit_helper(a, proto) {
+            match emit_helper(a, proto, p.calls) {
                 Some(cc) => Tail::Jump(Some(cc), Label::Unwind),
                 None if proto.func.is_none() => return Err(Errno::EINVAL),
                 None => Tail::None,
@@ -272,7 +295,9 @@ fn emit_insn(
         }
         Op::Call(Call::Local(imm)) => {
             let t = target(pc, imm as i64);
-            Tail::Call(p.subs.index_of_start(t).ok_or(Errno::EINVAL)?)
+            let k = p.subs.index_of_start(t).ok_or(Errno::EINVAL)?;
+            p.saves.push(a);
+            Tail::Call(k)
         }
         Op::Call(Call::Reg(r)) => Tail::Jump(Some(emit_callx(a, r, p.prog_type)), Label::Unwind),
         Op::TailCall => {

@@ -32,7 +32,8 @@ pub fn tiny_prog() -> Vec<Insn> {
 
 /// 1000 iterations of `r1 = r7; call <helper>; r6 += r0; r7 += 1; if r7 < 1001 goto loop`, or
 /// with `r0 = r1` in place of the call. The helper is the raw-buffer type's helper 5, which
-/// returns its argument (the trivial helper of the peers' measurement).
+/// returns its argument (the trivial helper of the peers' measurement) and stops the run on 0,
+/// so the JIT follows its call with `test rax, rax; jz`.
 pub fn helper_loop(with_call: bool) -> Vec<Insn> {
     vec![
         mov64_imm(6, 0),
