@@ -64,6 +64,76 @@ pub unsafe fn enter(entry: usize, r1: u64, r2: u64, tcc: *mut u32) -> u64 {
     r0
 }
 
+/// Runs JIT'd code from `entry` `n` times (at least once) with the same arguments, resetting
+/// the tail-call counter `*tcc` to 0 before each run, and returns the last run's R0: the inner
+/// loop of `BPF_PROG_TEST_RUN` (`bpf_test_run`). The loop is one assembly block, aligned to a
+/// cache line, so its cost does not depend on where the compiler happens to place it; its
+/// counter lives in rbp, the one register JIT'd code preserves.
+///
+/// # Safety
+/// As for [`enter`], for every run.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn enter_repeat(entry: usize, r1: u64, r2: u64, tcc: *mut u32, n: u32) -> u64 {
+    let r0: u64;
+    // SAFETY: as in `enter`, per run. rbp and rbx are pushed and popped around the loop; the
+    // four arguments live in a 32-byte frame below them, which keeps rsp 16-byte aligned at each
+    // `call` (aligned at the block's start, then 2 pushes and 32 bytes); rsp is back where it
+    // was at the end. The inputs are copied to that frame before anything clobbers them.
+    unsafe {
+        core::arch::asm!(
+            "push rbp",
+            "push rbx",
+            "sub rsp, 32",
+            "mov [rsp], {entry}",
+            "mov [rsp + 8], {r1}",
+            "mov [rsp + 16], {r2}",
+            "mov [rsp + 24], {tcc}",
+            "mov ebp, {n:e}",
+            ".p2align 6",
+            "2:",
+            "mov rdx, [rsp + 24]",
+            "mov dword ptr [rdx], 0",
+            "mov rdi, [rsp + 8]",
+            "mov rsi, [rsp + 16]",
+            "call qword ptr [rsp]",
+            "dec ebp",
+            "jnz 2b",
+            "add rsp, 32",
+            "pop rbx",
+            "pop rbp",
+            entry = in(reg) entry,
+            r1 = in(reg) r1,
+            r2 = in(reg) r2,
+            tcc = in(reg) tcc,
+            n = in(reg) n.max(1),
+            out("rax") r0,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            clobber_abi("sysv64"),
+        );
+    }
+    r0
+}
+
+/// Runs JIT'd code from `entry` `n` times (see the x86-64 version).
+///
+/// # Safety
+/// As for [`enter`], for every run.
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn enter_repeat(entry: usize, r1: u64, r2: u64, tcc: *mut u32, n: u32) -> u64 {
+    let mut r0 = 0;
+    for _ in 0..n.max(1) {
+        // SAFETY: the caller's contract, per run; the counter is reset between runs.
+        r0 = unsafe {
+            *tcc = 0;
+            enter(entry, r1, r2, tcc)
+        };
+    }
+    r0
+}
+
 /// Runs JIT'd code from its entry (see the x86-64 version): a JIT for another architecture
 /// follows the C ABI.
 ///

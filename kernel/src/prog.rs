@@ -212,13 +212,9 @@ impl Prog {
                 }
             }
         } else {
-            for _ in 0..n.max(1) {
-                // SAFETY: as in `run`; the counter is reset between runs.
-                r0 = Ok(unsafe {
-                    *tcc = 0;
-                    crate::jit::enter(self.bpf_func, r1, r2, tcc)
-                });
-            }
+            // SAFETY: as in `run`, for every run; `enter_repeat` resets the counter between
+            // runs.
+            r0 = Ok(unsafe { crate::jit::enter_repeat(self.bpf_func, r1, r2, tcc, n) });
         }
         guard.end_run(state);
         r0

@@ -178,9 +178,9 @@ pub(super) fn map_near(
             if p as usize == at {
                 return Ok(p.cast());
             }
-            if p != libc::MAP_FAILED {
-                // SAFETY: the mapping just made, elsewhere; nothing refers to it.
-                unsafe { libc::munmap(p, len) };
+            // SAFETY: the mapping just made, elsewhere; nothing refers to it.
+            if p != libc::MAP_FAILED && unsafe { libc::munmap(p, len) } != 0 {
+                return Err(alloc_error());
             }
             at = at.saturating_sub(step);
         }

@@ -88,6 +88,27 @@ fn tc02_tc10_self_tail_call_runs_34_bodies() {
 }
 
 #[test]
+fn repeated_test_runs_each_start_with_a_fresh_budget() {
+    setup();
+    let map = prog_array(4);
+    let looper = prog(&counting_call(1, 41), &[map]);
+    set(map, 1, looper);
+    // 300 runs in one BPF_PROG_TEST_RUN: more than one read-side section (256 runs each), every
+    // run 1 entry + 33 tail calls, all counted into one buffer.
+    let mut ctx = [0u8; CTX_LEN];
+    let r = syscall::prog_test_run(
+        looper,
+        &mut syscall::TestRun {
+            data: &mut ctx,
+            repeat: 300,
+        },
+    )
+    .unwrap();
+    assert_eq!(r.retval, 41);
+    assert_eq!(u64::from_ne_bytes(ctx[..8].try_into().unwrap()), 34 * 300);
+}
+
+#[test]
 fn tc04_05_06_keys_and_maps_chosen_on_branches() {
     setup();
     let (m1, m2) = (prog_array(4), prog_array(4));
