@@ -93,7 +93,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
     };
     let named = named_regs(insns, &ops);
     let tail_calls = ops.iter().any(|o| matches!(o, Some(Op::TailCall)));
-    let main = main_frame(named, &ops, &protos);
+    let main = main_frame(named, tail_calls, &ops, &protos);
     let saves = frame::CallSaves::new(named, tail_calls);
     let loop_head = pass::loop_heads(&ops);
     Ok(Prepared {
@@ -134,10 +134,11 @@ fn named_regs(insns: &[Insn], ops: &[Option<Op>]) -> u16 {
 /// The parts of the main prologue the program can observe (see `frame`'s module docs).
 fn main_frame(
     named: u16,
+    tail_calls: bool,
     ops: &[Option<Op>],
     protos: &[Option<&'static kbpf::helpers::HelperProto>],
 ) -> frame::MainFrame {
-    if ops.iter().any(|o| matches!(o, Some(Op::TailCall))) {
+    if tail_calls {
         return frame::MainFrame::FULL;
     }
     let unwinds = ops.iter().zip(protos).any(|(o, p)| {

@@ -79,29 +79,10 @@ pub trait Host: Send + Sync {
     /// [`Host::text_poke`] and is returned with [`Host::exec_free`]. On failure nothing is left
     /// allocated.
     ///
-    /// The default implementation is [`Host::exec_alloc`], a write through `rw`, then
-    /// [`Host::exec_seal`]; it returns `EINVAL` for empty code and `ENOMEM` if the host handed
-    /// out fewer bytes than asked for.
+    /// The default implementation is [`Host::exec_install_at`]'s for these bytes: it returns
+    /// `EINVAL` for empty code and `ENOMEM` if the host handed out fewer bytes than asked for.
     fn exec_install(&self, code: &[u8]) -> Result<ExecRegion> {
-        if code.is_empty() {
-            return Err(Errno::EINVAL);
-        }
-        let region = self.exec_alloc(code.len())?;
-        if region.len < code.len() {
-            self.exec_free(region);
-            return Err(Errno::ENOMEM);
-        }
-        // SAFETY: `exec_alloc` gave us `region.len >= code.len()` writable bytes at `rw`, not
-        // sealed yet and shared with no one; `code` cannot overlap fresh host memory.
-        unsafe {
-            core::ptr::copy_nonoverlapping(code.as_ptr(), region.rw, code.len());
-            core::ptr::write_bytes(region.rw.add(code.len()), 0xcc, region.len - code.len());
-        }
-        if let Err(e) = self.exec_seal(&region) {
-            self.exec_free(region);
-            return Err(e);
-        }
-        Ok(region)
+        self.exec_install_at(code.len(), 0, &mut |_| Ok(code.to_vec()))
     }
 
     /// Installs code that depends on where it runs, as [`Host::exec_install`] does: the host
@@ -117,7 +98,8 @@ pub trait Host: Send + Sync {
     /// `len` bytes, are returned with nothing left allocated.
     ///
     /// The default implementation ignores `near` and is [`Host::exec_alloc`], `emit`, a write
-    /// through `rw`, then [`Host::exec_seal`].
+    /// through `rw`, then [`Host::exec_seal`]; `EINVAL` for `len == 0`, `ENOMEM` if the host
+    /// handed out fewer bytes than asked for.
     fn exec_install_at(
         &self,
         len: usize,
