@@ -54,8 +54,12 @@ fn install(obj: Object) -> Result<Fd> {
     Ok(fd)
 }
 
-/// The object behind `fd` (`EBADF` if none).
+/// The object behind `fd`: `EBADF` if none; `EINVAL` for 0, 1 and 2, the standard streams,
+/// which are open files but never bpf objects (`fdget` succeeds, the file is not a bpf one).
 pub fn get(fd: Fd) -> Result<Object> {
+    if fd < FIRST_FD {
+        return Err(Errno::EINVAL);
+    }
     FDS.lock().get(&fd).cloned().ok_or(Errno::EBADF)
 }
 
@@ -96,9 +100,32 @@ pub fn link_detach(fd: Fd) -> Result {
 /// `BPF_LINK_UPDATE`: gives the link `new_prog`; with `old_prog` (`BPF_F_REPLACE`), only if
 /// the link holds that program — the attach point checks it.
 pub fn link_update(fd: Fd, new_prog: Fd, old_prog: Option<Fd>) -> Result {
+    match old_prog {
+        Some(old) => link_update_flags(fd, new_prog, LINK_UPDATE_REPLACE, old),
+        None => link_update_flags(fd, new_prog, 0, 0),
+    }
+}
+
+/// `BPF_F_REPLACE`, the one flag `BPF_LINK_UPDATE` knows.
+pub const LINK_UPDATE_REPLACE: u32 = 1 << 2;
+
+/// `BPF_LINK_UPDATE` with its raw attributes, checked in `link_update`'s order
+/// (`kernel/bpf/syscall.c`): a flag other than `BPF_F_REPLACE` (`EINVAL`), the link, the new
+/// program, then the old one when `BPF_F_REPLACE` is set — without it, `old_prog_fd` must be 0
+/// (`EINVAL`).
+pub fn link_update_flags(fd: Fd, new_prog: Fd, flags: u32, old_prog_fd: Fd) -> Result {
+    if flags & !LINK_UPDATE_REPLACE != 0 {
+        return Err(Errno::EINVAL);
+    }
     let link = link_get(fd)?;
     let new = prog_get(new_prog)?;
-    let old = old_prog.map(prog_get).transpose()?;
+    let old = if flags & LINK_UPDATE_REPLACE != 0 {
+        Some(prog_get(old_prog_fd)?)
+    } else if old_prog_fd != 0 {
+        return Err(Errno::EINVAL);
+    } else {
+        None
+    };
     link.update(new, old.as_ref())
 }
 

@@ -172,7 +172,8 @@ fn keep_only(caps: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> Result<i32, i32> {
+/// `bpf(2)` with a zero-padded `union bpf_attr` prefix; the result or the positive errno.
+pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> Result<i32, i32> {
     // SAFETY: `attr` is a zero-padded `union bpf_attr` prefix of `attr.len() * 8` bytes,
     // valid for the call; pointers inside it point to live buffers of the caller.
     let rc = unsafe {
@@ -190,12 +191,13 @@ fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> Result<i32, i32> {
     }
 }
 
-fn pack(lo: u32, hi: u32) -> u64 {
+/// Two `u32` attribute fields as the `u64` word they share (`lo` first in memory).
+pub(crate) fn pack(lo: u32, hi: u32) -> u64 {
     lo as u64 | (hi as u64) << 32
 }
 
 /// A file descriptor closed on drop.
-struct OwnedFd(i32);
+pub(crate) struct OwnedFd(pub(crate) i32);
 
 impl Drop for OwnedFd {
     fn drop(&mut self) {

@@ -10,6 +10,8 @@ pub mod demo;
 pub mod dump;
 pub mod host;
 pub mod host_bpf;
+pub mod host_mprog;
+pub mod mprog_script;
 pub mod progs;
 pub mod tcx_script;
 pub mod verify_cmd;

@@ -1,6 +1,8 @@
 //! The mprog oracle's samples as golden tests: `kbpf tcx script -e` must print exactly what the
-//! host kernel printed (copied from `../shared/oracle/samples/` into `tcx_golden/`, recorded with
-//! `mprog-oracle -e`).
+//! host kernel (Linux 6.18) printed. `mprog-sample` and `mprog-edge` come from the oracle's
+//! samples (`shared/oracle/samples/`, recorded with `mprog-oracle -e`); `mprog-flags` (flag bits
+//! each command does not know, and the order of its checks) was recorded with
+//! `kbpf tcx script -e --host`.
 
 use kbpf_shim::tcx_script::{Options, run_script};
 
@@ -8,6 +10,8 @@ const SAMPLE: &str = include_str!("tcx_golden/mprog-sample.txt");
 const SAMPLE_OUT: &str = include_str!("tcx_golden/mprog-sample.out");
 const EDGE: &str = include_str!("tcx_golden/mprog-edge.txt");
 const EDGE_OUT: &str = include_str!("tcx_golden/mprog-edge.out");
+const FLAGS: &str = include_str!("tcx_golden/mprog-flags.txt");
+const FLAGS_OUT: &str = include_str!("tcx_golden/mprog-flags.out");
 
 fn check(script: &str, expected: &str, egress: bool) {
     kbpf_shim::host::install();
@@ -32,6 +36,12 @@ fn sample_matches_the_kernel_on_ingress_and_egress() {
 #[test]
 fn edge_cases_match_the_kernel() {
     check(EDGE, EDGE_OUT, false);
+}
+
+#[test]
+fn unknown_flag_bits_match_the_kernel() {
+    check(FLAGS, FLAGS_OUT, false);
+    check(FLAGS, FLAGS_OUT, true);
 }
 
 #[test]

@@ -152,6 +152,11 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
     /// `bpf_mprog_attach`: inserts `new` (owned by `link`, if any) or, with `REPLACE`, puts it in
     /// `old`'s slot. `resolve` turns the request's relative fd/id into objects; it runs after
     /// the revision and duplicate checks, as in the kernel.
+    ///
+    /// Like the kernel's, it does not check for unknown flag bits: `BPF_PROG_ATTACH` masks them
+    /// before (the attach point's job) and `BPF_LINK_CREATE` passes them through, so they only
+    /// count where no rule gave a position (any flag then is `EINVAL`). `FIRST`/`LAST` are pins
+    /// only with [`MprogApi::FirstLast`]; otherwise they are such unknown bits.
     pub fn attach(
         &mut self,
         new: Arc<P>,
@@ -161,9 +166,6 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
         expected_revision: u64,
         resolve: impl FnOnce(&Self) -> Result<Relative<P, L>>,
     ) -> Result<Change> {
-        if !self.api.accepted().contains(flags) {
-            return Err(Errno::EINVAL);
-        }
         if expected_revision != 0 && expected_revision != self.revision {
             return Err(Errno::ESTALE);
         }
@@ -171,16 +173,10 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
             return Err(Errno::EEXIST);
         }
         let rel = resolve(self)?;
-        if flags.intersects(MprogFlags::FIRST | MprogFlags::LAST)
-            && !flags.contains(MprogFlags::REPLACE)
-        {
+        let pins = self.pins(flags);
+        if !pins.is_empty() && !flags.contains(MprogFlags::REPLACE) {
             let pos = pins::head_tail(self, flags, &rel)?;
-            self.insert(
-                pos,
-                new,
-                link,
-                flags & (MprogFlags::FIRST | MprogFlags::LAST),
-            );
+            self.insert(pos, new, link, pins);
             return Ok(Change::Swapped);
         }
         let total = self.total();
@@ -227,8 +223,17 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
         Ok(Change::Swapped)
     }
 
+    /// The `FIRST`/`LAST` pins `flags` ask for: none unless the bundle has the extension.
+    fn pins(&self, flags: MprogFlags) -> MprogFlags {
+        match self.api {
+            MprogApi::Final => MprogFlags::empty(),
+            MprogApi::FirstLast => flags & (MprogFlags::FIRST | MprogFlags::LAST),
+        }
+    }
+
     /// `bpf_mprog_detach`: removes `prog` (owned by `link`, if any), or with no program the slot
-    /// the BEFORE/AFTER rules select (the last one without rules).
+    /// the BEFORE/AFTER rules select (the last one without rules). Unknown flag bits are the
+    /// caller's to refuse, as for [`Bundle::attach`].
     pub fn detach(
         &mut self,
         prog: Option<&P>,
@@ -237,7 +242,7 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
         expected_revision: u64,
         resolve: impl FnOnce(&Self) -> Result<Relative<P, L>>,
     ) -> Result<Change> {
-        if !self.api.accepted().contains(flags) || flags.contains(MprogFlags::REPLACE) {
+        if flags.contains(MprogFlags::REPLACE) {
             return Err(Errno::EINVAL);
         }
         if expected_revision != 0 && expected_revision != self.revision {
@@ -248,7 +253,7 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
             return Err(Errno::ENOENT);
         }
         let rel = resolve(self)?;
-        let slot = if flags.intersects(MprogFlags::FIRST | MprogFlags::LAST) {
+        let slot = if !self.pins(flags).is_empty() {
             pins::detach_slot(self, prog, flags, &rel)?
         } else {
             let mut idx = NONE;

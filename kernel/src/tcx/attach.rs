@@ -4,16 +4,24 @@
 //! `kernel/bpf/tcx.c`, and `bpf_mprog_tuple_relative` in `kernel/bpf/mprog.c`), taking handles
 //! as the syscall facade does.
 //!
-//! Check order: unknown flag bits and a non-tcx attach type (`EINVAL`), the program handle
-//! (`EBADF`/`EINVAL`, wrong type `EINVAL`), the device (`ENODEV`), for REPLACE the old program
-//! (`EINVAL` if it can't be resolved), then the mprog rules. `FIRST`/`LAST` on a device without
-//! the extension are `EINVAL` once the device is known. Handle 0 is never a program or link
-//! (`EINVAL`, as fd 0 — stdin — is for the kernel).
+//! Check order, as Linux 6.18 (`docs/kernel-compat.md` lists each check with its function):
+//! * attach/detach: unknown `attach_flags` bits (`EINVAL`, `bpf_prog_attach`'s
+//!   `BPF_F_ATTACH_MASK_MPROG`), the program (`EBADF`, or `EINVAL` for another type), the device
+//!   (`ENODEV`), on attach with REPLACE the old program (`EBADF`/`EINVAL`), then the mprog rules.
+//! * link create: the program, the device, then the mprog rules with the flags as given: the
+//!   kernel's `link_create` does not mask them, so an unknown bit only counts where mprog asks
+//!   whether any flag is set.
+//! * query: `query_flags` other than `BPF_F_QUERY_EFFECTIVE` (`EINVAL`), the device, then
+//!   `bpf_mprog_query` (`EINVAL` for any query or attach flag).
+//!
+//! `FIRST`/`LAST` are unknown bits except on a device created with the extension, where attach
+//! and detach accept them. Handles 0–2 are the standard streams, never a program or link
+//! (`EINVAL`, as for the kernel).
 
 use super::link::TcxLink;
 use super::{Direction, prog_type_ok, rtnl};
 use crate::cpu::rcu;
-use crate::mprog::{Bundle, MprogFlags, Query, Relative};
+use crate::mprog::{Bundle, MprogApi, MprogFlags, Query, Relative};
 use crate::prog::Prog;
 use crate::sync::Arc;
 use crate::syscall::{self, Fd, Object};
@@ -72,22 +80,29 @@ pub struct LinkCreateAttr {
     pub expected_revision: u64,
 }
 
-fn parse_flags(bits: u32) -> Result<MprogFlags> {
-    let all = MprogFlags::all();
-    MprogFlags::from_bits(bits)
-        .filter(|f| all.contains(*f))
-        .ok_or(Errno::EINVAL)
-}
+/// `BPF_F_QUERY_EFFECTIVE`, the one query flag `bpf_prog_query` lets through to the attach point.
+const QUERY_EFFECTIVE: u32 = 1;
 
-fn prog_by_fd(fd: u32) -> Result<Arc<Prog>> {
-    if fd == 0 {
-        return Err(Errno::EINVAL);
+/// `attach_flags` of `BPF_PROG_ATTACH`/`BPF_PROG_DETACH`, checked before anything else as
+/// `bpf_prog_attach`/`bpf_prog_detach` do: bits outside `BPF_F_ATTACH_MASK_MPROG` are `EINVAL`,
+/// except `FIRST`/`LAST` when the target device has the extension.
+fn attach_flags(target_ifindex: u32, bits: u32) -> Result<MprogFlags> {
+    let flags = MprogFlags::from_bits_retain(bits);
+    if MprogApi::Final.accepted().contains(flags) {
+        return Ok(flags);
     }
-    syscall::prog_get(fd)
+    let api = rtnl()
+        .get(&target_ifindex)
+        .map_or(MprogApi::Final, |d| d.hook(Direction::Ingress).api());
+    if api.accepted().contains(flags) {
+        Ok(flags)
+    } else {
+        Err(Errno::EINVAL)
+    }
 }
 
 fn tcx_prog(fd: Fd) -> Result<Arc<Prog>> {
-    let prog = prog_by_fd(fd)?;
+    let prog = syscall::prog_get(fd)?;
     if !prog_type_ok(prog.prog_type()) {
         return Err(Errno::EINVAL);
     }
@@ -172,13 +187,13 @@ pub(super) fn resolve(
 
 /// `BPF_PROG_ATTACH` on a tcx hook.
 pub fn prog_attach(attr: &AttachAttr) -> Result {
-    let flags = parse_flags(attr.attach_flags)?;
     let dir = Direction::from_attach_type(attr.attach_type)?;
+    let flags = attach_flags(attr.target_ifindex, attr.attach_flags)?;
     let prog = tcx_prog(attr.attach_bpf_fd)?;
     let devs = rtnl();
     let dev = devs.get(&attr.target_ifindex).ok_or(Errno::ENODEV)?;
     let old = if flags.contains(MprogFlags::REPLACE) {
-        let old = prog_by_fd(attr.replace_bpf_fd).map_err(|_| Errno::EINVAL)?;
+        let old = syscall::prog_get(attr.replace_bpf_fd)?;
         if old.prog_type() != prog.prog_type() {
             return Err(Errno::EINVAL);
         }
@@ -200,8 +215,8 @@ pub fn prog_attach(attr: &AttachAttr) -> Result {
 
 /// `BPF_PROG_DETACH` from a tcx hook; `attach_bpf_fd` 0 names no program.
 pub fn prog_detach(attr: &AttachAttr) -> Result {
-    let flags = parse_flags(attr.attach_flags)?;
     let dir = Direction::from_attach_type(attr.attach_type)?;
+    let flags = attach_flags(attr.target_ifindex, attr.attach_flags)?;
     let prog = match attr.attach_bpf_fd {
         0 => None,
         fd => Some(tcx_prog(fd)?),
@@ -222,6 +237,9 @@ pub fn prog_detach(attr: &AttachAttr) -> Result {
 /// `BPF_PROG_QUERY` on a tcx hook (`ENODEV` for an unknown device; revision 1 and count 0
 /// when nothing is attached).
 pub fn prog_query(target_ifindex: u32, attach_type: AttachType, q: &mut Query<'_>) -> Result {
+    if q.query_flags & !QUERY_EFFECTIVE != 0 {
+        return Err(Errno::EINVAL);
+    }
     let dir = Direction::from_attach_type(attach_type)?;
     let devs = rtnl();
     let dev = devs.get(&target_ifindex).ok_or(Errno::ENODEV)?;
@@ -231,9 +249,9 @@ pub fn prog_query(target_ifindex: u32, attach_type: AttachType, q: &mut Query<'_
 /// `BPF_LINK_CREATE` for tcx (`tcx_link_attach`): a new link, attached with the same placement
 /// rules as a program; returns its handle.
 pub fn link_create(attr: &LinkCreateAttr) -> Result<Fd> {
-    let flags = parse_flags(attr.flags)?;
-    let dir = Direction::from_attach_type(attr.attach_type)?;
+    let flags = MprogFlags::from_bits_retain(attr.flags);
     let prog = tcx_prog(attr.prog_fd)?;
+    let dir = Direction::from_attach_type(attr.attach_type)?;
     let devs = rtnl();
     let dev = devs.get(&attr.target_ifindex).ok_or(Errno::ENODEV)?;
     let ops = TcxLink::new(dev.clone(), dir);
