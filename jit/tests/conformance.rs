@@ -1,4 +1,4 @@
-//! Every bpf_conformance case (`shared/conformance/*.data`) compiled by the JIT and run natively:
+//! Every bpf_conformance case (`testdata/bpf_conformance/*.data`) compiled by the JIT and run natively:
 //! R1 = the `-- mem` bytes, R2 = their length, R0 compared with `-- result`.
 
 use kbpf::uapi::ProgType;
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 fn conformance_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance"
+        "/../testdata/bpf_conformance"
     ))
 }
 

@@ -1,6 +1,6 @@
 //! Round trips between the instruction views: `Op` ⇄ slots (`encode`/`decode`), slots ⇄ text
 //! (`disasm`/`assemble`), slots ⇄ `u64`/bytes; and the assembler against every program of the
-//! bpf_conformance suite in `../../shared/conformance` (checked against its `-- raw` where one
+//! bpf_conformance suite in `testdata/bpf_conformance` (checked against its `-- raw` where one
 //! exists). Linux has no counterpart: its selftests do not assemble text.
 
 use std::path::PathBuf;
@@ -264,7 +264,7 @@ proptest! {
 fn conformance_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance"
+        "/../testdata/bpf_conformance"
     ))
 }
 
@@ -288,7 +288,7 @@ fn section(text: &str, name: &str) -> Option<String> {
 #[test]
 fn every_conformance_program_assembles() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(conformance_dir())
-        .expect("shared/conformance beside the repository")
+        .expect("testdata/bpf_conformance")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "data"))
         .collect();

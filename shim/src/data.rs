@@ -1,6 +1,6 @@
 //! Reader for `.data` test files: the bpf_conformance format (its `lib/src/bpf_test_parser.cc`,
-//! described in `shared/conformance/README.md`) plus the header directives of
-//! `shared/data-format/README.md` that `kbpf verify` and `kbpf prog load` use. Linux has no
+//! described in `testdata/bpf_conformance/README.md`) plus the header directives of
+//! `testdata/data-format/README.md` that `kbpf verify` and `kbpf prog load` use. Linux has no
 //! counterpart; the kernel's selftests embed their programs in C.
 //!
 //! Format: `#` starts a comment anywhere on a line; a line containing `--` opens a section,
@@ -285,9 +285,9 @@ pub fn collect(paths: &[PathBuf]) -> Vec<PathBuf> {
 mod tests {
     use super::*;
 
-    fn shared(dir: &str) -> PathBuf {
+    fn testdata(dir: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared")
+            .join("../testdata")
             .join(dir)
     }
 
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn every_conformance_file_is_a_test() {
-        let files = collect(&[shared("conformance")]);
+        let files = collect(&[testdata("bpf_conformance")]);
         assert_eq!(files.len(), 313);
         let (mut with_mem, mut results) = (0, 0);
         for f in &files {
@@ -315,7 +315,8 @@ mod tests {
             }
         }
         assert_eq!((with_mem, results), (40, 313));
-        let Ok(Parsed::Test(lddw)) = parse_file(&shared("conformance").join("lddw.data")) else {
+        let Ok(Parsed::Test(lddw)) = parse_file(&testdata("bpf_conformance").join("lddw.data"))
+        else {
             panic!("lddw.data");
         };
         assert_eq!(lddw.program.len(), 3);
@@ -324,7 +325,7 @@ mod tests {
 
     #[test]
     fn data_format_headers() {
-        let dir = shared("data-format");
+        let dir = testdata("data-format");
         let read = |name: &str| match parse_file(&dir.join(name)) {
             Ok(Parsed::Test(t)) => t,
             other => panic!("{name}: {other:?}"),

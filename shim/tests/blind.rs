@@ -18,7 +18,7 @@ fn conformance_suite_passes_blinded() {
     setup();
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance"
+        "/../testdata/bpf_conformance"
     ));
     let mut out = Vec::new();
     let t = run_paths(&[dir], Engine::Interp, &mut out).expect("runner I/O");

@@ -21,7 +21,7 @@ fn conformance_suite_passes_jit_compiled_and_blinded() {
     setup();
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance"
+        "/../testdata/bpf_conformance"
     ));
     let mut out = Vec::new();
     let t = run_paths(&[dir], Engine::Jit, &mut out).expect("runner I/O");

@@ -8,7 +8,7 @@ fn dump(kind: DumpKind, file: &str) -> String {
     kbpf_shim::host::install();
     let path = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance"
+        "/../testdata/bpf_conformance"
     ))
     .join(file);
     let mut out = Vec::new();

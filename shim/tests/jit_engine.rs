@@ -25,7 +25,7 @@ fn whole_suite_passes_jit_compiled() {
     setup();
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance"
+        "/../testdata/bpf_conformance"
     ));
     let mut out = Vec::new();
     let totals = run_paths(&[dir], Engine::Jit, &mut out).expect("runner I/O");

@@ -1,4 +1,4 @@
-//! `kbpf verify` on the `.data` examples of `../shared/data-format`: the verdict, the errno and
+//! `kbpf verify` on the `.data` examples of `testdata/data-format`: the verdict, the errno and
 //! the log, and the exit statuses (0 accepted, 1 rejected, 2 unusable input).
 
 use kbpf::Errno;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 fn example(name: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data-format/"
+        "/../testdata/data-format/"
     ))
     .join(name)
 }

@@ -25,7 +25,7 @@ struct Case {
 fn corpus() -> Vec<Case> {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/conformance"
+        "/../testdata/bpf_conformance"
     ));
     let mut cases = Vec::new();
     for path in data::collect(&[dir]) {
