@@ -1,13 +1,20 @@
-//! The conformance runner: every `.data` case of the bpf_conformance suite through kbpf, and the
-//! plugin protocol the upstream runner speaks (`bpf_conformance_runner --plugin_path kbpf
-//! --plugin_options conformance-plugin`).
+//! The conformance runner: every `.data` case of the bpf_conformance suite through kbpf, and
+//! the plugin protocol the upstream runner speaks ([`plugin`]; the `kbpf-conformance-plugin`
+//! binary and `kbpf conformance-plugin`).
 //!
 //! Cases load as raw-buffer programs (R1 = the `-- mem` bytes, R2 = their length) through the
 //! ordinary, verified `prog_load` path with the context size set to the memory's length, and
-//! run through `prog_test_run`. A case the verifier rightly rejects (a shift by an
-//! out-of-range immediate, `callx`) falls back to the explicitly named trusted path
-//! (`prog_load_trusted`, like the kernel's `lib/test_bpf.c`); the runner counts and lists
-//! which cases went which way.
+//! run through `prog_test_run`. Only the cases Linux's verifier refuses too, listed by name with
+//! the rule in [`refused`] (the twelve shifts by an out-of-range immediate and `callx`), fall
+//! back to the explicitly named trusted path (`prog_load_trusted`, like the kernel's
+//! `lib/test_bpf.c`), and only when the verifier refused them for that rule; any other rejection
+//! — or a listed case the verifier accepts — fails. The runner counts and lists which cases went
+//! which way.
+
+pub mod plugin;
+pub mod refused;
+
+pub use plugin::{decode_hex, plugin};
 
 use crate::data::{self, DataFile, Parsed};
 use kbpf::insn::Insn;
@@ -65,39 +72,55 @@ pub enum LoadPath {
     Trusted(String),
 }
 
-/// Loads `insns` for a buffer of `mem_len` bytes: verified, or on the trusted path when the
-/// verifier rejects it and the structural gate alone accepts it. Returns the handle and the
-/// path taken, or the load error.
-pub fn load(insns: &[Insn], mem_len: usize) -> Result<(u32, LoadPath), String> {
+/// Loads `insns` for a buffer of `mem_len` bytes through the verifier. A rejection falls back
+/// to the trusted path only when it is a listed refusal ([`refused`]): the case named `case`
+/// refused for its rule, or — without a name, for the plugin — any listed rule. Returns the
+/// handle and the path taken, or why the case fails.
+pub fn load(insns: &[Insn], mem_len: usize, case: Option<&str>) -> Result<(u32, LoadPath), String> {
     let len = u32::try_from(mem_len).map_err(|_| "memory too large".to_string())?;
     let attr = ProgLoadAttr::new(ProgType::RawBuffer, insns).with_ctx_size(len);
     let mut log = String::new();
-    match syscall::prog_load_log(&attr, &mut log) {
-        Ok(fd) => Ok((fd, LoadPath::Verified)),
-        Err(verify_err) => {
-            let reason = log.lines().next().unwrap_or("").to_string();
-            let mut tlog = String::new();
-            match syscall::prog_load_trusted_log(
-                &ProgLoadAttr::new(ProgType::RawBuffer, insns),
-                &mut tlog,
-            ) {
-                Ok(fd) => Ok((fd, LoadPath::Trusted(format!("{verify_err:?}: {reason}")))),
-                Err(e) => Err(format!("load: {e:?}: {}", tlog.trim())),
+    let listed = case.and_then(refused::by_name);
+    let verify_err = match syscall::prog_load_log(&attr, &mut log) {
+        Ok(fd) => match listed {
+            None => return Ok((fd, LoadPath::Verified)),
+            Some(r) => {
+                let _ = syscall::close(fd);
+                return Err(format!(
+                    "the verifier accepted it, but Linux refuses {}: {}",
+                    r.file, r.reason
+                ));
             }
-        }
+        },
+        Err(e) => e,
+    };
+    let first = log.lines().next().unwrap_or("");
+    let allowed = match case {
+        Some(_) => listed.filter(|r| r.matches(verify_err, &log)),
+        None => refused::by_rule(verify_err, &log),
+    };
+    if allowed.is_none() {
+        return Err(format!("verifier: {verify_err:?}: {first}"));
+    }
+    let mut tlog = String::new();
+    match syscall::prog_load_trusted_log(&ProgLoadAttr::new(ProgType::RawBuffer, insns), &mut tlog)
+    {
+        Ok(fd) => Ok((fd, LoadPath::Trusted(format!("{verify_err:?}: {first}")))),
+        Err(e) => Err(format!("load: {e:?}: {}", tlog.trim())),
     }
 }
 
-/// Loads and runs `insns` on `mem` with `engine` (see [`load`]); returns R0 and the load path,
-/// or an error message. With the JIT engine a program the JIT refused (and so ran
-/// interpreted) is an error, and the other way round.
-pub fn execute(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<(u64, LoadPath), String> {
-    let (fd, path) = load(insns, mem.len())?;
-    let jited = syscall::prog_get(fd).is_ok_and(|p| p.jited());
-    let r = if jited != (engine == Engine::Jit) {
-        let how = if jited { "jited" } else { "interpreted" };
-        Err(format!("loaded {how} but the engine is {}", engine.name()))
-    } else {
+/// Loads and runs `insns` on `mem` with `engine` (see [`load`]; `case` names the file); returns
+/// R0 and the load path, or an error message. With the JIT engine a program the JIT refused
+/// (and so ran interpreted) is an error, and the other way round.
+pub fn execute(
+    insns: &[Insn],
+    mem: &mut [u8],
+    engine: Engine,
+    case: Option<&str>,
+) -> Result<(u64, LoadPath), String> {
+    let (fd, path) = load(insns, mem.len(), case)?;
+    let r = check_engine(fd, engine).and_then(|()| {
         syscall::prog_test_run(
             fd,
             &mut TestRun {
@@ -107,15 +130,26 @@ pub fn execute(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<(u64, L
         )
         .map(|r| (r.retval, path))
         .map_err(|e: Errno| format!("run: {e:?}"))
-    };
+    });
     let _ = syscall::close(fd);
     r
 }
 
-/// Runs one parsed case; also returns the load path when the program loaded and ran.
-pub fn run_case(case: &DataFile, engine: Engine) -> (Outcome, Option<LoadPath>) {
+/// The program behind `fd` runs on `engine`: JIT-compiled with the JIT, interpreted without.
+pub fn check_engine(fd: u32, engine: Engine) -> Result<(), String> {
+    let jited = syscall::prog_get(fd).is_ok_and(|p| p.jited());
+    if jited == (engine == Engine::Jit) {
+        return Ok(());
+    }
+    let how = if jited { "jited" } else { "interpreted" };
+    Err(format!("loaded {how} but the engine is {}", engine.name()))
+}
+
+/// Runs one parsed case from the file named `name`; also returns the load path when the
+/// program loaded and ran.
+pub fn run_case(case: &DataFile, name: &str, engine: Engine) -> (Outcome, Option<LoadPath>) {
     let mut mem = case.mem.clone();
-    let ran = execute(&case.program, &mut mem, engine);
+    let ran = execute(&case.program, &mut mem, engine, Some(name));
     let path = ran.as_ref().ok().map(|(_, p)| p.clone());
     let outcome = match (ran.map(|(r0, _)| r0), &case.result, &case.error) {
         (Ok(r0), Some(want), _) if r0 == *want => Outcome::Pass,
@@ -157,8 +191,10 @@ pub fn run_paths(
     let mut trusted_names = Vec::new();
     engine.select();
     for path in data::collect(paths) {
+        let name = path.file_name().unwrap_or(path.as_os_str());
+        let name = name.to_string_lossy();
         let (outcome, how) = match data::parse_file(&path) {
-            Ok(Parsed::Test(case)) => run_case(&case, engine),
+            Ok(Parsed::Test(case)) => run_case(&case, &name, engine),
             Ok(Parsed::Skip(why)) => (Outcome::Skip(why), None),
             Err(e) => (Outcome::Fail(format!("malformed: {e}")), None),
         };
@@ -167,8 +203,7 @@ pub fn run_paths(
             Some(LoadPath::Trusted(why)) => {
                 t.trusted += 1;
                 writeln!(out, "TRUSTED {}: {why}", path.display())?;
-                let name = path.file_name().unwrap_or(path.as_os_str());
-                trusted_names.push(name.to_string_lossy().into_owned());
+                trusted_names.push(name.into_owned());
             }
             None => {}
         }
@@ -204,39 +239,4 @@ pub fn run_paths(
         writeln!(out, "{} passed, {} failed", t.passed, t.failed)?;
     }
     Ok(t)
-}
-
-/// Decodes whitespace-separated hex bytes (`"b7 00 00 00 07 00 00 00"` or `"b700..."`).
-pub fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
-    let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    let digits = digits.strip_prefix("0x").unwrap_or(&digits);
-    if digits.len() % 2 != 0 {
-        return Err("odd number of hex digits".into());
-    }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).map_err(|e| format!("bad hex: {e}")))
-        .collect()
-}
-
-/// The plugin protocol: `args` are the plugin's arguments (an optional memory hex string, then
-/// runner options; `--jit` selects the JIT), `program_hex` the program as hex text from stdin.
-/// Returns R0 or an error.
-pub fn plugin(args: &[String], program_hex: &str) -> Result<u64, String> {
-    let mut mem = match args.first() {
-        Some(a) if !a.starts_with("--") => decode_hex(a)?,
-        _ => Vec::new(),
-    };
-    if args.iter().any(|a| a == "--elf") {
-        return Err("ELF input is not supported by this plugin".into());
-    }
-    let engine = if args.iter().any(|a| a == "--jit") {
-        Engine::Jit
-    } else {
-        Engine::Interp
-    };
-    engine.select();
-    let bytes = decode_hex(program_hex)?;
-    let insns = kbpf::insn::from_byte_slice(&bytes).map_err(|e| format!("program: {e:?}"))?;
-    execute(&insns, &mut mem, engine).map(|(r0, _)| r0)
 }
