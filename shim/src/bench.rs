@@ -2,11 +2,14 @@
 //! `prog_test_run`, with an optional one-line JSON summary for scripts. The criterion suites in
 //! `benches/` measure the same programs more thoroughly.
 
+pub mod host_tailcall;
 pub mod isa;
 pub mod map_lookup;
 pub mod tailcall;
 pub mod tcx;
 pub mod verify;
+
+pub use tailcall::TailcallReport;
 
 use kbpf::syscall::{self, Fd, TestRun};
 

@@ -8,14 +8,14 @@
 //! its map loads, asks the kernel, and closes everything again. When the host
 //! refuses `bpf(2)` itself (no root, no BPF, seccomp), `open` says so and callers skip.
 
+pub mod sys;
+
 use kbpf::insn::Insn;
 use kbpf::map::MapAttr;
-use kbpf::uapi::{AttachType, MapType, ProgType};
+use kbpf::uapi::{AttachType, ProgType};
 use std::sync::mpsc;
 use std::thread;
 
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_PROG_LOAD: libc::c_long = 5;
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_BPF: u32 = 39;
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
@@ -172,60 +172,11 @@ fn keep_only(caps: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
-/// `bpf(2)` with a zero-padded `union bpf_attr` prefix; the result or the positive errno.
-pub(crate) fn bpf(cmd: libc::c_long, attr: &mut [u64]) -> Result<i32, i32> {
-    // SAFETY: `attr` is a zero-padded `union bpf_attr` prefix of `attr.len() * 8` bytes,
-    // valid for the call; pointers inside it point to live buffers of the caller.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(attr) as libc::c_uint,
-        )
-    };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        Ok(rc as i32)
-    }
-}
-
-/// Two `u32` attribute fields as the `u64` word they share (`lo` first in memory).
-pub(crate) fn pack(lo: u32, hi: u32) -> u64 {
-    lo as u64 | (hi as u64) << 32
-}
-
-/// A file descriptor closed on drop.
-pub(crate) struct OwnedFd(pub(crate) i32);
-
-impl Drop for OwnedFd {
-    fn drop(&mut self) {
-        // SAFETY: we own the descriptor and close it once.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-fn map_type(t: MapType) -> u32 {
-    t as u32
-}
-
-fn create_map(m: &MapAttr) -> Result<OwnedFd, String> {
-    // map_type, key_size | value_size, max_entries | map_flags.
-    let mut attr = [0u64; 16];
-    attr[0] = pack(map_type(m.map_type), m.key_size);
-    attr[1] = pack(m.value_size, m.max_entries);
-    attr[2] = m.flags.bits() as u64;
-    bpf(BPF_MAP_CREATE, &mut attr)
-        .map(OwnedFd)
-        .map_err(|e| format!("map create {:?}: errno {e}", m.map_type))
-}
-
 fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
     let maps = load
         .maps
         .iter()
-        .map(create_map)
+        .map(|m| sys::map_create(m).map_err(|e| format!("map create {:?}: errno {e}", m.map_type)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut insns = load.insns.clone();
     let mut pc = 0;
@@ -243,20 +194,11 @@ fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
         }
         pc += 1;
     }
-    let license = c"GPL";
     let mut log = vec![0u8; LOG_SIZE];
-    // prog_type | insn_cnt, insns, license, log_level | log_size, log_buf, rest zero.
-    let mut attr = [0u64; 16];
-    attr[0] = pack(load.prog_type as u32, insns.len() as u32);
-    attr[1] = insns.as_ptr() as u64;
-    attr[2] = license.as_ptr() as u64;
-    attr[3] = pack(1, LOG_SIZE as u32);
-    attr[4] = log.as_mut_ptr() as u64;
-    // prog_ifindex | expected_attach_type
-    attr[8] = pack(0, load.expected_attach_type.map_or(0, |t| t as u32));
-    let verdict = match bpf(BPF_PROG_LOAD, &mut attr) {
+    let attach = load.expected_attach_type.map_or(0, |t| t as u32);
+    let verdict = match sys::prog_load(load.prog_type as u32, &insns, attach, Some(&mut log)) {
         Ok(fd) => {
-            drop(OwnedFd(fd));
+            drop(fd);
             HostVerdict::Accepted
         }
         Err(errno) => {

@@ -9,13 +9,12 @@
 //! with the thread. It needs root (`CAP_BPF`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`) and Linux 6.6 or
 //! newer; [`HostScript::open`] says why when the host cannot serve.
 
-use crate::host_bpf::{bpf, pack};
+use crate::host_bpf::sys::{self, bpf, pack};
 use crate::mprog_script::{AttachReq, Backend, Errno, QueryReq, Script};
 use kbpf::uapi::{AttachType, ProgType};
 use std::sync::mpsc;
 use std::thread;
 
-const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_PROG_DETACH: libc::c_long = 9;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
@@ -45,7 +44,9 @@ fn object_id(fd: u32) -> Result<u32, Errno> {
 /// A new object's fd and id; the fd is closed again if the id can't be read.
 fn with_id(fd: i32) -> Result<(u32, u32), Errno> {
     let fd = fd as u32;
-    object_id(fd).map(|id| (fd, id)).inspect_err(|_| close_fd(fd))
+    object_id(fd)
+        .map(|id| (fd, id))
+        .inspect_err(|_| close_fd(fd))
 }
 
 fn close_fd(fd: u32) {
@@ -75,12 +76,8 @@ impl Backend for HostTcx {
             (ProgType::SchedCls, TCX_NEXT)
         };
         let insns = [kbpf::insn::mov64_imm(0, r0), kbpf::insn::exit()];
-        let license = c"GPL";
-        let mut attr = [0u64; 16];
-        attr[0] = pack(prog_type as u32, insns.len() as u32);
-        attr[1] = insns.as_ptr() as u64;
-        attr[2] = license.as_ptr() as u64;
-        with_id(bpf(BPF_PROG_LOAD, &mut attr)?)
+        // The script owns the descriptor from here on (closed by `close`).
+        with_id(sys::prog_load(prog_type as u32, &insns, 0, None)?.into_raw())
     }
 
     fn attach(&mut self, a: &AttachReq) -> Result<(), Errno> {
