@@ -8,10 +8,12 @@
 //! entry per group, so jumps, starts and line info are all relocated. Both sides carry 8-byte
 //! aux data per instruction. The list is timed end to end (build, patch, linearize with the
 //! verifier's tables); the baseline ([`kbpf::patch::baseline`], Linux's `bpf_patch_insn_data()`)
-//! only at sizes its quadratic cost allows: in this quick mode the baseline gets a budget of
+//! only at sizes its quadratic cost allows: in the quick mode the baseline gets a budget of
 //! about 12 s in all, sizes are run smallest first and a size is skipped when the previous
-//! time, scaled by the square of the size ratio, would exceed what is left. The criterion
-//! bench (`benches/benches/patch.rs`) uses the same workload.
+//! time, scaled by the square of the size ratio, would exceed what is left. `--full` times the
+//! baseline at every size up to 64K patches (15K, 45K and 64K: tens of seconds), so the
+//! speed-up at 64K is measured rather than extrapolated; beyond 64K it would take minutes. The
+//! criterion bench (`benches/benches/patch.rs`) uses the same workload.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -23,6 +25,9 @@ use kbpf::uapi::{alu, class, jmp, src};
 
 /// Patch counts of the table (the RFC's, plus 64K = 65 536).
 pub const SIZES: [usize; 6] = [15_000, 45_000, 65_536, 95_000, 195_000, 1_000_000];
+
+/// The largest size `--full` times the baseline at (64K patches).
+pub const FULL_BASELINE_MAX: usize = 65_536;
 
 /// Register constant blinding uses as scratch (`BPF_REG_AX`).
 const AX: u8 = 11;
@@ -169,16 +174,28 @@ pub fn run_baseline(w: &Workload) -> Output {
     }
 }
 
+/// Whether the baseline is timed at `n` patches: with `full`, up to [`FULL_BASELINE_MAX`];
+/// otherwise when the `predicted` time (the previous size's, scaled by the square of the size
+/// ratio; none for the first size) fits in what is `left` of the quick budget.
+fn baseline_timed(full: bool, n: usize, predicted: Option<Duration>, left: Duration) -> bool {
+    if full {
+        n <= FULL_BASELINE_MAX
+    } else {
+        predicted.is_none_or(|p| p <= left)
+    }
+}
+
 fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let t = Instant::now();
     let r = f();
     (t.elapsed(), r)
 }
 
-/// The quick mode of `kbpf bench patch [--json]`: a table on `out`, and with `json` a last line
-/// `{"list_ns": {"N": ns, …}, "baseline_ns": {"N": ns, …}}` (baseline sizes that were skipped
-/// are absent).
-pub fn run(json: bool, out: &mut dyn Write) -> io::Result<()> {
+/// `kbpf bench patch [--full] [--json]`: a table on `out`, and with `json` a last line
+/// `{"full": bool, "list_ns": {"N": ns, …}, "baseline_ns": {"N": ns, …}, "speedup": {"N": x, …}}`
+/// (sizes whose baseline was skipped are absent from the last two). Without `full`, the
+/// baseline runs within the quick budget; with it, at every size up to [`FULL_BASELINE_MAX`].
+pub fn run(full: bool, json: bool, out: &mut dyn Write) -> io::Result<()> {
     let budget = Duration::from_secs(12);
     let mut spent = Duration::ZERO;
     let mut last: Option<(usize, Duration)> = None;
@@ -203,7 +220,7 @@ pub fn run(json: bool, out: &mut dyn Write) -> io::Result<()> {
         }
         list_ns.push((n, best.as_nanos()));
         let predicted = last.map(|(m, d)| d.mul_f64((n as f64 / m as f64).powi(2)));
-        let base = if predicted.is_none_or(|p| spent + p <= budget) {
+        let base = if baseline_timed(full, n, predicted, budget.saturating_sub(spent)) {
             let (d, o) = time(|| run_baseline(&w));
             assert_eq!(Some(o), list_out, "list and baseline disagree at {n}");
             spent += d;
@@ -233,18 +250,34 @@ pub fn run(json: bool, out: &mut dyn Write) -> io::Result<()> {
     }
     if !skipped.is_empty() {
         let list: Vec<String> = skipped.iter().map(|n| n.to_string()).collect();
+        let why = if full {
+            "quadratic: minutes beyond 64K patches"
+        } else {
+            "quadratic: would exceed the quick-mode budget; --full times it up to 64K"
+        };
         writeln!(
             out,
-            "baseline skipped at {} patches (quadratic: would exceed the quick-mode budget)",
+            "baseline skipped at {} patches ({why})",
             list.join(", ")
         )?;
     }
     if json {
+        let speedup: Vec<String> = base_ns
+            .iter()
+            .map(|&(n, b)| {
+                let l = list_ns
+                    .iter()
+                    .find(|&&(m, _)| m == n)
+                    .map_or(0, |&(_, l)| l);
+                format!("\"{n}\": {:.1}", b as f64 / l.max(1) as f64)
+            })
+            .collect();
         writeln!(
             out,
-            "{{\"list_ns\": {}, \"baseline_ns\": {}}}",
+            "{{\"full\": {full}, \"list_ns\": {}, \"baseline_ns\": {}, \"speedup\": {{{}}}}}",
             json_map(&list_ns),
-            json_map(&base_ns)
+            json_map(&base_ns),
+            speedup.join(", ")
         )?;
     }
     Ok(())
@@ -273,16 +306,30 @@ mod tests {
         assert_eq!(l.subprog_starts.len(), 4);
     }
 
+    #[test]
+    fn full_mode_times_the_baseline_up_to_64k() {
+        let (secs, none) = (Duration::from_secs, Duration::ZERO);
+        let full: Vec<usize> = SIZES
+            .into_iter()
+            .filter(|&n| baseline_timed(true, n, Some(secs(600)), none))
+            .collect();
+        assert_eq!(full, [15_000, 45_000, 65_536]);
+        assert!(baseline_timed(false, 15_000, None, none));
+        assert!(baseline_timed(false, 45_000, Some(secs(5)), secs(10)));
+        assert!(!baseline_timed(false, 45_000, Some(secs(17)), secs(10)));
+    }
+
     /// The quick mode itself (release build recommended):
     /// `cargo test -p kbpf-shim --release --lib bench_patch -- --ignored --nocapture`.
     #[test]
     #[ignore = "timing run, ~20 s"]
     fn quick_run() {
         let mut buf = Vec::new();
-        run(true, &mut buf).unwrap();
+        run(false, true, &mut buf).unwrap();
         let text = String::from_utf8(buf).unwrap();
         print!("{text}");
         let last = text.lines().last().unwrap();
-        assert!(last.starts_with("{\"list_ns\": {\"15000\": "));
+        assert!(last.starts_with("{\"full\": false, \"list_ns\": {\"15000\": "));
+        assert!(last.contains("\"speedup\": {\"15000\": "), "{last}");
     }
 }

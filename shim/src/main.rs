@@ -16,7 +16,7 @@ commands:
                                          run bpf_conformance .data files or directories
   conformance-plugin [MEM_HEX] [OPTS]    plugin for the upstream bpf_conformance runner
                                          (program as hex text on stdin, prints r0 in hex;
-                                         --jit in OPTS selects the JIT)
+                                         --jit in OPTS selects the JIT, --xdp the XDP mode)
   prog dump xlated|jited FILE            load a .data file's program and print the rewritten
                                          instructions or the JIT image
   verify FILE [--type T] [--attach A] [--privileged]
@@ -27,7 +27,7 @@ commands:
   bench tailcall [--engine interp|jit] [--key const|reg] [--json]
   bench isa [--engine interp|jit] [--blind] [--json]
   bench map-lookup [--engine interp|jit] [--json]
-  bench patch [--json]
+  bench patch [--full] [--json]          (--full: the baseline up to 64K patches, tens of s)
   bench tcx [--engine interp|jit] [--json]
   bench verify [--json]
 ";
@@ -44,6 +44,7 @@ struct Opts {
     key: ChainKey,
     json: bool,
     blind: bool,
+    full: bool,
     rest: Vec<String>,
 }
 
@@ -53,6 +54,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
         key: ChainKey::Const,
         json: false,
         blind: false,
+        full: false,
         rest: Vec::new(),
     };
     let mut it = args.iter();
@@ -74,6 +76,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             }
             "--json" => o.json = true,
             "--blind" => o.blind = true,
+            "--full" => o.full = true,
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ => o.rest.push(a.clone()),
         }
@@ -192,7 +195,7 @@ fn run_bench(args: &[String], out: &mut dyn Write) -> ExitCode {
                 bench::map_lookup::print(&r, o.engine.name(), o.json, out)
                     .map_err(|e| e.to_string())
             }),
-        "patch" => kbpf_shim::bench_patch::run(o.json, out).map_err(|e| e.to_string()),
+        "patch" => kbpf_shim::bench_patch::run(o.full, o.json, out).map_err(|e| e.to_string()),
         "tcx" => bench::tcx::measure(1_000_000, 20_000)
             .map_err(|e| format!("{e:?}"))
             .and_then(|r| {
