@@ -22,7 +22,7 @@ commands:
   verify FILE [--type T] [--attach A] [--privileged]
                                          verify a .data file's program; print the verdict and
                                          the log (exit 0 accepted, 1 rejected, 2 bad input)
-  tcx script [-e] [--egress] [--first-last]
+  tcx script [-e] [--egress] [--first-last] [--host]
                                          run an mprog-oracle script (stdin) against tcx
   bench tailcall [--engine interp|jit] [--key const|reg] [--json]
   bench isa [--engine interp|jit] [--blind] [--json]
