@@ -103,6 +103,7 @@ pub fn execute(insns: &[Insn], mem: &mut [u8], engine: Engine) -> Result<(u64, L
             &mut TestRun {
                 data: mem,
                 repeat: 1,
+                ..Default::default()
             },
         )
         .map(|r| (r.retval, path))
