@@ -947,6 +947,69 @@ exit";
     v
 }
 
+/// Which program types may call which helper (`*_func_proto`): each helper with valid
+/// arguments, loaded (and, where it loads, run) as every packet type.
+pub fn availability_cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    let pkt = ipv4(60, false);
+    let buf = "stdw [%r10-8], 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 4";
+    let calls = [
+        (26, format!("mov %r2, 0\n{buf}\ncall 26")),
+        (9, format!("mov %r2, 0\n{buf}\nmov %r5, 0\ncall 9")),
+        (
+            10,
+            "mov %r2, 24\nmov %r3, 0\nmov %r4, 0\nmov %r5, 0\ncall 10".to_string(),
+        ),
+        (
+            11,
+            "mov %r2, 50\nmov %r3, 0\nmov %r4, 0\nmov %r5, 0\ncall 11".to_string(),
+        ),
+        (
+            28,
+            "mov %r1, 0\nmov %r2, 0\nmov %r3, 0\nmov %r4, 0\nmov %r5, 7\ncall 28".to_string(),
+        ),
+        (44, "mov %r2, 0\ncall 44".to_string()),
+        (65, "mov %r2, 0\ncall 65".to_string()),
+        (189, format!("mov %r2, 0\n{buf}\ncall 189")),
+        (190, format!("mov %r2, 0\n{buf}\ncall 190")),
+        (23, "mov %r1, 0\nmov %r2, 0\ncall 23".to_string()),
+        (
+            181,
+            "mov %r1, 1\nlddw %r2, func cb\nmov %r3, 0\nmov %r4, 0\ncall 181".to_string(),
+        ),
+        (7, "call 7\nand %r0, 0".to_string()),
+        (5, "call 5\nand %r0, 0".to_string()),
+    ];
+    for ty in [
+        ProgType::SocketFilter,
+        ProgType::SchedCls,
+        ProgType::SchedAct,
+        ProgType::Xdp,
+        ProgType::CgroupSkb,
+    ] {
+        for (id, call) in &calls {
+            // Cgroup skb programs must return 0 or 1 (the host checks; kbpf does not yet).
+            let ret = if ty == ProgType::CgroupSkb {
+                "\nand %r0, 1"
+            } else {
+                ""
+            };
+            let cb = if *id == 181 {
+                "\ncb:\nmov %r0, 0\nexit"
+            } else {
+                ""
+            };
+            v.push(case(
+                format!("{ty:?} may call helper {id}"),
+                ty,
+                format!("{call}{ret}\nexit{cb}"),
+                vec![run(pkt.clone())],
+            ));
+        }
+    }
+    v
+}
+
 /// Every case.
 pub fn all() -> Vec<Case> {
     let mut v = skb_cases();
@@ -954,5 +1017,6 @@ pub fn all() -> Vec<Case> {
     v.extend(xdp_cases());
     v.extend(loop_redirect_cases());
     v.extend(ctx_and_size_cases());
+    v.extend(availability_cases());
     v
 }
