@@ -155,11 +155,13 @@ impl<'a> Explorer<'a> {
                     Next::Goto(pc) => p.pc = pc,
                     Next::Fork(pc, other, st) => {
                         self.states.fork(p.parent);
+                        // A callback call's other path is in the callback's frame.
+                        let hist = p.hist.with_frame((st.frames.len() - 1) as u8);
                         self.pending.push(Path {
                             pc: other,
                             st,
                             parent: p.parent,
-                            hist: p.hist.clone(),
+                            hist,
                         });
                         if let Op::MayGoto { .. } = *op {
                             // The loop body goes on: forget what changed since the last

@@ -101,6 +101,15 @@ impl History {
         self.frame_before = frame;
     }
 
+    /// A copy of this history for a path that continues in frame `frame` after the last
+    /// instruction (the callback side of a callback call).
+    pub fn with_frame(&self, frame: u8) -> History {
+        History {
+            frame,
+            ..self.clone()
+        }
+    }
+
     /// The history so far, leaving an empty one for the segment that starts here.
     pub fn take(&mut self) -> History {
         let next = History {
