@@ -5,7 +5,8 @@
 //! `ctx_out` — through kbpf's interpreter and its JIT. The host's answers must also be the ones
 //! recorded in `pkt_golden/` (which `pkt_golden.rs` checks kbpf against on any machine);
 //! `KBPF_BLESS=1` rewrites that file instead. Skipped, and says so, where the host refuses
-//! `bpf(2)`.
+//! `bpf(2)`. On a kernel release other than the recorded one (the rules move between
+//! releases) disagreements are reported, not judged.
 
 mod pkt_cases;
 
@@ -80,14 +81,24 @@ fn test_runs_agree_with_the_host_kernel() {
     for f in t.failures.iter().take(40) {
         println!("{f}");
     }
-    assert!(t.failures.is_empty(), "{} disagreements", t.failures.len());
     let text = compare::golden_text(&release(), &cases, &answers);
-    if std::env::var_os("KBPF_BLESS").is_some() {
+    let recorded = std::fs::read_to_string(GOLDEN).unwrap_or_default();
+    let same_release = recorded.lines().next() == text.lines().next();
+    let bless = std::env::var_os("KBPF_BLESS").is_some();
+    if !same_release && !bless {
+        println!(
+            "pkt oracle: the host runs Linux {}, not the release pkt_golden/ was recorded on: \
+             reported, not judged",
+            release()
+        );
+        return;
+    }
+    assert!(t.failures.is_empty(), "{} disagreements", t.failures.len());
+    if bless {
         std::fs::create_dir_all(std::path::Path::new(GOLDEN).parent().unwrap()).unwrap();
         std::fs::write(GOLDEN, text).unwrap();
         return;
     }
-    let recorded = std::fs::read_to_string(GOLDEN).unwrap_or_default();
     match compare::parse_golden(&recorded, &cases) {
         Some(a) if a == answers => {}
         _ => panic!(
