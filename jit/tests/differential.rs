@@ -246,6 +246,7 @@ fn interp(insns: &[Insn], buf: &mut [u8]) -> u64 {
         &mut TestRun {
             data: buf,
             repeat: 1,
+            ..Default::default()
         },
     )
     .expect("interpreter run");

@@ -59,6 +59,7 @@ declare_errno! {
     ENONET = 64, "Machine is not on the network.";
     ENOLINK = 67, "Link has been severed.";
     EPROTO = 71, "Protocol error.";
+    EBADMSG = 74, "Not a data message (a test run's checksum does not match its packet).";
     EOVERFLOW = 75, "Value too large for defined data type.";
     EPROTOTYPE = 91, "Protocol wrong type for socket.";
     ESOCKTNOSUPPORT = 94, "Socket type not supported.";

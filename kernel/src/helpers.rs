@@ -12,10 +12,24 @@
 //! (which offers `get_current_pid_tgid` to every type since Linux 6.10). Some helpers are known
 //! to the verifier before their run-time side exists ([`HelperProto::has_runtime`] is false):
 //! a program calling one verifies, and the load then refuses it with `ENOTSUPP`.
+//!
+//! The packet helpers live beside their context: [`skb`] (socket filters, TC), [`xdp`], and
+//! the checksum arithmetic with `bpf_csum_diff` in [`csum`]. `bpf_loop` is rewritten by the
+//! load into an instruction loop calling its callback ([`crate::verifier::loop_inline`]), as
+//! the kernel inlines it, so both engines run it without a helper calling back into them.
 
+pub mod csum;
 mod names;
+pub mod skb;
+pub mod xdp;
 
+pub use csum::CSUM_DIFF;
 pub use names::{FUNC_MAX_ID, func_id_name};
+pub use skb::{L3_CSUM_REPLACE, L4_CSUM_REPLACE, REDIRECT, SKB_LOAD_BYTES, SKB_STORE_BYTES};
+pub use xdp::{
+    XDP_ADJUST_HEAD, XDP_ADJUST_META, XDP_ADJUST_TAIL, XDP_LOAD_BYTES, XDP_REDIRECT_PROTO,
+    XDP_STORE_BYTES,
+};
 
 use crate::Errno;
 use crate::host;
@@ -43,12 +57,22 @@ pub enum ArgKind {
     /// Pointer to initialized memory the helper reads, of the size the next argument gives
     /// (`ARG_PTR_TO_MEM | MEM_RDONLY`).
     PtrToMem,
+    /// [`ArgKind::PtrToMem`], or NULL when the size that follows may be 0
+    /// (`ARG_PTR_TO_MEM | PTR_MAYBE_NULL | MEM_RDONLY`).
+    PtrToMemOrNull,
     /// Pointer to memory the helper fills, of the size the next argument gives; it need not be
     /// initialized before (`ARG_PTR_TO_UNINIT_MEM`).
     PtrToUninitMem,
     /// The size in bytes of the previous memory argument, non-zero and bounded
     /// (`ARG_CONST_SIZE`).
     ConstSize,
+    /// [`ArgKind::ConstSize`] that may be 0 (`ARG_CONST_SIZE_OR_ZERO`).
+    ConstSizeOrZero,
+    /// A BPF function from `ld_imm64` with `BPF_PSEUDO_FUNC`: the callback the helper calls
+    /// (`ARG_PTR_TO_FUNC`).
+    PtrToFunc,
+    /// A pointer into the stack, or NULL: the callback's context (`ARG_PTR_TO_STACK_OR_NULL`).
+    PtrToStackOrNull,
     /// A socket (`ARG_PTR_TO_BTF_ID_SOCK_COMMON`); with `release`, a referenced one the helper
     /// releases (`OBJ_RELEASE`).
     PtrToSockCommon {
@@ -118,8 +142,8 @@ impl HelperProto {
 }
 
 use ArgKind::{
-    Anything, ConstMapPtr, ConstSize, None as No, PtrToCtx, PtrToMapKey, PtrToMapValue, PtrToMem,
-    PtrToSockCommon, PtrToSocketOrNull, PtrToUninitMem,
+    Anything, ConstMapPtr, ConstSize, None as No, PtrToCtx, PtrToFunc, PtrToMapKey, PtrToMapValue,
+    PtrToMem, PtrToSockCommon, PtrToSocketOrNull, PtrToStackOrNull,
 };
 
 unsafe extern "C" fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
@@ -276,22 +300,34 @@ pub static GET_CURRENT_PID_TGID: HelperProto = HelperProto {
     acquire: false,
 };
 
-/// `bpf_skb_load_bytes(skb, offset, to, len)`.
-pub static SKB_LOAD_BYTES: HelperProto = HelperProto::verifier_only(
-    func::SKB_LOAD_BYTES,
-    "skb_load_bytes",
-    [PtrToCtx, Anything, PtrToUninitMem, ConstSize, No],
-    RetKind::Integer,
-);
+/// `bpf_loop(nr_loops, callback, callback_ctx, flags)`: calls `callback(i, callback_ctx)` for
+/// `i` from 0 while it returns 0, at most `nr_loops` times; returns the number of calls, or
+/// `-EINVAL` for non-zero flags and `-E2BIG` for more than `BPF_MAX_LOOPS` loops. The load
+/// rewrites every call into instructions ([`crate::verifier::loop_inline`]).
+pub static LOOP: HelperProto = HelperProto {
+    rewritten: true,
+    ..HelperProto::verifier_only(
+        func::LOOP,
+        "loop",
+        [Anything, PtrToFunc, PtrToStackOrNull, Anything, No],
+        RetKind::Integer,
+    )
+};
 
-/// `bpf_redirect(ifindex, flags)` (TC's `bpf_redirect_proto`, XDP's `bpf_xdp_redirect_proto`:
-/// the same signature).
-pub static REDIRECT: HelperProto = HelperProto::verifier_only(
-    func::REDIRECT,
-    "redirect",
-    [Anything, Anything, No, No, No],
-    RetKind::Integer,
-);
+/// Whether helper `id` may move or resize packet data, so that every packet pointer the
+/// program holds is invalid after the call (`bpf_helper_changes_pkt_data`, for the helpers
+/// kbpf offers).
+pub fn changes_pkt_data(id: i32) -> bool {
+    matches!(
+        id,
+        func::SKB_STORE_BYTES
+            | func::L3_CSUM_REPLACE
+            | func::L4_CSUM_REPLACE
+            | func::XDP_ADJUST_HEAD
+            | func::XDP_ADJUST_META
+            | func::XDP_ADJUST_TAIL
+    )
+}
 
 const SK_LOOKUP_ARGS: [ArgKind; 5] = [PtrToCtx, PtrToMem, ConstSize, Anything, Anything];
 
@@ -359,6 +395,7 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         func::GET_PRANDOM_U32 => Some(&GET_PRANDOM_U32),
         func::GET_SMP_PROCESSOR_ID => Some(&GET_SMP_PROCESSOR_ID),
         func::TAIL_CALL => Some(&TAIL_CALL),
+        func::LOOP => Some(&LOOP),
         _ => None,
     };
     let tc = matches!(prog_type, SchedCls | SchedAct);
@@ -370,7 +407,17 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         (_, func::KTIME_GET_NS) => Some(&KTIME_GET_NS),
         (_, func::GET_CURRENT_PID_TGID) => Some(&GET_CURRENT_PID_TGID),
         (_, func::SKB_LOAD_BYTES) if skb => Some(&SKB_LOAD_BYTES),
-        (Xdp, func::REDIRECT) => Some(&REDIRECT),
+        (_, func::SKB_STORE_BYTES) if tc => Some(&SKB_STORE_BYTES),
+        (_, func::L3_CSUM_REPLACE) if tc => Some(&L3_CSUM_REPLACE),
+        (_, func::L4_CSUM_REPLACE) if tc => Some(&L4_CSUM_REPLACE),
+        (Xdp, func::CSUM_DIFF) => Some(&CSUM_DIFF),
+        (_, func::CSUM_DIFF) if tc => Some(&CSUM_DIFF),
+        (Xdp, func::XDP_ADJUST_HEAD) => Some(&XDP_ADJUST_HEAD),
+        (Xdp, func::XDP_ADJUST_META) => Some(&XDP_ADJUST_META),
+        (Xdp, func::XDP_ADJUST_TAIL) => Some(&XDP_ADJUST_TAIL),
+        (Xdp, func::XDP_LOAD_BYTES) => Some(&XDP_LOAD_BYTES),
+        (Xdp, func::XDP_STORE_BYTES) => Some(&XDP_STORE_BYTES),
+        (Xdp, func::REDIRECT) => Some(&XDP_REDIRECT_PROTO),
         (_, func::REDIRECT) if tc => Some(&REDIRECT),
         (Xdp, func::SK_LOOKUP_TCP) => Some(&SK_LOOKUP_TCP),
         (_, func::SK_LOOKUP_TCP) if tc => Some(&SK_LOOKUP_TCP),

@@ -36,6 +36,7 @@ pub mod skb;
 pub mod sync;
 pub mod syscall;
 pub mod tcx;
+pub mod test_run;
 pub mod uapi;
 pub mod verifier;
 pub mod xdp;

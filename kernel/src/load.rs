@@ -26,10 +26,10 @@ use crate::prog::{Prog, ProgOwner};
 use crate::sync::Arc;
 use crate::uapi::limits::BPF_MAXINSNS;
 use crate::uapi::{AttachType, ProgFlags, ProgType, func, pseudo};
-use crate::verifier::CallMap;
 use crate::verifier::convert::{CtxAccessInfo, convert_ctx_access};
 use crate::verifier::fixups::{ArrayLayout, do_misc_fixups};
 use crate::verifier::zext::{ZextMode, is_cmpxchg32, opt_subreg_zext_lo32_rnd_hi32, zext_dst};
+use crate::verifier::{CallMap, LoopSite, loop_inline};
 use crate::verifier::{VerifierEnv, verify};
 use crate::{Errno, Result};
 use alloc::boxed::Box;
@@ -117,6 +117,11 @@ impl<'a> ProgLoadAttr<'a> {
         ProgLoadAttr { name, ..self }
     }
 }
+
+/// What a `BPF_PSEUDO_FUNC` load leaves in its register, or'ed with the callback's first
+/// instruction: a non-zero value (the verifier treats the register as a non-NULL pointer)
+/// that looks like no address.
+pub const FUNC_TOKEN: u64 = 0xfeed_0000_0000_0000;
 
 /// Whether a load runs the verifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +322,30 @@ fn load_or_verify(
                     format_args!("insn {pc}: BPF_LD_[ABS|IND] are not supported"),
                 ));
             }
+            Op::LdImm64 {
+                pseudo: pseudo::FUNC,
+                ..
+            } => {
+                // A callback's address: the load inlines the helpers that call it
+                // ([`crate::verifier::loop_inline`]), so the value is only a non-zero token.
+                let t = crate::verifier::callback_target(&op, pc).ok_or(Errno::EINVAL)?;
+                if mode == Verification::Trusted || t < 0 || t as usize >= insns.len() {
+                    return Err(reject(
+                        log,
+                        format_args!("insn {pc}: callbacks need the verifier and a target"),
+                    ));
+                }
+                subprog_starts.push(t as usize);
+                let [lo, hi] = crate::insn::ld_imm64(insns[pc].dst(), FUNC_TOKEN | t as u64);
+                fixups.try_reserve(2)?;
+                fixups.extend([(pc, lo), (pc + 1, hi)]);
+            }
+            Op::Call(Call::Helper(func::LOOP)) if mode == Verification::Trusted => {
+                return Err(reject(
+                    log,
+                    format_args!("insn {pc}: bpf_loop needs the verifier"),
+                ));
+            }
             Op::LdImm64 { pseudo: p, imm, .. } if p != 0 => {
                 let (addr, used) = resolve_ld_imm64(p, imm, resolve_map, &mut used_maps)
                     .inspect_err(|_| {
@@ -364,6 +393,14 @@ fn load_or_verify(
                 ));
             }
         }
+        if let Some(t) = crate::verifier::callback_target(op, pc) {
+            if second_half[t as usize] {
+                return Err(reject(
+                    log,
+                    format_args!("function starts in the middle of ldimm64 insn {t}"),
+                ));
+            }
+        }
     }
 
     // Pass 3: every subprogram ends in `exit` or an unconditional jump.
@@ -384,9 +421,17 @@ fn load_or_verify(
     let mut ctx_access = Vec::new();
     let mut seen = Vec::new();
     let mut call_map = Vec::new();
+    let mut loop_sites = Vec::new();
     let verified_ctx = match mode {
         Verification::Verify => {
-            ctx_access = run_verifier(attr, resolve_map, log, &mut seen, &mut call_map)?;
+            ctx_access = run_verifier(
+                attr,
+                resolve_map,
+                log,
+                &mut seen,
+                &mut call_map,
+                &mut loop_sites,
+            )?;
             Some(attr.ctx_size.unwrap_or(0))
         }
         Verification::Trusted => None,
@@ -417,6 +462,7 @@ fn load_or_verify(
     let verified = (mode == Verification::Verify).then(|| VerifiedRewrite {
         seen: &seen,
         call_map: &call_map,
+        loop_sites: &loop_sites,
         layout: &layout,
         jit_requested: crate::jit::enabled(),
         // Both load modes are a loader with CAP_BPF (see `run_verifier`): `bpf_check`'s
@@ -471,6 +517,7 @@ fn run_verifier(
     log: &mut String,
     seen: &mut Vec<bool>,
     call_map: &mut Vec<CallMap>,
+    loop_sites: &mut Vec<LoopSite>,
 ) -> Result<Vec<Option<CtxAccessInfo>>> {
     let maps = |h: u32| resolve_map(h).ok().map(|m| *m.attr());
     let env = VerifierEnv {
@@ -485,8 +532,10 @@ fn run_verifier(
     match verify(attr.insns, &env) {
         Ok(mut out) => {
             log.push_str(&out.log);
+            check_loop_sites(&out, log)?;
             *seen = core::mem::take(&mut out.seen);
             *call_map = core::mem::take(&mut out.call_map);
+            *loop_sites = core::mem::take(&mut out.loop_sites);
             Ok(out.ctx_access)
         }
         Err(e) => {
@@ -494,6 +543,34 @@ fn run_verifier(
             Err(e.errno)
         }
     }
+}
+
+/// Every `bpf_loop` call can be inlined ([`crate::verifier::loop_inline`]): one callback on
+/// every path, and room in the caller's frame for the loop's spills. Otherwise `ENOTSUPP`
+/// (the kernel would call the helper; kbpf has no helper that calls back into an engine).
+fn check_loop_sites(out: &crate::verifier::VerifierOutput, log: &mut String) -> Result<()> {
+    for (pc, site) in out.loop_sites.iter().enumerate() {
+        let why = match site {
+            LoopSite::None => continue,
+            LoopSite::Varies => "its callback differs between paths",
+            LoopSite::Fixed { .. } => {
+                let sub = match out.subprogs.binary_search(&pc) {
+                    Ok(i) => i,
+                    Err(i) => i - 1,
+                };
+                if loop_inline::check_room(out.stack_depth[sub]) {
+                    continue;
+                }
+                "its caller's stack leaves no room for the loop's 24 bytes"
+            }
+        };
+        let _ = writeln!(
+            log,
+            "insn {pc}: bpf_loop cannot be inlined: {why}; kbpf runs bpf_loop only inlined"
+        );
+        return Err(Errno::ENOTSUPP);
+    }
+    Ok(())
 }
 
 /// The load-time rewrite passes (`do_misc_fixups` and `resolve_pseudo_ldimm64`'s rewrite), on
@@ -536,6 +613,7 @@ fn rewrite(
     }
     convert_ctx_access(&mut list, prog_type, ctx_access)?;
     if let Some(v) = verified {
+        loop_inline::inline_loops(&mut list, v.loop_sites)?;
         if v.jit_requested {
             do_misc_fixups(&mut list, insns, v.call_map, v.layout)?;
         }
@@ -552,6 +630,8 @@ struct VerifiedRewrite<'a> {
     seen: &'a [bool],
     /// [`crate::verifier::VerifierOutput::call_map`].
     call_map: &'a [CallMap],
+    /// [`crate::verifier::VerifierOutput::loop_sites`].
+    loop_sites: &'a [LoopSite],
     /// The array layout of a map handle the program uses, if it is a plain array.
     layout: &'a dyn Fn(u32) -> Option<ArrayLayout>,
     /// A JIT is registered (`prog->jit_requested`): only then are lookups inlined, as in the
@@ -569,6 +649,7 @@ impl VerifiedRewrite<'_> {
     /// Whether a pass may change `insns`.
     fn has_work(&self, insns: &[Insn]) -> bool {
         self.seen.contains(&false)
+            || self.loop_sites.iter().any(|l| *l != LoopSite::None)
             || self.jit_requested && self.call_map.iter().any(|c| matches!(c, CallMap::Map(_)))
             || self.zext != ZextMode::default()
             || insns.iter().any(is_cmpxchg32)

@@ -12,7 +12,13 @@
 //! bits, `pkt_type` and `vlan_present` 8), `cb` where the qdisc control block keeps it.
 //!
 //! `protocol` and `vlan_proto` hold network byte order, as the kernel's `__be16`s do.
+//!
+//! Beyond the `__sk_buff` view the struct keeps what the packet helpers
+//! ([`crate::helpers::skb`]) and `BPF_PROG_TEST_RUN` ([`crate::test_run`]) need: the
+//! checksum state (`csum`, `ip_summed`), the time stamps, the wire length and the GSO figures
+//! a test run's context may set.
 
+use crate::helpers::csum::IpSummed;
 use core::mem::offset_of;
 
 /// A packet as TC and socket programs see it (kbpf's `struct sk_buff`).
@@ -58,11 +64,26 @@ pub struct SkBuff {
     pub _pad: [u8; 2],
     /// Control block programs may use (`qdisc_skb_cb(skb)->data`, `__sk_buff.cb[0..5]`).
     pub cb: [u32; 5],
+    /// How the checksum is kept (`skb->ip_summed`).
+    pub ip_summed: IpSummed,
+    /// With [`IpSummed::Complete`]: the partial sum of the packet from the network header
+    /// (`skb->csum`).
+    pub csum: u32,
+    /// Length on the wire (`qdisc_skb_cb(skb)->pkt_len`, `__sk_buff.wire_len`).
+    pub wire_len: u32,
+    /// Segments of a GSO packet (`skb_shinfo(skb)->gso_segs`).
+    pub gso_segs: u16,
+    /// Segment size of a GSO packet (`skb_shinfo(skb)->gso_size`).
+    pub gso_size: u16,
+    /// Time stamp (`skb->tstamp`).
+    pub tstamp: u64,
+    /// Hardware time stamp (`skb_shinfo(skb)->hwtstamps.hwtstamp`).
+    pub hwtstamp: u64,
 }
 
 impl SkBuff {
-    /// An skb over `pkt` (no metadata): `data`..`data_end` covers it, `len` is its length,
-    /// every other field 0.
+    /// An skb over `pkt` (no metadata): `data`..`data_end` covers it, `len` and `wire_len`
+    /// are its length, no checksum is known, every other field 0.
     pub fn new(pkt: &mut [u8]) -> SkBuff {
         let range = pkt.as_mut_ptr_range();
         SkBuff {
@@ -85,6 +106,13 @@ impl SkBuff {
             vlan_present: 0,
             _pad: [0; 2],
             cb: [0; 5],
+            ip_summed: IpSummed::None,
+            csum: 0,
+            wire_len: pkt.len() as u32,
+            gso_segs: 0,
+            gso_size: 0,
+            tstamp: 0,
+            hwtstamp: 0,
         }
     }
 

@@ -4,15 +4,13 @@
 //! 3 up, as a process's fds would be. Every call validates its arguments before it changes
 //! anything; on error nothing changed. The CLI and the tests speak only through this module.
 
-use crate::cpu::CpuGuard;
-use crate::interp::Fault;
 use crate::link::Link;
 use crate::load::{ProgLoadAttr, Verification, prog_load as load_prog};
 use crate::map::{Map, MapAttr, array_index};
 use crate::prog::{Prog, check_map_compatible};
 use crate::sync::Arc;
 use crate::uapi::{MapType, ProgType, UpdateFlags};
-use crate::{Errno, Result, host};
+use crate::{Errno, Result};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 
@@ -238,66 +236,74 @@ fn load_with(attr: &ProgLoadAttr<'_>, log: &mut String, mode: Verification) -> R
     install(Object::Prog(prog))
 }
 
-/// Input and output of `BPF_PROG_TEST_RUN`.
-#[derive(Debug)]
+/// `BPF_PROG_TEST_RUN`'s arguments and results: the `test` member of `union bpf_attr`, with
+/// slices in place of pointer and size pairs.
+///
+/// | `bpf_attr.test` | here |
+/// |---|---|
+/// | `data_in`, `data_size_in` | [`TestRun::data`] |
+/// | `data_out`, `data_size_out` (in) | [`TestRun::data_out`] (its length) |
+/// | `ctx_in`, `ctx_size_in` | [`TestRun::ctx_in`] |
+/// | `ctx_out`, `ctx_size_out` (in) | [`TestRun::ctx_out`] (its length) |
+/// | `repeat`, `flags`, `cpu`, `batch_size` | the fields of the same names |
+/// | `retval`, `duration`, `data_size_out`, `ctx_size_out` (out) | [`TestRun::out`] |
+///
+/// Build one with `..Default::default()` for the fields you do not set.
+#[derive(Debug, Default)]
 pub struct TestRun<'a> {
-    /// The packet / buffer the program runs on; modified in place.
+    /// The packet (`data_in`). Socket filters and TC programs see it as an Ethernet frame in
+    /// a socket buffer, XDP programs as a frame (after `ctx_in`'s metadata, if any); the
+    /// slice itself is not changed. A raw-buffer program runs on the slice in place.
     pub data: &'a mut [u8],
-    /// How many times to run (0 means 1).
+    /// Where the packet as the program left it goes (`data_out`, `data_size_out` = its
+    /// length): cut to the slice's length with `ENOSPC` when longer; an empty slice asks for
+    /// the size alone, as `data_size_out = 0` does. `None`: not wanted.
+    pub data_out: Option<&'a mut [u8]>,
+    /// The context to start from (`ctx_in`): a `struct __sk_buff` (only the fields Linux
+    /// lets a caller set; anything else non-zero is `EINVAL`) or a `struct xdp_md` (the
+    /// metadata and linear lengths, the receive queue). Shorter than the struct is zero
+    /// filled; longer must be zero past it (`E2BIG`).
+    pub ctx_in: Option<&'a [u8]>,
+    /// Where the context after the run goes (`ctx_out`), as [`TestRun::data_out`].
+    pub ctx_out: Option<&'a mut [u8]>,
+    /// How many times to run (0 means 1), on the same context: what one run changes, the
+    /// next sees.
     pub repeat: u32,
+    /// `BPF_F_TEST_*` flags: [`crate::test_run::F_TEST_SKB_CHECKSUM_COMPLETE`] for socket
+    /// buffers; others are refused.
+    pub flags: u32,
+    /// `cpu`: must be 0 (`BPF_F_TEST_RUN_ON_CPU` is not offered).
+    pub cpu: u32,
+    /// `batch_size`: must be 0 (no live XDP frames).
+    pub batch_size: u32,
+    /// What the run reported: written whenever the kernel would have written it back, which
+    /// includes an `ENOSPC` error.
+    pub out: TestRunResult,
 }
 
 /// What `BPF_PROG_TEST_RUN` reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TestRunResult {
-    /// R0 of the last run.
+    /// R0 of the last run (`retval` is its low 32 bits).
     pub retval: u64,
     /// Average duration of one run in nanoseconds.
     pub duration_ns: u64,
+    /// Bytes of packet after the run (`data_size_out`), even where `data_out` was shorter.
+    pub data_size_out: u32,
+    /// Bytes of context after the run (`ctx_size_out`): the struct's size when `ctx_out` was
+    /// given, else 0.
+    pub ctx_size_out: u32,
 }
 
-/// Runs per read-side section in a repeated test run, so writers waiting for a grace period
-/// are not held up by a long run (`bpf_test_timer_continue`).
-const RUNS_PER_SECTION: u32 = 256;
-
-/// `BPF_PROG_TEST_RUN`: runs the program `repeat` times on `data` and reports R0 and the mean
-/// duration. Program types whose context model is not built yet are `ENOTSUPP`. A verified
+/// `BPF_PROG_TEST_RUN`: runs the program `repeat` times on a context built from `run`, as
+/// the kernel's `bpf_prog_test_run_skb` / `bpf_prog_test_run_xdp` build it (socket filter,
+/// cgroup skb and TC programs; XDP), or on the raw buffer ([`crate::test_run`]). A verified
 /// raw-buffer program runs only on a buffer of the length it was verified for (`EINVAL`
-/// otherwise): the verifier's judgement holds for that length alone.
+/// otherwise): the verifier's judgement holds for that length alone. Other program types
+/// are `ENOTSUPP`.
 pub fn prog_test_run(fd: Fd, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     let prog = prog_get(fd)?;
-    if prog.prog_type() != ProgType::RawBuffer {
-        return Err(Errno::ENOTSUPP);
-    }
-    if prog
-        .ctx_size()
-        .is_some_and(|n| n as usize != run.data.len())
-    {
-        return Err(Errno::EINVAL);
-    }
-    let repeat = run.repeat.max(1);
-    let (ctx, len) = (run.data.as_mut_ptr() as u64, run.data.len() as u64);
-    let h = host::get();
-    let start = h.ktime_ns();
-    let mut retval = 0;
-    let mut done = 0;
-    while done < repeat {
-        let mut guard = CpuGuard::enter();
-        let n = (repeat - done).min(RUNS_PER_SECTION);
-        retval = prog
-            .run_repeat(&mut guard, ctx, len, n)
-            .map_err(fault_errno)?;
-        done += n;
-    }
-    let elapsed = h.ktime_ns().saturating_sub(start);
-    Ok(TestRunResult {
-        retval,
-        duration_ns: elapsed / repeat as u64,
-    })
-}
-
-fn fault_errno(_: Fault) -> Errno {
-    Errno::EFAULT
+    crate::test_run::run(&prog, run)
 }
 
 /// What `BPF_OBJ_GET_INFO_BY_FD` reports for a program.

@@ -389,14 +389,24 @@ pub mod func {
     pub const KTIME_GET_NS: i32 = 5;
     pub const GET_PRANDOM_U32: i32 = 7;
     pub const GET_SMP_PROCESSOR_ID: i32 = 8;
+    pub const SKB_STORE_BYTES: i32 = 9;
+    pub const L3_CSUM_REPLACE: i32 = 10;
+    pub const L4_CSUM_REPLACE: i32 = 11;
     pub const TAIL_CALL: i32 = 12;
     pub const GET_CURRENT_PID_TGID: i32 = 14;
     pub const REDIRECT: i32 = 23;
     pub const SKB_LOAD_BYTES: i32 = 26;
+    pub const CSUM_DIFF: i32 = 28;
+    pub const XDP_ADJUST_HEAD: i32 = 44;
+    pub const XDP_ADJUST_META: i32 = 54;
+    pub const XDP_ADJUST_TAIL: i32 = 65;
     pub const SK_LOOKUP_TCP: i32 = 84;
     pub const SK_LOOKUP_UDP: i32 = 85;
     pub const SK_RELEASE: i32 = 86;
     pub const SK_ASSIGN: i32 = 124;
+    pub const LOOP: i32 = 181;
+    pub const XDP_LOAD_BYTES: i32 = 189;
+    pub const XDP_STORE_BYTES: i32 = 190;
     /// The conformance suite's test helper, in the raw-buffer program type only (it shares id 5
     /// with `ktime_get_ns`, which the raw-buffer type does not offer): returns its argument, and
     /// stops the program with r0 = 0 when the argument is 0 (uBPF's "unwind").

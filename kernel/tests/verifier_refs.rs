@@ -108,7 +108,10 @@ fn runtime_is_a_table_property() {
     assert!(helpers::func_proto(tc, 1).unwrap().has_runtime());
     assert!(helpers::func_proto(tc, 12).unwrap().has_runtime());
     assert!(helpers::func_proto(tc, 14).unwrap().has_runtime());
-    for id in [23, 26, 84, 85, 86, 124] {
+    for id in [9, 10, 11, 23, 26, 28, 181] {
+        assert!(helpers::func_proto(tc, id).unwrap().has_runtime(), "{id}");
+    }
+    for id in [84, 85, 86, 124] {
         assert!(!helpers::func_proto(tc, id).unwrap().has_runtime(), "{id}");
     }
     let ct = kfunc::find(kfunc::ids::BPF_XDP_CT_LOOKUP as i32).unwrap();

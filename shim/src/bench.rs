@@ -24,6 +24,7 @@ pub fn best_ns(fd: Fd, ctx: &[u8], repeat: u32, trials: u32) -> kbpf::Result<f64
         &mut TestRun {
             data: &mut warm,
             repeat: (repeat / 10).max(1),
+            ..Default::default()
         },
     )?;
     for _ in 0..trials {
@@ -35,6 +36,7 @@ pub fn best_ns(fd: Fd, ctx: &[u8], repeat: u32, trials: u32) -> kbpf::Result<f64
             &mut TestRun {
                 data: &mut data,
                 repeat,
+                ..Default::default()
             },
         )?;
         let ns = (h.ktime_ns() - t0) as f64 / repeat as f64;

@@ -126,6 +126,7 @@ pub fn execute(
             &mut TestRun {
                 data: mem,
                 repeat: 1,
+                ..Default::default()
             },
         )
         .map(|r| (r.retval, path))

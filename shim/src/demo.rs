@@ -83,6 +83,7 @@ pub fn run(out: &mut dyn Write) -> Result<Vec<u64>, Box<dyn std::error::Error>> 
             &mut TestRun {
                 data: &mut pkt,
                 repeat: 1,
+                ..Default::default()
             },
         )
         .map_err(|e| format!("running on {name}: {e:?}"))?;
@@ -105,6 +106,7 @@ pub fn run(out: &mut dyn Write) -> Result<Vec<u64>, Box<dyn std::error::Error>> 
         &mut TestRun {
             data: &mut pkt,
             repeat: 1,
+            ..Default::default()
         },
     )
     .map_err(|e| format!("{e:?}"))?;

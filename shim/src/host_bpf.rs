@@ -9,12 +9,14 @@
 //! refuses `bpf(2)` itself (no root, no BPF, seccomp), `open` says so and callers skip.
 
 pub mod sys;
+pub mod test_run;
 
 use kbpf::insn::Insn;
 use kbpf::map::MapAttr;
 use kbpf::uapi::{AttachType, ProgType};
 use std::sync::mpsc;
 use std::thread;
+use sys::{BPF_PROG_LOAD, OwnedFd, bpf, pack};
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_BPF: u32 = 39;
@@ -172,13 +174,14 @@ fn keep_only(caps: &[u32]) -> Result<(), String> {
     Ok(())
 }
 
-fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
-    let maps = load
-        .maps
-        .iter()
-        .map(|m| sys::map_create(m).map_err(|e| format!("map create {:?}: errno {e}", m.map_type)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut insns = load.insns.clone();
+fn create_map(m: &MapAttr) -> Result<OwnedFd, String> {
+    sys::map_create(m).map_err(|e| format!("map create {:?}: errno {e}", m.map_type))
+}
+
+/// `insns` with each map handle of a `BPF_PSEUDO_MAP_FD`/`_VALUE` load replaced by the fd
+/// of the host map created for it.
+fn with_map_fds(insns: &[Insn], maps: &[OwnedFd]) -> Vec<Insn> {
+    let mut insns = insns.to_vec();
     let mut pc = 0;
     while pc < insns.len() {
         let i = insns[pc];
@@ -194,20 +197,61 @@ fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
         }
         pc += 1;
     }
+    insns
+}
+
+/// `BPF_PROG_LOAD` of `insns` as `load` says, with function info (a BTF fd and
+/// `{insn_off, type_id}` records) when given: the program's fd, or the refusal with its log.
+fn prog_load(
+    load: &HostLoad,
+    insns: &[Insn],
+    func_info: Option<(&OwnedFd, &[[u32; 2]])>,
+) -> Result<OwnedFd, HostVerdict> {
+    let license = c"GPL";
     let mut log = vec![0u8; LOG_SIZE];
-    let attach = load.expected_attach_type.map_or(0, |t| t as u32);
-    let verdict = match sys::prog_load(load.prog_type as u32, &insns, attach, Some(&mut log)) {
+    // prog_type | insn_cnt, insns, license, log_level | log_size, log_buf, rest zero.
+    let mut attr = [0u64; 16];
+    attr[0] = pack(load.prog_type as u32, insns.len() as u32);
+    attr[1] = insns.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    attr[3] = pack(1, LOG_SIZE as u32);
+    attr[4] = log.as_mut_ptr() as u64;
+    // prog_ifindex | expected_attach_type
+    attr[8] = pack(0, load.expected_attach_type.map_or(0, |t| t as u32));
+    if let Some((btf, info)) = func_info {
+        // prog_btf_fd | func_info_rec_size, func_info, func_info_cnt.
+        attr[9] = pack(btf.0 as u32, 8);
+        attr[10] = info.as_ptr() as u64;
+        attr[11] = info.len() as u64;
+    }
+    bpf(BPF_PROG_LOAD, &mut attr).map(OwnedFd).map_err(|errno| {
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        HostVerdict::Rejected {
+            errno,
+            log: String::from_utf8_lossy(&log[..end]).into_owned(),
+        }
+    })
+}
+
+/// The host maps `load` refers to, and its instructions naming them by fd.
+fn maps_and_insns(load: &HostLoad) -> Result<(Vec<OwnedFd>, Vec<Insn>), String> {
+    let maps = load
+        .maps
+        .iter()
+        .map(create_map)
+        .collect::<Result<Vec<_>, _>>()?;
+    let insns = with_map_fds(&load.insns, &maps);
+    Ok((maps, insns))
+}
+
+fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
+    let (maps, insns) = maps_and_insns(load)?;
+    let verdict = match prog_load(load, &insns, None) {
         Ok(fd) => {
             drop(fd);
             HostVerdict::Accepted
         }
-        Err(errno) => {
-            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            HostVerdict::Rejected {
-                errno,
-                log: String::from_utf8_lossy(&log[..end]).into_owned(),
-            }
-        }
+        Err(v) => v,
     };
     drop(maps);
     Ok(verdict)

@@ -260,6 +260,7 @@ pub fn run_chain(fd: Fd) -> Result<(u64, u64)> {
         &mut syscall::TestRun {
             data: &mut ctx,
             repeat: 1,
+            ..Default::default()
         },
     )?;
     Ok((

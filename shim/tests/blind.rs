@@ -51,6 +51,7 @@ fn xlated_keeps_the_constants() {
         &mut syscall::TestRun {
             data: &mut [],
             repeat: 1,
+            ..Default::default()
         },
     )
     .unwrap();

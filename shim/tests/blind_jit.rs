@@ -95,6 +95,7 @@ fn the_image_of_a_blinded_program_holds_no_chosen_immediate() {
         &mut syscall::TestRun {
             data: &mut [],
             repeat: 1,
+            ..Default::default()
         },
     )
     .unwrap();

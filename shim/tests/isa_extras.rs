@@ -45,6 +45,7 @@ fn load_and_run(src: &str, trusted: bool) -> Result<u64, Errno> {
         &mut TestRun {
             data: &mut [0u8; CTX_LEN],
             repeat: 1,
+            ..Default::default()
         },
     );
     syscall::close(fd)?;

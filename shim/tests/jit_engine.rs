@@ -47,6 +47,7 @@ fn info_reports_the_image() {
         &mut syscall::TestRun {
             data: &mut [],
             repeat: 10,
+            ..Default::default()
         },
     )
     .unwrap();

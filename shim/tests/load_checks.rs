@@ -161,11 +161,18 @@ fn bad_map_references() {
         Errno::EBADF,
         "invalid ld_imm64",
     );
-    let l = ld_imm64_raw(1, 4, 0);
+    let l = ld_imm64_raw(1, 3, 0);
     rejects(
         &[l[0], l[1], mov64_imm(0, 0), exit()],
         Errno::EINVAL,
         "invalid ld_imm64",
+    );
+    // A callback (`BPF_PSEUDO_FUNC`) whose target is the load's own second half.
+    let l = ld_imm64_raw(1, 4, 0);
+    rejects(
+        &[l[0], l[1], mov64_imm(0, 0), exit()],
+        Errno::EINVAL,
+        "function starts in the middle of ldimm64 insn 1",
     );
 }
 
@@ -217,6 +224,7 @@ fn raw_buffer_runs_only_on_the_length_it_was_verified_for() {
             &mut syscall::TestRun {
                 data: &mut data,
                 repeat: 1,
+                ..Default::default()
             },
         )
         .map(|r| r.retval)
@@ -233,6 +241,7 @@ fn raw_buffer_runs_only_on_the_length_it_was_verified_for() {
         &mut syscall::TestRun {
             data: &mut data,
             repeat: 1,
+            ..Default::default()
         },
     );
     assert_eq!(r.map(|r| r.retval), Ok(9));

@@ -125,6 +125,7 @@ fn programs_use_maps() {
         &mut TestRun {
             data: &mut [],
             repeat: 3,
+            ..Default::default()
         },
     )
     .unwrap();

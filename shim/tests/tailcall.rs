@@ -53,6 +53,7 @@ fn run(fd: Fd) -> (u64, u64) {
         &mut TestRun {
             data: &mut ctx,
             repeat: 1,
+            ..Default::default()
         },
     )
     .expect("run");
@@ -139,6 +140,7 @@ fn tc04_05_constant_keys_on_branches() {
         &mut TestRun {
             data: &mut ctx,
             repeat: 1,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -160,6 +162,7 @@ fn tc06_two_maps_at_one_site() {
         &mut TestRun {
             data: &mut ctx,
             repeat: 1,
+            ..Default::default()
         },
     )
     .unwrap();

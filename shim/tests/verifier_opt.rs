@@ -37,6 +37,7 @@ fn load_run(
             &mut TestRun {
                 data: &mut mem,
                 repeat: 1,
+                ..Default::default()
             },
         )
         .expect("run");

@@ -118,6 +118,7 @@ fn run_corpus(cases: &[Case], jit: bool, needs_zext: bool) -> Tally {
             &mut TestRun {
                 data: &mut mem,
                 repeat: 1,
+                ..Default::default()
             },
         );
         match r {
@@ -195,6 +196,7 @@ fn rnd_hi32_randomises_only_what_nothing_reads() {
         &mut TestRun {
             data: &mut [],
             repeat: 1,
+            ..Default::default()
         },
     );
     assert_eq!(r.map(|r| r.retval), Ok(5));

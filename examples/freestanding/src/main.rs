@@ -325,6 +325,7 @@ fn run() -> kbpf::Result<u64> {
         &mut TestRun {
             data: &mut [],
             repeat: 1,
+            ..Default::default()
         },
     )?;
     if !prog.jited() || r.retval != 42 {
@@ -349,6 +350,7 @@ fn run() -> kbpf::Result<u64> {
         &mut TestRun {
             data: &mut [],
             repeat: 1,
+            ..Default::default()
         },
     )?
     .retval)

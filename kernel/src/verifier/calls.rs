@@ -67,18 +67,15 @@ impl Explorer<'_> {
                         Reject::new(Errno::EINVAL, pc, format_args!("invalid func {name}#{id}"))
                     });
                 };
+                let callback = self.callback_state(st, pc)?;
                 self.check_helper(st, pc, proto)?;
-                Ok(Next::Goto(pc + 1))
+                Ok(match callback {
+                    Some((start, cb)) => Next::Fork(pc + 1, start, cb),
+                    None => Next::Goto(pc + 1),
+                })
             }
             Call::Local(imm) => {
-                let depth = st.frames.len();
-                if depth >= MAX_CALL_FRAMES {
-                    return Err(Reject::new(
-                        Errno::E2BIG,
-                        pc,
-                        format_args!("the call stack of {} frames is too deep !", depth + 1),
-                    ));
-                }
+                let depth = new_frame_depth(st, pc)?;
                 let target = (pc as i64 + 1 + imm as i64) as usize;
                 let mut f = Frame::new(depth as u8, self.cfg.subprog_of(target), Some(pc));
                 f.regs[1..=5].copy_from_slice(&st.cur().regs[1..=5]);
@@ -167,6 +164,11 @@ impl Explorer<'_> {
                 ArgKind::PtrToMem | ArgKind::PtrToUninitMem => {
                     // Checked with the size argument that follows.
                 }
+                ArgKind::PtrToMemOrNull => self.check_mem_or_null_arg(pc, r, &reg)?,
+                ArgKind::ConstSizeOrZero => self.check_size_or_zero_arg(st, pc, r)?,
+                ArgKind::PtrToFunc | ArgKind::PtrToStackOrNull => {
+                    self.check_callback_arg(st, pc, r, *kind)?;
+                }
                 ArgKind::ConstSize => {
                     let size = self.check_mem_size_reg(st, pc, r, false)? as usize;
                     if proto.args[i - 1] == ArgKind::PtrToUninitMem {
@@ -238,6 +240,7 @@ impl Explorer<'_> {
                 r
             }
         };
+        self.clear_pkt_pointers_after(st, id);
         Ok(())
     }
 
@@ -282,6 +285,9 @@ impl Explorer<'_> {
 
     /// `exit`: from a subprogram back to its caller, or the end of the path.
     pub(super) fn check_exit(&mut self, st: &mut VState, pc: usize) -> Result<Next, Reject> {
+        if let Some(next) = self.callback_exit(st, pc)? {
+            return Ok(next);
+        }
         if st.frames.len() == 1 {
             self.check_reference_leak(st, pc, None)?;
         }
@@ -314,7 +320,7 @@ impl Explorer<'_> {
 
 /// After frame `gone` returned, pointers into its stack are dead: registers become
 /// uninitialized and spill slots unwritten.
-fn forget_frame(st: &mut VState, gone: u8) {
+pub(super) fn forget_frame(st: &mut VState, gone: u8) {
     let dead = |r: &Reg| matches!(r.ty, RegType::PtrToStack { frame } if frame >= gone);
     for fr in &mut st.frames {
         for r in fr.regs.iter_mut() {
@@ -330,14 +336,28 @@ fn forget_frame(st: &mut VState, gone: u8) {
     }
 }
 
-/// A context pointer passed to a helper or kfunc must be the unmodified context
-/// (`check_func_arg_reg_off` for `PTR_TO_CTX`).
+/// The number of the frame a call pushes; `E2BIG` past `MAX_CALL_FRAMES`.
+pub(super) fn new_frame_depth(st: &VState, pc: usize) -> Result<usize, Reject> {
+    let depth = st.frames.len();
+    if depth >= MAX_CALL_FRAMES {
+        return Err(Reject::new(
+            Errno::E2BIG,
+            pc,
+            format_args!("the call stack of {} frames is too deep !", depth + 1),
+        ));
+    }
+    Ok(depth)
+}
+
+/// A context (or function) pointer passed to a helper or kfunc must be unmodified
+/// (`check_func_arg_reg_off` for `PTR_TO_CTX`, `__check_ptr_off_reg`).
 pub(super) fn check_ctx_unmodified(pc: usize, r: u8, reg: &Reg) -> Result<(), Reject> {
     if reg.off != 0 || reg.var.as_const() != Some(0) {
         return Err(Reject::acces(
             pc,
             format_args!(
-                "dereference of modified ctx ptr R{r} off={} disallowed",
+                "dereference of modified {} ptr R{r} off={} disallowed",
+                reg.ty.name(),
                 reg.off
             ),
         ));

@@ -56,6 +56,16 @@ pub fn check(insns: &[Insn], allow_loops: bool) -> Result<Cfg, Reject> {
             }
             subprogs.push(t as usize);
         }
+        if let Some(t) = super::callback::func_target(&op, pc) {
+            if t < 0 || t as usize >= n {
+                return Err(Reject::new(
+                    Errno::EINVAL,
+                    pc,
+                    format_args!("call to invalid destination {t}"),
+                ));
+            }
+            subprogs.push(t as usize);
+        }
         ops[pc] = Some(op);
         pc += op.slots();
     }
@@ -90,8 +100,9 @@ fn check_subprogs(cfg: &mut Cfg, n: usize) -> Result<(), Reject> {
         for pc in start..end {
             let Some(op) = cfg.ops[pc] else { continue };
             last = Some(op);
-            if let Op::Call(Call::Local(_)) = op {
-                let t = branch_target(&op, pc).unwrap_or(0) as usize;
+            let func = super::callback::func_target(&op, pc);
+            if let (Op::Call(Call::Local(_)), _) | (_, Some(_)) = (op, func) {
+                let t = func.or_else(|| branch_target(&op, pc)).unwrap_or(0) as usize;
                 let callee = cfg.subprogs.binary_search(&t).unwrap_or(0);
                 if !cfg.callees[i].contains(&callee) {
                     cfg.callees[i].push(callee);
@@ -135,7 +146,13 @@ fn successors(op: &Op, pc: usize) -> ([Option<usize>; 2], bool) {
         Op::Ja { .. } => ([tgt, None], false),
         Op::Jmp { .. } | Op::MayGoto { .. } => ([Some(next), tgt], true),
         Op::Call(Call::Local(_)) => ([Some(next), tgt], false),
-        _ => ([Some(next), None], false),
+        _ => (
+            [
+                Some(next),
+                super::callback::func_target(op, pc).map(|t| t as usize),
+            ],
+            false,
+        ),
     }
 }
 
@@ -152,7 +169,7 @@ fn dfs(cfg: &mut Cfg, allow_loops: bool) -> Result<(), Reject> {
     while let Some(&mut (pc, ref mut k)) = stack.last_mut() {
         let op = cfg.ops[pc].expect("visited insns are first slots");
         let (succ, cond) = successors(&op, pc);
-        if matches!(op, Op::MayGoto { .. }) {
+        if matches!(op, Op::MayGoto { .. }) || super::callback::is_callback_call(&op) {
             cfg.prune_point[pc] = true;
         }
         let mut pushed = None;
@@ -167,7 +184,8 @@ fn dfs(cfg: &mut Cfg, allow_loops: bool) -> Result<(), Reject> {
                     format_args!("jump out of range from insn {pc} to {t}"),
                 ));
             }
-            let is_call = matches!(op, Op::Call(Call::Local(_)));
+            let is_call = matches!(op, Op::Call(Call::Local(_)))
+                || super::callback::func_target(&op, pc).is_some();
             if cond || i == 1 || matches!(op, Op::Ja { .. }) || is_call {
                 cfg.prune_point[t] = true;
             }

@@ -66,6 +66,8 @@ pub(super) struct Explorer<'a> {
     pub mem_aux: Vec<super::convert::MemAux>,
     /// Per instruction: the map a helper call saw in R1 over every path (`map_ptr_state`).
     pub call_map: Vec<super::calls::CallMap>,
+    /// Per instruction: what a `bpf_loop` call saw over every path ([`super::callback`]).
+    pub loop_sites: Vec<super::callback::LoopSite>,
 }
 
 impl<'a> Explorer<'a> {
@@ -83,6 +85,7 @@ impl<'a> Explorer<'a> {
             seen: vec![false; insns.len()],
             mem_aux: vec![super::convert::MemAux::Unseen; insns.len()],
             call_map: vec![super::calls::CallMap::None; insns.len()],
+            loop_sites: vec![super::callback::LoopSite::None; insns.len()],
         }
     }
 
@@ -152,11 +155,13 @@ impl<'a> Explorer<'a> {
                     Next::Goto(pc) => p.pc = pc,
                     Next::Fork(pc, other, st) => {
                         self.states.fork(p.parent);
+                        // A callback call's other path is in the callback's frame.
+                        let hist = p.hist.with_frame((st.frames.len() - 1) as u8);
                         self.pending.push(Path {
                             pc: other,
                             st,
                             parent: p.parent,
-                            hist: p.hist.clone(),
+                            hist,
                         });
                         if let Op::MayGoto { .. } = *op {
                             // The loop body goes on: forget what changed since the last
@@ -180,7 +185,7 @@ impl<'a> Explorer<'a> {
     /// The precision the instruction `op` needs before it runs on `st`: a scalar added to a
     /// pointer (`adjust_reg_min_max_vals`), scalar arguments of helpers and kfuncs (the
     /// kernel marks the size arguments; all of them here), the main program's return value
-    /// (`check_return_code`).
+    /// where its range is checked (`check_return_code`).
     fn needs_before(&mut self, op: &Op, st: &VState) {
         match *op {
             Op::Alu {
@@ -206,7 +211,18 @@ impl<'a> Explorer<'a> {
                     self.need_precise(st, r);
                 }
             }
-            Op::Exit if st.frames.len() == 1 => self.need_precise(st, 0),
+            // Only types whose return value is range-checked need it (`check_return_code`
+            // marks it for those alone): a TC or XDP verdict, say, may stay imprecise, which
+            // is what lets loops whose count ends up in R0 converge.
+            Op::Exit
+                if st.frames.len() == 1
+                    && matches!(
+                        self.env.prog_type,
+                        crate::uapi::ProgType::CgroupSkb | crate::uapi::ProgType::SkLookup
+                    ) =>
+            {
+                self.need_precise(st, 0)
+            }
             _ => {}
         }
     }

@@ -588,6 +588,7 @@ impl Explorer<'_> {
                     r
                 }
             }
+            pseudo::FUNC => self.func_reg(pc, imm),
             _ => {
                 return Err(Reject::new(
                     Errno::EINVAL,

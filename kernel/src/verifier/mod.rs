@@ -37,6 +37,7 @@
 pub mod alu;
 pub mod bounds;
 pub mod branch;
+mod callback;
 mod calls;
 pub mod cfg;
 pub mod convert;
@@ -45,9 +46,12 @@ pub mod explore;
 pub mod fixups;
 mod kfunc;
 pub mod log;
+pub mod loop_inline;
 mod mem;
+mod mem_or_null;
 pub mod opt;
 mod pkt;
+mod pkt_changes;
 mod precision;
 mod prune;
 mod refs;
@@ -65,6 +69,7 @@ use crate::uapi::limits::{BPF_MAXINSNS, MAX_BPF_STACK};
 use alloc::string::String;
 use alloc::vec::Vec;
 use bounds::Scalar;
+pub use callback::{LoopSite, func_target as callback_target};
 pub use calls::CallMap;
 use state::{Frame, Reg, RegType, VState};
 
@@ -151,6 +156,9 @@ pub struct VerifierOutput {
     /// Per instruction slot: the map a helper call's R1 held on every path, for
     /// [`fixups::do_misc_fixups`] (`bpf_insn_aux_data.map_ptr_state`).
     pub call_map: Vec<CallMap>,
+    /// Per instruction slot: what a `bpf_loop` call saw, for [`loop_inline`]
+    /// (`bpf_insn_aux_data.loop_inline_state`).
+    pub loop_sites: Vec<LoopSite>,
     /// The verifier log (the summary line).
     pub log: String,
 }
@@ -215,6 +223,7 @@ pub fn verify(insns: &[Insn], env: &VerifierEnv<'_>) -> Result<VerifierOutput, V
         seen: core::mem::take(&mut ex.seen),
         ctx_access: ex.mem_aux.iter().map(|a| a.ctx()).collect(),
         call_map: core::mem::take(&mut ex.call_map),
+        loop_sites: core::mem::take(&mut ex.loop_sites),
         log: logbuf,
     })
 }

@@ -76,6 +76,8 @@ pub(super) struct History {
     fall: u32,
     /// The frame after `last` ran.
     frame: u8,
+    /// The frame `last` ran in.
+    frame_before: u8,
 }
 
 impl History {
@@ -96,6 +98,16 @@ impl History {
         self.last = pc32;
         self.fall = pc32 + op.slots() as u32;
         self.frame = frame_after;
+        self.frame_before = frame;
+    }
+
+    /// A copy of this history for a path that continues in frame `frame` after the last
+    /// instruction (the callback side of a callback call).
+    pub fn with_frame(&self, frame: u8) -> History {
+        History {
+            frame,
+            ..self.clone()
+        }
     }
 
     /// The history so far, leaving an empty one for the segment that starts here.
@@ -106,27 +118,36 @@ impl History {
             last: self.last,
             fall: self.fall,
             frame: self.frame,
+            frame_before: self.frame,
         };
         core::mem::replace(self, next)
     }
 
-    /// Carries `bt` back over the segment's instructions, newest first.
-    /// `Err(())`: the trail is lost.
-    fn walk(&self, ops: &[Option<Op>], bt: &mut Precise) -> Result<(), ()> {
+    /// Carries `bt` back over the segment's instructions, newest first; `next` is the
+    /// instruction that ran after the segment's last one. `Err(())`: the trail is lost.
+    fn walk(&self, ops: &[Option<Op>], bt: &mut Precise, mut next: usize) -> Result<(), ()> {
         if self.insns == 0 {
             return Ok(());
         }
         let mut i = self.last as usize;
         let mut k = self.entries.len();
         let mut frame_after = self.frame;
+        let mut newest = true;
         loop {
             if bt.is_empty() {
                 return Ok(());
             }
             let op = ops.get(i).and_then(Option::as_ref).ok_or(())?;
+            let next_calls_back = ops.get(next).is_some_and(super::callback::calls_callback);
             let frame = match op {
+                _ if newest => self.frame_before,
                 Op::Call(Call::Local(_)) => frame_after.checked_sub(1).ok_or(())?,
                 Op::Exit => frame_after + 1,
+                // A callback call whose next instruction is not its own successor entered
+                // the callback ([`super::callback`]).
+                _ if super::callback::is_callback_call(op) && next != i + 1 => {
+                    frame_after.checked_sub(1).ok_or(())?
+                }
                 _ => frame_after,
             };
             let entry = k.checked_sub(1).map(|j| self.entries[j]);
@@ -135,8 +156,17 @@ impl History {
                 Some(e) => e.stack,
                 None => implied_stack_use(op, frame),
             };
-            backtrack(op, frame, stack, bt)?;
+            if super::callback::is_callback_call(op) && frame < frame_after {
+                backtrack_callback_entry(frame, bt)?;
+            } else if matches!(op, Op::Exit) && next_calls_back {
+                // A callback's exit back to its call site (a plain return lands after a
+                // call, whose arguments would be uninitialized there): nothing passes.
+            } else {
+                backtrack(op, frame, stack, bt)?;
+            }
             frame_after = frame;
+            newest = false;
+            next = i;
             match entry {
                 Some(e) => {
                     k -= 1;
@@ -256,6 +286,21 @@ impl Precise {
         }
         p
     }
+}
+
+/// Carries `bt` back over a callback call that entered its callback from frame `f`: the
+/// callback's R2 is the caller's R3; its R1 (the index) and everything else are fresh.
+fn backtrack_callback_entry(f: u8, bt: &mut Precise) -> Result<(), ()> {
+    let (f, callee) = (f as usize, f as usize + 1);
+    if callee >= MAX_CALL_FRAMES {
+        return Err(());
+    }
+    if bt.has_reg(callee, 2) {
+        bt.set_reg(f, 3);
+    }
+    bt.regs[callee] = 0;
+    bt.slots[callee] = 0;
+    Ok(())
 }
 
 /// Carries the needs `bt` (after the instruction) back over `op` (`backtrack_insn`).
@@ -393,7 +438,7 @@ impl Explorer<'_> {
         }
         let ops = &self.cfg.ops[..];
         let mut node = p.parent;
-        if p.hist.walk(ops, &mut bt).is_err() {
+        if p.hist.walk(ops, &mut bt, p.pc).is_err() {
             self.states.mark_all_precise(node);
             return;
         }
@@ -401,14 +446,14 @@ impl Explorer<'_> {
             if bt.is_empty() {
                 return;
             }
-            let (marks, hist, parent) = self.states.chain(i);
+            let (marks, hist, parent, pc) = self.states.chain(i);
             if let Some(m) = marks {
                 if !m.add(&bt) {
                     // Already there: it was carried further up when it was set.
                     return;
                 }
             }
-            if hist.walk(ops, &mut bt).is_err() {
+            if hist.walk(ops, &mut bt, pc).is_err() {
                 self.states.mark_all_precise(parent);
                 return;
             }

@@ -6,8 +6,9 @@
 //!   one prunes the path (everything it can do was verified);
 //! - a stored state still being explored (an ancestor of this path: a loop) that equals the
 //!   current one exactly means the loop makes no progress: "infinite loop detected";
-//! - at a `may_goto`, any stored state that subsumes the current one prunes it, complete or
-//!   not: the hidden run-time budget bounds the loop (the kernel's rule in spirit).
+//! - at a `may_goto` or a callback call site, any stored state that subsumes the current one
+//!   prunes it, complete or not: the hidden run-time budget bounds the `may_goto` loop (the
+//!   kernel's rule in spirit), and the callback's iterations are all covered once one repeats.
 //!
 //! Not every visit stores a state, as in the kernel: a new one only when at least 2 jumps and
 //! 8 instructions were processed since the last one stored (20 jumps or 100 instructions when
@@ -91,16 +92,16 @@ impl States {
         }
     }
 
-    /// Stored state `i`'s marks (`None` once evicted), the history leading to it and its
-    /// parent.
-    pub fn chain(&mut self, i: usize) -> (Option<&mut Precise>, &History, Option<usize>) {
+    /// Stored state `i`'s marks (`None` once evicted), the history leading to it, its parent
+    /// and the instruction it was stored at.
+    pub fn chain(&mut self, i: usize) -> (Option<&mut Precise>, &History, Option<usize>, usize) {
         let c = &mut self.ckpts[i];
         let marks = if c.state.is_some() {
             Some(&mut c.marks)
         } else {
             None
         };
-        (marks, &c.hist, c.parent)
+        (marks, &c.hist, c.parent, c.pc)
     }
 
     /// `mark_all_scalars_precise` for state `node` and its ancestors.
@@ -160,7 +161,9 @@ impl Explorer<'_> {
     /// `is_state_visited`: `Ok(true)` prunes the path. Otherwise the current state may be
     /// stored, becoming the path's latest stored state.
     pub(super) fn visited(&mut self, p: &mut Path) -> Result<bool, Reject> {
-        let may_goto = matches!(self.cfg.ops[p.pc], Some(Op::MayGoto { .. }));
+        // A callback call site is a loop head like `may_goto` ([`super::callback`]).
+        let may_goto = matches!(self.cfg.ops[p.pc], Some(Op::MayGoto { .. }))
+            || super::callback::calls_callback(&self.cfg.ops[p.pc]);
         // Forced: `may_goto`, and long histories (the kernel's bound on the jump history).
         let force = may_goto || p.hist.insns >= 512;
         let processed = self.processed;
@@ -236,6 +239,7 @@ impl Explorer<'_> {
         s.prev_jmps = s.jmps_processed;
         s.prev_insns = processed;
         p.parent = Some(i);
+        self.widen_callback_iteration(p);
         Ok(false)
     }
 }

@@ -45,6 +45,8 @@ pub enum RegType {
     PtrToBtfId(&'static KernelStruct),
     /// A kernel object or NULL (`PTR_TO_BTF_ID | PTR_MAYBE_NULL`).
     PtrToBtfIdOrNull(&'static KernelStruct),
+    /// A BPF function of the program, by its first instruction (`PTR_TO_FUNC`).
+    PtrToFunc(u32),
 }
 
 impl RegType {
@@ -65,6 +67,7 @@ impl RegType {
             RegType::PtrToSocketOrNull => "sock_or_null",
             RegType::PtrToBtfId(_) => "ptr_",
             RegType::PtrToBtfIdOrNull(_) => "ptr_or_null_",
+            RegType::PtrToFunc(_) => "func",
         }
     }
 
@@ -226,6 +229,10 @@ pub struct Frame {
     pub callsite: Option<usize>,
     /// Index of the subprogram this frame runs.
     pub subprog: usize,
+    /// Callback iterations this frame has started ([`super::callback`]); only the
+    /// infinite-loop check sees it (`callback_unroll_depth`): successive iterations are
+    /// progress, not a loop, while pruning ignores the count.
+    pub callback_depth: u32,
 }
 
 impl Frame {
@@ -238,6 +245,7 @@ impl Frame {
             stack: Stack::new(),
             callsite,
             subprog,
+            callback_depth: 0,
         }
     }
 }

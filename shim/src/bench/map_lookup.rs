@@ -95,6 +95,7 @@ pub fn measure(scale: u32) -> Result<MapLookupReport> {
             &mut syscall::TestRun {
                 data: &mut [],
                 repeat: 1,
+                ..Default::default()
             },
         )?;
         if r.retval != 28 * (LOOKUPS as u64 / 8) {

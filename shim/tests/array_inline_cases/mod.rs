@@ -131,6 +131,7 @@ fn run(fd: Fd, index: u32, value: u64) -> u64 {
         &mut TestRun {
             data: &mut ctx,
             repeat: 1,
+            ..Default::default()
         },
     )
     .expect("run")

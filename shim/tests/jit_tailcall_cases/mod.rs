@@ -101,6 +101,7 @@ fn repeated_test_runs_each_start_with_a_fresh_budget() {
         &mut syscall::TestRun {
             data: &mut ctx,
             repeat: 300,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -49,6 +49,7 @@ fn direct_chains_survive_concurrent_slot_updates() {
                         &mut TestRun {
                             data: &mut ctx,
                             repeat: 1,
+                            ..Default::default()
                         },
                     )
                     .unwrap();

@@ -88,6 +88,7 @@ pub fn run_with(fd: Fd, input: u64) -> (u64, u64, u64) {
         &mut TestRun {
             data: &mut ctx,
             repeat: 1,
+            ..Default::default()
         },
     )
     .expect("run");
