@@ -608,6 +608,11 @@ mod tests {
                     }
                 });
             }
+            // Patch only once the callers are running, so the pokes really race with calls
+            // (on a loaded machine the threads may not have been scheduled yet).
+            while calls.load(Ordering::Relaxed) < 2 {
+                std::thread::yield_now();
+            }
             for i in 0..200 {
                 let v = if i % 2 == 0 { 0x2222_2222 } else { 0x1111_1111 };
                 a.text_poke(&r, 0, &ret_imm(v)).unwrap();
