@@ -43,6 +43,6 @@ pub mod xdp;
 
 pub use errno::{Errno, Result};
 pub use link::{Link, LinkOps};
-pub use load::ProgLoadAttr;
 pub use map::{Map, MapAttr};
 pub use prog::Prog;
+pub use prog::ProgLoadAttr;

@@ -8,6 +8,7 @@ mod prog_array;
 mod sockmap;
 mod storage;
 
+pub use array::ArrayLayout;
 pub(crate) use array::ArrayMap;
 pub(crate) use hash::HashMap;
 pub(crate) use percpu_array::PercpuArrayMap;

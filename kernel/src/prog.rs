@@ -8,33 +8,16 @@ use crate::cpu::CpuGuard;
 use crate::insn::Insn;
 use crate::interp::{Fault, InterpImage};
 use crate::jit::{JitImage, PokeSite};
-use crate::load::ProgLoadAttr;
-use crate::map::Map;
+use crate::map::{Map, ProgOwner};
 use crate::sync::Arc;
 use crate::uapi::{AttachType, ProgFlags, ProgType};
 use crate::{Errno, Result};
 use alloc::boxed::Box;
 use alloc::string::String;
 
-/// What a map that holds programs remembers of the first program that used it, and every later
-/// one must match (`struct bpf_map_owner`, checked by `__bpf_prog_map_compatible`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProgOwner {
-    /// Program type.
-    pub prog_type: ProgType,
-    /// JIT-compiled or interpreted: the two can't tail-call each other.
-    pub jited: bool,
-    /// XDP frags awareness.
-    pub xdp_has_frags: bool,
-    /// Sleepable or not.
-    pub sleepable: bool,
-    /// Expected attach type (prog_array only, as in the final kernel).
-    pub expected_attach_type: Option<AttachType>,
-    /// The raw-buffer length the program was verified for (`None`: loaded on the trusted
-    /// path). A kbpf rule: a tail-called program runs on its caller's buffer, so it must have
-    /// been verified for the same length.
-    pub ctx_size: Option<u32>,
-}
+mod attr;
+
+pub use attr::ProgLoadAttr;
 
 /// Offset of [`Prog`]'s tail-call target, which JIT'd tail calls jump through.
 pub const PROG_TAIL_CALL_TARGET_OFFSET: usize = core::mem::offset_of!(Prog, tail_call_target);

@@ -5,8 +5,9 @@
 //! anything; on error nothing changed. The CLI and the tests speak only through this module.
 
 use crate::link::Link;
-use crate::load::{ProgLoadAttr, Verification, prog_load as load_prog};
+use crate::load::{Verification, prog_load as load_prog};
 use crate::map::{Map, MapAttr, array_index};
+use crate::prog::ProgLoadAttr;
 use crate::prog::{Prog, check_map_compatible};
 use crate::sync::Arc;
 use crate::uapi::{MapType, ProgType, UpdateFlags};
