@@ -148,7 +148,7 @@ fn emit_is_what_compile_installs() {
     let p = jump_over(20);
     let (code, offsets) = kbpf_jit::emit(&p, ProgType::RawBuffer).unwrap();
     let image = kbpf_jit::compile(&p, ProgType::RawBuffer).unwrap();
-    assert_eq!(image.code(), &code[..]);
+    assert_eq!(image.code().unwrap(), code);
     assert_eq!(image.size(), code.len());
     assert_eq!(image.insn_offsets(), &offsets[..]);
     // No frame: a tail call enters through `leave; jmp <instruction 0>` after the code.
@@ -239,7 +239,7 @@ fn helper_calls_are_rel32_once_the_host_places_the_image() {
     // The shim host maps images within 2 GiB of its text, so the call is Linux's `call rel32`,
     // its displacement taken from the installed address.
     let image = kbpf_jit::compile(&p, ProgType::RawBuffer).unwrap();
-    let (code, at) = (image.code(), image.insn_offsets()[1] as usize);
+    let (code, at) = (image.code().unwrap(), image.insn_offsets()[1] as usize);
     assert_eq!(code[at], 0xe8, "call rel32");
     let rel = i32::from_le_bytes(code[at + 1..at + 5].try_into().unwrap());
     let target = (image.entry() + at + 5).wrapping_add_signed(rel as isize);

@@ -15,7 +15,6 @@ pub mod checked;
 mod exec;
 mod kind;
 
-pub use exec::Fault;
 pub(crate) use exec::run;
 pub(crate) use kind::K;
 

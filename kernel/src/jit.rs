@@ -171,8 +171,11 @@ pub trait JitImage: Send + Sync {
     fn tail_call_entry(&self) -> usize;
     /// Bytes of code.
     fn size(&self) -> usize;
-    /// The installed code, as it runs (`bpf_prog_info::jited_prog_insns`).
-    fn code(&self) -> &[u8];
+    /// A copy of the installed code, as it runs (`bpf_prog_info::jited_prog_insns`). The code
+    /// is never lent out as a `&[u8]`: [`JitImage::poke`] may rewrite a site of it on another
+    /// CPU at any time, so implementations read it byte by byte (volatile) into the copy.
+    /// `ENOMEM` if the copy cannot be allocated.
+    fn code(&self) -> Result<alloc::vec::Vec<u8>>;
     /// Per instruction slot, the offset of its code in [`JitImage::code`] (an `ld_imm64`'s
     /// second slot has the offset of the code after it).
     fn insn_offsets(&self) -> &[u32];

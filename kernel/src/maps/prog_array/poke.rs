@@ -156,6 +156,9 @@ impl PokeGuard<'_> {
                 image,
             )
         };
+        // INVARIANT: the site now matches slot `index` (poked above under the lock, or already
+        // falling through for an empty slot), and it is tracked from now on, so every later
+        // writer of the slot, who takes this lock, re-points it before its `xchg`.
         self.sites.push(Tracked {
             image: ImagePtr(image),
             site,
