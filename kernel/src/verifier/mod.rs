@@ -34,18 +34,21 @@
 //! registers too), Spectre v1 speculative paths, scalar id linking, the fixups beyond array-map lookup inlining ([`fixups`]),
 //! per-type return-value ranges.
 
-pub mod alu;
+// Public: what other rooms use — the load's rewrite passes (`convert`, `fixups`,
+// `loop_inline`, `opt`, `zext`) and the abstract state the verifier's own integration tests inspect (`bounds`,
+// `state`). The rest is the verifier's inside.
+mod alu;
 pub mod bounds;
-pub mod branch;
+mod branch;
 mod callback;
 mod calls;
-pub mod cfg;
+mod cfg;
 pub mod convert;
-pub mod ctx;
-pub mod explore;
+mod ctx;
+mod explore;
 pub mod fixups;
 mod kfunc;
-pub mod log;
+mod log;
 pub mod loop_inline;
 mod mem;
 mod mem_or_null;
@@ -56,9 +59,9 @@ mod precision;
 mod prune;
 mod refs;
 mod regs;
-pub mod stack;
+mod stack;
 pub mod state;
-pub mod tnum;
+mod tnum;
 pub mod zext;
 
 use crate::Errno;
