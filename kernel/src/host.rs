@@ -137,6 +137,43 @@ pub trait Host: Send + Sync {
     }
 }
 
+/// The first byte of an x86 breakpoint (`int3`), which [`text_poke_bp`] writes over an
+/// instruction while it changes the rest.
+pub const INT3: u8 = 0xcc;
+
+/// The order in which a host rewrites an instruction other CPUs may be executing, for
+/// [`Host::text_poke`] (`text_poke_bp` in `arch/x86/kernel/alternative.c`): [`INT3`] over the
+/// first byte, every CPU serialized, the other bytes, serialized again, the new first byte,
+/// serialized. A CPU reaching the instruction meanwhile runs the old one, traps on the `int3`
+/// (the host's trap handler then waits for the patch and restarts it at the new one, or
+/// emulates it), or runs the new one — never a mix of old and new bytes. A single byte is one
+/// store and one serialization.
+///
+/// `write(i, b)` stores byte `i` of the instruction, one byte in one step (a byte store is
+/// atomic on x86); `serialize()` returns once every CPU has executed a serializing instruction
+/// since it was called (`text_poke_sync`; `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`
+/// in user mode), so no CPU is still running bytes it fetched before. Writers of one
+/// instruction are serialized by the host (the kernel's `text_mutex`). The shim's host and the
+/// loom model of direct tail calls (`loom-tests/tests/poke.rs`) both write through this.
+pub fn text_poke_bp(bytes: &[u8], mut write: impl FnMut(usize, u8), mut serialize: impl FnMut()) {
+    let Some((&first, rest)) = bytes.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        write(0, first);
+        serialize();
+        return;
+    }
+    write(0, INT3);
+    serialize();
+    for (i, &b) in rest.iter().enumerate() {
+        write(1 + i, b);
+    }
+    serialize();
+    write(0, first);
+    serialize();
+}
+
 static HOST: Once<&'static dyn Host> = Once::new();
 
 /// Registers the host. The first registration wins; later ones are ignored and return `false`.

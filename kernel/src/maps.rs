@@ -12,6 +12,6 @@ pub use array::ArrayLayout;
 pub(crate) use array::ArrayMap;
 pub(crate) use hash::HashMap;
 pub(crate) use percpu_array::PercpuArrayMap;
-pub use prog_array::ProgArray;
+pub use prog_array::{PokedSlots, ProgArray, TailCallTarget};
 pub(crate) use prog_array::{track_pokes, untrack_pokes};
 pub(crate) use sockmap::SockMap;

@@ -9,9 +9,8 @@
 //! bytes alone, which the `Host` contract allows (no JIT test re-points a direct tail call).
 
 use kbpf::host::{ExecRegion, Host};
-use kbpf::sync::cpu::CpuSlots;
+use kbpf::sync::cpu::{CpuSlots, Hold};
 use kbpf::{Errno, Result};
-use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
@@ -26,7 +25,7 @@ struct TestHost {
 
 thread_local! {
     /// The CPU this thread holds and how deeply it entered it.
-    static HELD: Cell<(usize, u32)> = const { Cell::new((0, 0)) };
+    static HELD: Hold = const { Hold::new() };
 }
 
 fn page_size() -> usize {
@@ -41,23 +40,11 @@ impl Host for TestHost {
     }
 
     fn cpu_enter(&self) -> usize {
-        HELD.with(|h| {
-            let (cpu, nest) = h.get();
-            let cpu = if nest == 0 { self.cpus.claim(0) } else { cpu };
-            h.set((cpu, nest + 1));
-            cpu
-        })
+        HELD.with(|h| self.cpus.enter(h, 0))
     }
 
     fn cpu_exit(&self, cpu: usize) {
-        HELD.with(|h| {
-            let (held, nest) = h.get();
-            assert!(nest > 0 && held == cpu, "cpu_exit({cpu}) without cpu_enter");
-            h.set((held, nest - 1));
-            if nest == 1 {
-                self.cpus.release(cpu);
-            }
-        })
+        HELD.with(|h| self.cpus.exit(h, cpu))
     }
 
     fn ktime_ns(&self) -> u64 {
