@@ -40,6 +40,64 @@ unsafe impl Sync for ExecRegion {}
 /// [`Host::cpu_enter`] and the matching [`Host::cpu_exit`] — the kernel's preempt-disabled
 /// section. Per-CPU state (tail-call counters, per-CPU maps, RCU reader state) is indexed by it.
 /// Entering is nestable on one thread and returns the same CPU while nested.
+///
+/// # Example
+/// A host with two CPUs (slots that threads claim, [`crate::sync::cpu::CpuSlots`], nestable
+/// through a per-thread [`Hold`](crate::sync::cpu::Hold)) and no executable memory: every
+/// program runs in the interpreter. A host with a JIT also implements the `exec_*` methods and
+/// `text_poke` (the shim's `kbpf_shim::host` is the full one).
+///
+/// ```
+/// use kbpf::host::{ExecRegion, Host};
+/// use kbpf::sync::cpu::{CpuSlots, Hold};
+/// use kbpf::{Errno, Result};
+/// use std::time::Instant;
+///
+/// struct MyHost {
+///     cpus: CpuSlots,
+///     start: Instant,
+/// }
+///
+/// std::thread_local! {
+///     /// The CPU this thread holds, and how deeply it entered it.
+///     static HOLD: Hold = const { Hold::new() };
+/// }
+///
+/// impl Host for MyHost {
+///     fn nr_cpus(&self) -> usize {
+///         self.cpus.nr()
+///     }
+///     fn cpu_enter(&self) -> usize {
+///         HOLD.with(|h| self.cpus.enter(h, 0))
+///     }
+///     fn cpu_exit(&self, cpu: usize) {
+///         HOLD.with(|h| self.cpus.exit(h, cpu))
+///     }
+///     fn ktime_ns(&self) -> u64 {
+///         self.start.elapsed().as_nanos() as u64
+///     }
+///     fn random_u32(&self) -> u32 {
+///         self.start.elapsed().subsec_nanos() // a real host has a better source
+///     }
+///     // No executable memory: a registered JIT's compile fails, so programs are interpreted.
+///     fn exec_alloc(&self, _len: usize) -> Result<ExecRegion> {
+///         Err(Errno::ENOMEM)
+///     }
+///     fn exec_seal(&self, _region: &ExecRegion) -> Result {
+///         Err(Errno::EINVAL)
+///     }
+///     fn text_poke(&self, _region: &ExecRegion, _offset: usize, _bytes: &[u8]) -> Result {
+///         Err(Errno::EINVAL)
+///     }
+///     fn exec_free(&self, _region: ExecRegion) {}
+/// }
+///
+/// let host = MyHost { cpus: CpuSlots::new(2), start: Instant::now() };
+/// // Once, before any other kbpf call; the host lives as long as the process.
+/// kbpf::host::register(Box::leak(Box::new(host)));
+/// let cpu = kbpf::cpu::CpuGuard::enter();
+/// assert!(cpu.cpu() < 2);
+/// ```
 pub trait Host: Send + Sync {
     /// Number of CPU slots.
     fn nr_cpus(&self) -> usize;

@@ -2,31 +2,31 @@
 //! structural parts of `bpf_check`, `resolve_pseudo_ldimm64`, `do_misc_fixups`,
 //! `bpf_prog_select_runtime`).
 //!
-//! A load is the stages of [`STAGES`], run in order on one [`Load`] record; the first error
+//! A load is the stages of `STAGES`, run in order on one `Load` record; the first error
 //! ends it, and nothing a stage builds is visible outside the record until the last stage has
 //! run, so a failed load leaves no state behind:
 //!
-//! 1. [`gate::structural_gate`]: attribute checks, then every instruction decoded and checked
+//! 1. `gate::structural_gate`: attribute checks, then every instruction decoded and checked
 //!    (unknown opcodes, reserved fields, registers, writes to R10, jump ranges, `ld_imm64`
 //!    halves, subprograms that fall off their end) with `EINVAL` and a log line naming the
 //!    instruction, as the kernel does; map references resolved.
-//! 2. [`check::verify`]: the verifier ([`crate::verifier`], `bpf_check`) proves the program
+//! 2. `check::verify`: the verifier ([`crate::verifier`], `bpf_check`) proves the program
 //!    safe; a rejection returns its errno and log. The trusted path ([`Verification::Trusted`],
 //!    like the kernel's `lib/test_bpf.c`) skips it.
-//! 3. [`check::runtime`]: finds a helper or kfunc the program calls whose run-time side kbpf
+//! 3. `check::runtime`: finds a helper or kfunc the program calls whose run-time side kbpf
 //!    does not have yet ([`RuntimeGap`]).
 //!
-//!    [`prog_verify`] is the same list stopped here ([`CHECKS`] stages).
-//! 4. [`check::refuse_gap`]: such a program is refused with `ENOTSUPP`.
-//! 5. [`rewrite::rewrite`]: the rewrite passes of [`rewrite::PASSES`] on one patch list (the
+//!    `prog_verify` is the same list stopped here (`CHECKS` stages).
+//! 4. `check::refuse_gap`: such a program is refused with `ENOTSUPP`.
+//! 5. `rewrite::rewrite`: the rewrite passes of `rewrite::PASSES` on one patch list (the
 //!    tail-call opcode, map and callback `ld_imm64` fix-ups, dead code, context access
 //!    conversion, `bpf_loop` inlining, array lookup inlining, zero extension). Adding a pass is
 //!    one entry in that list.
-//! 6. [`rewrite::linearize`]: the list becomes the program as the engines see it (`xlated`).
-//! 7. [`runtime::blind`]: constant blinding of a copy for the engines, when asked.
-//! 8. [`runtime::select_runtime`]: the interpreter image, the JIT's if one is registered and
+//! 6. `rewrite::linearize`: the list becomes the program as the engines see it (`xlated`).
+//! 7. `runtime::blind`: constant blinding of a copy for the engines, when asked.
+//! 8. `runtime::select_runtime`: the interpreter image, the JIT's if one is registered and
 //!    accepts the program, and the program object.
-//! 9. [`runtime::claim_owners`]: prog_array compatibility, after runtime selection since
+//! 9. `runtime::claim_owners`: prog_array compatibility, after runtime selection since
 //!    "jited" is only known then.
 
 use crate::insn::{Insn, Op};

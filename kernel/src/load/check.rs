@@ -18,7 +18,8 @@ use alloc::string::String;
 use core::fmt::Write;
 
 /// A function a verified program calls whose run-time side kbpf does not have yet: the load
-/// refuses the program with `ENOTSUPP`; [`super::prog_verify`] reports it beside the verdict.
+/// refuses the program with `ENOTSUPP`; [`crate::syscall::prog_verify_log`] reports it beside
+/// the verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RuntimeGap {
     /// A helper (its id and name without `bpf_`).

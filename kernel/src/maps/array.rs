@@ -12,7 +12,7 @@ use crate::{Errno, Result};
 
 /// What an inlined lookup (the verifier's `array_map_gen_lookup`) needs to know about an
 /// array: where element 0 is, how many elements there are and the distance between two of
-/// them. The map gives it ([`ArrayMap::gen_lookup_layout`]); the verifier reads it.
+/// them. The map gives it (`ArrayMap::gen_lookup_layout`); the verifier reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArrayLayout {
     /// Address of element 0's value, stable for the map's life.

@@ -1,13 +1,13 @@
 //! The verifier: proves a program safe by abstract interpretation before it may run
 //! (`bpf_check` in `kernel/bpf/verifier.c`).
 //!
-//! Pipeline: [`cfg`] decodes the program and checks its control flow (subprograms, jump
-//! ranges, reachability, back-edges), then [`explore`] walks every path with an abstract
-//! register/stack state ([`state`]: scalars as [`tnum`] + ranges in [`bounds`], pointers
+//! Pipeline: `cfg` decodes the program and checks its control flow (subprograms, jump
+//! ranges, reachability, back-edges), then `explore` walks every path with an abstract
+//! register/stack state ([`state`]: scalars as `tnum` + ranges in [`bounds`], pointers
 //! with their type and offset), checking each instruction ([`regs`] for ALU and pointer
-//! arithmetic, [`branch`] for conditional jumps, [`mem`] for memory, [`calls`] for helpers,
-//! BPF-to-BPF calls and exit, [`ctx`] for the per-program-type context rules). A rejection
-//! carries the kernel's errno and a log naming the instruction and the reason ([`log`]).
+//! arithmetic, `branch` for conditional jumps, [`mem`] for memory, [`calls`] for helpers,
+//! BPF-to-BPF calls and exit, `ctx` for the per-program-type context rules). A rejection
+//! carries the kernel's errno and a log naming the instruction and the reason (`log`).
 //!
 //! Modes: the default follows the kernel's rules for a loader with `CAP_BPF` but without
 //! `CAP_PERFMON` — no pointer leaks into maps, the context, helper scalars or the return
