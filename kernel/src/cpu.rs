@@ -94,31 +94,28 @@ impl CpuState {
     }
 }
 
-/// Counts a tail call against the run's budget (`tail_call_cnt`, at most
-/// [`MAX_TAIL_CALL_CNT`] per run): `None` without calling `load` once the budget is spent,
-/// `None` if `load` finds the slot empty (an empty slot uses no budget), else the target, with
-/// the call counted. The interpreter's tail call; JIT'd code emits the same steps inline.
+/// Whether the run has spent its tail-call budget (`tail_call_cnt >= MAX_TAIL_CALL_CNT`): a
+/// tail call then falls through without looking at the slot. With [`count_tail_call`], the
+/// interpreter's tail-call accounting (JIT'd code emits the same steps inline); an empty slot
+/// uses no budget, so a tail call counts only once it has found its target.
 ///
 /// # Safety
 /// `state` is the state of a run in progress on the caller's CPU (between
 /// [`HeldCpu::begin_run`] and [`HeldCpu::end_run`]).
 #[inline(always)]
-pub unsafe fn count_tail_call<T>(
-    state: *mut CpuState,
-    load: impl FnOnce() -> *const T,
-) -> Option<*const T> {
-    // SAFETY: `state` is this run's (caller contract); no other reference to it is alive
-    // while the run holds it.
-    let cnt = unsafe { &mut (*state).tail_call_cnt };
-    if *cnt >= MAX_TAIL_CALL_CNT {
-        return None;
-    }
-    let next = load();
-    if next.is_null() {
-        return None;
-    }
-    *cnt += 1;
-    Some(next)
+pub unsafe fn tail_call_budget_spent(state: *const CpuState) -> bool {
+    // SAFETY: `state` is this run's (caller contract); nothing else writes it meanwhile.
+    unsafe { (*state).tail_call_cnt >= MAX_TAIL_CALL_CNT }
+}
+
+/// Counts one tail call that found its target (see [`tail_call_budget_spent`]).
+///
+/// # Safety
+/// As for [`tail_call_budget_spent`], which the caller checked first.
+#[inline(always)]
+pub unsafe fn count_tail_call(state: *mut CpuState) {
+    // SAFETY: `state` is this run's (caller contract); no other reference to it is alive.
+    unsafe { (*state).tail_call_cnt += 1 };
 }
 
 /// The CPUs programs run on: the RCU domain whose readers they are, and each CPU's BPF state.

@@ -15,8 +15,8 @@ use super::{IOp, InterpImage, K};
 #[cfg(doc)]
 use crate::cpu::CpuGuard;
 use crate::cpu::{
-    CpuState, Fault, INTERP_FRAME_WORDS, INTERP_STACK_BYTES, InterpFrameSlot, MAX_RUN_FRAMES,
-    count_tail_call,
+    CpuState, Fault, INTERP_FRAME_WORDS, INTERP_STACK_BYTES, InterpFrameSlot, count_tail_call,
+    tail_call_budget_spent,
 };
 use crate::helpers::{HelperProto, func_proto};
 use crate::map::Map;
@@ -51,6 +51,19 @@ static_assertions::const_assert_eq!(
     core::mem::size_of::<InterpFrameSlot>(),
     INTERP_FRAME_WORDS * 8
 );
+
+/// Frame record slot `depth` of the run's CPU state (bounds-checked: a run never nests deeper
+/// than `MAX_RUN_FRAMES`, see `CallLocal`). Computed where it is used rather than held across
+/// the run loop, which would cost the loop a register.
+///
+/// # Safety
+/// `state` is this CPU's state, exclusively this run's.
+#[inline(always)]
+unsafe fn frame_slot(state: *mut CpuState, depth: usize) -> *mut MaybeUninit<Frame> {
+    // SAFETY: `state` is valid (caller contract); indexing the array place creates no
+    // reference and panics past its end. The slots are `Frame`-sized records (checked above).
+    unsafe { core::ptr::addr_of_mut!((*state).frames[depth]) }.cast()
+}
 
 /// Runs `prog` with R1 = `r1`, R2 = `r2` in the run `state` belongs to; returns R0. The run's
 /// stack is the CPU's interpreter stack.
@@ -124,16 +137,6 @@ unsafe fn exec(
     let mut regs = [0u64; 16];
     let mut cur: *const Prog = prog;
     let mut ops: *const IOp = image(cur).ops.as_ptr();
-    // SAFETY: the run owns its CPU state (`exec`'s contract), frame slots included, until it
-    // returns; nothing else references the slots meanwhile. The slots are `MAX_RUN_FRAMES`
-    // records (same size and alignment, checked above), possibly uninitialised, which
-    // `MaybeUninit` allows.
-    let frames: &mut [MaybeUninit<Frame>] = unsafe {
-        core::slice::from_raw_parts_mut(
-            core::ptr::addr_of_mut!((*state).frames).cast::<MaybeUninit<Frame>>(),
-            MAX_RUN_FRAMES,
-        )
-    };
     let mut depth = 0usize;
     // Frames below this depth belong to programs that tail-called away from a subprogram.
     let mut seg_base = 0usize;
@@ -405,14 +408,16 @@ unsafe fn exec(
                 if depth + 1 - seg_base >= MAX_CALL_FRAMES {
                     return Err(Fault::CallDepth);
                 }
-                frames[depth].write(Frame {
+                let record = Frame {
                     ret_pc: pc,
                     prog: cur,
                     saved: [regs[6], regs[7], regs[8], regs[9]],
                     fp: regs[10],
                     may_goto,
                     seg_base,
-                });
+                };
+                // SAFETY: the run owns its CPU state (`exec`'s contract), frame slots included.
+                unsafe { frame_slot(state, depth).write(MaybeUninit::new(record)) };
                 depth += 1;
                 regs[10] -= MAX_BPF_STACK as u64;
                 may_goto = MAY_GOTO_BUDGET;
@@ -423,8 +428,8 @@ unsafe fn exec(
                     return Ok(regs[0]);
                 }
                 depth -= 1;
-                // SAFETY: frames[..depth + 1] were written by the matching `CallLocal`.
-                let f = unsafe { frames[depth].assume_init_read() };
+                // SAFETY: as at `CallLocal`; slot `depth` was written by the matching one.
+                let f = unsafe { frame_slot(state, depth).read().assume_init() };
                 pc = f.ret_pc;
                 cur = f.prog;
                 ops = image(cur).ops.as_ptr();
@@ -473,7 +478,16 @@ fn tail_call_target(
         return None;
     }
     // SAFETY: `state` is this CPU's state, exclusively ours during the run.
-    unsafe { count_tail_call(state, || array.get(index)) }
+    if unsafe { tail_call_budget_spent(state) } {
+        return None;
+    }
+    let next = array.get(index);
+    if next.is_null() {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { count_tail_call(state) };
+    Some(next)
 }
 
 /// Calls a helper; `Some(0)` when an unwinding helper asks the program to stop.
