@@ -26,7 +26,7 @@ impl kbpf::jit::JitImage for JitImage {
         JitImage::size(self)
     }
 
-    fn code(&self) -> &[u8] {
+    fn code(&self) -> kbpf::Result<alloc::vec::Vec<u8>> {
         JitImage::code(self)
     }
 

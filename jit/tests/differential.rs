@@ -9,6 +9,8 @@ use kbpf::syscall::{self, TestRun};
 use kbpf::uapi::{ProgType, alu, class, jmp, mode, size, src};
 use proptest::prelude::*;
 
+mod support;
+
 /// Registers a generated instruction may write or read as a value (R1 is the buffer pointer,
 /// whose address differs between the two runs; R10 is read-only).
 const REGS: [u8; 9] = [0, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -269,7 +271,7 @@ proptest! {
         body in prop::collection::vec(any::<Choice>(), 1..48),
         mem in any::<[u64; BUF / 8]>(),
     ) {
-        kbpf_shim::host::install();
+        support::install();
         let insns = program(&init, &body);
         let mut b1 = mem;
         let mut b2 = mem;

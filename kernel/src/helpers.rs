@@ -3,8 +3,9 @@
 //!
 //! A helper is an `extern "C"` function of five u64 arguments returning u64 — the BPF calling
 //! convention, so the interpreter and JIT'd code call the same functions. Its prototype says
-//! what the arguments are; the interpreter uses `ConstMapPtr` to validate map arguments against
-//! the program's `used_maps` until the verifier issue proves them statically.
+//! what the arguments are. The verifier proves map arguments statically; the interpreter still
+//! checks `ConstMapPtr` arguments against the program's `used_maps`, because programs loaded on
+//! the trusted path (`syscall::prog_load_trusted`) were never verified.
 //!
 //! Availability per program type follows the final kernel's `*_func_proto` of
 //! `net/core/filter.c` for the types kbpf has (`sk_filter_func_proto`, `tc_cls_act_func_proto`,

@@ -40,6 +40,64 @@ unsafe impl Sync for ExecRegion {}
 /// [`Host::cpu_enter`] and the matching [`Host::cpu_exit`] — the kernel's preempt-disabled
 /// section. Per-CPU state (tail-call counters, per-CPU maps, RCU reader state) is indexed by it.
 /// Entering is nestable on one thread and returns the same CPU while nested.
+///
+/// # Example
+/// A host with two CPUs (slots that threads claim, [`crate::sync::cpu::CpuSlots`], nestable
+/// through a per-thread [`Hold`](crate::sync::cpu::Hold)) and no executable memory: every
+/// program runs in the interpreter. A host with a JIT also implements the `exec_*` methods and
+/// `text_poke` (the shim's `kbpf_shim::host` is the full one).
+///
+/// ```
+/// use kbpf::host::{ExecRegion, Host};
+/// use kbpf::sync::cpu::{CpuSlots, Hold};
+/// use kbpf::{Errno, Result};
+/// use std::time::Instant;
+///
+/// struct MyHost {
+///     cpus: CpuSlots,
+///     start: Instant,
+/// }
+///
+/// std::thread_local! {
+///     /// The CPU this thread holds, and how deeply it entered it.
+///     static HOLD: Hold = const { Hold::new() };
+/// }
+///
+/// impl Host for MyHost {
+///     fn nr_cpus(&self) -> usize {
+///         self.cpus.nr()
+///     }
+///     fn cpu_enter(&self) -> usize {
+///         HOLD.with(|h| self.cpus.enter(h, 0))
+///     }
+///     fn cpu_exit(&self, cpu: usize) {
+///         HOLD.with(|h| self.cpus.exit(h, cpu))
+///     }
+///     fn ktime_ns(&self) -> u64 {
+///         self.start.elapsed().as_nanos() as u64
+///     }
+///     fn random_u32(&self) -> u32 {
+///         self.start.elapsed().subsec_nanos() // a real host has a better source
+///     }
+///     // No executable memory: a registered JIT's compile fails, so programs are interpreted.
+///     fn exec_alloc(&self, _len: usize) -> Result<ExecRegion> {
+///         Err(Errno::ENOMEM)
+///     }
+///     fn exec_seal(&self, _region: &ExecRegion) -> Result {
+///         Err(Errno::EINVAL)
+///     }
+///     fn text_poke(&self, _region: &ExecRegion, _offset: usize, _bytes: &[u8]) -> Result {
+///         Err(Errno::EINVAL)
+///     }
+///     fn exec_free(&self, _region: ExecRegion) {}
+/// }
+///
+/// let host = MyHost { cpus: CpuSlots::new(2), start: Instant::now() };
+/// // Once, before any other kbpf call; the host lives as long as the process.
+/// kbpf::host::register(Box::leak(Box::new(host)));
+/// let cpu = kbpf::cpu::CpuGuard::enter();
+/// assert!(cpu.cpu() < 2);
+/// ```
 pub trait Host: Send + Sync {
     /// Number of CPU slots.
     fn nr_cpus(&self) -> usize;
@@ -135,6 +193,43 @@ pub trait Host: Send + Sync {
             }
         }
     }
+}
+
+/// The first byte of an x86 breakpoint (`int3`), which [`text_poke_bp`] writes over an
+/// instruction while it changes the rest.
+pub const INT3: u8 = 0xcc;
+
+/// The order in which a host rewrites an instruction other CPUs may be executing, for
+/// [`Host::text_poke`] (`text_poke_bp` in `arch/x86/kernel/alternative.c`): [`INT3`] over the
+/// first byte, every CPU serialized, the other bytes, serialized again, the new first byte,
+/// serialized. A CPU reaching the instruction meanwhile runs the old one, traps on the `int3`
+/// (the host's trap handler then waits for the patch and restarts it at the new one, or
+/// emulates it), or runs the new one — never a mix of old and new bytes. A single byte is one
+/// store and one serialization.
+///
+/// `write(i, b)` stores byte `i` of the instruction, one byte in one step (a byte store is
+/// atomic on x86); `serialize()` returns once every CPU has executed a serializing instruction
+/// since it was called (`text_poke_sync`; `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)`
+/// in user mode), so no CPU is still running bytes it fetched before. Writers of one
+/// instruction are serialized by the host (the kernel's `text_mutex`). The shim's host and the
+/// loom model of direct tail calls (`loom-tests/tests/poke.rs`) both write through this.
+pub fn text_poke_bp(bytes: &[u8], mut write: impl FnMut(usize, u8), mut serialize: impl FnMut()) {
+    let Some((&first, rest)) = bytes.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        write(0, first);
+        serialize();
+        return;
+    }
+    write(0, INT3);
+    serialize();
+    for (i, &b) in rest.iter().enumerate() {
+        write(1 + i, b);
+    }
+    serialize();
+    write(0, first);
+    serialize();
 }
 
 static HOST: Once<&'static dyn Host> = Once::new();

@@ -145,8 +145,10 @@ pub fn from_byte_slice(bytes: &[u8]) -> crate::Result<alloc::vec::Vec<Insn>> {
         .collect())
 }
 
+#[cfg(feature = "tools")]
 mod asm;
 mod disasm;
 
+#[cfg(feature = "tools")]
 pub use asm::{AsmError, assemble, encode};
 pub use disasm::{disasm, disasm_op};

@@ -11,11 +11,11 @@
 //! Tail calls follow `decisions.md` item 1: an index past `max_entries` or an empty slot falls
 //! through without using budget; at most `MAX_TAIL_CALL_CNT` (33) succeed per run.
 
+#[cfg(feature = "tools")]
 pub mod checked;
 mod exec;
 mod kind;
 
-pub use exec::Fault;
 pub(crate) use exec::run;
 pub(crate) use kind::K;
 

@@ -171,8 +171,11 @@ pub trait JitImage: Send + Sync {
     fn tail_call_entry(&self) -> usize;
     /// Bytes of code.
     fn size(&self) -> usize;
-    /// The installed code, as it runs (`bpf_prog_info::jited_prog_insns`).
-    fn code(&self) -> &[u8];
+    /// A copy of the installed code, as it runs (`bpf_prog_info::jited_prog_insns`). The code
+    /// is never lent out as a `&[u8]`: [`JitImage::poke`] may rewrite a site of it on another
+    /// CPU at any time, so implementations read it byte by byte (volatile) into the copy.
+    /// `ENOMEM` if the copy cannot be allocated.
+    fn code(&self) -> Result<alloc::vec::Vec<u8>>;
     /// Per instruction slot, the offset of its code in [`JitImage::code`] (an `ld_imm64`'s
     /// second slot has the offset of the code after it).
     fn insn_offsets(&self) -> &[u32];
@@ -203,6 +206,54 @@ pub trait JitCompiler: Send + Sync {
 static JIT: Once<&'static dyn JitCompiler> = Once::new();
 
 /// Registers the JIT backend; the first registration wins. Returns whether this one did.
+///
+/// A host registers its JIT once, after its [`crate::host::Host`] and before loading
+/// programs: on x86-64, `kbpf::jit::register(&kbpf_jit::X86_JIT)`. From then on every load
+/// asks it for native code after the rewrites and runs a program it refuses in the
+/// interpreter. A backend is any [`JitCompiler`]; this one refuses everything:
+///
+/// ```
+/// # use kbpf::host::{ExecRegion, Host};
+/// # use kbpf::sync::cpu::{CpuSlots, Hold};
+/// # use kbpf::{Errno, Result};
+/// # struct MyHost { cpus: CpuSlots, start: std::time::Instant }
+/// # std::thread_local! { static HOLD: Hold = const { Hold::new() }; }
+/// # impl Host for MyHost {
+/// #     fn nr_cpus(&self) -> usize { self.cpus.nr() }
+/// #     fn cpu_enter(&self) -> usize { HOLD.with(|h| self.cpus.enter(h, 0)) }
+/// #     fn cpu_exit(&self, cpu: usize) { HOLD.with(|h| self.cpus.exit(h, cpu)) }
+/// #     fn ktime_ns(&self) -> u64 { self.start.elapsed().as_nanos() as u64 }
+/// #     fn random_u32(&self) -> u32 { self.start.elapsed().subsec_nanos() }
+/// #     fn exec_alloc(&self, _len: usize) -> Result<ExecRegion> { Err(Errno::ENOMEM) }
+/// #     fn exec_seal(&self, _region: &ExecRegion) -> Result { Err(Errno::EINVAL) }
+/// #     fn text_poke(&self, _r: &ExecRegion, _o: usize, _b: &[u8]) -> Result { Err(Errno::EINVAL) }
+/// #     fn exec_free(&self, _region: ExecRegion) {}
+/// # }
+/// # let host = MyHost { cpus: CpuSlots::new(2), start: std::time::Instant::now() };
+/// # kbpf::host::register(Box::leak(Box::new(host)));
+/// use kbpf::insn::{Insn, exit, mov64_imm};
+/// use kbpf::jit::{JitCompiler, JitImage};
+/// use kbpf::syscall::{self, TestRun};
+/// use kbpf::uapi::ProgType;
+/// use kbpf::ProgLoadAttr;
+///
+/// struct Declines;
+///
+/// impl JitCompiler for Declines {
+///     fn compile(&self, _insns: &[Insn], _prog_type: ProgType) -> kbpf::Result<Box<dyn JitImage>> {
+///         Err(Errno::ENOTSUPP)
+///     }
+/// }
+///
+/// static DECLINES: Declines = Declines;
+/// kbpf::jit::register(&DECLINES);
+/// assert!(kbpf::jit::enabled());
+/// let fd = syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, &[mov64_imm(0, 7), exit()]))?;
+/// assert!(!syscall::prog_get(fd)?.jited());
+/// let run = syscall::prog_test_run(fd, &mut TestRun { repeat: 1, ..Default::default() })?;
+/// assert_eq!(run.retval, 7);
+/// # Ok::<(), Errno>(())
+/// ```
 pub fn register(jit: &'static dyn JitCompiler) -> bool {
     let mut first = false;
     JIT.call_once(|| {

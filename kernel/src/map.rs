@@ -12,9 +12,8 @@
 //!   running program inside an RCU read-side section; no allocation.
 
 use crate::maps::{ArrayMap, HashMap, PercpuArrayMap, ProgArray, SockMap};
-use crate::prog::ProgOwner;
 use crate::sync::SpinLock;
-use crate::uapi::{MapFlags, MapType, UpdateFlags};
+use crate::uapi::{AttachType, MapFlags, MapType, ProgType, UpdateFlags};
 use crate::{Errno, Result, host, id};
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -44,6 +43,26 @@ impl MapAttr {
             flags: MapFlags::empty(),
         }
     }
+}
+
+/// What a map that holds programs remembers of the first program that used it, and every later
+/// one must match (`struct bpf_map_owner`, checked by `__bpf_prog_map_compatible`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgOwner {
+    /// Program type.
+    pub prog_type: ProgType,
+    /// JIT-compiled or interpreted: the two can't tail-call each other.
+    pub jited: bool,
+    /// XDP frags awareness.
+    pub xdp_has_frags: bool,
+    /// Sleepable or not.
+    pub sleepable: bool,
+    /// Expected attach type (prog_array only, as in the final kernel).
+    pub expected_attach_type: Option<AttachType>,
+    /// The raw-buffer length the program was verified for (`None`: loaded on the trusted
+    /// path). A kbpf rule: a tail-called program runs on its caller's buffer, so it must have
+    /// been verified for the same length.
+    pub ctx_size: Option<u32>,
 }
 
 /// The per-type part of a map.
@@ -78,7 +97,7 @@ static_assertions::const_assert_eq!(MAP_MAX_ENTRIES_OFFSET, 0);
 static_assertions::const_assert_eq!(MAP_PROG_SLOTS_OFFSET, 8);
 // JIT'd code loads a slot as a plain pointer-sized word.
 #[cfg(not(loom))]
-static_assertions::assert_eq_size!(crate::sync::atomic::AtomicPtr<crate::prog::Prog>, usize);
+static_assertions::assert_eq_size!(crate::sync::atomic::AtomicPtr<()>, usize);
 
 /// A BPF map. `#[repr(C)]` with [`MapHdr`] first: JIT'd code reads it at fixed offsets.
 #[repr(C)]

@@ -8,9 +8,10 @@ mod prog_array;
 mod sockmap;
 mod storage;
 
+pub use array::ArrayLayout;
 pub(crate) use array::ArrayMap;
 pub(crate) use hash::HashMap;
 pub(crate) use percpu_array::PercpuArrayMap;
-pub use prog_array::ProgArray;
+pub use prog_array::{PokedSlots, ProgArray, TailCallTarget};
 pub(crate) use prog_array::{track_pokes, untrack_pokes};
 pub(crate) use sockmap::SockMap;

@@ -4,36 +4,30 @@
 //! attachments and running CPUs each hold a reference. Where a reader reaches a program through
 //! a raw pointer (a prog_array slot), the writer drops its reference only after a grace period.
 
-use crate::cpu::CpuGuard;
+use crate::cpu::{CpuGuard, Fault};
 use crate::insn::Insn;
-use crate::interp::{Fault, InterpImage};
+use crate::interp::InterpImage;
 use crate::jit::{JitImage, PokeSite};
-use crate::load::ProgLoadAttr;
-use crate::map::Map;
+use crate::map::{Map, ProgOwner};
 use crate::sync::Arc;
 use crate::uapi::{AttachType, ProgFlags, ProgType};
 use crate::{Errno, Result};
 use alloc::boxed::Box;
 use alloc::string::String;
 
-/// What a map that holds programs remembers of the first program that used it, and every later
-/// one must match (`struct bpf_map_owner`, checked by `__bpf_prog_map_compatible`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProgOwner {
-    /// Program type.
-    pub prog_type: ProgType,
-    /// JIT-compiled or interpreted: the two can't tail-call each other.
-    pub jited: bool,
-    /// XDP frags awareness.
-    pub xdp_has_frags: bool,
-    /// Sleepable or not.
-    pub sleepable: bool,
-    /// Expected attach type (prog_array only, as in the final kernel).
-    pub expected_attach_type: Option<AttachType>,
-    /// The raw-buffer length the program was verified for (`None`: loaded on the trusted
-    /// path). A kbpf rule: a tail-called program runs on its caller's buffer, so it must have
-    /// been verified for the same length.
-    pub ctx_size: Option<u32>,
+mod attr;
+
+pub use attr::ProgLoadAttr;
+
+/// A copy of a program's JIT image ([`Prog::jited_code`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JitedCode<'a> {
+    /// The installed code bytes.
+    pub code: alloc::vec::Vec<u8>,
+    /// The address of its first byte.
+    pub entry: usize,
+    /// Per instruction slot, the offset of its code in `code`.
+    pub insn_offsets: &'a [u32],
 }
 
 /// Offset of [`Prog`]'s tail-call target, which JIT'd tail calls jump through.
@@ -141,12 +135,17 @@ impl Prog {
         self.jited.as_ref().map_or(&[], |j| j.poke_sites())
     }
 
-    /// The JIT image's installed code, its address, and per instruction slot the offset of
-    /// its code; `None` when interpreted.
-    pub fn jited_code(&self) -> Option<(&[u8], usize, &[u32])> {
-        self.jited
-            .as_ref()
-            .map(|j| (j.code(), j.entry(), j.insn_offsets()))
+    /// The JIT image's code as it is now (`bpf_prog_info`'s `jited_prog_insns`); `None` when
+    /// interpreted. `ENOMEM` if the copy cannot be allocated.
+    pub fn jited_code(&self) -> Result<Option<JitedCode<'_>>> {
+        let Some(j) = self.jited.as_ref() else {
+            return Ok(None);
+        };
+        Ok(Some(JitedCode {
+            code: j.code()?,
+            entry: j.entry(),
+            insn_offsets: j.insn_offsets(),
+        }))
     }
 
     /// Size of the JIT image, 0 when interpreted.
@@ -179,7 +178,7 @@ impl Prog {
                 )
             })
         };
-        guard.end_run(state);
+        guard.end_run();
         result
     }
 
@@ -216,7 +215,7 @@ impl Prog {
             // runs.
             r0 = Ok(unsafe { crate::jit::enter_repeat(self.bpf_func, r1, r2, tcc, n) });
         }
-        guard.end_run(state);
+        guard.end_run();
         r0
     }
 

@@ -3,11 +3,62 @@
 //! A handle (fd) holds one reference to a program or map. Numbers are the lowest free ones from
 //! 3 up, as a process's fds would be. Every call validates its arguments before it changes
 //! anything; on error nothing changed. The CLI and the tests speak only through this module.
+//!
+//! # Example
+//! An array map, a program that counts its runs in element 0, and a test run (the host is
+//! registered as in [`crate::host::Host`]'s example):
+//!
+//! ```
+//! # use kbpf::host::{ExecRegion, Host};
+//! # use kbpf::sync::cpu::{CpuSlots, Hold};
+//! # use kbpf::{Errno, Result};
+//! # struct MyHost { cpus: CpuSlots, start: std::time::Instant }
+//! # std::thread_local! { static HOLD: Hold = const { Hold::new() }; }
+//! # impl Host for MyHost {
+//! #     fn nr_cpus(&self) -> usize { self.cpus.nr() }
+//! #     fn cpu_enter(&self) -> usize { HOLD.with(|h| self.cpus.enter(h, 0)) }
+//! #     fn cpu_exit(&self, cpu: usize) { HOLD.with(|h| self.cpus.exit(h, cpu)) }
+//! #     fn ktime_ns(&self) -> u64 { self.start.elapsed().as_nanos() as u64 }
+//! #     fn random_u32(&self) -> u32 { self.start.elapsed().subsec_nanos() }
+//! #     fn exec_alloc(&self, _len: usize) -> Result<ExecRegion> { Err(Errno::ENOMEM) }
+//! #     fn exec_seal(&self, _region: &ExecRegion) -> Result { Err(Errno::EINVAL) }
+//! #     fn text_poke(&self, _r: &ExecRegion, _o: usize, _b: &[u8]) -> Result { Err(Errno::EINVAL) }
+//! #     fn exec_free(&self, _region: ExecRegion) {}
+//! # }
+//! # let host = MyHost { cpus: CpuSlots::new(2), start: std::time::Instant::now() };
+//! # kbpf::host::register(Box::leak(Box::new(host)));
+//! use kbpf::insn::*;
+//! use kbpf::syscall::{self, TestRun};
+//! use kbpf::uapi::{MapType, ProgType, alu, func, jmp};
+//! use kbpf::{MapAttr, ProgLoadAttr};
+//!
+//! let map = syscall::map_create(&MapAttr::new(MapType::Array, 4, 8, 1))?;
+//! let mut insns = vec![
+//!     st_mem(Size::W, 10, -4, 0), // *(u32 *)(r10 - 4) = 0: the key
+//!     mov64_reg(2, 10),
+//!     alu64_imm(alu::ADD, 2, -4), // r2 = &key
+//! ];
+//! insns.extend(ld_map_fd(1, map)); // r1 = the map (by handle; the load resolves it)
+//! insns.extend([
+//!     call_helper(func::MAP_LOOKUP_ELEM), // r0 = &element 0, or NULL
+//!     jmp_imm(jmp::JEQ, 0, 0, 2),         // if r0 == 0 goto out
+//!     mov64_imm(1, 1),
+//!     atomic_add(Size::DW, 0, 1, 0), // lock *(u64 *)(r0 + 0) += r1
+//!     mov64_imm(0, 0),               // out: r0 = 0
+//!     exit(),
+//! ]);
+//! let prog = syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, &insns))?;
+//! syscall::prog_test_run(prog, &mut TestRun { repeat: 3, ..Default::default() })?;
+//! let mut count = [0u8; 8];
+//! syscall::map_lookup_elem(map, &0u32.to_ne_bytes(), &mut count)?;
+//! assert_eq!(u64::from_ne_bytes(count), 3);
+//! # Ok::<(), kbpf::Errno>(())
+//! ```
 
 use crate::link::Link;
-use crate::load::{ProgLoadAttr, Verification, prog_load as load_prog};
+use crate::load::{Verification, prog_load as load_prog};
 use crate::map::{Map, MapAttr, array_index};
-use crate::prog::{Prog, check_map_compatible};
+use crate::prog::{Prog, ProgLoadAttr, check_map_compatible};
 use crate::sync::Arc;
 use crate::uapi::{MapType, ProgType, UpdateFlags};
 use crate::{Errno, Result};
@@ -193,7 +244,45 @@ pub fn map_get_next_key(fd: Fd, key: Option<&[u8]>, next: &mut [u8]) -> Result {
     map_get(fd)?.get_next_key(key, next)
 }
 
-/// `BPF_PROG_LOAD`.
+/// `BPF_PROG_LOAD`: the load pipeline ([`crate::load`]: structural gate, verifier, rewrites,
+/// runtime selection) and a handle to the program. A program the verifier rejects fails with
+/// the verifier's errno; [`prog_load_log`] also returns its log.
+///
+/// ```
+/// # use kbpf::host::{ExecRegion, Host};
+/// # use kbpf::sync::cpu::{CpuSlots, Hold};
+/// # use kbpf::{Errno, Result};
+/// # struct MyHost { cpus: CpuSlots, start: std::time::Instant }
+/// # std::thread_local! { static HOLD: Hold = const { Hold::new() }; }
+/// # impl Host for MyHost {
+/// #     fn nr_cpus(&self) -> usize { self.cpus.nr() }
+/// #     fn cpu_enter(&self) -> usize { HOLD.with(|h| self.cpus.enter(h, 0)) }
+/// #     fn cpu_exit(&self, cpu: usize) { HOLD.with(|h| self.cpus.exit(h, cpu)) }
+/// #     fn ktime_ns(&self) -> u64 { self.start.elapsed().as_nanos() as u64 }
+/// #     fn random_u32(&self) -> u32 { self.start.elapsed().subsec_nanos() }
+/// #     fn exec_alloc(&self, _len: usize) -> Result<ExecRegion> { Err(Errno::ENOMEM) }
+/// #     fn exec_seal(&self, _region: &ExecRegion) -> Result { Err(Errno::EINVAL) }
+/// #     fn text_poke(&self, _r: &ExecRegion, _o: usize, _b: &[u8]) -> Result { Err(Errno::EINVAL) }
+/// #     fn exec_free(&self, _region: ExecRegion) {}
+/// # }
+/// # let host = MyHost { cpus: CpuSlots::new(2), start: std::time::Instant::now() };
+/// # kbpf::host::register(Box::leak(Box::new(host)));
+/// use kbpf::insn::{exit, mov64_imm};
+/// use kbpf::syscall;
+/// use kbpf::uapi::ProgType;
+/// use kbpf::ProgLoadAttr;
+///
+/// let fd = syscall::prog_load(&ProgLoadAttr::new(ProgType::SchedCls, &[mov64_imm(0, 0), exit()]))?;
+/// assert_eq!(syscall::prog_get(fd)?.prog_type(), ProgType::SchedCls);
+///
+/// // Returning without setting R0 is refused, with the kernel's errno and log line.
+/// let mut log = String::new();
+/// let insns = [exit()];
+/// let attr = ProgLoadAttr::new(ProgType::SchedCls, &insns);
+/// assert_eq!(syscall::prog_load_log(&attr, &mut log), Err(Errno::EACCES));
+/// assert!(log.contains("R0 !read_ok"), "{log}");
+/// # Ok::<(), Errno>(())
+/// ```
 pub fn prog_load(attr: &ProgLoadAttr<'_>) -> Result<Fd> {
     let mut log = String::new();
     prog_load_log(attr, &mut log)

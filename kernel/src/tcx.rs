@@ -196,7 +196,8 @@ pub enum TcxVerdict {
 /// Runs a device's programs in order (`tcx_run`): the walk stops at the first program that
 /// returns anything but `TCX_NEXT`, and `tcx_action_code` turns codes other than PASS, DROP and
 /// REDIRECT back into NEXT. The return value is R0's low 32 bits as a signed int. A program
-/// fault (impossible once the verifier exists) drops the packet.
+/// fault (which a verified program cannot cause; one loaded on the trusted path can) drops the
+/// packet.
 #[inline]
 pub fn run(dev: &Device, dir: Direction, guard: &mut CpuGuard, r1: u64, r2: u64) -> TcxVerdict {
     dev.hook(dir)

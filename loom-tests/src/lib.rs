@@ -22,6 +22,9 @@
 //! relies only on `fence(SeqCst)`, which loom models); load buffering is not explored; at most
 //! 7 stores per atomic are remembered. A passing model is evidence, not a proof.
 
+#[cfg(loom)]
+pub mod host;
+
 /// A raw pointer that may cross threads in a model (the models own the synchronization).
 #[derive(Debug)]
 pub struct SendPtr<T>(pub *mut T);

@@ -48,9 +48,10 @@ pub fn run(kind: DumpKind, path: &Path, out: &mut dyn Write) -> Result<(), Strin
             }
         }
         DumpKind::Jited => {
-            let Some((code, entry, offsets)) = prog.jited_code() else {
+            let Some(jited) = prog.jited_code().map_err(|e| format!("{e:?}"))? else {
                 return Err("the JIT refused this program; it runs interpreted".into());
             };
+            let (code, entry, offsets) = (&jited.code, jited.entry, jited.insn_offsets);
             writeln!(
                 out,
                 "; {} bytes of x86-64 for {} BPF instruction slots",

@@ -28,7 +28,7 @@ mod trap;
 use core::cell::Cell;
 use kbpf::Result;
 use kbpf::host::{ExecRegion, Host};
-use kbpf::sync::cpu::CpuSlots;
+use kbpf::sync::cpu::{CpuSlots, Hold};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -84,8 +84,7 @@ pub fn install() -> &'static ShimHost {
 
 /// Per-thread state: the CPU held and how deeply `cpu_enter` is nested.
 struct CpuHold {
-    cpu: Cell<usize>,
-    nest: Cell<usize>,
+    hold: Hold,
     /// Spreads threads over CPUs: the thread's creation index, used as the claim hint.
     hint: usize,
 }
@@ -93,11 +92,12 @@ struct CpuHold {
 impl Drop for CpuHold {
     /// A thread that dies inside a section (a panic while running a program) gives its CPU back.
     fn drop(&mut self) {
-        if self.nest.get() == 0 {
+        let (cpu, nest) = self.hold.get();
+        if nest == 0 {
             return;
         }
         if let Some(host) = HOST.get() {
-            host.cpus.release(self.cpu.get());
+            host.cpus.release(cpu);
         }
     }
 }
@@ -106,8 +106,7 @@ static THREAD_INDEX: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static CPU_HOLD: CpuHold = CpuHold {
-        cpu: Cell::new(0),
-        nest: Cell::new(0),
+        hold: Hold::new(),
         hint: THREAD_INDEX.fetch_add(1, Ordering::Relaxed),
     };
     static RNG: Cell<u64> = Cell::new(rng_seed());
@@ -139,31 +138,11 @@ impl Host for ShimHost {
     }
 
     fn cpu_enter(&self) -> usize {
-        CPU_HOLD.with(|h| {
-            let nest = h.nest.get();
-            if nest == 0 {
-                h.cpu.set(self.cpus.claim(h.hint));
-            }
-            h.nest.set(nest + 1);
-            h.cpu.get()
-        })
+        CPU_HOLD.with(|h| self.cpus.enter(&h.hold, h.hint))
     }
 
     fn cpu_exit(&self, cpu: usize) {
-        CPU_HOLD.with(|h| {
-            let nest = h.nest.get();
-            debug_assert!(
-                nest > 0 && h.cpu.get() == cpu,
-                "cpu_exit({cpu}) without a matching cpu_enter"
-            );
-            if nest == 0 {
-                return;
-            }
-            h.nest.set(nest - 1);
-            if nest == 1 {
-                self.cpus.release(h.cpu.get());
-            }
-        })
+        CPU_HOLD.with(|h| self.cpus.exit(&h.hold, cpu))
     }
 
     fn ktime_ns(&self) -> u64 {
@@ -240,7 +219,7 @@ mod tests {
         host.cpu_exit(cpu);
         assert!(host.cpus.is_claimed(cpu), "released while still nested");
         host.cpu_exit(cpu);
-        CPU_HOLD.with(|h| assert_eq!(h.nest.get(), 0));
+        CPU_HOLD.with(|h| assert_eq!(h.hold.get().1, 0));
     }
 
     #[test]

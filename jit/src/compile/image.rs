@@ -66,18 +66,40 @@ impl JitImage {
         &self.pokes
     }
 
-    /// The current 5 bytes of direct site `site`.
+    /// The current 5 bytes of direct site `site`. Pokes of this site are serialized with the
+    /// caller (the prog_array's poke lock), so they are the site's settled bytes.
     pub fn site_code(&self, site: usize) -> Option<[u8; SITE_LEN]> {
-        let (r, s) = (self.region.as_ref()?, self.pokes.get(site)?);
+        let s = self.pokes.get(site)?;
         let mut b = [0u8; SITE_LEN];
-        for (i, v) in b.iter_mut().enumerate() {
-            // SAFETY: the site lies inside the sealed code (checked at install). Another
-            // thread may poke *other* sites of this image meanwhile, so read only these bytes,
-            // volatile, through the executable view; pokes of this site are serialized with us
-            // by the caller (the prog_array's poke lock).
-            *v = unsafe { r.rx.add(s.offset as usize + i).read_volatile() };
+        self.read_code(s.offset as usize, &mut b).then_some(b)
+    }
+
+    /// Copies the installed bytes from `offset` into `out`; `false` (nothing read) if they are
+    /// not all inside the code.
+    ///
+    /// Another thread may `text_poke` a direct tail-call site of this image meanwhile, so the
+    /// code is never borrowed as a `&[u8]`: each byte is read once, volatile, through the
+    /// executable view, and a byte being poked reads as its old or its new value (a site being
+    /// re-pointed may read as a mix of the two; only a caller holding the poke lock sees
+    /// settled sites).
+    fn read_code(&self, offset: usize, out: &mut [u8]) -> bool {
+        let Some(r) = self.region.as_ref() else {
+            return out.is_empty();
+        };
+        if offset
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.size)
+        {
+            return false;
         }
-        Some(b)
+        for (i, v) in out.iter_mut().enumerate() {
+            // SAFETY: `offset + i < size`, and the sealed region stays mapped readable for the
+            // image's life with at least `size` bytes (checked at install). No reference to
+            // the bytes is made, and the read is volatile, so a concurrent `text_poke` of them
+            // through the host's write alias is never assumed away.
+            *v = unsafe { r.rx.add(offset + i).read_volatile() };
+        }
+        true
     }
 
     /// Re-points direct site `site` to `target` (0: fall through) with the host's `text_poke`
@@ -121,14 +143,17 @@ impl JitImage {
         &self.offsets
     }
 
-    /// The installed code bytes (read through the executable view).
-    pub fn code(&self) -> &[u8] {
-        match &self.region {
-            // SAFETY: the sealed region stays mapped readable for the image's life and holds at
-            // least `size` bytes we wrote.
-            Some(r) => unsafe { core::slice::from_raw_parts(r.rx, self.size) },
-            None => &[],
+    /// A copy of the installed code, as it runs (read through the executable view the way
+    /// [`JitImage::site_code`] reads a site, since direct sites may be poked meanwhile).
+    /// `ENOMEM` if the copy cannot be allocated.
+    pub fn code(&self) -> Result<Vec<u8>, Errno> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(self.size)?;
+        out.resize(self.size, 0);
+        if !self.read_code(0, &mut out) {
+            return Err(Errno::EFAULT);
         }
+        Ok(out)
     }
 
     /// Runs the program with R1 = `r1`, R2 = `r2` and the tail-call counter `tcc`, through

@@ -24,8 +24,9 @@
 //! ```
 //!
 //! The map-membership check is the interpreter's (a register that is not one of the program's
-//! maps falls through) — the verifier's job in Linux, which this crate does not have yet. No
-//! frame is unwound: see [`super::frame`] for why every frame can be reused as is. A program
+//! maps falls through). In Linux it is the verifier's alone; kbpf's verifier proves it too, but
+//! the JIT also compiles programs from the trusted path (`prog_load_trusted`), which no
+//! verifier has seen, so the check stays. No frame is unwound: see [`super::frame`] for why every frame can be reused as is. A program
 //! that references no map can't make a tail call, so its tail-call instructions emit nothing.
 
 use super::frame::TAIL_CALL_CNT_SLOT;

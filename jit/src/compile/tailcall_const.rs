@@ -2,7 +2,9 @@
 //! patchable jumps (the part of Linux's `do_misc_fixups` in `kernel/bpf/verifier.c` that adds a
 //! `bpf_jit_poke_descriptor` when the map pointer and the key are single known constants).
 //!
-//! Without a verifier this is a local, conservative proof: walking back from the tail call in
+//! The JIT sees instructions only — kbpf's verifier does not hand it the per-instruction map
+//! and key it tracked (the kernel's `insn_aux_data`), and trusted-path programs were never
+//! verified — so this is a local, conservative proof: walking back from the tail call in
 //! its straight-line block, R2 must be set by an `ld_imm64` map reference and R3 by
 //! `mov r3, imm` (64- or 32-bit) or a plain `ld_imm64`, with no instruction in between (nor the
 //! tail call itself) being a jump target, no jump, call or exit in between, and nothing else

@@ -14,33 +14,21 @@
 use super::{IOp, InterpImage, K};
 #[cfg(doc)]
 use crate::cpu::CpuGuard;
-use crate::cpu::{CpuState, INTERP_STACK_BYTES, MAX_RUN_FRAMES};
+use crate::cpu::{
+    CpuState, Fault, INTERP_FRAME_WORDS, INTERP_STACK_BYTES, InterpFrameSlot, count_tail_call,
+    tail_call_budget_spent,
+};
 use crate::helpers::{HelperProto, func_proto};
 use crate::map::Map;
 use crate::prog::Prog;
-use crate::uapi::limits::{MAX_BPF_STACK, MAX_CALL_FRAMES, MAX_TAIL_CALL_CNT};
+use crate::uapi::limits::{MAX_BPF_STACK, MAX_CALL_FRAMES};
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
-
-/// Why a run stopped abnormally. A verified program never faults; these cover what only the
-/// verifier can rule out statically.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// More than `MAX_CALL_FRAMES` nested BPF-to-BPF calls within one program.
-    CallDepth,
-    /// `callx` to an id the program type does not offer.
-    UnknownHelper(u64),
-    /// A helper's map argument is not one of the program's maps.
-    BadMapArg,
-    /// An atomic access at a misaligned address.
-    Misaligned(u64),
-    /// A program run started while another run was active on the same CPU. Like the kernel's
-    /// per-CPU recursion guard (`bpf_prog_active`), the nested run is refused, not executed.
-    Recursion,
-}
 
 /// `may_goto`'s hidden per-frame loop budget (`BPF_MAX_LOOPS`).
 const MAY_GOTO_BUDGET: u64 = 8 * 1024 * 1024;
 
+/// A call-frame record, kept in the CPU's [`CpuState`] frame slots.
 struct Frame {
     ret_pc: usize,
     prog: *const Prog,
@@ -49,6 +37,32 @@ struct Frame {
     may_goto: u64,
     /// Depth at which the frame's program began (it changes at tail calls).
     seg_base: usize,
+}
+
+// A record fills one per-CPU frame slot exactly, so the slots are an array of records.
+static_assertions::const_assert_eq!(
+    core::mem::size_of::<Frame>(),
+    core::mem::size_of::<InterpFrameSlot>()
+);
+static_assertions::const_assert!(
+    core::mem::align_of::<Frame>() <= core::mem::align_of::<InterpFrameSlot>()
+);
+static_assertions::const_assert_eq!(
+    core::mem::size_of::<InterpFrameSlot>(),
+    INTERP_FRAME_WORDS * 8
+);
+
+/// Frame record slot `depth` of the run's CPU state (bounds-checked: a run never nests deeper
+/// than `MAX_RUN_FRAMES`, see `CallLocal`). Computed where it is used rather than held across
+/// the run loop, which would cost the loop a register.
+///
+/// # Safety
+/// `state` is this CPU's state, exclusively this run's.
+#[inline(always)]
+unsafe fn frame_slot(state: *mut CpuState, depth: usize) -> *mut MaybeUninit<Frame> {
+    // SAFETY: `state` is valid (caller contract); indexing the array place creates no
+    // reference and panics past its end. The slots are `Frame`-sized records (checked above).
+    unsafe { core::ptr::addr_of_mut!((*state).frames[depth]) }.cast()
 }
 
 /// Runs `prog` with R1 = `r1`, R2 = `r2` in the run `state` belongs to; returns R0. The run's
@@ -123,8 +137,6 @@ unsafe fn exec(
     let mut regs = [0u64; 16];
     let mut cur: *const Prog = prog;
     let mut ops: *const IOp = image(cur).ops.as_ptr();
-    let mut frames: [core::mem::MaybeUninit<Frame>; MAX_RUN_FRAMES] =
-        [const { core::mem::MaybeUninit::uninit() }; MAX_RUN_FRAMES];
     let mut depth = 0usize;
     // Frames below this depth belong to programs that tail-called away from a subprogram.
     let mut seg_base = 0usize;
@@ -396,14 +408,16 @@ unsafe fn exec(
                 if depth + 1 - seg_base >= MAX_CALL_FRAMES {
                     return Err(Fault::CallDepth);
                 }
-                frames[depth].write(Frame {
+                let record = Frame {
                     ret_pc: pc,
                     prog: cur,
                     saved: [regs[6], regs[7], regs[8], regs[9]],
                     fp: regs[10],
                     may_goto,
                     seg_base,
-                });
+                };
+                // SAFETY: the run owns its CPU state (`exec`'s contract), frame slots included.
+                unsafe { frame_slot(state, depth).write(MaybeUninit::new(record)) };
                 depth += 1;
                 regs[10] -= MAX_BPF_STACK as u64;
                 may_goto = MAY_GOTO_BUDGET;
@@ -414,8 +428,8 @@ unsafe fn exec(
                     return Ok(regs[0]);
                 }
                 depth -= 1;
-                // SAFETY: frames[..depth + 1] were written by the matching `CallLocal`.
-                let f = unsafe { frames[depth].assume_init_read() };
+                // SAFETY: as at `CallLocal`; slot `depth` was written by the matching one.
+                let f = unsafe { frame_slot(state, depth).read().assume_init() };
                 pc = f.ret_pc;
                 cur = f.prog;
                 ops = image(cur).ops.as_ptr();
@@ -464,15 +478,15 @@ fn tail_call_target(
         return None;
     }
     // SAFETY: `state` is this CPU's state, exclusively ours during the run.
-    let cnt = unsafe { &mut (*state).tail_call_cnt };
-    if *cnt >= MAX_TAIL_CALL_CNT {
+    if unsafe { tail_call_budget_spent(state) } {
         return None;
     }
     let next = array.get(index);
     if next.is_null() {
         return None;
     }
-    *cnt += 1;
+    // SAFETY: as above.
+    unsafe { count_tail_call(state) };
     Some(next)
 }
 

@@ -8,8 +8,20 @@
 use super::storage::Storage;
 use crate::map::{MapAttr, array_index};
 use crate::uapi::UpdateFlags;
-use crate::verifier::fixups::ArrayLayout;
 use crate::{Errno, Result};
+
+/// What an inlined lookup (the verifier's `array_map_gen_lookup`) needs to know about an
+/// array: where element 0 is, how many elements there are and the distance between two of
+/// them. The map gives it (`ArrayMap::gen_lookup_layout`); the verifier reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArrayLayout {
+    /// Address of element 0's value, stable for the map's life.
+    pub base: u64,
+    /// Number of elements (`max_entries`, at least 1).
+    pub max_entries: u32,
+    /// Bytes from one element to the next (the value size rounded up to 8).
+    pub elem_size: u32,
+}
 
 /// A plain array map.
 pub(crate) struct ArrayMap {

@@ -17,20 +17,21 @@
 
 mod poke;
 
+pub use poke::{PokedSlots, TailCallTarget};
+
 use crate::cpu::{CpuGuard, rcu};
 use crate::jit::JitImage;
 use crate::map::{Map, MapAttr, array_index};
 use crate::prog::Prog;
-use crate::sync::{Arc, RcuSlots};
+use crate::sync::Arc;
 use crate::uapi::UpdateFlags;
 use crate::{Errno, Result};
-use poke::{PokeTab, target_of};
 
 /// The slots of a prog_array.
 pub struct ProgArray {
-    slots: RcuSlots<Prog>,
-    /// Direct tail-call sites naming these slots; its lock serializes every slot write.
-    pokes: PokeTab,
+    /// The slots and the direct tail-call sites naming them; the table's lock serializes
+    /// every slot write.
+    slots: PokedSlots<Prog>,
 }
 
 impl ProgArray {
@@ -40,8 +41,7 @@ impl ProgArray {
             return Err(Errno::EINVAL);
         }
         Ok(ProgArray {
-            slots: RcuSlots::new(attr.max_entries as usize)?,
-            pokes: PokeTab::new(),
+            slots: PokedSlots::new(attr.max_entries as usize)?,
         })
     }
 
@@ -61,7 +61,7 @@ impl ProgArray {
     /// The pointer is valid until the caller's RCU read-side section ends.
     #[inline]
     pub fn get(&self, index: u32) -> *const Prog {
-        self.slots.get(index as usize)
+        self.slots.get(index)
     }
 
     /// Stores `prog` in slot `index` (compatibility already checked by the caller), putting the
@@ -73,13 +73,7 @@ impl ProgArray {
         if index >= self.max_entries() {
             return Err(Errno::E2BIG);
         }
-        let pokes = self.pokes.lock();
-        // SAFETY: the slot's program can't be put while we hold the poke lock.
-        let old = unsafe { target_of(self.get(index)) };
-        // Sites first, then the slot (whose old program is put after a grace period).
-        pokes.repoint(index, old, Some(&prog))?;
-        self.slots.xchg(rcu(), index as usize, Some(prog));
-        Ok(())
+        self.slots.write(rcu(), index, Some(prog)).map(|_| ())
     }
 
     /// Empties slot `index`.
@@ -87,37 +81,21 @@ impl ProgArray {
         if index >= self.max_entries() {
             return Err(Errno::E2BIG);
         }
-        let pokes = self.pokes.lock();
-        let p = self.get(index);
-        if p.is_null() {
-            return Err(Errno::ENOENT);
+        match self.slots.write(rcu(), index, None)? {
+            true => Ok(()),
+            false => Err(Errno::ENOENT),
         }
-        // SAFETY: as in `update`.
-        pokes.repoint(index, unsafe { target_of(p) }, None)?;
-        self.slots.xchg(rcu(), index as usize, None);
-        Ok(())
     }
 
     /// Empties every slot (`bpf_fd_array_map_clear`). A slot whose sites can't be re-patched
     /// keeps its program (and so stays safe to jump to).
     pub(crate) fn clear(&self) {
-        let pokes = self.pokes.lock();
-        for i in 0..self.slots.len() {
-            let p = self.get(i as u32);
-            if p.is_null() {
-                continue;
-            }
-            // SAFETY: as in `update`.
-            let old = unsafe { target_of(p) };
-            if pokes.repoint(i as u32, old, None).is_ok() {
-                self.slots.xchg(rcu(), i, None);
-            }
-        }
+        self.slots.clear(rcu());
     }
 
     /// Number of direct tail-call sites currently tracked for this array.
     pub fn poke_sites(&self) -> usize {
-        self.pokes.lock().len()
+        self.slots.poke_sites()
     }
 
     /// User-space lookup: the id of the program in the slot (`prog_fd_array_sys_lookup_elem`).
@@ -157,11 +135,7 @@ pub(crate) fn track_pokes(used_maps: &[Arc<Map>], image: &dyn JitImage) -> Resul
         let Some(array) = array.filter(|a| s.index < a.max_entries()) else {
             continue;
         };
-        let mut pokes = array.pokes.lock();
-        // SAFETY: the slot's program can't be put while we hold the poke lock.
-        let target = unsafe { target_of(array.get(s.index)) };
-        if let Err(e) = pokes.track(image, site, s.index, target) {
-            drop(pokes);
+        if let Err(e) = array.slots.track(image, site, s.index) {
             untrack_pokes(used_maps, image);
             return Err(e);
         }
@@ -175,6 +149,6 @@ pub(crate) fn untrack_pokes(used_maps: &[Arc<Map>], image: &dyn JitImage) {
         return;
     }
     for array in used_maps.iter().filter_map(|m| m.as_prog_array()) {
-        array.pokes.lock().untrack(image);
+        array.slots.untrack(image);
     }
 }

@@ -318,6 +318,12 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
             let c = c.as_ref().expect("control items are dense");
             self.entries[p].set(j, Arc::as_ptr(&c.prog), Ordering::Relaxed);
         }
+        // INVARIANT: the new active entry names exactly the first `n` control items' programs,
+        // each kept alive by its control item (`cp`) for as long as the entry names it. Its
+        // slots are written (relaxed) before the attach point publishes the entry with a
+        // release store, so a reader that acquires the entry sees them. The entry left inactive
+        // may still have readers until `commit`'s grace period; only then is it cleared and
+        // reused.
         self.active = p;
     }
 

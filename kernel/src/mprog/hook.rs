@@ -93,6 +93,10 @@ impl<P: Obj, L: Obj> Hook<P, L> {
         let p = b.map_or(core::ptr::null(), |b| b.active_entry() as *const Entry<P>);
         // Release: the entry's slots and the programs behind them are visible to readers that
         // load the pointer.
+        // INVARIANT: `active` is null or the bundle's active entry, fully written; the bundle
+        // (and so the entry) is freed only after it is unpublished here and a grace period
+        // has passed, so a reader inside a section may use what it loaded until the section
+        // ends.
         self.active.store(p as *mut Entry<P>, Ordering::Release);
     }
 

@@ -13,6 +13,31 @@ use super::percpu::CachePadded;
 use super::spin_loop;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::cell::Cell;
+
+/// A thread's nestable hold on a slot: what a host keeps per thread (in a thread-local) so
+/// that its `Host::cpu_enter` may nest and returns the same CPU while nested
+/// ([`CpuSlots::enter`], [`CpuSlots::exit`]).
+#[derive(Debug, Default)]
+pub struct Hold {
+    cpu: Cell<usize>,
+    nest: Cell<usize>,
+}
+
+impl Hold {
+    /// Not holding anything.
+    pub const fn new() -> Self {
+        Hold {
+            cpu: Cell::new(0),
+            nest: Cell::new(0),
+        }
+    }
+
+    /// The slot held and how deeply it was entered (0: none).
+    pub fn get(&self) -> (usize, usize) {
+        (self.cpu.get(), self.nest.get())
+    }
+}
 
 /// A fixed set of `N` CPU slots, each held by at most one thread at a time.
 pub struct CpuSlots {
@@ -75,6 +100,35 @@ impl CpuSlots {
     pub fn release(&self, cpu: usize) {
         let was_busy = self.busy[cpu].swap(false, Ordering::Release);
         debug_assert!(was_busy, "CpuSlots::release({cpu}) of a slot nobody holds");
+    }
+
+    /// `Host::cpu_enter` for the thread whose hold is `hold`: claims a slot (trying `hint`
+    /// first) on the outermost entry, and returns the held one on nested entries.
+    pub fn enter(&self, hold: &Hold, hint: usize) -> usize {
+        let nest = hold.nest.get();
+        if nest == 0 {
+            hold.cpu.set(self.claim(hint));
+        }
+        hold.nest.set(nest + 1);
+        hold.cpu.get()
+    }
+
+    /// `Host::cpu_exit` of `cpu` for the thread whose hold is `hold`: releases the slot when
+    /// the outermost entry ends. A call without a matching [`CpuSlots::enter`] is a bug in the
+    /// caller: debug builds assert, release builds ignore it.
+    pub fn exit(&self, hold: &Hold, cpu: usize) {
+        let nest = hold.nest.get();
+        debug_assert!(
+            nest > 0 && hold.cpu.get() == cpu,
+            "cpu_exit({cpu}) without a matching cpu_enter"
+        );
+        if nest == 0 {
+            return;
+        }
+        hold.nest.set(nest - 1);
+        if nest == 1 {
+            self.release(hold.cpu.get());
+        }
     }
 
     /// True if `cpu` is currently held by some thread (racy: for diagnostics and tests).

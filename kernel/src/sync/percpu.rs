@@ -47,7 +47,9 @@ impl<T> DerefMut for CachePadded<T> {
 /// Shared access ([`PerCpu::get`], [`PerCpu::iter`]) is always allowed; `T` then needs interior
 /// mutability (atomics) if several CPUs touch it, as per-CPU map values read by the control path
 /// do. Plain mutation goes through [`PerCpu::get_mut`], whose contract is the kernel's: only the
-/// thread holding that CPU, with no other reference to the element alive.
+/// thread holding that CPU, with no other reference to the element alive — or through the raw
+/// pointer of [`PerCpu::as_ptr`], for holders that may nest (a CPU entered twice on one thread)
+/// and so must not keep a `&mut` across the nesting.
 pub struct PerCpu<T> {
     slots: Box<[CachePadded<UnsafeCell<T>>]>,
 }
@@ -102,7 +104,19 @@ impl<T> PerCpu<T> {
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn get_mut(&self, cpu: usize) -> &mut T {
         // SAFETY: exclusivity of this element is the caller's obligation (see `# Safety`).
-        unsafe { &mut *self.slots[cpu].get() }
+        unsafe { &mut *self.as_ptr(cpu) }
+    }
+
+    /// A raw pointer to `cpu`'s element (`per_cpu_ptr`), creating no reference: valid for
+    /// `self`'s life. Dereferencing it is the caller's business: exclusive access needs the
+    /// [`PerCpu::get_mut`] conditions for as long as the access lasts, not for as long as the
+    /// pointer is kept (see `cpu::Cpus::enter` for a holder whose guards nest).
+    ///
+    /// # Panics
+    /// If `cpu >= self.len()`.
+    #[inline]
+    pub fn as_ptr(&self, cpu: usize) -> *mut T {
+        self.slots[cpu].get()
     }
 
     /// Exclusive access through `&mut self`: no CPU can be using the variable.

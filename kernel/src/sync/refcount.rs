@@ -34,6 +34,10 @@ pub struct Refcount {
 impl Refcount {
     /// A counter starting at `n` (`refcount_set`/`REFCOUNT_INIT`).
     pub fn new(n: u32) -> Self {
+        // INVARIANT: the count is the number of references handed out; a caller creating an
+        // object with `n >= 1` holds them. Once a decrement brings it to zero (exactly one
+        // `dec_and_test` returns true) no increment succeeds again: `inc_not_zero` refuses zero
+        // and `inc` from zero saturates.
         Self {
             refs: AtomicU32::new(n),
         }
@@ -93,6 +97,8 @@ impl Refcount {
     #[must_use = "on true the caller owns the object and must free it"]
     pub fn dec_and_test(&self) -> bool {
         let old = self.refs.fetch_sub(1, Ordering::Release) as i32;
+        // INVARIANT: the decrement from 1 is a single atomic step, so exactly one caller sees
+        // `old == 1` and owns the object from here on.
         if old == 1 {
             // Pairs with the release decrements of every other reference holder.
             fence(Ordering::Acquire);

@@ -32,6 +32,7 @@ impl<T: Send + Sync + 'static> RcuSlots<T> {
         let mut v = Vec::new();
         v.try_reserve_exact(n)?;
         v.extend((0..n).map(|_| AtomicPtr::new(core::ptr::null_mut())));
+        // INVARIANT: every slot starts empty (null), holding no reference.
         Ok(RcuSlots {
             slots: v.into_boxed_slice(),
         })
@@ -68,6 +69,11 @@ impl<T: Send + Sync + 'static> RcuSlots<T> {
     /// reference to exactly one writer.
     pub fn xchg(&self, rcu: &RcuDomain, i: usize, new: Option<Arc<T>>) -> bool {
         let new = new.map_or(core::ptr::null_mut(), |a| Arc::into_raw(a) as *mut T);
+        // INVARIANT: the slot now holds `new`'s one strong reference (from `into_raw`) or null,
+        // and the reference it held passes to this writer alone (the swap is one atomic step),
+        // which hands it to `call_rcu` below: a reader that loaded it inside a section of `rcu`
+        // keeps it until the section ends. Release publishes the program behind `new` to the
+        // acquire load in `get`.
         let old = self.slots[i].swap(new, Ordering::AcqRel);
         if old.is_null() {
             return false;

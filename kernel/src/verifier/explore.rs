@@ -23,7 +23,6 @@ use alloc::vec::Vec;
 
 /// Processed-instruction limit (`BPF_COMPLEXITY_LIMIT_INSNS`).
 pub const COMPLEXITY_LIMIT: usize = 1_000_000;
-pub use super::prune::MAX_STATES_PER_INSN;
 
 /// One path being explored.
 pub(super) struct Path {

@@ -44,21 +44,10 @@
 use super::calls::CallMap;
 use crate::insn::{Insn, alu64_imm, alu64_reg, call_helper, ja, jmp32_imm, ldx_mem, mov64_imm};
 use crate::insn::{Size, ld_imm64_raw};
+use crate::maps::ArrayLayout;
 use crate::patch::PatchList;
 use crate::uapi::{alu, func, jmp, pseudo};
 use crate::{Errno, Result};
-
-/// What an inlined array lookup needs to know about its map: where element 0 is, how many
-/// elements there are and the distance between two of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArrayLayout {
-    /// Address of element 0's value, stable for the map's life.
-    pub base: u64,
-    /// Number of elements (`max_entries`, at least 1).
-    pub max_entries: u32,
-    /// Bytes from one element to the next (the value size rounded up to 8).
-    pub elem_size: u32,
-}
 
 /// Length of the code [`array_map_gen_lookup`] emits.
 pub const GEN_LOOKUP_LEN: usize = 8;

@@ -1,13 +1,13 @@
 //! The verifier: proves a program safe by abstract interpretation before it may run
 //! (`bpf_check` in `kernel/bpf/verifier.c`).
 //!
-//! Pipeline: [`cfg`] decodes the program and checks its control flow (subprograms, jump
-//! ranges, reachability, back-edges), then [`explore`] walks every path with an abstract
-//! register/stack state ([`state`]: scalars as [`tnum`] + ranges in [`bounds`], pointers
+//! Pipeline: `cfg` decodes the program and checks its control flow (subprograms, jump
+//! ranges, reachability, back-edges), then `explore` walks every path with an abstract
+//! register/stack state ([`state`]: scalars as `tnum` + ranges in [`bounds`], pointers
 //! with their type and offset), checking each instruction ([`regs`] for ALU and pointer
-//! arithmetic, [`branch`] for conditional jumps, [`mem`] for memory, [`calls`] for helpers,
-//! BPF-to-BPF calls and exit, [`ctx`] for the per-program-type context rules). A rejection
-//! carries the kernel's errno and a log naming the instruction and the reason ([`log`]).
+//! arithmetic, `branch` for conditional jumps, [`mem`] for memory, [`calls`] for helpers,
+//! BPF-to-BPF calls and exit, `ctx` for the per-program-type context rules). A rejection
+//! carries the kernel's errno and a log naming the instruction and the reason (`log`).
 //!
 //! Modes: the default follows the kernel's rules for a loader with `CAP_BPF` but without
 //! `CAP_PERFMON` — no pointer leaks into maps, the context, helper scalars or the return
@@ -34,18 +34,21 @@
 //! registers too), Spectre v1 speculative paths, scalar id linking, the fixups beyond array-map lookup inlining ([`fixups`]),
 //! per-type return-value ranges.
 
-pub mod alu;
+// Public: what other rooms use — the load's rewrite passes (`convert`, `fixups`,
+// `loop_inline`, `opt`, `zext`) and the abstract state the verifier's own integration tests inspect (`bounds`,
+// `state`). The rest is the verifier's inside.
+mod alu;
 pub mod bounds;
-pub mod branch;
+mod branch;
 mod callback;
 mod calls;
-pub mod cfg;
+mod cfg;
 pub mod convert;
-pub mod ctx;
-pub mod explore;
+mod ctx;
+mod explore;
 pub mod fixups;
 mod kfunc;
-pub mod log;
+mod log;
 pub mod loop_inline;
 mod mem;
 mod mem_or_null;
@@ -56,9 +59,9 @@ mod precision;
 mod prune;
 mod refs;
 mod regs;
-pub mod stack;
+mod stack;
 pub mod state;
-pub mod tnum;
+mod tnum;
 pub mod zext;
 
 use crate::Errno;

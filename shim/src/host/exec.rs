@@ -37,7 +37,7 @@ use std::sync::atomic::{Ordering, fence};
 use std::sync::{Mutex, OnceLock};
 
 /// The x86 breakpoint instruction: fill for unused and freed executable memory.
-pub(super) const INT3: u8 = 0xcc;
+pub(super) use kbpf::host::INT3;
 
 // `linux/membarrier.h` (libc only exports these for Android).
 const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_int = 1 << 3;
@@ -423,9 +423,9 @@ impl ExecAllocator {
         if end > region.len {
             return Err(Errno::E2BIG);
         }
-        let Some((&first, rest)) = bytes.split_first() else {
+        if bytes.is_empty() {
             return Ok(());
-        };
+        }
         let _text_mutex = TEXT_MUTEX.lock().unwrap_or_else(|e| e.into_inner());
         // Under the text mutex, a live pack region stays live until we are done.
         self.check_live(region)?;
@@ -445,19 +445,13 @@ impl ExecAllocator {
         // made read-only again when the window closes.
         unsafe {
             with_write_window(self.page_size, dst, bytes.len(), || {
-                if rest.is_empty() {
-                    write(0, first);
-                    serialize();
-                } else {
+                // A one-byte patch places no `int3`, so no thread can trap on it.
+                let traps = bytes.len() > 1;
+                if traps {
                     trap::begin();
-                    write(0, INT3);
-                    serialize();
-                    for (i, &b) in rest.iter().enumerate() {
-                        write(1 + i, b);
-                    }
-                    serialize();
-                    write(0, first);
-                    serialize();
+                }
+                kbpf::host::text_poke_bp(bytes, write, serialize);
+                if traps {
                     trap::end(rx_addr);
                 }
             })
@@ -608,8 +602,8 @@ mod tests {
                     }
                 });
             }
-            // Patch only once the callers are running, so the pokes really race with calls
-            // (on a loaded machine the threads may not have been scheduled yet).
+            // Patch only once the callers run: a caller parked on a transient int3 from the
+            // first patch may otherwise sleep through all of them and leave `calls` at 0.
             while calls.load(Ordering::Relaxed) < 2 {
                 std::thread::yield_now();
             }

@@ -10,6 +10,7 @@
 //!
 //! Everything the handler touches is a lock-free atomic, so it is async-signal-safe.
 
+use kbpf::host::INT3;
 use std::sync::Once;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,8 +29,6 @@ static TRANSIENT_TRAPS: AtomicUsize = AtomicUsize::new(0);
 pub(super) fn transient_traps() -> usize {
     TRANSIENT_TRAPS.load(Ordering::Relaxed)
 }
-
-const INT3: u8 = 0xcc;
 
 /// Installs the handler once per process. Returns false where it is unsupported.
 pub(super) fn install() -> bool {

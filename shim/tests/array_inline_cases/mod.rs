@@ -9,9 +9,10 @@
 
 use super::ENGINE;
 use kbpf::insn::*;
+use kbpf::maps::ArrayLayout;
 use kbpf::syscall::{self, Fd, TestRun};
 use kbpf::uapi::{MapType, ProgFlags, ProgType, alu, func, jmp, pseudo};
-use kbpf::verifier::fixups::{ArrayLayout, array_map_gen_lookup};
+use kbpf::verifier::fixups::array_map_gen_lookup;
 use kbpf::{MapAttr, ProgLoadAttr};
 use kbpf_shim::conformance::Engine;
 

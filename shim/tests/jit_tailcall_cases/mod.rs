@@ -11,7 +11,7 @@ mod support;
 use super::ENGINE;
 use kbpf::MapAttr;
 use kbpf::cpu::CpuGuard;
-use kbpf::interp::Fault;
+use kbpf::cpu::Fault;
 use kbpf::syscall::{self, Fd};
 use kbpf::uapi::MapType;
 use support::{BUMP, CTX_LEN, del, prog_array, run, run_with, set, verifier_rejects};

@@ -1,5 +1,6 @@
-//! Every bpf_conformance case (`testdata/bpf_conformance/*.data`) compiled by the JIT and run natively:
-//! R1 = the `-- mem` bytes, R2 = their length, R0 compared with `-- result`.
+//! Every bpf_conformance case (`testdata/bpf_conformance/*.data`) compiled by the JIT directly
+//! (no load path, no verifier) and run natively: R1 = the `-- mem` bytes, R2 = their length,
+//! R0 compared with `-- result`. (Moved from `jit/tests`, which no longer depends on the shim.)
 
 use kbpf::uapi::ProgType;
 use kbpf_shim::data::{self, Parsed};

@@ -1,0 +1,181 @@
+//! The load-time rewrite passes on one patch list, linearized once (`do_misc_fixups`,
+//! `resolve_pseudo_ldimm64`'s rewrite and the verifier's own passes at the end of `bpf_check`
+//! in `kernel/bpf/verifier.c`); JIT constant blinding ([`crate::blind`]) follows on the
+//! linearized program.
+//!
+//! The passes run in [`PASSES`] order, which is the kernel's: the single-slot fix-ups first,
+//! then on verified programs dead code ([`crate::verifier::opt`], right after verification),
+//! the context access conversion ([`crate::verifier::convert`]; programs loaded on the trusted
+//! path have none recorded), `bpf_loop` inlining ([`crate::verifier::loop_inline`]), array
+//! lookup inlining when a JIT is requested
+//! ([`crate::verifier::fixups`], after `convert_ctx_accesses`), and last zero extension or its
+//! `BPF_F_TEST_RND_HI32` self-test ([`crate::verifier::zext`], after every pass that inserts
+//! code). A new pass is one more entry in [`PASSES`], placed where the kernel runs it.
+//!
+//! When no pass has work the program is copied as written and no list is built.
+
+use super::Load;
+use crate::map::MapImpl;
+use crate::maps::ArrayLayout;
+use crate::patch::PatchList;
+use crate::verifier::convert::convert_ctx_access;
+use crate::verifier::fixups::do_misc_fixups;
+use crate::verifier::loop_inline;
+use crate::verifier::zext::{ZextMode, is_cmpxchg32, opt_subreg_zext_lo32_rnd_hi32, zext_dst};
+use crate::verifier::{CallMap, LoopSite};
+use crate::{Errno, Result};
+use alloc::vec::Vec;
+
+/// A rewrite pass on the load's patch list.
+pub(super) struct Pass {
+    /// Whether the pass may change this program: when no pass may, the list is not built.
+    wants: fn(&Load<'_>) -> bool,
+    /// Rewrites the list, which was built from [`Load::insns`].
+    run: fn(&Load<'_>, &mut PatchList<()>) -> Result,
+}
+
+/// The rewrite passes, in order.
+pub(super) const PASSES: [Pass; 6] = [
+    // `resolve_pseudo_ldimm64`; the tail-call rewrite of `do_misc_fixups`.
+    Pass {
+        wants: |l| !l.fixups.is_empty(),
+        run: single_slot_fixups,
+    },
+    // `opt_hard_wire_dead_code_branches`, `opt_remove_dead_code`, `opt_remove_nops`.
+    Pass {
+        wants: |l| l.verified.as_ref().is_some_and(|v| v.seen.contains(&false)),
+        run: dead_code,
+    },
+    // `convert_ctx_accesses`.
+    Pass {
+        wants: |l| {
+            l.verified
+                .as_ref()
+                .is_some_and(|v| v.ctx_access.iter().any(Option::is_some))
+        },
+        run: convert_ctx,
+    },
+    // `inline_bpf_loop`: every `bpf_loop` call becomes a loop calling its callback.
+    Pass {
+        wants: |l| {
+            l.verified
+                .as_ref()
+                .is_some_and(|v| v.loop_sites.iter().any(|s| *s != LoopSite::None))
+        },
+        run: inline_loops,
+    },
+    // `do_misc_fixups`: array-map lookups inlined.
+    Pass {
+        wants: |l| {
+            l.jit_requested
+                && l.verified
+                    .as_ref()
+                    .is_some_and(|v| v.call_map.iter().any(|c| matches!(c, CallMap::Map(_))))
+        },
+        run: misc_fixups,
+    },
+    // `opt_subreg_zext_lo32_rnd_hi32`.
+    Pass {
+        wants: |l| {
+            l.verified.is_some()
+                && (l.zext != ZextMode::default() || l.insns().iter().any(is_cmpxchg32))
+        },
+        run: zext,
+    },
+];
+
+/// The stage: runs every pass of [`PASSES`] on one patch list, when one of them has work.
+pub(super) fn rewrite(l: &mut Load<'_>) -> Result {
+    if !PASSES.iter().any(|p| (p.wants)(l)) {
+        return Ok(());
+    }
+    let mut list: PatchList<()> = PatchList::new(l.insns())?;
+    for p in &PASSES {
+        (p.run)(l, &mut list)?;
+    }
+    l.list = Some(list);
+    Ok(())
+}
+
+/// The stage: the rewritten list, or the program as written when no pass had work, becomes
+/// the program the engines see (`xlated`).
+pub(super) fn linearize(l: &mut Load<'_>) -> Result {
+    l.xlated = match l.list.take() {
+        Some(list) => list.linearize(&mut Vec::new(), None)?,
+        None => {
+            let mut out = Vec::new();
+            out.try_reserve_exact(l.insns().len())?;
+            out.extend_from_slice(l.insns());
+            out
+        }
+    };
+    Ok(())
+}
+
+/// The tail-call helper call becomes the internal tail-call instruction, each half of a map
+/// `ld_imm64` the resolved address (recorded by the gate).
+fn single_slot_fixups(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
+    for &(slot, insn) in &l.fixups {
+        let node = list.orig_node(slot as u32).ok_or(Errno::EINVAL)?;
+        list.replace(node, &[insn])?;
+    }
+    Ok(())
+}
+
+/// `bpf_check`'s dead-code treatment for a loader with `CAP_BPF` (both load modes are one; its
+/// `is_priv` removes dead code rather than sanitizing it).
+fn dead_code(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
+    match &l.verified {
+        Some(v) => crate::verifier::opt::dead_code(list, &v.seen, true),
+        None => Ok(()),
+    }
+}
+
+/// Every context access the verifier recorded, rewritten into the kernel struct's layout.
+fn convert_ctx(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
+    match &l.verified {
+        Some(v) => convert_ctx_access(list, l.attr.prog_type, &v.ctx_access),
+        None => Ok(()),
+    }
+}
+
+/// Every `bpf_loop` call the verifier saw with one callback becomes an instruction loop calling
+/// it ([`crate::verifier::loop_inline`]; the kernel's `inline_bpf_loop`, here the only way kbpf
+/// runs `bpf_loop`).
+fn inline_loops(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
+    match &l.verified {
+        Some(v) => loop_inline::inline_loops(list, &v.loop_sites),
+        None => Ok(()),
+    }
+}
+
+/// Array-map lookups whose map the verifier saw fixed, inlined when a JIT is requested (the
+/// kernel's `prog->jit_requested`). Measured with `kbpf bench map-lookup`: JIT'd, an inlined
+/// array lookup costs about a tenth of the helper call; interpreted, its six dispatched
+/// instructions cost more than the call.
+fn misc_fixups(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
+    let Some(v) = l.verified.as_ref().filter(|_| l.jit_requested) else {
+        return Ok(());
+    };
+    // The pass sees the maps this load resolved (and holds), never a fresh lookup.
+    let layout = |h: u32| -> Option<ArrayLayout> {
+        let &(_, i) = l.handles.iter().find(|&&(x, _)| x == h)?;
+        match &l.used_maps.get(i)?.imp {
+            MapImpl::Array(a) => a.gen_lookup_layout(),
+            _ => None,
+        }
+    };
+    do_misc_fixups(list, l.insns(), &v.call_map, &layout).map(|_| ())
+}
+
+/// Zero extension of the 32-bit definitions whose upper half is read, or its
+/// `BPF_F_TEST_RND_HI32` self-test.
+fn zext(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
+    if l.verified.is_none() {
+        return Ok(());
+    }
+    let marks = zext_dst(l.insns())?;
+    opt_subreg_zext_lo32_rnd_hi32(list, l.insns(), &marks, l.zext, &mut || {
+        crate::host::get().random_u32()
+    })
+}
