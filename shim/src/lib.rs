@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod data;
 pub mod demo;
 pub mod dump;
+pub mod elf;
 pub mod host;
 pub mod host_bpf;
 pub mod host_mprog;
