@@ -66,6 +66,14 @@ int tcx_firewall(struct __sk_buff *skb)
 	return TCX_NEXT;
 }
 
+/* Counts like tcx_count, under its own tag: the demo swaps it in with BPF_F_REPLACE. */
+SEC("tcx/ingress")
+int tcx_audit(struct __sk_buff *skb)
+{
+	trace(5);
+	return TCX_NEXT;
+}
+
 SEC("tcx/ingress")
 int tcx_accept(struct __sk_buff *skb)
 {

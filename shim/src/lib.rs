@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_patch;
+pub mod cli;
 pub mod conformance;
 pub mod data;
 pub mod demo;

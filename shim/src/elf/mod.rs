@@ -21,7 +21,7 @@ mod load;
 pub mod maps;
 pub mod section;
 
-pub use load::{LoadOpts, LoadedObject, LoadedProg};
+pub use load::{LoadOpts, LoadedObject, LoadedProg, attr, bind};
 
 use btf::{Btf, kind};
 use btf_ext::BtfExt;
@@ -124,6 +124,23 @@ impl Object {
     /// Parses and links an object (libbpf's `bpf_object__open_mem` and the relocation half of
     /// `bpf_object__load`). Touches no kbpf state.
     pub fn parse(data: &[u8]) -> Result<Object, ElfError> {
+        // The ELF reader borrows its headers in place, so they must be 8-aligned.
+        let aligned: Vec<u64>;
+        let data = if data.as_ptr() as usize % 8 == 0 {
+            data
+        } else {
+            let mut words = vec![0u64; data.len().div_ceil(8)];
+            for (w, c) in words.iter_mut().zip(data.chunks(8)) {
+                let mut b = [0u8; 8];
+                b[..c.len()].copy_from_slice(c);
+                *w = u64::from_ne_bytes(b);
+            }
+            aligned = words;
+            // SAFETY: `aligned` owns at least `data.len()` initialized bytes (its words were
+            // filled from `data` in order) and lives until the end of this function, past every
+            // use of the slice; u8 has no alignment or validity requirements.
+            unsafe { std::slice::from_raw_parts(aligned.as_ptr().cast::<u8>(), data.len()) }
+        };
         let file = ElfFile64::<Endianness>::parse(data)
             .map_err(|e| ElfError::bad(format!("not an ELF64 object: {e}")))?;
         let hdr = file.elf_header();
@@ -474,8 +491,9 @@ impl Parser<'_, '_> {
             let m = self
                 .maps
                 .iter()
-                .position(|m| {
-                    self.map_by_sym.get(&(si, m.sym_off)).is_some()
+                .enumerate()
+                .position(|(i, m)| {
+                    self.map_by_sym.get(&(si, m.sym_off)) == Some(&i)
                         && m.sym_off <= off
                         && off < m.sym_off + m.sym_size
                 })
