@@ -45,12 +45,29 @@ fn scratch(name: &str, bytes: &[u8]) -> PathBuf {
 fn help_is_generated_for_every_command() {
     let (code, out, _) = text(&kbpf(&["--help"], ""));
     assert_eq!(code, 0);
-    for c in ["demo", "prog", "map", "tcx", "verify", "conformance", "bench", "shell"] {
+    for c in [
+        "demo",
+        "prog",
+        "map",
+        "tcx",
+        "verify",
+        "conformance",
+        "bench",
+        "shell",
+    ] {
         assert!(out.contains(c), "{c} missing from --help:\n{out}");
     }
     let (code, out, _) = text(&kbpf(&["prog", "run", "--help"], ""));
     assert_eq!(code, 0);
-    for f in ["--data-in", "--data-out", "--ctx-in", "--ctx-out", "--repeat", "--prog", "--section"] {
+    for f in [
+        "--data-in",
+        "--data-out",
+        "--ctx-in",
+        "--ctx-out",
+        "--repeat",
+        "--prog",
+        "--section",
+    ] {
         assert!(out.contains(f), "{f} missing:\n{out}");
     }
     let (code, _, err) = text(&kbpf(&["prog", "frobnicate"], ""));
@@ -107,7 +124,10 @@ fn prog_run_of_a_packet_program_reports_the_errno() {
     ));
     // BPF_PROG_TEST_RUN for TC programs: either it runs, or it says ENOTSUPP.
     if code == 0 {
-        assert!(out.lines().last().unwrap().starts_with("retval=0 "), "{out}");
+        assert!(
+            out.lines().last().unwrap().starts_with("retval=0 "),
+            "{out}"
+        );
     } else {
         assert_eq!(code, 1);
         assert!(err.contains("ENOTSUPP"), "{err}");
@@ -120,7 +140,14 @@ fn verify_exit_statuses() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.matches(": accepted").count(), 4, "{out}");
     let (code, out, _) = text(&kbpf(
-        &["verify", "examples/bpf/parser.o", "--section", "tc", "--prog", "parse_udp"],
+        &[
+            "verify",
+            "examples/bpf/parser.o",
+            "--section",
+            "tc",
+            "--prog",
+            "parse_udp",
+        ],
         "",
     ));
     assert_eq!(code, 0);
@@ -145,7 +172,14 @@ fn verify_exit_statuses() {
 #[test]
 fn dump_xlated_prints_source_lines_and_jited_works_for_data_with_mem() {
     let (code, out, err) = text(&kbpf(
-        &["prog", "dump", "xlated", "examples/bpf/parser.o", "--prog", "packet_parser"],
+        &[
+            "prog",
+            "dump",
+            "xlated",
+            "examples/bpf/parser.o",
+            "--prog",
+            "packet_parser",
+        ],
         "",
     ));
     assert_eq!(code, 0, "{err}");
@@ -156,12 +190,18 @@ fn dump_xlated_prints_source_lines_and_jited_works_for_data_with_mem() {
         "mem.data",
         b"-- asm\nldxw %r0, [%r1+4]\nexit\n-- mem\n01 02 03 04 05 06 07 08\n-- result\n0x8070605\n",
     );
-    let (code, out, err) = text(&kbpf(&["prog", "dump", "jited", data.to_str().unwrap()], ""));
+    let (code, out, err) = text(&kbpf(
+        &["prog", "dump", "jited", data.to_str().unwrap()],
+        "",
+    ));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("bytes of x86-64"), "{out}");
     let (code, out, err) = text(&kbpf(&["prog", "run", data.to_str().unwrap()], ""));
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with(&format!("retval={} ", 0x0807_0605)), "{out}");
+    assert!(
+        out.starts_with(&format!("retval={} ", 0x0807_0605)),
+        "{out}"
+    );
 }
 
 #[test]
@@ -193,7 +233,10 @@ tcx query 9 ingress --json
         out.contains("key: 00 00 00 00  value: 02 00 00 00 00 00 00 00"),
         "{out}"
     );
-    assert!(out.contains(r#"{"key":["0x01","0x00","0x00","0x00"],"value":["0x05""#), "{out}");
+    assert!(
+        out.contains(r#"{"key":["0x01","0x00","0x00","0x00"],"value":["0x05""#),
+        "{out}"
+    );
     assert!(out.contains(r#""name":"syscall_entry""#), "{out}");
     let q: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let names: Vec<&str> = q["progs"]
@@ -227,5 +270,8 @@ fn demo_reports_every_seed() {
     }
     let (code, out, err) = text(&kbpf(&["demo", "--engine", "interp"], ""));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("on the interpreter") && out.contains("interpreted"), "{out}");
+    assert!(
+        out.contains("on the interpreter") && out.contains("interpreted"),
+        "{out}"
+    );
 }

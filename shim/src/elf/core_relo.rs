@@ -158,7 +158,9 @@ fn values(btf: &Btf, type_id: u32, access: &str, relo_kind: u32) -> Result<(u64,
         .members
         .get(idx[1] as usize)
         .ok_or_else(|| format!("{name} has no member #{}", idx[1]))?;
-    let mut local_off = idx[0] as u64 * btf.size_of(root)? + m.bit_offset as u64 / 8;
+    let mut local_off = (idx[0] as u64)
+        .saturating_mul(btf.size_of(root)?)
+        .saturating_add(m.bit_offset as u64 / 8);
     let mut local_size = btf.size_of(m.type_id)?;
     let Some(&(_, off, size, elem, signed)) = target.fields.iter().find(|x| x.0 == m.name) else {
         if relo_kind == relo::FIELD_EXISTS {
@@ -166,7 +168,9 @@ fn values(btf: &Btf, type_id: u32, access: &str, relo_kind: u32) -> Result<(u64,
         }
         return Err(format!("{name} has no field {} in kbpf", m.name));
     };
-    let mut target_off = idx[0] as u64 * target.size as u64 + off as u64;
+    let mut target_off = (idx[0] as u64)
+        .saturating_mul(target.size as u64)
+        .saturating_add(off as u64);
     let mut target_size = size as u64;
     match idx.len() {
         2 => {}
@@ -175,7 +179,7 @@ fn values(btf: &Btf, type_id: u32, access: &str, relo_kind: u32) -> Result<(u64,
             let lt = btf.get(btf.skip_mods(m.type_id)?).ok_or("no such type")?;
             let (le, _, _) = lt.array.ok_or("indexing a field that is not an array")?;
             let lsize = btf.size_of(le)?;
-            local_off += idx[2] as u64 * lsize;
+            local_off = local_off.saturating_add((idx[2] as u64).saturating_mul(lsize));
             local_size = lsize;
             if (idx[2] as u64 + 1) * elem as u64 > size as u64 {
                 return Err(format!("{name}.{}[{}] is out of range", m.name, idx[2]));

@@ -117,6 +117,10 @@ pub struct Object {
     pub btf: Option<Btf>,
 }
 
+/// The largest map value (the kernel's `KMALLOC_MAX_SIZE` on x86-64, which `array_map_alloc`
+/// checks): a global-data section must fit in one.
+const MAX_VALUE_SIZE: u64 = 4 << 20;
+
 /// `EM_BPF`.
 const EM_BPF: u16 = 247;
 
@@ -266,6 +270,16 @@ impl Parser<'_, '_> {
                     ..CodeSec::default()
                 });
             } else if maps::is_data_section(name) {
+                if s.size() > MAX_VALUE_SIZE {
+                    return Err(ElfError {
+                        errno: Errno::E2BIG,
+                        ..ElfError::bad(format!(
+                            "section {name}: {} bytes of global data, more than a map value may \
+                             hold ({MAX_VALUE_SIZE})",
+                            s.size()
+                        ))
+                    });
+                }
                 let init = if s.kind() == object::SectionKind::UninitializedData {
                     vec![0; s.size() as usize]
                 } else {
@@ -295,7 +309,12 @@ impl Parser<'_, '_> {
             let name = sym.name().unwrap_or("").to_string();
             let sec = &mut self.code[c];
             let (start, len) = (sym.address(), sym.size());
-            if start % 8 != 0 || len % 8 != 0 || start + len > sec.insns.len() as u64 * 8 {
+            if start % 8 != 0
+                || len % 8 != 0
+                || start
+                    .checked_add(len)
+                    .is_none_or(|end| end > sec.insns.len() as u64 * 8)
+            {
                 return Err(ElfError::bad(format!(
                     "section {}: function {name} at [{start}, +{len}) is misaligned or past the end",
                     sec.name
