@@ -25,6 +25,34 @@ pub fn source_line(btf: &Btf, l: &LineInfo) -> String {
     format!("; {text} @ {file}:{}", l.line_col >> 10)
 }
 
+/// The verifier log with source lines: before each line about instruction N (`N: …`) whose
+/// source position differs from the previous such line's, the `; SOURCE @ FILE:LINE` line
+/// of the line-info entry covering N (as the kernel's verifier prints them). `lines` index
+/// the program as loaded, which is what the verifier's instruction numbers count.
+pub fn annotate_log(log: &str, btf: &Btf, lines: &[LineInfo]) -> String {
+    if lines.is_empty() {
+        return log.to_string();
+    }
+    let mut out = String::with_capacity(log.len() * 2);
+    let mut last: Option<usize> = None;
+    for line in log.lines() {
+        let insn = line
+            .split_once(':')
+            .and_then(|(n, _)| n.trim().parse::<u32>().ok());
+        if let Some(n) = insn {
+            let k = lines.partition_point(|l| l.insn_off <= n);
+            if k > 0 && last != Some(k - 1) {
+                out.push_str(&source_line(btf, &lines[k - 1]));
+                out.push('\n');
+                last = Some(k - 1);
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Prints the program behind `fd`; `lines` gives the BTF and the line info (indexed by
 /// xlated instruction) to print source lines with.
 pub fn prog(

@@ -233,18 +233,8 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
                     p.name,
                     p.section
                 )?;
-                let def = &obj.object.progs[p.index];
-                let xlated = syscall::prog_get(p.fd)
-                    .map(|p| p.insns().len())
-                    .unwrap_or(0);
-                // Until the kernel carries line info through its rewrites, source lines are
-                // shown when the rewrites kept every instruction where it was.
-                let lines = obj
-                    .object
-                    .btf
-                    .as_ref()
-                    .filter(|_| xlated == def.insns.len())
-                    .map(|b| (b, def.line_info.as_slice()));
+                let prog = syscall::prog_get(p.fd).map_err(|e| CmdError::errno("prog", e))?;
+                let lines = obj.object.btf.as_ref().map(|b| (b, prog.line_info()));
                 dump::prog(kind, p.fd, lines, out).map_err(refused)?;
             }
             Ok(())
@@ -400,7 +390,7 @@ pub fn verify(v: &VerifyArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
             p.name,
             p.section
         )?;
-        write!(out, "{log}")?;
+        write!(out, "{}", crate::elf::annotate(&obj, p, &log))?;
         if let Ok(Some(gap)) = r {
             writeln!(
                 out,

@@ -97,7 +97,15 @@ pub fn attr<'a>(p: &'a ProgDef, insns: &'a [Insn], opts: &LoadOpts) -> ProgLoadA
     if let Some(n) = p.ctx_size {
         a = a.with_ctx_size(n);
     }
-    a
+    a.with_line_info(&p.line_info)
+}
+
+/// `log` with the source lines of `p`'s line info (see [`crate::dump::annotate_log`]).
+pub fn annotate(obj: &Object, p: &ProgDef, log: &str) -> String {
+    match &obj.btf {
+        Some(btf) => crate::dump::annotate_log(log, btf, &p.line_info),
+        None => log.to_string(),
+    }
 }
 
 impl Object {

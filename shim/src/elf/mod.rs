@@ -21,7 +21,7 @@ mod load;
 pub mod maps;
 pub mod section;
 
-pub use load::{LoadOpts, LoadedObject, LoadedProg, attr, bind};
+pub use load::{LoadOpts, LoadedObject, LoadedProg, annotate, attr, bind};
 
 use btf::{Btf, kind};
 use btf_ext::BtfExt;
