@@ -325,3 +325,24 @@ fn loading_nothing_selected_is_enoent_and_leaves_no_handles() {
     };
     assert_eq!(obj.load(&opts).unwrap_err().errno, Errno::ENOENT);
 }
+
+#[test]
+fn runner_elf_objects_run_through_the_plugin() {
+    kbpf_shim::host::install();
+    // As the bpf_conformance runner's --elf mode writes them: `main` in `.text`, no BTF.
+    // r0 = *(u32 *)(r1 + 4); exit
+    let code = [0x61, 0x10, 4, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0];
+    let (mut o, _, f) = obj_with(".text", &code);
+    o.symbol_mut(f).name = b"main".to_vec();
+    let hex: String = o
+        .write()
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x} "))
+        .collect();
+    let args = ["01 02 03 04 05 06 07 08".to_string(), "--elf".to_string()];
+    let r0 = kbpf_shim::cli::conformance_plugin(&args, &hex).unwrap();
+    assert_eq!(r0, 0x0807_0605);
+    // Without --elf the same text is not a program.
+    assert!(kbpf_shim::cli::conformance_plugin(&args[..1], &hex).is_err());
+}

@@ -13,6 +13,7 @@ mod tcx_cmd;
 use crate::elf::ElfError;
 use args::{BenchCmd, Command};
 use kbpf::Errno;
+pub use prog_cmd::plugin as conformance_plugin;
 pub use state::State;
 use std::io::Write;
 use std::path::Path;

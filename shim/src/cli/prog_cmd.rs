@@ -422,8 +422,17 @@ pub fn plugin(args: &[String], program_hex: &str) -> Result<u64, String> {
     };
     engine.select();
     let bytes = conformance::decode_hex(program_hex)?;
-    let obj = Object::parse(&bytes).map_err(|e| e.to_string())?;
+    // The runner writes `main` into `.text` (or `xdp`, with its XDP prolog).
+    let raw = crate::elf::section::sec_def("raw_buffer");
+    let obj = Object::parse_with(&bytes, raw).map_err(|e| e.to_string())?;
     let p = obj.progs.first().ok_or("the object has no program")?;
+    if p.prog_type != ProgType::RawBuffer {
+        return Err(format!(
+            "{} programs need BPF_PROG_TEST_RUN for their type: {:?}",
+            p.prog_type.name(),
+            kbpf::Errno::ENOTSUPP
+        ));
+    }
     if !p.map_refs.is_empty() {
         return Err("conformance programs use no maps".into());
     }

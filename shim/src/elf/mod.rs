@@ -128,6 +128,16 @@ impl Object {
     /// Parses and links an object (libbpf's `bpf_object__open_mem` and the relocation half of
     /// `bpf_object__load`). Touches no kbpf state.
     pub fn parse(data: &[u8]) -> Result<Object, ElfError> {
+        Object::parse_with(data, None)
+    }
+
+    /// [`Object::parse`], with the global functions of `.text` taken as programs of
+    /// `text_programs` (libbpf's custom section handlers; the bpf_conformance runner's `--elf`
+    /// objects put their `main` there). Their raw-buffer context size is left to the caller.
+    pub fn parse_with(
+        data: &[u8],
+        text_programs: Option<section::SecDef>,
+    ) -> Result<Object, ElfError> {
         // The ELF reader borrows its headers in place, so they must be 8-aligned.
         let aligned: Vec<u64>;
         let data = if data.as_ptr() as usize % 8 == 0 {
@@ -193,6 +203,7 @@ impl Object {
             code: Vec::new(),
             code_index: HashMap::new(),
             license: String::new(),
+            text_programs,
         };
         p.sections()?;
         p.map_defs()?;
@@ -228,6 +239,8 @@ struct Parser<'a, 'd> {
     /// Code section position in `code` by ELF section index.
     code_index: HashMap<usize, usize>,
     license: String,
+    /// What `.text`'s global functions are, when they are programs.
+    text_programs: Option<section::SecDef>,
 }
 
 impl Parser<'_, '_> {
@@ -554,11 +567,16 @@ impl Parser<'_, '_> {
         let kfunc_id = |n: &str| kbpf::kfunc::find_by_name(n).map(|k| k.id as i32);
         let mut progs = Vec::new();
         for (c, sec) in self.code.iter().enumerate() {
-            if sec.name == ".text" {
-                continue;
-            }
-            let def = section::sec_def(&sec.name).expect("checked in sections()");
+            let text = sec.name == ".text";
+            let def = match (text, self.text_programs) {
+                (true, None) => continue,
+                (true, Some(d)) => d,
+                (false, _) => section::sec_def(&sec.name).expect("checked in sections()"),
+            };
             for (f, func) in sec.funcs.iter().enumerate() {
+                if text && !func.global {
+                    continue;
+                }
                 if !func.global {
                     return Err(ElfError::unsupported(format!(
                         "section {}: program {} is static; programs must be global (as libbpf \
@@ -578,7 +596,7 @@ impl Parser<'_, '_> {
                         ))
                     });
                 }
-                let ctx_size = if def.prog_type == ProgType::RawBuffer {
+                let ctx_size = if def.prog_type == ProgType::RawBuffer && !text {
                     Some(self.ctx_size(&linked, &func.name)?)
                 } else {
                     None
