@@ -205,6 +205,36 @@ fn dump_xlated_prints_source_lines_and_jited_works_for_data_with_mem() {
 }
 
 #[test]
+fn shell_fills_a_tail_call_slot_by_program_name() {
+    let mut ctx = vec![0u8; 64];
+    ctx[..4].copy_from_slice(&257u32.to_le_bytes()); // openat: no program in the table
+    ctx[16..24].copy_from_slice(&9u64.to_le_bytes());
+    let ctx = scratch("openat.ctx", &ctx);
+    let run = format!(
+        "prog run examples/bpf/syscall.o --prog syscall_entry --ctx-in {}",
+        ctx.display()
+    );
+    let script = format!(
+        "prog load examples/bpf/syscall.o\n{run}\n\
+         map update syscall_jmp_table u32:257 prog:sys_write_event\n{run}\n\
+         map delete syscall_jmp_table u32:257\n{run}\n"
+    );
+    let (code, out, err) = text(&kbpf(&["shell"], &script));
+    assert_eq!(code, 0, "{err}");
+    let rets: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("retval="))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    // Default path (-1), then sys_write_event's fd argument, then the default again.
+    assert_eq!(
+        rets,
+        ["retval=4294967295", "retval=9", "retval=4294967295"],
+        "{out}"
+    );
+}
+
+#[test]
 fn shell_keeps_one_state() {
     let script = "\
 # load once, run many times: the maps and global data stay
