@@ -36,16 +36,13 @@ fn obj_with(sec: &str, code: &[u8]) -> (write::Object<'static>, write::SectionId
     let mut o = write::Object::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
     let s = o.add_section(Vec::new(), sec.as_bytes().to_vec(), SectionKind::Text);
     o.append_section_data(s, code, 8);
-    let f = o.add_symbol(Symbol {
-        name: b"f".to_vec(),
-        value: 0,
-        size: code.len() as u64,
-        kind: SymbolKind::Text,
-        scope: SymbolScope::Dynamic,
-        weak: false,
-        section: SymbolSection::Section(s),
-        flags: SymbolFlags::None,
-    });
+    let f = sym(
+        &mut o,
+        "f",
+        code.len() as u64,
+        SymbolKind::Text,
+        SymbolSection::Section(s),
+    );
     (o, s, f)
 }
 
@@ -62,6 +59,26 @@ fn reloc_to(o: &mut write::Object<'static>, s: write::SectionId, sym: write::Sym
         },
     )
     .unwrap();
+}
+
+/// Adds a global symbol `name` of `kind` in `section` (at offset 0).
+fn sym(
+    o: &mut write::Object<'static>,
+    name: &str,
+    size: u64,
+    kind: SymbolKind,
+    section: SymbolSection,
+) -> write::SymbolId {
+    o.add_symbol(Symbol {
+        name: name.as_bytes().to_vec(),
+        value: 0,
+        size,
+        kind,
+        scope: SymbolScope::Dynamic,
+        weak: false,
+        section,
+        flags: SymbolFlags::None,
+    })
 }
 
 #[test]
@@ -113,16 +130,13 @@ fn a_relocation_to_a_symbol_that_is_no_map_is_an_error() {
     let (mut o, s, _) = obj_with("xdp", &LD_MAP);
     let d = o.add_section(Vec::new(), b".notmaps".to_vec(), SectionKind::Data);
     o.append_section_data(d, b"hi\0", 1);
-    let ghost = o.add_symbol(Symbol {
-        name: b"ghost".to_vec(),
-        value: 0,
-        size: 3,
-        kind: SymbolKind::Data,
-        scope: SymbolScope::Dynamic,
-        weak: false,
-        section: SymbolSection::Section(d),
-        flags: SymbolFlags::None,
-    });
+    let ghost = sym(
+        &mut o,
+        "ghost",
+        3,
+        SymbolKind::Data,
+        SymbolSection::Section(d),
+    );
     reloc_to(&mut o, s, ghost);
     expect(
         &o.write().unwrap(),
@@ -135,16 +149,13 @@ fn a_relocation_to_a_symbol_that_is_no_map_is_an_error() {
 fn a_relocation_to_a_missing_symbol_is_an_error() {
     // An ld_imm64 against an undefined symbol: an extern variable kbpf cannot resolve.
     let (mut o, s, _) = obj_with("tc", &LD_MAP);
-    let missing = o.add_symbol(Symbol {
-        name: b"missing_map".to_vec(),
-        value: 0,
-        size: 0,
-        kind: SymbolKind::Data,
-        scope: SymbolScope::Dynamic,
-        weak: false,
-        section: SymbolSection::Undefined,
-        flags: SymbolFlags::None,
-    });
+    let missing = sym(
+        &mut o,
+        "missing_map",
+        0,
+        SymbolKind::Data,
+        SymbolSection::Undefined,
+    );
     reloc_to(&mut o, s, missing);
     expect(
         &o.write().unwrap(),
@@ -156,16 +167,13 @@ fn a_relocation_to_a_missing_symbol_is_an_error() {
         0x85, 0x10, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x95, 0, 0, 0, 0, 0, 0, 0,
     ];
     let (mut o, s, _) = obj_with("tc", &call);
-    let ext = o.add_symbol(Symbol {
-        name: b"bpf_no_such_kfunc".to_vec(),
-        value: 0,
-        size: 0,
-        kind: SymbolKind::Text,
-        scope: SymbolScope::Dynamic,
-        weak: false,
-        section: SymbolSection::Undefined,
-        flags: SymbolFlags::None,
-    });
+    let ext = sym(
+        &mut o,
+        "bpf_no_such_kfunc",
+        0,
+        SymbolKind::Text,
+        SymbolSection::Undefined,
+    );
     o.add_relocation(
         s,
         Relocation {
@@ -190,16 +198,13 @@ fn a_map_definition_without_btf_is_an_error() {
     let (mut o, s, _) = obj_with("tc", &LD_MAP);
     let maps = o.add_section(Vec::new(), b".maps".to_vec(), SectionKind::Data);
     o.append_section_data(maps, &[0u8; 32], 8);
-    let m = o.add_symbol(Symbol {
-        name: b"counters".to_vec(),
-        value: 0,
-        size: 32,
-        kind: SymbolKind::Data,
-        scope: SymbolScope::Dynamic,
-        weak: false,
-        section: SymbolSection::Section(maps),
-        flags: SymbolFlags::None,
-    });
+    let m = sym(
+        &mut o,
+        "counters",
+        32,
+        SymbolKind::Data,
+        SymbolSection::Section(maps),
+    );
     reloc_to(&mut o, s, m);
     expect(&o.write().unwrap(), Errno::EINVAL, &["map counters", "BTF"]);
 }
@@ -213,16 +218,13 @@ fn legacy_maps_are_read() {
         .flat_map(|w| w.to_le_bytes())
         .collect();
     o.append_section_data(maps, &def, 4);
-    let m = o.add_symbol(Symbol {
-        name: b"legacy".to_vec(),
-        value: 0,
-        size: 20,
-        kind: SymbolKind::Data,
-        scope: SymbolScope::Dynamic,
-        weak: false,
-        section: SymbolSection::Section(maps),
-        flags: SymbolFlags::None,
-    });
+    let m = sym(
+        &mut o,
+        "legacy",
+        20,
+        SymbolKind::Data,
+        SymbolSection::Section(maps),
+    );
     reloc_to(&mut o, s, m);
     let obj = Object::parse(&o.write().unwrap()).unwrap();
     assert_eq!(obj.maps.len(), 1);
@@ -238,16 +240,13 @@ fn legacy_maps_are_read() {
     let (mut o, s, _) = obj_with("socket", &LD_MAP);
     let maps = o.add_section(Vec::new(), b"maps".to_vec(), SectionKind::Data);
     o.append_section_data(maps, &def, 4);
-    let m = o.add_symbol(Symbol {
-        name: b"inner".to_vec(),
-        value: 0,
-        size: 20,
-        kind: SymbolKind::Data,
-        scope: SymbolScope::Dynamic,
-        weak: false,
-        section: SymbolSection::Section(maps),
-        flags: SymbolFlags::None,
-    });
+    let m = sym(
+        &mut o,
+        "inner",
+        20,
+        SymbolKind::Data,
+        SymbolSection::Section(maps),
+    );
     reloc_to(&mut o, s, m);
     expect(
         &o.write().unwrap(),
