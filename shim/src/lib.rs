@@ -10,6 +10,7 @@ pub mod data;
 pub mod demo;
 pub mod dump;
 pub mod elf;
+pub mod elf_host;
 pub mod host;
 pub mod host_bpf;
 pub mod host_mprog;

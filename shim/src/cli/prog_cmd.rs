@@ -370,6 +370,7 @@ pub fn verify(v: &VerifyArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
         )));
     }
     let fds = obj.create_maps().map_err(|e| CmdError::elf(&v.file, e))?;
+    let host = v.host.then(crate::host_bpf::HostVerifier::open);
     let mut refused = false;
     for p in obj.progs.iter().filter(|p| opts.selects(p)) {
         let insns = crate::elf::bind(p, &fds);
@@ -397,6 +398,14 @@ pub fn verify(v: &VerifyArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
                 "note: prog_load would refuse it ({:?}): {gap}",
                 kbpf::Errno::ENOTSUPP
             )?;
+        }
+        match &host {
+            Some(Ok(h)) => {
+                let hv = crate::elf_host::host_verdict(h, &obj, p, v.privileged);
+                writeln!(out, "host kernel: {}", crate::elf_host::describe(hv))?;
+            }
+            Some(Err(why)) => writeln!(out, "host kernel: unavailable: {why}")?,
+            None => {}
         }
     }
     for fd in fds {
