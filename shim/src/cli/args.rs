@@ -9,7 +9,11 @@ use std::path::PathBuf;
 
 /// kbpf: a Rust eBPF core in user mode, driven like bpftool.
 #[derive(Debug, Parser)]
-#[command(name = "kbpf", version, about, long_about = None)]
+#[command(
+    name = "kbpf",
+    version,
+    about = "kbpf: a Rust eBPF core (verifier, interpreter, x86-64 JIT, maps, tail calls, tcx) in user mode, driven like bpftool"
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -47,9 +51,15 @@ pub enum Command {
     #[command(subcommand)]
     Prog(ProgCmd),
     /// Maps: create, update, lookup, delete, dump.
+    ///
+    /// MAP is a map's name: one made with `map create`, or one of a loaded object (`jmp_table`,
+    /// `.bss`). KEY and VALUE are hex bytes (`06000000`, `"06 00 00 00"`) or typed numbers
+    /// (`u32:6`, `u64:1`); a prog_array VALUE may be `prog:NAME`, a loaded program.
     #[command(subcommand)]
     Map(MapCmd),
     /// tcx: attach, detach, query, and mprog-oracle scripts.
+    ///
+    /// DEV is an ifindex (a device is created on first use); PROG a loaded program's name.
     #[command(subcommand)]
     Tcx(TcxCmd),
     /// Verify a program (.o or .data): exit 0 accepted, 1 refused, 2 bad input.
@@ -73,6 +83,9 @@ pub enum Command {
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Read commands, one per line, from stdin, against one state.
+    ///
+    /// An object loaded with `prog load` stays loaded: later `prog run FILE.o` lines run its
+    /// programs with the maps and global data earlier runs left. `#` starts a comment line.
     Shell,
 }
 

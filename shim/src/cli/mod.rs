@@ -31,6 +31,8 @@ pub struct CmdError {
     pub errno: Option<Errno>,
     /// The verifier log.
     pub log: String,
+    /// Nothing to print: the reader of the output went away (`kbpf … | head`).
+    pub quiet: bool,
 }
 
 impl CmdError {
@@ -41,6 +43,7 @@ impl CmdError {
             msg: msg.into(),
             errno: None,
             log: String::new(),
+            quiet: false,
         }
     }
 
@@ -51,6 +54,7 @@ impl CmdError {
             msg: msg.into(),
             errno: Some(errno),
             log: String::new(),
+            quiet: false,
         }
     }
 
@@ -61,11 +65,15 @@ impl CmdError {
             msg: format!("{}: {}", path.display(), e.msg),
             errno: Some(e.errno),
             log: e.log,
+            quiet: false,
         }
     }
 
     /// Prints the error as the CLI reports it: `kbpf: MSG: ERRNO`, then the log.
     pub fn print(&self, err: &mut dyn Write) {
+        if self.quiet {
+            return;
+        }
         match self.errno {
             Some(e) => {
                 let _ = writeln!(err, "kbpf: {}: {e:?}", self.msg);
@@ -82,7 +90,11 @@ impl CmdError {
 
 impl From<std::io::Error> for CmdError {
     fn from(e: std::io::Error) -> CmdError {
-        CmdError::usage(format!("writing output: {e}"))
+        CmdError {
+            status: 1,
+            quiet: e.kind() == std::io::ErrorKind::BrokenPipe,
+            ..CmdError::usage(format!("writing output: {e}"))
+        }
     }
 }
 
