@@ -137,7 +137,7 @@ fn read_blocks(
         at += 8;
         let need = n
             .checked_mul(rec_size as usize)
-            .filter(|&need| at + need <= b.len())
+            .filter(|&need| at.checked_add(need).is_some_and(|end| end <= b.len()))
             .ok_or_else(|| format!("section {sec}: {n} records run past the end"))?;
         let mut recs = Vec::with_capacity(n);
         for i in 0..n {
@@ -151,4 +151,59 @@ fn read_blocks(
         out.push((sec, rec_size, recs.into_iter()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header (32 bytes) and a func_info part of `recs` words.
+    fn ext(func_info: &[u32]) -> Vec<u8> {
+        let mut v = vec![0x9f, 0xeb, 1, 0];
+        let len = (func_info.len() * 4) as u32;
+        for w in [32u32, 0, len, len, 0, len, 0] {
+            v.extend_from_slice(&w.to_le_bytes());
+        }
+        for w in func_info {
+            v.extend_from_slice(&w.to_le_bytes());
+        }
+        v
+    }
+
+    fn names(off: u32) -> Option<String> {
+        (off == 1).then(|| "tc".to_string())
+    }
+
+    #[test]
+    fn reads_records_in_slots() {
+        // rec_size 8; section "tc": two records at bytes 0 and 16.
+        let e = BtfExt::parse(&ext(&[8, 1, 2, 0, 5, 16, 6]), &names).unwrap();
+        let f = &e.func_info["tc"];
+        assert_eq!(
+            f,
+            &[
+                FuncRec {
+                    insn: 0,
+                    type_id: 5
+                },
+                FuncRec {
+                    insn: 2,
+                    type_id: 6
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_past_the_end_are_errors() {
+        for bad in [
+            vec![8, 1, u32::MAX, 0, 5],
+            vec![8, 1, 2, 0, 5],
+            vec![4, 1, 1, 0],
+            vec![8, 9, 1, 0, 5],
+        ] {
+            assert!(BtfExt::parse(&ext(&bad), &names).is_err(), "{bad:?}");
+        }
+        assert!(BtfExt::parse(&[0x9f, 0xeb, 1], &names).is_err());
+    }
 }

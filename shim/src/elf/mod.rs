@@ -527,7 +527,7 @@ impl Parser<'_, '_> {
                 .position(|(i, m)| {
                     self.map_by_sym.get(&(si, m.sym_off)) == Some(&i)
                         && m.sym_off <= off
-                        && off < m.sym_off + m.sym_size
+                        && off < m.sym_off.saturating_add(m.sym_size)
                 })
                 .ok_or_else(|| ElfError::bad(format!(".maps: relocation at {off} is in no map")))?;
             let def = &mut self.maps[m];
