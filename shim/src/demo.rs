@@ -382,6 +382,7 @@ fn dispatcher(rep: &mut DemoReport, out: &mut dyn Write) -> Result<(), DynErr> {
             &mut TestRun {
                 data: &mut ctx,
                 repeat: 1,
+                ..Default::default()
             },
         )
         .map_err(|e| format!("{what}: {e:?}"))?;
@@ -400,6 +401,7 @@ fn dispatcher(rep: &mut DemoReport, out: &mut dyn Write) -> Result<(), DynErr> {
         &mut TestRun {
             data: &mut ctx,
             repeat: 1_000_000,
+            ..Default::default()
         },
     )
     .map_err(|e| format!("{e:?}"))?;

@@ -105,7 +105,7 @@ pub fn run(kind: DumpKind, path: &std::path::Path, out: &mut dyn Write) -> Resul
         crate::conformance::Engine::Jit.select();
     }
     let case = crate::cli::prog_cmd::read_data(path).map_err(|e| e.msg)?;
-    let fd = crate::cli::prog_cmd::load_data(&case)
+    let fd = crate::cli::prog_cmd::load_data(&case, path)
         .map_err(|e| format!("load: {}: {}", e.msg, e.log.trim()))?;
     let r = prog(kind, fd, None, out);
     let _ = syscall::close(fd);

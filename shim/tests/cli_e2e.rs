@@ -108,30 +108,56 @@ fn prog_run_prints_retval_and_duration_last() {
 }
 
 #[test]
-fn prog_run_of_a_packet_program_reports_the_errno() {
-    let pkt = scratch("pkt", &[0u8; 60]);
-    let (code, out, err) = text(&kbpf(
+fn prog_run_runs_a_tc_program_on_a_packet() {
+    use kbpf_shim::progs::{ipv4_packet, l4_ports, pad_frame};
+    let telnet = scratch(
+        "telnet.pkt",
+        &pad_frame(ipv4_packet(6, &l4_ports(40000, 23))),
+    );
+    let https = scratch(
+        "https.pkt",
+        &pad_frame(ipv4_packet(6, &l4_ports(40000, 443))),
+    );
+    let out_path = scratch("pkt.out", b"");
+    let run = |pkt: &Path, prog: &str| {
+        let (code, out, err) = text(&kbpf(
+            &[
+                "prog",
+                "run",
+                "examples/bpf/parser.o",
+                "--prog",
+                prog,
+                "--data-in",
+                pkt.to_str().unwrap(),
+                "--data-out",
+                out_path.to_str().unwrap(),
+            ],
+            "",
+        ));
+        assert_eq!(code, 0, "{err}");
+        out.lines().last().unwrap().to_string()
+    };
+    // The parser tail-calls parse_tcp, which drops telnet (TC_ACT_SHOT) and passes the rest.
+    assert!(run(&telnet, "packet_parser").starts_with("retval=2 "));
+    assert!(run(&https, "packet_parser").starts_with("retval=0 "));
+    assert!(run(&telnet, "parse_tcp").starts_with("retval=2 "));
+    assert_eq!(
+        std::fs::read(&out_path).unwrap(),
+        std::fs::read(&telnet).unwrap()
+    );
+    // Without a packet: a clear error.
+    let (code, _, err) = text(&kbpf(
         &[
             "prog",
             "run",
             "examples/bpf/parser.o",
             "--prog",
-            "packet_parser",
-            "--data-in",
-            pkt.to_str().unwrap(),
+            "parse_tcp",
         ],
         "",
     ));
-    // BPF_PROG_TEST_RUN for TC programs: either it runs, or it says ENOTSUPP.
-    if code == 0 {
-        assert!(
-            out.lines().last().unwrap().starts_with("retval=0 "),
-            "{out}"
-        );
-    } else {
-        assert_eq!(code, 1);
-        assert!(err.contains("ENOTSUPP"), "{err}");
-    }
+    assert_eq!(code, 2);
+    assert!(err.contains("needs --data-in"), "{err}");
 }
 
 #[test]

@@ -340,8 +340,8 @@ fn runner_elf_objects_run_through_the_plugin() {
         .map(|b| format!("{b:02x} "))
         .collect();
     let args = ["01 02 03 04 05 06 07 08".to_string(), "--elf".to_string()];
-    let r0 = kbpf_shim::cli::conformance_plugin(&args, &hex).unwrap();
+    let r0 = kbpf_shim::conformance::plugin(&args, &hex).unwrap();
     assert_eq!(r0, 0x0807_0605);
     // Without --elf the same text is not a program.
-    assert!(kbpf_shim::cli::conformance_plugin(&args[..1], &hex).is_err());
+    assert!(kbpf_shim::conformance::plugin(&args[..1], &hex).is_err());
 }

@@ -22,6 +22,7 @@ fn run(fd: u32, x: u32, y: u32) -> u32 {
         &mut TestRun {
             data: &mut ctx,
             repeat: 1,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -75,7 +75,7 @@ pub enum Command {
     },
     /// Plugin for the upstream bpf_conformance runner: program as hex on stdin, prints r0.
     ConformancePlugin {
-        /// An optional memory hex string, then the runner's options (`--jit`, `--elf`).
+        /// An optional memory hex string, then the runner's options (`--jit`, `--xdp`, `--elf`).
         #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
         args: Vec<String>,
     },
@@ -290,8 +290,11 @@ pub enum TcxCmd {
         #[arg(long, short = 'E')]
         egress: bool,
         /// kbpf's FIRST/LAST extension.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "host")]
         first_last: bool,
+        /// Run on the host kernel's tcx (lo of a private network namespace) instead.
+        #[arg(long)]
+        host: bool,
     },
 }
 
@@ -375,6 +378,9 @@ pub enum BenchCmd {
     },
     /// The list patcher against the kernel-style baseline.
     Patch {
+        /// Time the baseline up to 64K patches too (tens of seconds).
+        #[arg(long)]
+        full: bool,
         /// Last line one JSON object.
         #[arg(long)]
         json: bool,

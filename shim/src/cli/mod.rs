@@ -6,6 +6,7 @@
 pub mod args;
 mod map_cmd;
 pub(crate) mod prog_cmd;
+mod run_cmd;
 pub mod shell;
 pub mod state;
 mod tcx_cmd;
@@ -13,7 +14,6 @@ mod tcx_cmd;
 use crate::elf::ElfError;
 use args::{BenchCmd, Command};
 use kbpf::Errno;
-pub use prog_cmd::plugin as conformance_plugin;
 pub use state::State;
 use std::io::Write;
 use std::path::Path;
@@ -123,7 +123,7 @@ pub fn run(
         Command::ConformancePlugin { args } => {
             let mut program = String::new();
             input.read_to_string(&mut program)?;
-            let r0 = prog_cmd::plugin(&args, &program).map_err(CmdError::usage)?;
+            let r0 = crate::conformance::plugin(&args, &program).map_err(CmdError::usage)?;
             writeln!(out, "{r0:x}")?;
             Ok(0)
         }
@@ -200,7 +200,7 @@ fn bench(b: BenchCmd, out: &mut dyn Write) -> Result<(), CmdError> {
                 bench::map_lookup::print(&r, engine.name(), opts.json, out).map_err(io)
             })
         }
-        BenchCmd::Patch { json } => crate::bench_patch::run(json, out).map_err(io),
+        BenchCmd::Patch { full, json } => crate::bench_patch::run(full, json, out).map_err(io),
         BenchCmd::Tcx { opts } => {
             let engine: crate::conformance::Engine = opts.engine.into();
             engine.select();

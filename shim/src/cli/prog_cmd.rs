@@ -10,7 +10,7 @@ use crate::conformance::{self, Engine};
 use crate::data::{self, DataFile, Parsed};
 use crate::dump::{self, DumpKind};
 use crate::elf::{LoadOpts, LoadedObject, Object};
-use kbpf::syscall::{self, Fd, ObjInfo, TestRun};
+use kbpf::syscall::{self, Fd, ObjInfo};
 use kbpf::uapi::ProgType;
 use serde::Serialize;
 use std::io::Write;
@@ -39,7 +39,7 @@ pub(crate) fn read_data(path: &Path) -> Result<DataFile, CmdError> {
 
 /// Loads a `.data` file's program: as its `# type:` (verified), or as a raw buffer of its
 /// memory's length the way `conformance` loads it.
-pub(crate) fn load_data(case: &DataFile) -> Result<Fd, CmdError> {
+pub(crate) fn load_data(case: &DataFile, path: &Path) -> Result<Fd, CmdError> {
     match case.prog_type.as_deref().map(ProgType::from_name) {
         Some(None) => Err(CmdError::usage(format!(
             "unknown program type {}",
@@ -54,14 +54,18 @@ pub(crate) fn load_data(case: &DataFile) -> Result<Fd, CmdError> {
                 },
             )
         }
-        _ => conformance::load(&case.program, case.mem.len())
-            .map(|(fd, _)| fd)
-            .map_err(refused),
+        // The conformance suite's own refusals (named by file) may take the trusted path.
+        _ => {
+            let name = path.file_name().and_then(|n| n.to_str());
+            conformance::load(&case.program, case.mem.len(), name)
+                .map(|(fd, _)| fd)
+                .map_err(refused)
+        }
     }
 }
 
 /// The program of `obj` that `pick` names; with no pick, the object's only program.
-fn pick_prog<'a>(
+pub(crate) fn pick_prog<'a>(
     obj: &'a LoadedObject,
     pick: &Pick,
     path: &Path,
@@ -107,7 +111,7 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
             state.engine(engine)?;
             if !is_object(&file) {
                 let case = read_data(&file)?;
-                let fd = load_data(&case)?;
+                let fd = load_data(&case, &file)?;
                 let name = file
                     .file_stem()
                     .map_or("prog".into(), |s| s.to_string_lossy().into_owned());
@@ -156,53 +160,13 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
             repeat,
         } => {
             state.engine(engine)?;
-            let read = |p: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>, CmdError> {
-                p.as_ref()
-                    .map(|p| {
-                        std::fs::read(p)
-                            .map_err(|e| CmdError::usage(format!("{}: {e}", p.display())))
-                    })
-                    .transpose()
+            let files = super::run_cmd::RunFiles {
+                data_in,
+                data_out,
+                ctx_in,
+                ctx_out,
             };
-            let (data_in, ctx_in) = (read(&data_in)?, read(&ctx_in)?);
-            let (fd, mut buf, temp) = if is_object(&file) {
-                let obj = state.object_or_load(&file)?;
-                let p = pick_prog(obj, &pick, &file)?;
-                let def = &obj.object.progs[p.index];
-                let buf = match def.ctx_size {
-                    // A raw buffer is the context: --ctx-in, else --data-in, else zeros.
-                    Some(n) => ctx_in.or(data_in).unwrap_or_else(|| vec![0; n as usize]),
-                    None => data_in.ok_or_else(|| {
-                        CmdError::usage(format!("{}: {} needs --data-in", file.display(), p.name))
-                    })?,
-                };
-                (p.fd, buf, None)
-            } else {
-                let case = read_data(&file)?;
-                let fd = load_data(&case)?;
-                (fd, ctx_in.or(data_in).unwrap_or(case.mem), Some(fd))
-            };
-            let r = syscall::prog_test_run(
-                fd,
-                &mut TestRun {
-                    data: &mut buf,
-                    repeat,
-                },
-            );
-            if let Some(fd) = temp {
-                let _ = syscall::close(fd);
-            }
-            let r = r.map_err(|e| CmdError::errno("prog_test_run", e))?;
-            for p in [&data_out, &ctx_out].into_iter().flatten() {
-                std::fs::write(p, &buf)
-                    .map_err(|e| CmdError::usage(format!("{}: {e}", p.display())))?;
-            }
-            writeln!(
-                out,
-                "retval={} duration_ns={}",
-                r.retval as u32, r.duration_ns
-            )?;
-            Ok(())
+            super::run_cmd::run(state, &file, &pick, &files, repeat, out)
         }
         ProgCmd::Show { json } => show(state, json, out),
         ProgCmd::Dump { kind, file, pick } => {
@@ -215,7 +179,7 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
             };
             if !is_object(&file) {
                 let case = read_data(&file)?;
-                let fd = load_data(&case)?;
+                let fd = load_data(&case, &file)?;
                 let r = dump::prog(kind, fd, None, out);
                 let _ = syscall::close(fd);
                 return r.map_err(refused);
@@ -412,40 +376,6 @@ pub fn verify(v: &VerifyArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
         let _ = syscall::close(fd);
     }
     Ok(u8::from(refused))
-}
-
-/// The conformance plugin: with `--elf`, the program arrives as an ELF object (hex on stdin)
-/// and goes through the loader; otherwise [`conformance::plugin`].
-pub fn plugin(args: &[String], program_hex: &str) -> Result<u64, String> {
-    if !args.iter().any(|a| a == "--elf") {
-        return conformance::plugin(args, program_hex);
-    }
-    let mut mem = match args.first() {
-        Some(a) if !a.starts_with("--") => conformance::decode_hex(a)?,
-        _ => Vec::new(),
-    };
-    let engine = if args.iter().any(|a| a == "--jit") {
-        Engine::Jit
-    } else {
-        Engine::Interp
-    };
-    engine.select();
-    let bytes = conformance::decode_hex(program_hex)?;
-    // The runner writes `main` into `.text` (or `xdp`, with its XDP prolog).
-    let raw = crate::elf::section::sec_def("raw_buffer");
-    let obj = Object::parse_with(&bytes, raw).map_err(|e| e.to_string())?;
-    let p = obj.progs.first().ok_or("the object has no program")?;
-    if p.prog_type != ProgType::RawBuffer {
-        return Err(format!(
-            "{} programs need BPF_PROG_TEST_RUN for their type: {:?}",
-            p.prog_type.name(),
-            kbpf::Errno::ENOTSUPP
-        ));
-    }
-    if !p.map_refs.is_empty() {
-        return Err("conformance programs use no maps".into());
-    }
-    conformance::execute(&p.insns, &mut mem, engine).map(|(r0, _)| r0)
 }
 
 /// A refusal (exit status 1) with message `msg`.

@@ -188,16 +188,23 @@ pub fn run(
             echo,
             egress,
             first_last,
+            host,
         } => {
             let mut script = String::new();
             input.read_to_string(&mut script)?;
-            let opts = crate::tcx_script::Options {
-                echo,
-                egress,
-                first_last,
+            let text = if host {
+                // The host cannot serve (no root, no BPF or tcx): exit 2, as compare-tailcall.
+                crate::host_mprog::run_script(&script, echo, egress)
+                    .map_err(|e| CmdError::usage(format!("tcx script --host: {e}")))?
+            } else {
+                let opts = crate::tcx_script::Options {
+                    echo,
+                    egress,
+                    first_last,
+                };
+                crate::tcx_script::run_script(&script, opts)
+                    .map_err(|e| CmdError::errno("tcx script", e))?
             };
-            let text = crate::tcx_script::run_script(&script, opts)
-                .map_err(|e| CmdError::errno("tcx script", e))?;
             write!(out, "{text}")?;
             Ok(0)
         }

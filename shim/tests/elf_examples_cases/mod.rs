@@ -74,6 +74,7 @@ fn an_object_keeps_its_global_data_between_runs() {
             &mut syscall::TestRun {
                 data: &mut ctx,
                 repeat: 1,
+                ..Default::default()
             },
         )
         .unwrap();
