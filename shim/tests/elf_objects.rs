@@ -85,3 +85,30 @@ fn core_against_an_unknown_type_names_the_relocation() {
         assert!(e.msg.contains(w), "{w:?} not in {}", e.msg);
     }
 }
+
+#[test]
+fn callbacks_and_custom_data_sections_link_and_run() {
+    kbpf_shim::host::install();
+    let obj = Object::parse(&object("callback.o")).unwrap();
+    let p = obj.prog("callback").unwrap();
+    assert!(
+        p.insns
+            .iter()
+            .any(|i| i.is_ld_imm64() && i.src() == pseudo::FUNC),
+        "the callback's address is a BPF_PSEUDO_FUNC"
+    );
+    assert!(obj.maps.iter().any(|m| m.name == ".data.custom"));
+    let obj = obj.load(&LoadOpts::default()).unwrap();
+    let mut pkt = vec![0u8; 64];
+    let r = syscall::prog_test_run(
+        obj.prog("callback").unwrap().fd,
+        &mut TestRun {
+            data: &mut pkt,
+            repeat: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.retval, 4 + 5 + u64::from(b'e'));
+    obj.close();
+}
