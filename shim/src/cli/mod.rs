@@ -109,7 +109,10 @@ pub fn run(
     match cmd {
         Command::Demo { engine } => {
             let engine = state.engine(Some(engine))?;
-            crate::demo::run(engine, out).map_err(|e| CmdError::usage(format!("demo: {e}")))?;
+            crate::demo::run(engine, out).map_err(|e| match e.downcast::<std::io::Error>() {
+                Ok(io) => CmdError::from(*io),
+                Err(e) => CmdError::usage(format!("demo: {e}")),
+            })?;
             Ok(0)
         }
         Command::Prog(c) => prog_cmd::run(c, state, out).map(|()| 0),
