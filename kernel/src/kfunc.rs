@@ -295,6 +295,15 @@ pub fn find(id: i32) -> Option<&'static Kfunc> {
     BUILTIN.iter().find(|k| k.id == id).copied()
 }
 
+/// The kfunc named `name` (what a loader resolves an object's `extern ... __ksym` function
+/// declarations against, as libbpf looks the name up in the kernel's BTF), or `None`.
+pub fn find_by_name(name: &str) -> Option<&'static Kfunc> {
+    if let Some(k) = REGISTERED.read().iter().find(|k| k.name == name) {
+        return Some(*k);
+    }
+    BUILTIN.iter().find(|k| k.name == name).copied()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +361,12 @@ mod tests {
         assert_eq!(find(100_902).map(|k| k.name), Some("fresh"));
         assert_eq!(register(&FRESH), Err(Errno::EEXIST));
         assert_eq!(find(-1).map(|k| k.name), None);
+        assert_eq!(find_by_name("fresh").map(|k| k.id), Some(100_902));
+        assert_eq!(
+            find_by_name("bpf_ct_release").map(|k| k.id),
+            Some(ids::BPF_CT_RELEASE)
+        );
+        assert!(find_by_name("bpf_no_such_kfunc").is_none());
         assert_eq!(
             find(ids::BPF_CT_RELEASE as i32).map(|k| k.name),
             Some("bpf_ct_release")

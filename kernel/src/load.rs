@@ -9,7 +9,8 @@
 //! 1. `gate::structural_gate`: attribute checks, then every instruction decoded and checked
 //!    (unknown opcodes, reserved fields, registers, writes to R10, jump ranges, `ld_imm64`
 //!    halves, subprograms that fall off their end) with `EINVAL` and a log line naming the
-//!    instruction, as the kernel does; map references resolved.
+//!    instruction, as the kernel does; map references resolved; line info checked
+//!    (`check_btf_line`).
 //! 2. `check::verify`: the verifier ([`crate::verifier`], `bpf_check`) proves the program
 //!    safe; a rejection returns its errno and log. The trusted path ([`Verification::Trusted`],
 //!    like the kernel's `lib/test_bpf.c`) skips it.
@@ -22,7 +23,8 @@
 //!    tail-call opcode, map and callback `ld_imm64` fix-ups, dead code, context access
 //!    conversion, `bpf_loop` inlining, array lookup inlining, zero extension). Adding a pass is
 //!    one entry in that list.
-//! 6. `rewrite::linearize`: the list becomes the program as the engines see it (`xlated`).
+//! 6. `rewrite::linearize`: the list becomes the program as the engines see it (`xlated`);
+//!    the `.BTF.ext` line info moves with its instructions (deleted code's entries go).
 //! 7. `runtime::blind`: constant blinding of a copy for the engines, when asked.
 //! 8. `runtime::select_runtime`: the interpreter image, the JIT's if one is registered and
 //!    accepts the program, and the program object.
@@ -31,7 +33,7 @@
 
 use crate::insn::{Insn, Op};
 use crate::map::Map;
-use crate::patch::PatchList;
+use crate::patch::{LineInfo, PatchList};
 use crate::prog::{Prog, ProgLoadAttr};
 use crate::sync::Arc;
 use crate::verifier::convert::CtxAccessInfo;
@@ -101,6 +103,8 @@ struct Load<'a> {
     list: Option<PatchList<()>>,
     /// The program after the rewrites (`xlated`, what dumps show).
     xlated: Vec<Insn>,
+    /// The load's line info, with the final indices once linearized ([`rewrite`]).
+    line_info: Vec<LineInfo>,
     /// The blinded copy the engines run, when blinding is on ([`runtime`]).
     blinded: Option<Vec<Insn>>,
     /// The program object ([`runtime`]).
@@ -132,6 +136,7 @@ impl<'a> Load<'a> {
             },
             list: None,
             xlated: Vec::new(),
+            line_info: Vec::new(),
             blinded: None,
             prog: None,
         }

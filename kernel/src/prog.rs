@@ -58,6 +58,8 @@ pub struct Prog {
     /// The raw-buffer length the verifier judged the program for; `None` for a trusted load
     /// and for other program types.
     pub(crate) ctx_size: Option<u32>,
+    /// Source positions of the xlated instructions (`prog->aux->linfo`).
+    pub(crate) line_info: Box<[crate::patch::LineInfo]>,
 }
 
 impl Prog {
@@ -67,6 +69,7 @@ impl Prog {
         used_maps: Box<[Arc<Map>]>,
         interp: InterpImage,
         jited: Option<Box<dyn JitImage>>,
+        line_info: Box<[crate::patch::LineInfo]>,
     ) -> Prog {
         // Direct tail-call sites join their prog_arrays' poke tables now: the image is at its
         // final address (boxed) and no CPU runs it yet. If that fails, run in the interpreter,
@@ -85,7 +88,14 @@ impl Prog {
             interp,
             jited,
             ctx_size: attr.ctx_size,
+            line_info,
         }
+    }
+
+    /// The source positions of the xlated instructions (`bpf_prog_info.line_info`): the load's
+    /// `line_info` carried through every rewrite; empty when the load gave none.
+    pub fn line_info(&self) -> &[crate::patch::LineInfo] {
+        &self.line_info
     }
 
     /// The raw-buffer length the program was verified for (`None`: loaded on the trusted

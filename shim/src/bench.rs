@@ -54,11 +54,16 @@ pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
     if var == 0.0 { 0.0 } else { cov / var }
 }
 
-/// Formats a float for JSON (finite, three decimals).
-pub fn json_num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "null".into()
-    }
+/// A float as a JSON number rounded to three decimals (`null` when not finite).
+pub fn json_num(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64((v * 1000.0).round() / 1000.0)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+/// `(key, value)` rows as a JSON object of numbers (keys as strings), `f` applied to each value.
+pub fn json_map<T: Copy>(rows: &[(usize, T)], f: impl Fn(usize, T) -> f64) -> serde_json::Value {
+    rows.iter()
+        .map(|&(k, v)| (k.to_string(), json_num(f(k, v))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }

@@ -262,34 +262,35 @@ pub fn run(full: bool, json: bool, out: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     if json {
-        let speedup: Vec<String> = base_ns
+        let ns = |rows: &[(usize, u128)]| -> serde_json::Map<String, serde_json::Value> {
+            rows.iter()
+                .map(|&(n, ns)| (n.to_string(), (ns as u64).into()))
+                .collect()
+        };
+        let speedup: serde_json::Map<String, serde_json::Value> = base_ns
             .iter()
             .map(|&(n, b)| {
                 let l = list_ns
                     .iter()
                     .find(|&&(m, _)| m == n)
                     .map_or(0, |&(_, l)| l);
-                format!("\"{n}\": {:.1}", b as f64 / l.max(1) as f64)
+                let x = (b as f64 / l.max(1) as f64 * 10.0).round() / 10.0;
+                (n.to_string(), crate::bench::json_num(x))
             })
             .collect();
-        writeln!(
-            out,
-            "{{\"full\": {full}, \"list_ns\": {}, \"baseline_ns\": {}, \"speedup\": {{{}}}}}",
-            json_map(&list_ns),
-            json_map(&base_ns),
-            speedup.join(", ")
-        )?;
+        let j = serde_json::json!({
+            "full": full,
+            "list_ns": ns(&list_ns),
+            "baseline_ns": ns(&base_ns),
+            "speedup": speedup,
+        });
+        writeln!(out, "{j}")?;
     }
     Ok(())
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn json_map(v: &[(usize, u128)]) -> String {
-    let items: Vec<String> = v.iter().map(|(n, ns)| format!("\"{n}\": {ns}")).collect();
-    format!("{{{}}}", items.join(", "))
 }
 
 #[cfg(test)]

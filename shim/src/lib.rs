@@ -4,10 +4,13 @@
 
 pub mod bench;
 pub mod bench_patch;
+pub mod cli;
 pub mod conformance;
 pub mod data;
 pub mod demo;
 pub mod dump;
+pub mod elf;
+pub mod elf_host;
 pub mod host;
 pub mod host_bpf;
 pub mod host_mprog;

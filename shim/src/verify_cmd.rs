@@ -13,13 +13,12 @@
 //! that calls a helper or kfunc kbpf cannot run yet is accepted, with a `note:` line saying
 //! that `prog_load` would refuse it. Exit status: 0 accepted, 1 rejected, 2 unusable input.
 
-use crate::data::{self, DataFile, Parsed};
+use crate::data::DataFile;
 use kbpf::insn::{Insn, Op, decode};
 use kbpf::syscall::{self, Fd};
 use kbpf::uapi::{AttachType, MapType, ProgType, pseudo};
 use kbpf::{Errno, MapAttr, ProgLoadAttr};
 use std::io::Write;
-use std::path::Path;
 
 /// What `kbpf verify` was asked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -151,67 +150,31 @@ pub fn verify_case(case: &DataFile, opts: &VerifyOpts) -> Result<Verdict, String
     verdict
 }
 
-/// Parses the arguments.
-fn parse_args(args: &[String]) -> Result<(String, VerifyOpts), String> {
-    let mut opts = VerifyOpts::default();
-    let mut file = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--type" => opts.prog_type = Some(it.next().ok_or("--type needs a type")?.clone()),
-            "--attach" => opts.attach = Some(it.next().ok_or("--attach needs a type")?.clone()),
-            "--privileged" => opts.privileged = true,
-            "--host" => opts.host = true,
-            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
-            _ if file.is_some() => return Err("verify takes one FILE".into()),
-            _ => file = Some(a.clone()),
-        }
-    }
-    Ok((file.ok_or("verify needs a FILE")?, opts))
-}
-
-/// `kbpf verify`: returns the exit status (0 accepted, 1 rejected, 2 unusable input).
-pub fn run(args: &[String], out: &mut dyn Write) -> u8 {
-    let (file, opts) = match parse_args(args) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!(
-                "kbpf verify: {e}\nusage: kbpf verify FILE [--type T] [--attach A] [--privileged] [--host]"
-            );
-            return 2;
-        }
-    };
-    let case = match data::parse_file(Path::new(&file)) {
-        Ok(Parsed::Test(case)) => case,
-        Ok(Parsed::Skip(why)) => {
-            eprintln!("kbpf verify: {file}: {why}");
-            return 2;
-        }
-        Err(e) => {
-            eprintln!("kbpf verify: {e}");
-            return 2;
-        }
-    };
-    let v = match verify_case(&case, &opts) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("kbpf verify: {file}: {e}");
-            return 2;
-        }
-    };
+/// `kbpf verify` on a `.data` file: prints the verdict (`FILE: accepted` or `FILE: rejected
+/// (ERRNO)`), the log, a note when `prog_load` would still refuse it, and with `--host` the
+/// host kernel's verdict. Returns the exit status (0 accepted, 1 rejected); `Err` is unusable
+/// input (exit status 2).
+pub fn report(
+    file: &str,
+    case: &DataFile,
+    opts: &VerifyOpts,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let v = verify_case(case, opts).map_err(|e| format!("{file}: {e}"))?;
     let verdict = match v.rejected {
         None => "accepted".to_string(),
         Some(e) => format!("rejected ({e:?})"),
     };
-    let _ = writeln!(out, "{file}: {verdict}");
-    let _ = write!(out, "{}", v.log);
+    let io = |e: std::io::Error| e.to_string();
+    writeln!(out, "{file}: {verdict}").map_err(io)?;
+    write!(out, "{}", v.log).map_err(io)?;
     if let Some(note) = &v.note {
-        let _ = writeln!(out, "note: {note}");
+        writeln!(out, "note: {note}").map_err(io)?;
     }
     if opts.host {
-        let _ = writeln!(out, "host kernel: {}", host_verdict(&case, &opts));
+        writeln!(out, "host kernel: {}", host_verdict(case, opts)).map_err(io)?;
     }
-    u8::from(v.rejected.is_some())
+    Ok(u8::from(v.rejected.is_some()))
 }
 
 /// The host kernel's verdict on `case`, as one line plus the end of its log.

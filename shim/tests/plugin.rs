@@ -90,11 +90,7 @@ fn bad_input_gets_a_clear_error() {
         (&[], "b7 é0 00 00 2a 00 00 00", "bad hex digit 'é'"),
         (&[], "ｂ7 00 00 00", "bad hex digit 'ｂ'"),
         (&["0é"], exit, "memory argument: bad hex digit 'é'"),
-        (
-            &["--elf"],
-            exit,
-            "ELF objects (--elf) are not supported yet",
-        ),
+        (&["--elf"], exit, "ELF: not an ELF64 object"),
         (
             &[],
             "95 00 00 00",

@@ -3,7 +3,7 @@
 
 use kbpf::Errno;
 use kbpf_shim::data::{Parsed, parse, parse_file};
-use kbpf_shim::verify_cmd::{VerifyOpts, run, verify_case};
+use kbpf_shim::verify_cmd::{VerifyOpts, verify_case};
 use std::path::PathBuf;
 
 fn example(name: &str) -> PathBuf {
@@ -16,9 +16,18 @@ fn example(name: &str) -> PathBuf {
 
 fn cli(args: &[&str]) -> (u8, String) {
     kbpf_shim::host::install();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let mut argv = vec!["verify"];
+    argv.extend_from_slice(args);
     let mut out = Vec::new();
-    let code = run(&args, &mut out);
+    let mut state = kbpf_shim::cli::State::default();
+    let code = kbpf_shim::cli::run_args(
+        &argv,
+        &mut state,
+        &mut std::io::empty(),
+        &mut out,
+        &mut std::io::sink(),
+    );
+    state.close();
     (code, String::from_utf8(out).unwrap())
 }
 

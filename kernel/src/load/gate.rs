@@ -35,7 +35,31 @@ pub(super) fn reject(log: &mut String, msg: core::fmt::Arguments<'_>) -> Errno {
 /// The stage: [`check_attr`], then [`check_insns`].
 pub(super) fn structural_gate(l: &mut Load<'_>) -> Result {
     check_attr(l)?;
+    check_line_info(l)?;
     check_insns(l)
+}
+
+/// `check_btf_line`'s structural rules: entries start at instruction 0, strictly increase, and
+/// each names a whole instruction of the program (never an `ld_imm64`'s second slot).
+fn check_line_info(l: &mut Load<'_>) -> Result {
+    let (lines, insns) = (l.attr.line_info, l.attr.insns);
+    let mut prev: Option<u32> = None;
+    for (i, li) in lines.iter().enumerate() {
+        let off = li.insn_off as usize;
+        let bad = match prev {
+            None => li.insn_off != 0,
+            Some(p) => li.insn_off <= p,
+        } || off >= insns.len()
+            || (off > 0 && insns[off - 1].is_ld_imm64());
+        if bad {
+            return Err(reject(
+                l.log,
+                format_args!("Invalid line_info[{i}].insn_off:{}", li.insn_off),
+            ));
+        }
+        prev = Some(li.insn_off);
+    }
+    Ok(())
 }
 
 /// The load attributes: program size, type, name, attach type, context size.

@@ -100,8 +100,13 @@ pub(super) fn rewrite(l: &mut Load<'_>) -> Result {
 /// The stage: the rewritten list, or the program as written when no pass had work, becomes
 /// the program the engines see (`xlated`).
 pub(super) fn linearize(l: &mut Load<'_>) -> Result {
+    let mut line_info = Vec::new();
+    line_info.try_reserve_exact(l.attr.line_info.len())?;
+    line_info.extend_from_slice(l.attr.line_info);
     l.xlated = match l.list.take() {
-        Some(list) => list.linearize(&mut Vec::new(), None)?,
+        // Each line-info entry moves with its instruction (`bpf_adj_linfo`,
+        // `bpf_adj_linfo_after_remove`), as the patch list's linearize says.
+        Some(list) => list.linearize(&mut line_info, None)?,
         None => {
             let mut out = Vec::new();
             out.try_reserve_exact(l.insns().len())?;
@@ -109,6 +114,7 @@ pub(super) fn linearize(l: &mut Load<'_>) -> Result {
             out
         }
     };
+    l.line_info = line_info;
     Ok(())
 }
 

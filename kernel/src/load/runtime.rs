@@ -38,7 +38,10 @@ pub(super) fn select_runtime(l: &mut Load<'_>) -> Result {
     let jited = crate::jit::select_runtime(run_insns, attr.prog_type);
     let xlated = core::mem::take(&mut l.xlated).into_boxed_slice();
     let used_maps = core::mem::take(&mut l.used_maps).into_boxed_slice();
-    l.prog = Some(Prog::new(&attr, xlated, used_maps, interp, jited));
+    let line_info = core::mem::take(&mut l.line_info).into_boxed_slice();
+    l.prog = Some(Prog::new(
+        &attr, xlated, used_maps, interp, jited, line_info,
+    ));
     Ok(())
 }
 

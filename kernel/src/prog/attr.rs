@@ -3,6 +3,7 @@
 //! pipeline ([`crate::load`]) reads them.
 
 use crate::insn::Insn;
+use crate::patch::LineInfo;
 use crate::uapi::{AttachType, ProgFlags, ProgType};
 
 /// What `prog_load` is asked for (`union bpf_attr` for `BPF_PROG_LOAD`).
@@ -33,6 +34,12 @@ pub struct ProgLoadAttr<'a> {
     /// ([`crate::verifier::zext`]); `None` asks the registered JIT
     /// ([`crate::jit::needs_zext`], the kernel's `bpf_jit_needs_zext()`).
     pub needs_zext: Option<bool>,
+    /// Source positions of the instructions (`line_info`, from the object's `.BTF.ext`):
+    /// `insn_off` strictly increasing from 0, each on a whole instruction (checked by the
+    /// load's gate, as `check_btf_line` does). Every rewrite on the patch list carries them
+    /// ([`crate::patch::PatchList::linearize`]); the program keeps them
+    /// ([`crate::Prog::line_info`]). The strings they name live in the loader's BTF.
+    pub line_info: &'a [LineInfo],
 }
 
 impl<'a> ProgLoadAttr<'a> {
@@ -48,7 +55,13 @@ impl<'a> ProgLoadAttr<'a> {
             ctx_size: None,
             privileged: false,
             needs_zext: None,
+            line_info: &[],
         }
+    }
+
+    /// The same load with source positions `line_info` (see [`ProgLoadAttr::line_info`]).
+    pub fn with_line_info(self, line_info: &'a [LineInfo]) -> Self {
+        ProgLoadAttr { line_info, ..self }
     }
 
     /// The same load with zero extension forced on or off (see [`ProgLoadAttr::needs_zext`]).

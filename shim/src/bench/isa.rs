@@ -165,15 +165,15 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
         }
     )?;
     if json {
-        writeln!(
-            out,
-            "{{\"engine\":\"{engine}\",\"blinded\":{},\"ns_per_insn\":{},\"invoke_ns\":{},\"helper_ns\":{},\"load_us_per_1k\":{}}}",
-            r.blinded,
-            json_num(r.ns_per_insn),
-            json_num(r.invoke_ns),
-            json_num(r.helper_ns),
-            json_num(r.load_us_per_1k)
-        )?;
+        let j = serde_json::json!({
+            "engine": engine,
+            "blinded": r.blinded,
+            "ns_per_insn": json_num(r.ns_per_insn),
+            "invoke_ns": json_num(r.invoke_ns),
+            "helper_ns": json_num(r.helper_ns),
+            "load_us_per_1k": json_num(r.load_us_per_1k),
+        });
+        writeln!(out, "{j}")?;
     }
     Ok(())
 }

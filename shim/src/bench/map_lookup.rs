@@ -139,13 +139,13 @@ pub fn print(
     writeln!(out, "  array, helper:     {:.2}", r.array_call_ns)?;
     writeln!(out, "  hash, helper:      {:.2}", r.hash_call_ns)?;
     if json {
-        writeln!(
-            out,
-            "{{\"engine\":\"{engine}\",\"array_inline_ns\":{},\"array_call_ns\":{},\"hash_call_ns\":{}}}",
-            json_num(r.array_inline_ns),
-            json_num(r.array_call_ns),
-            json_num(r.hash_call_ns)
-        )?;
+        let j = serde_json::json!({
+            "engine": engine,
+            "array_inline_ns": json_num(r.array_inline_ns),
+            "array_call_ns": json_num(r.array_call_ns),
+            "hash_call_ns": json_num(r.hash_call_ns),
+        });
+        writeln!(out, "{j}")?;
     }
     Ok(())
 }

@@ -74,18 +74,19 @@ pub fn print(
         report.max_tail_calls
     )?;
     if json {
-        let runs: Vec<String> = report
+        let runs: serde_json::Map<String, serde_json::Value> = report
             .ns_per_run
             .iter()
-            .map(|(l, ns)| format!("\"{l}\":{}", json_num(*ns)))
+            .map(|(l, ns)| (l.to_string(), json_num(*ns)))
             .collect();
-        writeln!(
-            out,
-            "{{\"engine\":\"{engine}\",\"key\":\"{key}\",\"ns_per_tail_call\":{},\"max_tail_calls\":{},\"ns_per_run\":{{{}}}}}",
-            json_num(report.ns_per_tail_call),
-            report.max_tail_calls,
-            runs.join(",")
-        )?;
+        let j = serde_json::json!({
+            "engine": engine,
+            "key": key.to_string(),
+            "ns_per_tail_call": json_num(report.ns_per_tail_call),
+            "max_tail_calls": report.max_tail_calls,
+            "ns_per_run": runs,
+        });
+        writeln!(out, "{j}")?;
     }
     Ok(())
 }

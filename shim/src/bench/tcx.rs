@@ -2,7 +2,7 @@
 //! programs returning `TCX_NEXT`), the program's own run cost for comparison, and attach/detach
 //! cost with 0 and 62 programs already attached, the grace period measured on its own.
 
-use super::{json_num, slope};
+use super::{json_map, json_num, slope};
 use kbpf::cpu::{CpuGuard, synchronize_rcu};
 use kbpf::insn::{exit, mov64_imm};
 use kbpf::skb::SkBuff;
@@ -134,14 +134,6 @@ pub fn measure(base_ifindex: u32, repeat: u32) -> Result<TcxReport> {
     })
 }
 
-fn json_map(v: &[(usize, f64)]) -> String {
-    let items: Vec<String> = v
-        .iter()
-        .map(|(k, ns)| format!("\"{k}\":{}", json_num(*ns)))
-        .collect();
-    format!("{{{}}}", items.join(","))
-}
-
 /// Prints the report; with `json`, the last line is one JSON object.
 pub fn print(r: &TcxReport, engine: &str, json: bool, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
@@ -173,17 +165,18 @@ pub fn print(r: &TcxReport, engine: &str, json: bool, out: &mut dyn Write) -> st
         r.grace_period_ns
     )?;
     if json {
-        writeln!(
-            out,
-            "{{\"engine\":\"{engine}\",\"ns_per_prog\":{},\"prog_run_ns\":{},\"walk_ns_per_prog\":{},\"ns_per_run\":{},\"attach_ns\":{},\"detach_ns\":{},\"grace_period_ns\":{}}}",
-            json_num(r.ns_per_prog),
-            json_num(r.prog_run_ns),
-            json_num(r.ns_per_prog - r.prog_run_ns),
-            json_map(&r.ns_per_run),
-            json_map(&r.attach_ns),
-            json_map(&r.detach_ns),
-            json_num(r.grace_period_ns)
-        )?;
+        let ns = |_: usize, v: f64| v;
+        let j = serde_json::json!({
+            "engine": engine,
+            "ns_per_prog": json_num(r.ns_per_prog),
+            "prog_run_ns": json_num(r.prog_run_ns),
+            "walk_ns_per_prog": json_num(r.ns_per_prog - r.prog_run_ns),
+            "ns_per_run": json_map(&r.ns_per_run, ns),
+            "attach_ns": json_map(&r.attach_ns, ns),
+            "detach_ns": json_map(&r.detach_ns, ns),
+            "grace_period_ns": json_num(r.grace_period_ns),
+        });
+        writeln!(out, "{j}")?;
     }
     Ok(())
 }

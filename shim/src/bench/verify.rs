@@ -14,7 +14,7 @@
 //! not bend the curve; page-fault handling for the verifier's memory counts (it is system
 //! time of the thread).
 
-use super::json_num;
+use super::{json_map, json_num};
 use kbpf::insn::*;
 use kbpf::uapi::limits::BPF_MAXINSNS;
 use kbpf::uapi::{ProgType, alu, jmp};
@@ -130,14 +130,6 @@ fn growth(rows: &[(usize, f64)]) -> f64 {
     }
 }
 
-fn json_map(rows: &[(usize, f64)], f: impl Fn(usize, f64) -> f64) -> String {
-    let items: Vec<String> = rows
-        .iter()
-        .map(|&(n, ns)| format!("\"{n}\": {}", json_num(f(n, ns))))
-        .collect();
-    format!("{{{}}}", items.join(", "))
-}
-
 /// Prints the table, then (with `json`) one JSON object on the last line.
 pub fn print(r: &VerifyReport, json: bool, out: &mut dyn Write) -> std::io::Result<()> {
     for (name, rows) in [("straight-line", &r.straight), ("diamonds", &r.branchy)] {
@@ -159,16 +151,19 @@ pub fn print(r: &VerifyReport, json: bool, out: &mut dyn Write) -> std::io::Resu
     if json {
         let per = |_: usize, ns: f64| ns;
         let per_insn = |n: usize, ns: f64| ns / n as f64;
-        writeln!(
-            out,
-            "{{\"straight_ns\": {}, \"branchy_ns\": {}, \"ns_per_insn\": {{\"straight\": {}, \"branchy\": {}}}, \"growth\": {{\"straight\": {}, \"branchy\": {}}}}}",
-            json_map(&r.straight, per),
-            json_map(&r.branchy, per),
-            json_map(&r.straight, per_insn),
-            json_map(&r.branchy, per_insn),
-            json_num(growth(&r.straight)),
-            json_num(growth(&r.branchy)),
-        )?;
+        let j = serde_json::json!({
+            "straight_ns": json_map(&r.straight, per),
+            "branchy_ns": json_map(&r.branchy, per),
+            "ns_per_insn": {
+                "straight": json_map(&r.straight, per_insn),
+                "branchy": json_map(&r.branchy, per_insn),
+            },
+            "growth": {
+                "straight": json_num(growth(&r.straight)),
+                "branchy": json_num(growth(&r.branchy)),
+            },
+        });
+        writeln!(out, "{j}")?;
     }
     Ok(())
 }

@@ -11,8 +11,8 @@
 //! program, through the verifier with no fallback, and runs over the memory as its packet —
 //! how Linux's plugin runs the suite. Without `--xdp`, programs run as raw-buffer programs as in
 //! [`super::execute`] (the listed refusals on the trusted path). `--elf` (the runner's
-//! `--elf true`) gives an ELF object instead of instructions: refused until kbpf has an ELF
-//! loader, which plugs in at [`program_insns`].
+//! `--elf true`) gives an ELF object instead of instructions: the runner's `main` (in `.text`,
+//! or in `xdp` with its prolog), read by kbpf's ELF loader ([`program_insns`]).
 
 use super::{Engine, check_engine, execute};
 use kbpf::ProgLoadAttr;
@@ -98,10 +98,25 @@ pub fn parse_args(args: &[String]) -> Result<(Vec<u8>, PluginOpts), String> {
 }
 
 /// The instructions of the program the runner sent (`bytes`, already decoded from hex): raw
-/// instructions, or with `elf` an ELF object — the seam for the ELF loader.
+/// instructions, or with `elf` an ELF object read by [`crate::elf`] (`.text`'s functions taken
+/// as programs, as the runner writes `main` there; it uses no maps).
 pub fn program_insns(bytes: &[u8], elf: bool) -> Result<Vec<Insn>, String> {
     if elf {
-        return Err("ELF objects (--elf) are not supported yet: kbpf has no ELF loader".into());
+        let raw = crate::elf::section::sec_def("raw_buffer");
+        let obj = crate::elf::Object::parse_with(bytes, raw).map_err(|e| format!("ELF: {e}"))?;
+        let p = obj
+            .progs
+            .iter()
+            .find(|p| p.name == "main")
+            .or(obj.progs.first())
+            .ok_or("ELF: the object has no program")?;
+        if !p.map_refs.is_empty() {
+            return Err(format!(
+                "ELF: program {} uses maps, which the runner never sends",
+                p.name
+            ));
+        }
+        return Ok(p.insns.clone());
     }
     if bytes.len() % 8 != 0 {
         return Err(format!(

@@ -1,0 +1,142 @@
+//! What one `kbpf` process (a single command, or a whole `kbpf shell` session) holds between
+//! commands: the objects and `.data` programs it loaded, the maps it created, the tcx links it
+//! made. An object loaded with `prog load` stays loaded, so later `prog run` lines see the
+//! maps and global data earlier runs left.
+
+use super::CmdError;
+use super::args::EngineArg;
+use crate::conformance::Engine;
+use crate::elf::{LoadOpts, LoadedObject, Object};
+use kbpf::syscall::{self, Fd};
+use std::path::{Path, PathBuf};
+
+/// A `.data` file's program loaded with `prog load`.
+#[derive(Debug)]
+pub struct DataProg {
+    /// Its name (the file's stem).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Its handle.
+    pub fd: Fd,
+    /// The file's `-- mem` bytes.
+    pub mem: Vec<u8>,
+}
+
+/// The state of a CLI process.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Loaded objects by path.
+    pub objects: Vec<(PathBuf, LoadedObject)>,
+    /// Loaded `.data` programs.
+    pub data_progs: Vec<DataProg>,
+    /// Maps made with `map create`.
+    pub maps: Vec<(String, Fd)>,
+    /// tcx links: (program name, handle).
+    pub links: Vec<(String, Fd)>,
+}
+
+impl State {
+    /// Makes `engine` (the JIT when `None` and no engine was chosen yet) the one loads use.
+    /// The JIT's registration is permanent, as a kernel's JIT is: asking for the interpreter
+    /// afterwards is an error.
+    pub fn engine(&self, engine: Option<EngineArg>) -> Result<Engine, CmdError> {
+        match engine {
+            Some(EngineArg::Interp) if kbpf::jit::enabled() => Err(CmdError::usage(
+                "--engine interp: this process already registered the JIT (registration is \
+                 permanent, as a kernel's JIT is); use a new process",
+            )),
+            Some(EngineArg::Interp) => Ok(Engine::Interp),
+            None if !kbpf::jit::enabled() && self.any_loaded() => Ok(Engine::Interp),
+            _ => {
+                Engine::Jit.select();
+                Ok(Engine::Jit)
+            }
+        }
+    }
+
+    fn any_loaded(&self) -> bool {
+        !self.objects.is_empty() || !self.data_progs.is_empty()
+    }
+
+    /// The loaded object at `path`, if any.
+    pub fn object(&self, path: &Path) -> Option<&LoadedObject> {
+        self.objects.iter().find(|(p, _)| p == path).map(|(_, o)| o)
+    }
+
+    /// Loads the object at `path` (replacing an earlier load of it) and returns it.
+    pub fn load_object(&mut self, path: &Path, opts: &LoadOpts) -> Result<&LoadedObject, CmdError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| CmdError::usage(format!("{}: {e}", path.display())))?;
+        let obj = Object::parse(&bytes).map_err(|e| CmdError::elf(path, e))?;
+        let loaded = obj.load(opts).map_err(|e| CmdError::elf(path, e))?;
+        if let Some(i) = self.objects.iter().position(|(p, _)| p == path) {
+            let (_, old) = self.objects.remove(i);
+            old.close();
+        }
+        self.objects.push((path.to_path_buf(), loaded));
+        Ok(&self.objects.last().expect("just pushed").1)
+    }
+
+    /// The loaded object at `path`, loading it first if needed.
+    pub fn object_or_load(&mut self, path: &Path) -> Result<&LoadedObject, CmdError> {
+        if self.object(path).is_none() {
+            self.load_object(path, &LoadOpts::default())?;
+        }
+        Ok(self.object(path).expect("loaded"))
+    }
+
+    /// The handle of the program named `name` (an object's function, or a `.data` program).
+    pub fn prog(&self, name: &str) -> Result<Fd, CmdError> {
+        self.objects
+            .iter()
+            .find_map(|(_, o)| o.prog(name).map(|p| p.fd))
+            .or_else(|| {
+                self.data_progs
+                    .iter()
+                    .find(|d| d.name == name)
+                    .map(|d| d.fd)
+            })
+            .ok_or_else(|| CmdError::usage(format!("no loaded program named {name}")))
+    }
+
+    /// The name of the loaded program with id `id`, if this state holds it.
+    pub fn prog_name(&self, id: u32) -> Option<String> {
+        let id_of = |fd| match syscall::obj_get_info(fd) {
+            Ok(syscall::ObjInfo::Prog(i)) => Some(i.id),
+            _ => None,
+        };
+        self.objects
+            .iter()
+            .flat_map(|(_, o)| o.progs.iter().map(|p| (p.name.clone(), p.fd)))
+            .chain(self.data_progs.iter().map(|d| (d.name.clone(), d.fd)))
+            .find(|&(_, fd)| id_of(fd) == Some(id))
+            .map(|(n, _)| n)
+    }
+
+    /// The handle of the map named `name` (made with `map create`, or an object's).
+    pub fn map(&self, name: &str) -> Result<Fd, CmdError> {
+        self.maps
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, fd)| fd)
+            .or_else(|| self.objects.iter().find_map(|(_, o)| o.map(name)))
+            .ok_or_else(|| CmdError::usage(format!("no map named {name}")))
+    }
+
+    /// Closes every handle.
+    pub fn close(self) {
+        for (_, fd) in self.links {
+            let _ = syscall::close(fd);
+        }
+        for (_, o) in self.objects {
+            o.close();
+        }
+        for d in self.data_progs {
+            let _ = syscall::close(d.fd);
+        }
+        for (_, fd) in self.maps {
+            let _ = syscall::close(fd);
+        }
+    }
+}

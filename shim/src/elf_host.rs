@@ -1,0 +1,56 @@
+//! An object's programs through the host Linux kernel's verifier, for `kbpf verify --host` on
+//! `.o` files and the differential test of the C examples (`shim/tests/elf_host.rs`): each
+//! program as the ELF loader linked it, its map references naming the object's maps by index
+//! (what [`crate::host_bpf::HostLoad`] expects), loaded with `BPF_PROG_LOAD` on the host.
+
+use crate::elf::{Object, ProgDef};
+use crate::host_bpf::{HostLoad, HostVerdict, HostVerifier};
+use kbpf::uapi::ProgType;
+
+/// The host kernel's verdict on `p` of `obj`, or why it was not asked: the host has no program
+/// type for kbpf's raw buffer, and kfunc ids are kbpf's, not the host's BTF ids.
+pub fn host_verdict(
+    host: &HostVerifier,
+    obj: &Object,
+    p: &ProgDef,
+    privileged: bool,
+) -> Result<HostVerdict, String> {
+    if p.prog_type == ProgType::RawBuffer {
+        return Err("not asked: the host has no raw_buffer program type".into());
+    }
+    if p.insns
+        .iter()
+        .any(|i| i.code == 0x85 && i.src() == kbpf::uapi::pseudo::KFUNC_CALL)
+    {
+        return Err(
+            "not asked: it calls kfuncs, whose ids are kbpf's, not the host's BTF ids".into(),
+        );
+    }
+    let mut insns = p.insns.clone();
+    for r in &p.map_refs {
+        insns[r.insn].imm = r.map as i32;
+        if let Some(off) = r.value_off {
+            insns[r.insn + 1].imm = off as i32;
+        }
+    }
+    host.load(HostLoad {
+        prog_type: p.prog_type,
+        insns,
+        maps: obj.maps.iter().map(|m| m.attr).collect(),
+        privileged,
+        expected_attach_type: p.attach,
+    })
+}
+
+/// One line for `kbpf verify --host`.
+pub fn describe(v: Result<HostVerdict, String>) -> String {
+    match v {
+        Ok(HostVerdict::Accepted) => "accepted".into(),
+        Ok(HostVerdict::Rejected { errno, log }) => {
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("rejected (errno {errno})\n{}", tail.join("\n"))
+        }
+        Err(e) => e,
+    }
+}

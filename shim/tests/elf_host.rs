@@ -1,0 +1,50 @@
+//! The C examples' programs through the host Linux kernel's verifier as well as kbpf's: the
+//! two verdicts agree on every program the host can judge (not raw_buffer, no kbpf kfunc
+//! ids). SKIPPED (said on stderr) where the host cannot load BPF programs.
+
+use kbpf::syscall;
+use kbpf_shim::demo::{PARSER_O, SYSCALL_O, TCX_CHAIN_O};
+use kbpf_shim::elf::{LoadOpts, Object, attr, bind};
+use kbpf_shim::elf_host::host_verdict;
+use kbpf_shim::host_bpf::{HostVerdict, HostVerifier};
+
+#[test]
+fn host_and_kbpf_agree_on_the_examples() {
+    kbpf_shim::host::install();
+    let host = match HostVerifier::open() {
+        Ok(h) => h,
+        Err(why) => {
+            eprintln!("SKIPPED: the host kernel's verifier is unavailable: {why}");
+            return;
+        }
+    };
+    let mut asked = 0;
+    for (name, bytes) in [
+        ("parser.o", PARSER_O),
+        ("syscall.o", SYSCALL_O),
+        ("tcx_chain.o", TCX_CHAIN_O),
+    ] {
+        let obj = Object::parse(bytes).unwrap();
+        let fds = obj.create_maps().unwrap();
+        for p in &obj.progs {
+            let Ok(h) = host_verdict(&host, &obj, p, false) else {
+                continue;
+            };
+            let insns = bind(p, &fds);
+            let mut log = String::new();
+            let ours = syscall::prog_verify_log(&attr(p, &insns, &LoadOpts::default()), &mut log);
+            let theirs = matches!(h, HostVerdict::Accepted);
+            assert_eq!(
+                ours.is_ok(),
+                theirs,
+                "{name}: {}: kbpf {ours:?}, host {h:?}",
+                p.name
+            );
+            asked += 1;
+        }
+        for fd in fds {
+            let _ = syscall::close(fd);
+        }
+    }
+    assert_eq!(asked, 9, "the TC and tcx programs are all asked");
+}
