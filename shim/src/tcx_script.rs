@@ -14,8 +14,6 @@ use kbpf::syscall::{self, Fd};
 use kbpf::tcx::{self, AttachAttr, LinkCreateAttr};
 use kbpf::uapi::{AttachType, ProgType, tcx_action};
 use kbpf::{Errno, ProgLoadAttr};
-use std::io::{Read, Write};
-use std::process::ExitCode;
 
 /// How a script runs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -147,54 +145,4 @@ pub fn run_script(script: &str, opts: Options) -> Result<String, Errno> {
     let out = s.run(script);
     s.finish().remove()?;
     Ok(out)
-}
-
-/// The CLI entry: parses `args` (after `tcx`), reads the script from `input`, writes to `out`.
-pub fn run(args: &[String], input: &mut dyn Read, out: &mut dyn Write) -> ExitCode {
-    let mut opts = Options::default();
-    let mut host = false;
-    let mut it = args.iter().map(String::as_str);
-    if it.next() != Some("script") {
-        eprintln!(
-            "kbpf tcx: usage: kbpf tcx script [-e] [--egress] [--first-last] [--host] < SCRIPT"
-        );
-        return ExitCode::from(2);
-    }
-    for a in it {
-        match a {
-            "-e" => opts.echo = true,
-            "--egress" | "-E" => opts.egress = true,
-            "--first-last" => opts.first_last = true,
-            "--host" => host = true,
-            other => {
-                eprintln!("kbpf tcx script: unknown option {other}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    if host && opts.first_last {
-        eprintln!("kbpf tcx script: --first-last is a kbpf extension the host kernel lacks");
-        return ExitCode::from(2);
-    }
-    let mut script = String::new();
-    if let Err(e) = input.read_to_string(&mut script) {
-        eprintln!("kbpf tcx script: reading the script: {e}");
-        return ExitCode::FAILURE;
-    }
-    let result = if host {
-        crate::host_mprog::run_script(&script, opts.echo, opts.egress)
-    } else {
-        run_script(&script, opts).map_err(|e| e.to_string())
-    };
-    match result {
-        Ok(text) => match out.write_all(text.as_bytes()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::FAILURE,
-        },
-        Err(e) => {
-            eprintln!("kbpf tcx script: {e}");
-            // The host cannot serve (no root, no BPF or tcx): as `compare-tailcall`, exit 2.
-            ExitCode::from(if host { 2 } else { 1 })
-        }
-    }
 }
