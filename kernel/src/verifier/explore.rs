@@ -14,6 +14,7 @@ use super::branch;
 use super::cfg::Cfg;
 use super::ctx::CtxOps;
 use super::log::Reject;
+use super::mem::{Access, AtomicInsn, Kind};
 use super::precision::{self, History, Precise};
 use super::state::{Reg, RegType, VState};
 use crate::Errno;
@@ -31,6 +32,35 @@ pub(super) struct Path {
     pub parent: Option<usize>,
     /// The jump history since `parent` was stored.
     pub hist: History,
+}
+
+/// A conditional jump's operands (`BPF_JMP`/`BPF_JMP32` with a condition).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct JmpInsn {
+    /// The instruction.
+    pub pc: usize,
+    /// 64-bit comparison (`JMP`), else the low halves (`JMP32`).
+    pub wide: bool,
+    /// The condition.
+    pub cond: crate::insn::Cond,
+    /// The compared register.
+    pub dst: u8,
+    /// What it is compared with.
+    pub src: Operand,
+    /// The jump distance.
+    pub off: i16,
+}
+
+impl JmpInsn {
+    /// The instruction after the jump.
+    pub fn fall(&self) -> usize {
+        self.pc + 1
+    }
+
+    /// The jump's target.
+    pub fn target(&self) -> usize {
+        (self.pc as i64 + 1 + self.off as i64) as usize
+    }
 }
 
 /// What executing one instruction did to the path.
@@ -280,7 +310,17 @@ impl<'a> Explorer<'a> {
                 dst,
                 src,
                 off,
-            } => return self.check_jmp(st, pc, wide, cond, dst, src, off),
+            } => {
+                let j = JmpInsn {
+                    pc,
+                    wide,
+                    cond,
+                    dst,
+                    src,
+                    off,
+                };
+                return self.check_jmp(st, &j);
+            }
             Op::MayGoto { off } => {
                 let t = (next as i64 + off as i64) as usize;
                 return Ok(Next::Fork(next, t, st.clone()));
@@ -300,15 +340,19 @@ impl<'a> Explorer<'a> {
                 dst,
                 src,
                 off,
-            } => self.check_ldx(st, pc, size.bytes(), sign, dst, src, off)?,
+            } => {
+                let kind = Kind::Read { sign };
+                self.check_ldx(st, &Access::new(pc, src, off, size, kind), dst)?;
+            }
             Op::St {
                 size,
                 dst,
                 off,
                 imm,
             } => {
-                let v = Reg::scalar(Scalar::konst(imm as i64 as u64));
-                self.check_store(st, pc, size.bytes(), dst, off, v, None)?;
+                let val = Reg::scalar(Scalar::konst(imm as i64 as u64));
+                let kind = Kind::Write { val, src: None };
+                self.mem_access(st, &Access::new(pc, dst, off, size, kind))?;
             }
             Op::Stx {
                 size,
@@ -316,8 +360,12 @@ impl<'a> Explorer<'a> {
                 src,
                 off,
             } => {
-                let v = self.read(st, pc, src)?;
-                self.check_store(st, pc, size.bytes(), dst, off, v, Some(src))?;
+                let val = self.read(st, pc, src)?;
+                let kind = Kind::Write {
+                    val,
+                    src: Some(src),
+                };
+                self.mem_access(st, &Access::new(pc, dst, off, size, kind))?;
             }
             Op::Atomic {
                 size,
@@ -325,7 +373,17 @@ impl<'a> Explorer<'a> {
                 dst,
                 src,
                 off,
-            } => self.check_atomic(st, pc, size.bytes(), op, dst, src, off)?,
+            } => {
+                let size = size.bytes();
+                let a = AtomicInsn {
+                    size,
+                    op,
+                    dst,
+                    src,
+                    off,
+                };
+                self.check_atomic(st, pc, a)?;
+            }
             Op::LdImm64 { dst, pseudo, imm } => self.check_ld_imm64(st, pc, dst, pseudo, imm)?,
             Op::LdPacket { .. } => {
                 return Err(Reject::new(
@@ -339,22 +397,20 @@ impl<'a> Explorer<'a> {
     }
 
     /// Conditional jumps (`check_cond_jmp_op`).
-    #[allow(clippy::too_many_arguments)]
-    fn check_jmp(
-        &mut self,
-        st: &mut VState,
-        pc: usize,
-        wide: bool,
-        cond: crate::insn::Cond,
-        dst: u8,
-        src: Operand,
-        off: i16,
-    ) -> Result<Next, Reject> {
+    fn check_jmp(&mut self, st: &mut VState, j: &JmpInsn) -> Result<Next, Reject> {
         use crate::insn::Cond;
-        let (fall, target) = (pc + 1, (pc as i64 + 1 + off as i64) as usize);
+        let JmpInsn {
+            pc,
+            wide,
+            cond,
+            dst,
+            src,
+            ..
+        } = *j;
+        let (fall, target) = (j.fall(), j.target());
         let a = self.read(st, pc, dst)?;
         let b = self.operand(st, pc, src)?;
-        if let Some(next) = self.try_match_pkt_pointers(st, pc, wide, cond, dst, src, &a, &b)? {
+        if let Some(next) = self.try_match_pkt_pointers(st, j, &a, &b)? {
             return Ok(next);
         }
         if let Operand::Reg(r) = src {

@@ -22,16 +22,104 @@ use super::explore::Explorer;
 use super::log::Reject;
 use super::state::{ByteKind, Reg, RegType, Slot, VState};
 use crate::Errno;
-use crate::insn::AtomicOp;
+use crate::insn::{AtomicOp, Size};
 use crate::map::MapAttr;
 use crate::uapi::{MapFlags, MapType, pseudo};
 
 /// What an access does.
 #[derive(Clone, Copy)]
-enum Kind {
-    Read { sign: bool },
-    Write(Reg, u8),
+pub(super) enum Kind {
+    /// A load; `sign`: sign-extending.
+    Read {
+        /// The load sign-extends (`ldxs*`).
+        sign: bool,
+    },
+    /// A store of `val`, from register `src` (`None` for `st`'s immediate).
+    Write {
+        /// The value stored.
+        val: Reg,
+        /// The register it comes from.
+        src: Option<u8>,
+    },
+    /// An atomic read-modify-write.
     Atomic,
+}
+
+/// One memory access of an instruction (the arguments of `check_mem_access`): `size` bytes at
+/// `off` from the pointer in R`regno`, by the instruction at `pc`.
+#[derive(Clone, Copy)]
+pub(super) struct Access {
+    /// The instruction.
+    pub pc: usize,
+    /// The pointer register.
+    pub regno: u8,
+    /// The instruction's offset.
+    pub off: i16,
+    /// Bytes accessed.
+    pub size: usize,
+    /// Load, store or atomic.
+    pub kind: Kind,
+}
+
+impl Access {
+    /// The access an instruction at `pc` makes through R`regno` at `off`.
+    pub fn new(pc: usize, regno: u8, off: i16, size: Size, kind: Kind) -> Access {
+        Access {
+            pc,
+            regno,
+            off,
+            size: size.bytes(),
+            kind,
+        }
+    }
+
+    /// Whether the access writes.
+    pub fn write(&self) -> bool {
+        !matches!(self.kind, Kind::Read { .. })
+    }
+
+    /// Whether the access is a sign-extending load.
+    pub fn sign(&self) -> bool {
+        matches!(self.kind, Kind::Read { sign: true })
+    }
+
+    /// The same access at instruction offset 0 through R`regno` (a helper's memory argument).
+    pub fn helper_arg(pc: usize, regno: u8, size: usize) -> Access {
+        Access {
+            pc,
+            regno,
+            off: 0,
+            size,
+            kind: Kind::Read { sign: false },
+        }
+    }
+}
+
+/// The memory a bounded pointer may reach: `[0, limit)` of `what`, whose size the kernel's
+/// message calls `limit_name` (`check_mem_region_access`).
+#[derive(Clone, Copy)]
+pub(super) struct Region {
+    /// Bytes in the region.
+    pub limit: i64,
+    /// What it is, for the message (`map value`).
+    pub what: &'static str,
+    /// The name of its size in the message (`value_size`).
+    pub limit_name: &'static str,
+}
+
+/// An atomic instruction's operands (`BPF_ATOMIC`).
+#[derive(Clone, Copy)]
+pub(super) struct AtomicInsn {
+    /// Bytes (4 or 8; 1..8 for load-acquire/store-release).
+    pub size: usize,
+    /// The operation.
+    pub op: AtomicOp,
+    /// The pointer register.
+    pub dst: u8,
+    /// The value register.
+    pub src: u8,
+    /// The offset.
+    pub off: i16,
 }
 
 /// The value a load of `size` bytes of unknown data gives.
@@ -56,52 +144,33 @@ impl Explorer<'_> {
         })
     }
 
-    /// `dst = *(size *)(src + off)`.
-    #[allow(clippy::too_many_arguments)]
+    /// `dst = *(size *)(src + off)`: the load `acc`, its value into `dst`.
     pub(super) fn check_ldx(
         &mut self,
         st: &mut VState,
-        pc: usize,
-        size: usize,
-        sign: bool,
+        acc: &Access,
         dst: u8,
-        src: u8,
-        off: i16,
     ) -> Result<(), Reject> {
-        let v = self.mem_access(st, pc, src, off, size, Kind::Read { sign })?;
-        self.check_dst(pc, dst)?;
+        let v = self.mem_access(st, acc)?;
+        self.check_dst(acc.pc, dst)?;
         *st.reg_mut(dst) = v;
         Ok(())
     }
 
-    /// `*(size *)(dst + off) = val` (`src`: the register stored, if any).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn check_store(
-        &mut self,
-        st: &mut VState,
-        pc: usize,
-        size: usize,
-        dst: u8,
-        off: i16,
-        val: Reg,
-        src: Option<u8>,
-    ) -> Result<(), Reject> {
-        self.mem_access(st, pc, dst, off, size, Kind::Write(val, src.unwrap_or(dst)))?;
-        Ok(())
-    }
-
     /// Atomic operations; load-acquire/store-release are checked as a load/store.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn check_atomic(
         &mut self,
         st: &mut VState,
         pc: usize,
-        size: usize,
-        op: AtomicOp,
-        dst: u8,
-        src: u8,
-        off: i16,
+        a: AtomicInsn,
     ) -> Result<(), Reject> {
+        let AtomicInsn {
+            size,
+            op,
+            dst,
+            src,
+            off,
+        } = a;
         // Load-acquire/store-release through a context that is rewritten at load, or into
         // the packet, are refused (`atomic_ptr_type_ok`).
         let ordered_ptr = match op {
@@ -119,11 +188,22 @@ impl Explorer<'_> {
                 ));
             }
         }
+        let at = |regno, kind| Access {
+            pc,
+            regno,
+            off,
+            size,
+            kind,
+        };
         match op {
-            AtomicOp::LoadAcquire => return self.check_ldx(st, pc, size, false, dst, src, off),
+            AtomicOp::LoadAcquire => {
+                return self.check_ldx(st, &at(src, Kind::Read { sign: false }), dst);
+            }
             AtomicOp::StoreRelease => {
-                let v = self.read(st, pc, src)?;
-                return self.check_store(st, pc, size, dst, off, v, Some(src));
+                let val = self.read(st, pc, src)?;
+                let src = Some(src);
+                self.mem_access(st, &at(dst, Kind::Write { val, src }))?;
+                return Ok(());
             }
             _ => {}
         }
@@ -150,7 +230,7 @@ impl Explorer<'_> {
                 ),
             ));
         }
-        self.mem_access(st, pc, dst, off, size, Kind::Atomic)?;
+        self.mem_access(st, &at(dst, Kind::Atomic))?;
         let fetched = loaded(size, false);
         match op {
             AtomicOp::Cmpxchg => *st.reg_mut(0) = fetched,
@@ -167,19 +247,15 @@ impl Explorer<'_> {
         Ok(())
     }
 
-    fn mem_access(
-        &mut self,
-        st: &mut VState,
-        pc: usize,
-        ptrno: u8,
-        off: i16,
-        size: usize,
-        kind: Kind,
-    ) -> Result<Reg, Reject> {
+    /// One load, store or atomic access (`check_mem_access`): the value a load gives (for a
+    /// store, the value stored).
+    pub(super) fn mem_access(&mut self, st: &mut VState, acc: &Access) -> Result<Reg, Reject> {
+        let (pc, ptrno, off, size) = (acc.pc, acc.regno, acc.off, acc.size);
         let p = self.read(st, pc, ptrno)?;
-        let write = !matches!(kind, Kind::Read { .. });
-        if let Kind::Write(v, src) = kind {
-            if v.ty.is_pointer() && !self.env.privileged {
+        let write = acc.write();
+        if let Kind::Write { val, src } = acc.kind {
+            if val.ty.is_pointer() && !self.env.privileged {
+                let src = src.unwrap_or(ptrno);
                 match p.ty {
                     RegType::PtrToMapValue => {
                         return Err(Reject::acces(
@@ -203,7 +279,7 @@ impl Explorer<'_> {
                 }
             }
         }
-        let sign = matches!(kind, Kind::Read { sign: true });
+        let sign = acc.sign();
         let ctx_info = (p.ty == RegType::PtrToCtx).then(|| CtxAccessInfo {
             off: (p.off as i64 + off as i64) as i16,
             size: size as u8,
@@ -218,21 +294,10 @@ impl Explorer<'_> {
                 self.check_packet_access(pc, ptrno, &p, p.off as i64 + off as i64, size)?;
                 Ok(loaded(size, sign))
             }
-            RegType::PtrToStack { frame } => {
-                self.stack_access(st, pc, ptrno, &p, frame, off, size, kind)
-            }
+            RegType::PtrToStack { frame } => self.stack_access(st, acc, &p, frame),
             RegType::PtrToMapValue => {
                 let attr = self.map_attr(pc, p.map)?;
-                self.check_bounded(
-                    pc,
-                    ptrno,
-                    &p,
-                    off,
-                    size,
-                    attr.value_size as i64,
-                    "map value",
-                    "value_size",
-                )?;
+                self.check_bounded(acc, &p, map_value_region(&attr))?;
                 if write && attr.flags.contains(MapFlags::RDONLY_PROG) {
                     return Err(Reject::acces(pc, "write into map forbidden"));
                 }
@@ -276,14 +341,7 @@ impl Explorer<'_> {
                 }
                 Ok(loaded(size, sign))
             }
-            RegType::PtrToSocket | RegType::PtrToBtfId(_) => {
-                let w = match kind {
-                    Kind::Write(v, src) => Some((v, src)),
-                    Kind::Atomic => Some((loaded(size, false), ptrno)),
-                    Kind::Read { .. } => None,
-                };
-                self.check_obj_access(pc, ptrno, &p, off, size, w, sign)
-            }
+            RegType::PtrToSocket | RegType::PtrToBtfId(_) => self.check_obj_access(acc, &p),
             t => Err(Reject::acces(
                 pc,
                 format_args!("R{ptrno} invalid mem access '{}'", t.name()),
@@ -291,20 +349,10 @@ impl Explorer<'_> {
         }
     }
 
-    /// `off + size` within `[0, limit)` for every offset a pointer with a bounded variable
+    /// `off + size` within the region for every offset a pointer with a bounded variable
     /// part may have (`check_map_access` and friends).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn check_bounded(
-        &self,
-        pc: usize,
-        regno: u8,
-        p: &Reg,
-        off: i16,
-        size: usize,
-        limit: i64,
-        what: &str,
-        limit_name: &str,
-    ) -> Result<(), Reject> {
+    pub(super) fn check_bounded(&self, acc: &Access, p: &Reg, r: Region) -> Result<(), Reject> {
+        let (pc, regno, size) = (acc.pc, acc.regno, acc.size);
         check_min_nonnegative(pc, regno, p)?;
         if p.var.umax >= 1 << 29 {
             return Err(Reject::acces(
@@ -314,33 +362,31 @@ impl Explorer<'_> {
                 ),
             ));
         }
-        let base = p.off as i64 + off as i64;
+        let base = p.off as i64 + acc.off as i64;
         let (lo, hi) = (
             base + p.var.umin as i64,
             base + p.var.umax as i64 + size as i64,
         );
-        if lo < 0 || hi > limit {
+        if lo < 0 || hi > r.limit {
             let o = if lo < 0 { lo } else { hi - size as i64 };
+            let (what, name, limit) = (r.what, r.limit_name, r.limit);
             return Err(Reject::acces(
                 pc,
-                format_args!("invalid access to {what}, {limit_name}={limit} off={o} size={size}"),
+                format_args!("invalid access to {what}, {name}={limit} off={o} size={size}"),
             ));
         }
         Ok(())
     }
 
     /// The stack offset range `[lo, hi)` an access touches, checked against the frame.
-    #[allow(clippy::too_many_arguments)]
-    fn stack_range(
+    pub(super) fn stack_range(
         &self,
-        pc: usize,
-        regno: u8,
+        acc: &Access,
         p: &Reg,
-        off: i16,
-        size: usize,
         what: &str,
     ) -> Result<(i64, i64), Reject> {
-        let base = p.off as i64 + off as i64;
+        let (pc, regno, size) = (acc.pc, acc.regno, acc.size);
+        let base = p.off as i64 + acc.off as i64;
         let lo = base.saturating_add(p.var.smin);
         let hi = base.saturating_add(p.var.smax).saturating_add(size as i64);
         if lo < -512 || hi > 0 {
@@ -368,24 +414,16 @@ impl Explorer<'_> {
         Ok((lo, hi))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn stack_access(
         &mut self,
         st: &mut VState,
-        pc: usize,
-        regno: u8,
+        acc: &Access,
         p: &Reg,
         frame: u8,
-        off: i16,
-        size: usize,
-        kind: Kind,
     ) -> Result<Reg, Reject> {
-        let what = if matches!(kind, Kind::Read { .. }) {
-            "read from"
-        } else {
-            "write to"
-        };
-        let (lo, hi) = self.stack_range(pc, regno, p, off, size, what)?;
+        let (pc, regno, off, size, kind) = (acc.pc, acc.regno, acc.off, acc.size, acc.kind);
+        let what = if acc.write() { "write to" } else { "read from" };
+        let (lo, hi) = self.stack_range(acc, p, what)?;
         let fr = &mut st.frames[frame as usize];
         let depth = &mut self.stack_depth[fr.subprog];
         *depth = (*depth).max((-lo) as u32);
@@ -394,7 +432,7 @@ impl Explorer<'_> {
         let priv_ = self.env.privileged;
         match kind {
             Kind::Read { .. } | Kind::Atomic if konst => {
-                let sign = matches!(kind, Kind::Read { sign: true });
+                let sign = acc.sign();
                 let (s, b) = idx(lo);
                 if let Slot::Spill(r) = fr.stack[s] {
                     if size == 8 && b == 0 {
@@ -459,7 +497,7 @@ impl Explorer<'_> {
                 write_bytes(fr, lo, hi, ByteKind::Misc);
                 Ok(loaded(size, false))
             }
-            Kind::Write(v, _) => {
+            Kind::Write { val: v, .. } => {
                 let (s, b) = idx(lo);
                 if konst && size == 8 && b == 0 {
                     fr.stack[s] = Slot::Spill(v);
@@ -487,65 +525,6 @@ impl Explorer<'_> {
                 write_bytes(fr, lo, hi, k);
                 Ok(v)
             }
-        }
-    }
-
-    /// A helper argument pointing to `size` bytes the helper reads (`check_helper_mem_access`
-    /// for map keys and values): stack bytes must be written, map values in bounds.
-    pub(super) fn check_helper_mem(
-        &mut self,
-        st: &mut VState,
-        pc: usize,
-        regno: u8,
-        size: usize,
-    ) -> Result<(), Reject> {
-        let p = *st.reg(regno);
-        match p.ty {
-            RegType::PtrToStack { frame } => {
-                let (lo, hi) = self.stack_range(pc, regno, &p, 0, size, "indirect access to")?;
-                let fr = &st.frames[frame as usize];
-                let depth = &mut self.stack_depth[fr.subprog];
-                *depth = (*depth).max((-lo) as u32);
-                for o in lo..hi {
-                    let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
-                    if fr.stack[s].byte(b) == ByteKind::Invalid && !self.env.privileged {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!(
-                                "invalid indirect read from stack R{regno} off {lo}+{} size {size}",
-                                o - lo
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
-            }
-            RegType::PtrToMapValue => {
-                let attr = self.map_attr(pc, p.map)?;
-                self.check_bounded(
-                    pc,
-                    regno,
-                    &p,
-                    0,
-                    size,
-                    attr.value_size as i64,
-                    "map value",
-                    "value_size",
-                )
-            }
-            // The map helpers read packet memory (`pkt_access` in their prototypes).
-            RegType::PtrToPacket | RegType::PtrToPacketMeta
-                if self.ctx.pkt_access() != PktAccess::None =>
-            {
-                self.check_packet_access(pc, regno, &p, p.off as i64, size)
-            }
-            t => Err(Reject::acces(
-                pc,
-                format_args!(
-                    "R{regno} type={} expected=fp, pkt, pkt_meta, map_key, map_value",
-                    t.name()
-                ),
-            )),
         }
     }
 
@@ -628,4 +607,13 @@ pub(super) fn check_min_nonnegative(pc: usize, regno: u8, p: &Reg) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// A map value as a [`Region`].
+pub(super) fn map_value_region(attr: &MapAttr) -> Region {
+    Region {
+        limit: attr.value_size as i64,
+        what: "map value",
+        limit_name: "value_size",
+    }
 }

@@ -38,6 +38,7 @@
 // `loop_inline`, `opt`, `zext`) and the abstract state the verifier's own integration tests inspect (`bounds`,
 // `state`). The rest is the verifier's inside.
 mod alu;
+mod args;
 pub mod bounds;
 mod branch;
 mod callback;
