@@ -340,9 +340,18 @@ const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     (
         "store-release into the packet",
         Mode::Xdp,
-        xdp_ptrs!(eth_checked!("store_release32 [%r2+0], %r0\nexit")),
+        xdp_ptrs!(eth_checked!("store_release32 [%r2+2], %r0\nexit")),
         Errno::EACCES,
         "BPF_ATOMIC stores into R2 pkt is not allowed",
+    ),
+    (
+        // Atomics are checked for alignment whatever they point to, the packet with the
+        // kernel's NET_IP_ALIGN of 2; the access is checked before the pointer's type.
+        "misaligned store-release into the packet",
+        Mode::Xdp,
+        xdp_ptrs!(eth_checked!("store_release32 [%r2+0], %r0\nexit")),
+        Errno::EACCES,
+        "misaligned packet access off 2+0+0+0 size 4",
     ),
     (
         "tc data_meta read without check",

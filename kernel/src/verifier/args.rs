@@ -15,7 +15,7 @@ use super::ctx::PktAccess;
 use super::explore::Explorer;
 use super::log::Reject;
 use super::mem::{Access, map_value_region};
-use super::state::{ByteKind, Reg, RegType, Slot, VState};
+use super::state::{Reg, RegType, VState};
 use crate::Errno;
 
 /// How big a memory argument is.
@@ -118,25 +118,7 @@ impl Explorer<'_> {
         let p = *st.reg(regno);
         let acc = Access::helper_arg(pc, regno, size);
         match p.ty {
-            RegType::PtrToStack { frame } => {
-                let (lo, hi) = self.stack_range(&acc, &p, "indirect access to")?;
-                let fr = &st.frames[frame as usize];
-                let depth = &mut self.stack_depth[fr.subprog];
-                *depth = (*depth).max((-lo) as u32);
-                for o in lo..hi {
-                    let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
-                    if fr.stack[s].byte(b) == ByteKind::Invalid && !self.env.privileged {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!(
-                                "invalid indirect read from stack R{regno} off {lo}+{} size {size}",
-                                o - lo
-                            ),
-                        ));
-                    }
-                }
-                Ok(())
-            }
+            RegType::PtrToStack { .. } => self.stack_helper_mem(st, pc, regno, size, false),
             RegType::PtrToMapValue => {
                 let attr = self.map_attr(pc, p.map)?;
                 self.check_bounded(&acc, &p, map_value_region(&attr))
@@ -168,51 +150,17 @@ impl Explorer<'_> {
         size: usize,
     ) -> Result<(), Reject> {
         let p = *st.reg(regno);
-        let RegType::PtrToStack { frame } = p.ty else {
-            if p.ty == RegType::PtrToMapValue {
+        match p.ty {
+            RegType::PtrToStack { .. } => self.stack_helper_mem(st, pc, regno, size, true),
+            RegType::PtrToMapValue => {
                 let attr = self.map_attr(pc, p.map)?;
                 if attr.flags.contains(crate::uapi::MapFlags::RDONLY_PROG) {
                     return Err(Reject::acces(pc, "write into map forbidden"));
                 }
+                self.check_helper_mem(st, pc, regno, size)
             }
-            return self.check_helper_mem(st, pc, regno, size);
-        };
-        let base = p.off as i64;
-        let (lo, hi) = (
-            base.saturating_add(p.var.smin),
-            base.saturating_add(p.var.smax).saturating_add(size as i64),
-        );
-        if lo < -512 || hi > 0 {
-            let errno = if lo >= -512 {
-                Errno::EINVAL
-            } else {
-                Errno::EACCES
-            };
-            return Err(Reject::new(
-                errno,
-                pc,
-                format_args!("invalid indirect access to stack R{regno} off={base} size={size}"),
-            ));
+            _ => self.check_helper_mem(st, pc, regno, size),
         }
-        let fr = &mut st.frames[frame as usize];
-        let depth = &mut self.stack_depth[fr.subprog];
-        *depth = (*depth).max((-lo) as u32);
-        for o in lo..hi {
-            let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
-            if let Slot::Spill(r) = fr.stack[s] {
-                if r.ty.is_pointer() && !self.env.privileged {
-                    return Err(Reject::acces(
-                        pc,
-                        "attempt to corrupt spilled pointer on stack",
-                    ));
-                }
-                fr.stack[s] = Slot::Bytes(core::array::from_fn(|i| fr.stack[s].byte(i)));
-            }
-            if let Slot::Bytes(bytes) = &mut fr.stack[s] {
-                bytes[b] = ByteKind::Misc;
-            }
-        }
-        Ok(())
     }
 
     /// The size argument `regno` of a memory argument (`check_mem_size_reg`): a scalar that is

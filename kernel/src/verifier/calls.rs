@@ -14,7 +14,7 @@ use super::args::{MemArg, MemSize, check_ctx_unmodified, released_ref};
 use super::bounds::Scalar;
 use super::explore::{Explorer, Next};
 use super::log::Reject;
-use super::state::{ByteKind, Frame, Reg, RegType, Slot, VState};
+use super::state::{Frame, Reg, RegType, Slot, VState};
 use crate::Errno;
 use crate::helpers::{ArgKind, FUNC_MAX_ID, HelperProto, RetKind, func_id_name, func_proto};
 use crate::insn::Call;
@@ -357,8 +357,8 @@ pub(super) fn forget_frame(st: &mut VState, gone: u8) {
             }
         }
         for s in fr.stack.iter_mut() {
-            if matches!(s, Slot::Spill(r) if dead(r)) {
-                *s = Slot::Bytes([ByteKind::Invalid; 8]);
+            if s.spill().is_some_and(dead) {
+                *s = Slot::INVALID;
             }
         }
     }

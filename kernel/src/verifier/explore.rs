@@ -13,8 +13,9 @@ use super::bounds::Scalar;
 use super::branch;
 use super::cfg::Cfg;
 use super::ctx::CtxOps;
+use super::linked::{LinkedRegs, Loc, collect_linked_regs, sync_linked_regs};
 use super::log::Reject;
-use super::mem::{Access, AtomicInsn, Kind};
+use super::mem::{Access, AtomicInsn, Kind, Stored};
 use super::precision::{self, History, Precise};
 use super::state::{Reg, RegType, VState};
 use crate::Errno;
@@ -97,6 +98,8 @@ pub(super) struct Explorer<'a> {
     pub call_map: Vec<super::calls::CallMap>,
     /// Per instruction: what a `bpf_loop` call saw over every path ([`super::callback`]).
     pub loop_sites: Vec<super::callback::LoopSite>,
+    /// The scalars the jump being checked linked, packed for the jump history (0: none).
+    pub(super) jmp_linked: u64,
 }
 
 impl<'a> Explorer<'a> {
@@ -115,6 +118,7 @@ impl<'a> Explorer<'a> {
             mem_aux: vec![super::convert::MemAux::Unseen; insns.len()],
             call_map: vec![super::calls::CallMap::None; insns.len()],
             loop_sites: vec![super::callback::LoopSite::None; insns.len()],
+            jmp_linked: 0,
         }
     }
 
@@ -179,7 +183,8 @@ impl<'a> Explorer<'a> {
                     self.mark_chain_precision(&p, need);
                 }
                 let frame_after = (p.st.frames.len() - 1) as u8;
-                p.hist.record(p.pc, op, frame, frame_after, stack);
+                let linked = core::mem::take(&mut self.jmp_linked);
+                p.hist.record(p.pc, op, frame, frame_after, stack, linked);
                 match next {
                     Next::Goto(pc) => p.pc = pc,
                     Next::Fork(pc, other, st) => {
@@ -341,7 +346,7 @@ impl<'a> Explorer<'a> {
                 src,
                 off,
             } => {
-                let kind = Kind::Read { sign };
+                let kind = Kind::Read { sign, into: true };
                 self.check_ldx(st, &Access::new(pc, src, off, size, kind), dst)?;
             }
             Op::St {
@@ -350,8 +355,7 @@ impl<'a> Explorer<'a> {
                 off,
                 imm,
             } => {
-                let val = Reg::scalar(Scalar::konst(imm as i64 as u64));
-                let kind = Kind::Write { val, src: None };
+                let kind = Kind::Write(Stored::Imm(imm));
                 self.mem_access(st, &Access::new(pc, dst, off, size, kind))?;
             }
             Op::Stx {
@@ -361,10 +365,7 @@ impl<'a> Explorer<'a> {
                 off,
             } => {
                 let val = self.read(st, pc, src)?;
-                let kind = Kind::Write {
-                    val,
-                    src: Some(src),
-                };
+                let kind = Kind::Write(Stored::Reg { regno: src, val });
                 self.mem_access(st, &Access::new(pc, dst, off, size, kind))?;
             }
             Op::Atomic {
@@ -463,6 +464,19 @@ impl<'a> Explorer<'a> {
             Some(false) => return Ok(Next::Goto(fall)),
             None => {}
         }
+        // The scalars linked to either operand learn what the branch teaches it
+        // (`collect_linked_regs` before the paths part, `sync_linked_regs` on each).
+        let mut linked = LinkedRegs::default();
+        if matches!(src, Operand::Reg(_)) && b.ty == RegType::Scalar && b.id != 0 {
+            collect_linked_regs(st, b.id, &mut linked);
+        }
+        if a.ty == RegType::Scalar && a.id != 0 {
+            collect_linked_regs(st, a.id, &mut linked);
+        }
+        if linked.len() > 1 {
+            self.jmp_linked = linked.pack();
+        }
+        let frame = (st.frames.len() - 1) as u8;
         let taken = branch::refine(&a.var, &b.var, cond, wide, true);
         let not_taken = branch::refine(&a.var, &b.var, cond, wide, false);
         let apply = |st: &mut VState, (x, y): (Scalar, Scalar)| {
@@ -471,7 +485,9 @@ impl<'a> Explorer<'a> {
                 if r != dst {
                     st.reg_mut(r).var = y;
                 }
+                sync_linked_regs(st, Loc::Reg { frame, r }, &linked);
             }
+            sync_linked_regs(st, Loc::Reg { frame, r: dst }, &linked);
         };
         match (taken, not_taken) {
             (Some(t), Some(f)) => {

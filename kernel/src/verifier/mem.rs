@@ -1,53 +1,71 @@
-//! Memory access checks: loads, stores and atomics through stack, map value and context
-//! pointers (`check_mem_access`, `check_stack_read/write_fixed_off`, `check_map_access`,
-//! `check_ctx_access`, `check_atomic` of `kernel/bpf/verifier.c`), and `ld_imm64`.
+//! Memory access checks: loads, stores and atomics through context, map value, packet and
+//! object pointers (`check_mem_access`, `check_ptr_alignment`, `check_map_access`,
+//! `check_ctx_access`, `check_atomic` of `kernel/bpf/verifier.c`), and `ld_imm64`. The stack
+//! is [`super::stack_access`].
 //!
-//! Stack: offsets in `[-512, 0)` of the pointed-to frame; an aligned 8-byte store of a
-//! register spills it (a pointer keeps its type when filled back), any other store marks its
-//! bytes written (zero when the value is the constant 0). Pointers may only be spilled whole.
-//! Reading an unwritten byte is refused in the default mode (root: unknown value). Variable
-//! offsets on the stack exist only in the privileged mode (the arithmetic refuses them
-//! otherwise): reads need every byte in range written, writes make every byte in range data.
+//! Alignment: stack accesses must be aligned to their size, in both modes (the stack's spill
+//! tracking relies on it), and so must every access of an atomic instruction, whatever it
+//! points to ("misaligned stack access off 0+0+-6 size 4"); other accesses may be misaligned
+//! (x86 has efficient unaligned access).
 //! Map values: `off + size` within `value_size` for every offset the pointer may have.
 //! Context: the program type's `is_valid_access`; a read of a packet field gives a packet
 //! pointer, and each context access is recorded for `convert_ctx_access` (an instruction
 //! may not access the context on one path and other memory on another). Packet: the type's
 //! direct packet access and the proven range ([`super::pkt`]). Storing a pointer into a map
-//! value, the context or the packet is a leak, refused in the default mode.
+//! value, the context or the packet is a leak, refused in the default mode. A load narrower
+//! than 8 bytes gives its value truncated and zero- or sign-extended (`coerce_reg_to_size`).
+//!
+//! An atomic read-modify-write is checked as the kernel checks it: a read of the memory, a
+//! second one into the register that receives the old value (R0 for `cmpxchg`, the source
+//! for the fetching forms), then a write of unknown data.
 
+use super::alu;
 use super::bounds::Scalar;
 use super::convert::CtxAccessInfo;
 use super::ctx::PktAccess;
 use super::explore::Explorer;
 use super::log::Reject;
-use super::state::{ByteKind, Reg, RegType, Slot, VState};
+use super::state::{Reg, RegType, VState};
+use super::tnum::tnum_str;
 use crate::Errno;
-use crate::insn::{AtomicOp, Size};
+use crate::insn::{AluOp, AtomicOp, Size};
 use crate::map::MapAttr;
 use crate::uapi::{MapFlags, MapType, pseudo};
 
+/// What a store writes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Stored {
+    /// A register's value (`stx`).
+    Reg {
+        /// The register.
+        regno: u8,
+        /// Its value.
+        val: Reg,
+    },
+    /// An immediate (`st`).
+    Imm(i32),
+    /// Data the verifier does not know: an atomic's write-back, a helper filling memory.
+    Unknown,
+}
+
 /// What an access does.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) enum Kind {
-    /// A load; `sign`: sign-extending.
+    /// A load; `sign`: sign-extending; `into`: the value goes to a register (else it is an
+    /// atomic's first read, whose value goes nowhere).
     Read {
         /// The load sign-extends (`ldxs*`).
         sign: bool,
+        /// The value is loaded into a register.
+        into: bool,
     },
-    /// A store of `val`, from register `src` (`None` for `st`'s immediate).
-    Write {
-        /// The value stored.
-        val: Reg,
-        /// The register it comes from.
-        src: Option<u8>,
-    },
-    /// An atomic read-modify-write.
-    Atomic,
+    /// A store.
+    Write(Stored),
 }
 
 /// One memory access of an instruction (the arguments of `check_mem_access`): `size` bytes at
 /// `off` from the pointer in R`regno`, by the instruction at `pc`.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Access {
     /// The instruction.
     pub pc: usize,
@@ -57,8 +75,10 @@ pub(super) struct Access {
     pub off: i16,
     /// Bytes accessed.
     pub size: usize,
-    /// Load, store or atomic.
+    /// Load or store.
     pub kind: Kind,
+    /// Alignment is checked whatever the pointer (atomics: `strict_alignment_once`).
+    pub strict: bool,
 }
 
 impl Access {
@@ -70,27 +90,32 @@ impl Access {
             off,
             size: size.bytes(),
             kind,
+            strict: false,
         }
     }
 
     /// Whether the access writes.
     pub fn write(&self) -> bool {
-        !matches!(self.kind, Kind::Read { .. })
+        matches!(self.kind, Kind::Write(_))
     }
 
     /// Whether the access is a sign-extending load.
     pub fn sign(&self) -> bool {
-        matches!(self.kind, Kind::Read { sign: true })
+        matches!(self.kind, Kind::Read { sign: true, .. })
     }
 
-    /// The same access at instruction offset 0 through R`regno` (a helper's memory argument).
+    /// A helper's read of `size` bytes through R`regno`.
     pub fn helper_arg(pc: usize, regno: u8, size: usize) -> Access {
         Access {
             pc,
             regno,
             off: 0,
             size,
-            kind: Kind::Read { sign: false },
+            kind: Kind::Read {
+                sign: false,
+                into: true,
+            },
+            strict: false,
         }
     }
 }
@@ -124,12 +149,32 @@ pub(super) struct AtomicInsn {
 
 /// The value a load of `size` bytes of unknown data gives.
 pub(super) fn loaded(size: usize, sign: bool) -> Reg {
+    coerce(Reg::scalar(Scalar::UNKNOWN), size, sign)
+}
+
+/// A scalar as a load of `size` bytes leaves it in the register: truncated, then zero- or
+/// sign-extended (`coerce_reg_to_size`, `coerce_reg_to_size_sx`). Pointers are unchanged.
+pub(super) fn coerce(mut r: Reg, size: usize, sign: bool) -> Reg {
+    if r.ty != RegType::Scalar || size >= 8 {
+        return r;
+    }
     let bits = size as u32 * 8;
-    Reg::scalar(match (bits, sign) {
-        (64, _) => Scalar::UNKNOWN,
-        (_, false) => Scalar::urange(0, (1u64 << bits) - 1),
-        (_, true) => Scalar::srange(-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1),
-    })
+    r.var = if sign {
+        alu::alu64(AluOp::MovSx(bits as u8), &Scalar::UNKNOWN, &r.var)
+    } else {
+        let mask = (1u64 << bits) - 1;
+        let v = &r.var;
+        let (lo, hi) = if v.umin & !mask == v.umax & !mask {
+            (v.umin & mask, v.umax & mask)
+        } else {
+            (0, mask)
+        };
+        let mut s = Scalar::urange(lo, hi);
+        s.var = s.var.intersect(v.var.cast(size as u32));
+        s.sync();
+        s
+    };
+    r
 }
 
 impl Explorer<'_> {
@@ -157,7 +202,8 @@ impl Explorer<'_> {
         Ok(())
     }
 
-    /// Atomic operations; load-acquire/store-release are checked as a load/store.
+    /// Atomic operations (`check_atomic`): load-acquire and store-release are a load and a
+    /// store; the read-modify-write forms as the module docs say.
     pub(super) fn check_atomic(
         &mut self,
         st: &mut VState,
@@ -171,43 +217,47 @@ impl Explorer<'_> {
             src,
             off,
         } = a;
-        // Load-acquire/store-release through a context that is rewritten at load, or into
-        // the packet, are refused (`atomic_ptr_type_ok`).
-        let ordered_ptr = match op {
-            AtomicOp::LoadAcquire => Some((src, "loads from")),
-            AtomicOp::StoreRelease => Some((dst, "stores into")),
-            _ => None,
-        };
-        if let Some((r, what)) = ordered_ptr {
-            let t = self.read(st, pc, r)?.ty;
-            let ctx = t == RegType::PtrToCtx && !self.ctx.ops().allows_modified_ptr();
-            if ctx || super::pkt::is_pkt_pointer(t) {
-                return Err(Reject::acces(
-                    pc,
-                    format_args!("BPF_ATOMIC {what} R{r} {} is not allowed", t.name()),
-                ));
-            }
-        }
         let at = |regno, kind| Access {
             pc,
             regno,
             off,
             size,
             kind,
+            strict: true,
+        };
+        let not_ok = |t: RegType, r: u8, what: &str| {
+            Reject::acces(
+                pc,
+                format_args!("BPF_ATOMIC {what} R{r} {} is not allowed", t.name()),
+            )
         };
         match op {
             AtomicOp::LoadAcquire => {
-                return self.check_ldx(st, &at(src, Kind::Read { sign: false }), dst);
+                let read = Kind::Read {
+                    sign: false,
+                    into: true,
+                };
+                let t = self.read(st, pc, src)?.ty;
+                self.check_ldx(st, &at(src, read), dst)?;
+                if !self.atomic_ptr_type_ok(t, false) {
+                    return Err(not_ok(t, src, "loads from"));
+                }
+                return Ok(());
             }
             AtomicOp::StoreRelease => {
                 let val = self.read(st, pc, src)?;
-                let src = Some(src);
-                self.mem_access(st, &at(dst, Kind::Write { val, src }))?;
+                let t = self.read(st, pc, dst)?.ty;
+                let stored = Stored::Reg { regno: src, val };
+                self.mem_access(st, &at(dst, Kind::Write(stored)))?;
+                if !self.atomic_ptr_type_ok(t, false) {
+                    return Err(not_ok(t, dst, "stores into"));
+                }
                 return Ok(());
             }
             _ => {}
         }
         let v = self.read(st, pc, src)?;
+        let p = self.read(st, pc, dst)?;
         if op == AtomicOp::Cmpxchg {
             let r0 = self.read(st, pc, 0)?;
             if r0.ty.is_pointer() && !self.env.privileged {
@@ -220,62 +270,97 @@ impl Explorer<'_> {
                 format_args!("R{src} leaks addr into mem"),
             ));
         }
-        let p = self.read(st, pc, dst)?;
-        if !matches!(p.ty, RegType::PtrToStack { .. } | RegType::PtrToMapValue) {
-            return Err(Reject::acces(
-                pc,
-                format_args!(
-                    "BPF_ATOMIC stores into R{dst} {} is not allowed",
-                    p.ty.name()
-                ),
-            ));
+        // kbpf's kernel objects take no atomics either (no writable field is one).
+        if !self.atomic_ptr_type_ok(p.ty, true) || matches!(p.ty, RegType::PtrToBtfId(_)) {
+            return Err(not_ok(p.ty, dst, "stores into"));
         }
-        self.mem_access(st, &at(dst, Kind::Atomic))?;
-        let fetched = loaded(size, false);
-        match op {
-            AtomicOp::Cmpxchg => *st.reg_mut(0) = fetched,
+        let load_reg = match op {
+            AtomicOp::Cmpxchg => Some(0),
             AtomicOp::Xchg
             | AtomicOp::Add { fetch: true }
             | AtomicOp::Or { fetch: true }
             | AtomicOp::And { fetch: true }
-            | AtomicOp::Xor { fetch: true } => {
-                self.check_dst(pc, src)?;
-                *st.reg_mut(src) = fetched;
-            }
-            _ => {}
+            | AtomicOp::Xor { fetch: true } => Some(src),
+            _ => None,
+        };
+        let probe = Kind::Read {
+            sign: false,
+            into: false,
+        };
+        self.mem_access(st, &at(dst, probe))?;
+        if let Some(r) = load_reg {
+            let read = Kind::Read {
+                sign: false,
+                into: true,
+            };
+            self.check_ldx(st, &at(dst, read), r)?;
         }
+        self.mem_access(st, &at(dst, Kind::Write(Stored::Unknown)))?;
         Ok(())
     }
 
-    /// One load, store or atomic access (`check_mem_access`): the value a load gives (for a
-    /// store, the value stored).
+    /// Whether an atomic may go through a pointer of type `t` (`atomic_ptr_type_ok`): not the
+    /// context, the packet or a socket. `rmw`: a read-modify-write; kbpf's raw-buffer context
+    /// (plain memory) takes load-acquire and store-release.
+    fn atomic_ptr_type_ok(&self, t: RegType, rmw: bool) -> bool {
+        let ctx = t == RegType::PtrToCtx && (rmw || !self.ctx.ops().allows_modified_ptr());
+        !(ctx || super::pkt::is_pkt_pointer(t) || t == RegType::PtrToSocket)
+    }
+
+    /// Alignment of an access through `p` (`check_ptr_alignment`): always for the stack, for
+    /// any pointer when the access is strict (atomics); byte accesses are always aligned.
+    fn check_ptr_alignment(&self, acc: &Access, p: &Reg) -> Result<(), Reject> {
+        let (pc, size) = (acc.pc, acc.size);
+        let strict = acc.strict || matches!(p.ty, RegType::PtrToStack { .. });
+        if !strict || size == 1 {
+            return Ok(());
+        }
+        let (ip_align, desc) = match p.ty {
+            RegType::PtrToPacket | RegType::PtrToPacketMeta => (2, "packet "),
+            RegType::PtrToMapValue => (0, "value "),
+            RegType::PtrToCtx => (0, "context "),
+            RegType::PtrToStack { .. } => (0, "stack "),
+            RegType::PtrToSocket => (0, "sock "),
+            _ => (0, ""),
+        };
+        let fixed = ip_align + p.off as i64 + acc.off as i64;
+        let at = p.var.var.add(super::tnum::Tnum::konst(fixed as u64));
+        if (at.value | at.mask) & (size as u64 - 1) == 0 {
+            return Ok(());
+        }
+        let var = tnum_str(p.var.var);
+        let (poff, off) = (p.off, acc.off);
+        Err(Reject::acces(
+            pc,
+            if ip_align != 0 {
+                alloc::format!(
+                    "misaligned packet access off {ip_align}+{var}+{poff}+{off} size {size}"
+                )
+            } else {
+                alloc::format!("misaligned {desc}access off {var}+{poff}+{off} size {size}")
+            },
+        ))
+    }
+
+    /// One load, store or atomic part (`check_mem_access`): the value a load gives.
     pub(super) fn mem_access(&mut self, st: &mut VState, acc: &Access) -> Result<Reg, Reject> {
         let (pc, ptrno, off, size) = (acc.pc, acc.regno, acc.off, acc.size);
         let p = self.read(st, pc, ptrno)?;
+        self.check_ptr_alignment(acc, &p)?;
         let write = acc.write();
-        if let Kind::Write { val, src } = acc.kind {
+        if let Kind::Write(Stored::Reg { regno, val }) = acc.kind {
             if val.ty.is_pointer() && !self.env.privileged {
-                let src = src.unwrap_or(ptrno);
-                match p.ty {
-                    RegType::PtrToMapValue => {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!("R{src} leaks addr into map"),
-                        ));
-                    }
-                    RegType::PtrToCtx => {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!("R{src} leaks addr into ctx"),
-                        ));
-                    }
-                    RegType::PtrToPacket | RegType::PtrToPacketMeta => {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!("R{src} leaks addr into packet"),
-                        ));
-                    }
-                    _ => {}
+                let into = match p.ty {
+                    RegType::PtrToMapValue => Some("map"),
+                    RegType::PtrToCtx => Some("ctx"),
+                    RegType::PtrToPacket | RegType::PtrToPacketMeta => Some("packet"),
+                    _ => None,
+                };
+                if let Some(into) = into {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!("R{regno} leaks addr into {into}"),
+                    ));
                 }
             }
         }
@@ -286,67 +371,77 @@ impl Explorer<'_> {
             write,
         });
         self.note_mem_aux(pc, ctx_info)?;
-        match p.ty {
+        let v = match p.ty {
             RegType::PtrToPacket | RegType::PtrToPacketMeta => {
                 if write && self.ctx.pkt_access() != PktAccess::ReadWrite {
                     return Err(Reject::acces(pc, "cannot write into packet"));
                 }
                 self.check_packet_access(pc, ptrno, &p, p.off as i64 + off as i64, size)?;
-                Ok(loaded(size, sign))
+                Reg::scalar(Scalar::UNKNOWN)
             }
-            RegType::PtrToStack { frame } => self.stack_access(st, acc, &p, frame),
+            RegType::PtrToStack { frame } => self.stack_access(st, acc, &p, frame)?,
             RegType::PtrToMapValue => {
                 let attr = self.map_attr(pc, p.map)?;
-                self.check_bounded(acc, &p, map_value_region(&attr))?;
                 if write && attr.flags.contains(MapFlags::RDONLY_PROG) {
                     return Err(Reject::acces(pc, "write into map forbidden"));
                 }
                 if !write && attr.flags.contains(MapFlags::WRONLY_PROG) {
                     return Err(Reject::acces(pc, "read from map forbidden"));
                 }
-                Ok(loaded(size, sign))
+                self.check_bounded(acc, &p, map_value_region(&attr))?;
+                Reg::scalar(Scalar::UNKNOWN)
             }
-            RegType::PtrToCtx => {
-                let ops = self.ctx.ops();
-                let total = p.off as i64 + off as i64;
-                if !ops.allows_modified_ptr() && (p.off != 0 || p.var.as_const() != Some(0)) {
-                    return Err(Reject::acces(
-                        pc,
-                        format_args!(
-                            "dereference of modified ctx ptr R{ptrno} off={} disallowed",
-                            p.off
-                        ),
-                    ));
-                }
-                let lo = total.saturating_add(p.var.smin);
-                let hi = total.saturating_add(p.var.umax.min(1 << 29) as i64) + size as i64;
-                if p.var.smin < 0
-                    || p.var.umax >= 1 << 29
-                    || !ops.is_valid_access(lo, (hi - lo) as usize, write)
-                {
-                    return Err(Reject::acces(
-                        pc,
-                        format_args!("invalid bpf_context access off={total} size={size}"),
-                    ));
-                }
-                let ty = ops.reg_type(total);
-                if ty.is_pointer() {
-                    if sign {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!("invalid bpf_context access off={total} size={size}"),
-                        ));
-                    }
-                    return Ok(Reg::ptr(ty, 0));
-                }
-                Ok(loaded(size, sign))
+            RegType::PtrToCtx => self.ctx_access(acc, &p)?,
+            RegType::PtrToSocket | RegType::PtrToBtfId(_) => self.check_obj_access(acc, &p)?,
+            t => {
+                return Err(Reject::acces(
+                    pc,
+                    format_args!("R{ptrno} invalid mem access '{}'", t.name()),
+                ));
             }
-            RegType::PtrToSocket | RegType::PtrToBtfId(_) => self.check_obj_access(acc, &p),
-            t => Err(Reject::acces(
+        };
+        Ok(match acc.kind {
+            Kind::Read { into: true, .. } => coerce(v, size, sign),
+            _ => v,
+        })
+    }
+
+    /// An access through the context pointer `p` (`check_ctx_access`).
+    fn ctx_access(&self, acc: &Access, p: &Reg) -> Result<Reg, Reject> {
+        let (pc, ptrno, size, write) = (acc.pc, acc.regno, acc.size, acc.write());
+        let ops = self.ctx.ops();
+        let total = p.off as i64 + acc.off as i64;
+        if !ops.allows_modified_ptr() && (p.off != 0 || p.var.as_const() != Some(0)) {
+            return Err(Reject::acces(
                 pc,
-                format_args!("R{ptrno} invalid mem access '{}'", t.name()),
-            )),
+                format_args!(
+                    "dereference of modified ctx ptr R{ptrno} off={} disallowed",
+                    p.off
+                ),
+            ));
         }
+        let invalid = || {
+            Reject::acces(
+                pc,
+                format_args!("invalid bpf_context access off={total} size={size}"),
+            )
+        };
+        let lo = total.saturating_add(p.var.smin);
+        let hi = total.saturating_add(p.var.umax.min(1 << 29) as i64) + size as i64;
+        if p.var.smin < 0
+            || p.var.umax >= 1 << 29
+            || !ops.is_valid_access(lo, (hi - lo) as usize, write)
+        {
+            return Err(invalid());
+        }
+        let ty = ops.reg_type(total);
+        if ty.is_pointer() {
+            if acc.sign() {
+                return Err(invalid());
+            }
+            return Ok(Reg::ptr(ty, 0));
+        }
+        Ok(Reg::scalar(Scalar::UNKNOWN))
     }
 
     /// `off + size` within the region for every offset a pointer with a bounded variable
@@ -376,156 +471,6 @@ impl Explorer<'_> {
             ));
         }
         Ok(())
-    }
-
-    /// The stack offset range `[lo, hi)` an access touches, checked against the frame.
-    pub(super) fn stack_range(
-        &self,
-        acc: &Access,
-        p: &Reg,
-        what: &str,
-    ) -> Result<(i64, i64), Reject> {
-        let (pc, regno, size) = (acc.pc, acc.regno, acc.size);
-        let base = p.off as i64 + acc.off as i64;
-        let lo = base.saturating_add(p.var.smin);
-        let hi = base.saturating_add(p.var.smax).saturating_add(size as i64);
-        if lo < -512 || hi > 0 {
-            let errno = if lo >= -512 {
-                Errno::EINVAL
-            } else {
-                Errno::EACCES
-            };
-            return Err(match p.var.as_const() {
-                Some(_) => Reject::new(
-                    errno,
-                    pc,
-                    format_args!("invalid {what} stack R{regno} off={base} size={size}"),
-                ),
-                None => Reject::new(
-                    errno,
-                    pc,
-                    format_args!(
-                        "invalid variable-offset {what} stack R{regno} var_off={} off={base} size={size}",
-                        p.var.var
-                    ),
-                ),
-            });
-        }
-        Ok((lo, hi))
-    }
-
-    fn stack_access(
-        &mut self,
-        st: &mut VState,
-        acc: &Access,
-        p: &Reg,
-        frame: u8,
-    ) -> Result<Reg, Reject> {
-        let (pc, regno, off, size, kind) = (acc.pc, acc.regno, acc.off, acc.size, acc.kind);
-        let what = if acc.write() { "write to" } else { "read from" };
-        let (lo, hi) = self.stack_range(acc, p, what)?;
-        let fr = &mut st.frames[frame as usize];
-        let depth = &mut self.stack_depth[fr.subprog];
-        *depth = (*depth).max((-lo) as u32);
-        let konst = p.var.as_const().is_some();
-        let idx = |o: i64| (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
-        let priv_ = self.env.privileged;
-        match kind {
-            Kind::Read { .. } | Kind::Atomic if konst => {
-                let sign = acc.sign();
-                let (s, b) = idx(lo);
-                if let Slot::Spill(r) = fr.stack[s] {
-                    if size == 8 && b == 0 {
-                        if matches!(kind, Kind::Atomic) {
-                            if r.ty.is_pointer() && !priv_ {
-                                return Err(Reject::acces(
-                                    pc,
-                                    "attempt to corrupt spilled pointer on stack",
-                                ));
-                            }
-                            fr.stack[s] = Slot::Spill(loaded(8, false));
-                        }
-                        return Ok(r);
-                    }
-                    if r.ty.is_pointer() && !priv_ {
-                        return Err(Reject::acces(pc, "invalid size of register fill"));
-                    }
-                }
-                let mut all_zero = true;
-                for o in lo..hi {
-                    let (s, b) = idx(o);
-                    match fr.stack[s].byte(b) {
-                        ByteKind::Invalid if !priv_ => {
-                            return Err(Reject::acces(
-                                pc,
-                                format_args!(
-                                    "invalid read from stack off {lo}+{} size {size}",
-                                    o - lo
-                                ),
-                            ));
-                        }
-                        ByteKind::Zero => {}
-                        _ => all_zero = false,
-                    }
-                }
-                if matches!(kind, Kind::Atomic) {
-                    write_bytes(fr, lo, hi, ByteKind::Misc);
-                }
-                Ok(if all_zero {
-                    Reg::scalar(Scalar::konst(0))
-                } else {
-                    loaded(size, sign)
-                })
-            }
-            Kind::Read { sign } => {
-                // Privileged variable-offset read: every byte in range must be written.
-                for o in lo..hi {
-                    let (s, b) = idx(o);
-                    if fr.stack[s].byte(b) == ByteKind::Invalid {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!(
-                                "invalid variable-offset read from stack R{regno} var_off={} off={off} size={size}",
-                                p.var.var
-                            ),
-                        ));
-                    }
-                }
-                Ok(loaded(size, sign))
-            }
-            Kind::Atomic => {
-                write_bytes(fr, lo, hi, ByteKind::Misc);
-                Ok(loaded(size, false))
-            }
-            Kind::Write { val: v, .. } => {
-                let (s, b) = idx(lo);
-                if konst && size == 8 && b == 0 {
-                    fr.stack[s] = Slot::Spill(v);
-                    return Ok(v);
-                }
-                if v.ty.is_pointer() {
-                    return Err(Reject::acces(pc, "invalid size of register spill"));
-                }
-                for o in lo..hi {
-                    let (s, _) = idx(o);
-                    if let Slot::Spill(r) = fr.stack[s] {
-                        if r.ty.is_pointer() && !priv_ {
-                            return Err(Reject::acces(
-                                pc,
-                                "attempt to corrupt spilled pointer on stack",
-                            ));
-                        }
-                    }
-                }
-                let k = if konst && v.var.as_const() == Some(0) {
-                    ByteKind::Zero
-                } else {
-                    ByteKind::Misc
-                };
-                write_bytes(fr, lo, hi, k);
-                Ok(v)
-            }
-        }
     }
 
     /// `ld_imm64`: a number, a map (`BPF_PSEUDO_MAP_FD`) or a map value address
@@ -578,20 +523,6 @@ impl Explorer<'_> {
         };
         *st.reg_mut(dst) = r;
         Ok(())
-    }
-}
-
-/// Marks stack bytes `[lo, hi)` as `k`, turning touched spill slots into bytes.
-fn write_bytes(fr: &mut super::state::Frame, lo: i64, hi: i64, k: ByteKind) {
-    for o in lo..hi {
-        let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
-        if let Slot::Spill(_) = fr.stack[s] {
-            let bytes = core::array::from_fn(|i| fr.stack[s].byte(i));
-            fr.stack[s] = Slot::Bytes(bytes);
-        }
-        if let Slot::Bytes(bytes) = &mut fr.stack[s] {
-            bytes[b] = k;
-        }
     }
 }
 

@@ -5,8 +5,10 @@
 //! ranges, reachability, back-edges), then `explore` walks every path with an abstract
 //! register/stack state ([`state`]: scalars as `tnum` + ranges in [`bounds`], pointers
 //! with their type and offset), checking each instruction ([`regs`] for ALU and pointer
-//! arithmetic, `branch` for conditional jumps, [`mem`] for memory, [`calls`] for helpers,
-//! BPF-to-BPF calls and exit, `ctx` for the per-program-type context rules). A rejection
+//! arithmetic, `branch` for conditional jumps, [`mem`] for memory and `stack_access` for the
+//! stack, [`calls`] for helpers, BPF-to-BPF calls and exit, with the arguments helpers and
+//! kfuncs share in `args`, `ctx` for the per-program-type context rules). Scalars copied from
+//! one another share an id so that a branch on one narrows the others (`linked`). A rejection
 //! carries the kernel's errno and a log naming the instruction and the reason (`log`).
 //!
 //! Modes: the default follows the kernel's rules for a loader with `CAP_BPF` but without
@@ -31,8 +33,8 @@
 //! it ignores the values of scalars that are not precise ([`precision`]).
 //!
 //! Not yet covered (later slices of the verifier issue): liveness (pruning compares dead
-//! registers too), Spectre v1 speculative paths, scalar id linking, the fixups beyond array-map lookup inlining ([`fixups`]),
-//! per-type return-value ranges.
+//! registers too), Spectre v1 speculative paths, the fixups beyond array-map lookup inlining
+//! ([`fixups`]), per-type return-value ranges.
 
 // Public: what other rooms use — the load's rewrite passes (`convert`, `fixups`,
 // `loop_inline`, `opt`, `zext`) and the abstract state the verifier's own integration tests inspect (`bounds`,
@@ -49,6 +51,7 @@ mod ctx;
 mod explore;
 pub mod fixups;
 mod kfunc;
+mod linked;
 mod log;
 pub mod loop_inline;
 mod mem;
@@ -61,6 +64,7 @@ mod prune;
 mod refs;
 mod regs;
 mod stack;
+mod stack_access;
 pub mod state;
 mod tnum;
 pub mod zext;

@@ -18,8 +18,8 @@
 use super::bounds::Scalar;
 use super::explore::Explorer;
 use super::log::Reject;
-use super::mem::{Access, Kind, loaded};
-use super::state::{RefState, Reg, RegType, Slot, VState};
+use super::mem::{Access, Kind, Stored, loaded};
+use super::state::{RefState, Reg, RegType, VState};
 use crate::Errno;
 
 /// `sizeof(struct bpf_sock)`: bytes of a socket programs may read (`offsetofend(struct
@@ -97,8 +97,8 @@ impl Explorer<'_> {
             // A spilled copy stays a spill, of the invalidated register: filling it is fine,
             // using the filled register is not (unprivileged).
             for s in fr.stack.iter_mut() {
-                if matches!(s, Slot::Spill(r) if r.ref_obj_id == id) {
-                    *s = Slot::Spill(invalid);
+                if let Some(r) = s.spill_mut().filter(|r| r.ref_obj_id == id) {
+                    *r = invalid;
                 }
             }
         }
@@ -136,8 +136,8 @@ impl Explorer<'_> {
     pub(super) fn check_obj_access(&self, acc: &Access, p: &Reg) -> Result<Reg, Reject> {
         let (pc, ptrno, off, size, sign) = (acc.pc, acc.regno, acc.off, acc.size, acc.sign());
         let write = match acc.kind {
-            Kind::Write { val, src } => Some((val, src.unwrap_or(ptrno))),
-            Kind::Atomic => Some((loaded(size, false), ptrno)),
+            Kind::Write(Stored::Reg { regno, val }) => Some((val, regno)),
+            Kind::Write(_) => Some((loaded(size, false), ptrno)),
             Kind::Read { .. } => None,
         };
         let total = p.off as i64 + off as i64;

@@ -79,6 +79,12 @@ impl Explorer<'_> {
         };
         match op {
             AluOp::Mov if wide => {
+                // `r1 = r2`: both hold the same value from here on (linked by an id).
+                let mut b = b;
+                if let Operand::Reg(r) = src {
+                    self.scalar_id_before_mov(st.reg_mut(r));
+                    b = *st.reg(r);
+                }
                 *st.reg_mut(dst) = b;
                 return Ok(());
             }
@@ -100,7 +106,17 @@ impl Explorer<'_> {
                 } else {
                     alu::alu32(op, &Scalar::UNKNOWN, &b.var)
                 };
-                *st.reg_mut(dst) = Reg::scalar(r);
+                let mut new = Reg::scalar(r);
+                // A narrowing or sign-extending copy is the same value when it fits: linked.
+                let fits = match op {
+                    AluOp::MovSx(bits) => b.var.umax < 1u64 << (bits - 1),
+                    _ => super::stack_access::reg_width(&b) <= 32,
+                };
+                if let (Operand::Reg(r), true) = (src, fits) {
+                    self.scalar_id_before_mov(st.reg_mut(r));
+                    new.id = st.reg(r).id;
+                }
+                *st.reg_mut(dst) = new;
                 return Ok(());
             }
             _ => {}
@@ -112,7 +128,12 @@ impl Explorer<'_> {
             } else {
                 alu::alu32(op, &a.var, &b.var)
             };
-            *st.reg_mut(dst) = Reg::scalar(r);
+            let mut new = Reg::scalar(r);
+            if wide && matches!(op, AluOp::Add | AluOp::Sub) {
+                // `r0 = r6; r0 += K`: still linked to r6, K apart.
+                super::linked::add_const(&mut new, a.id, b.var.as_const(), op == AluOp::Sub);
+            }
+            *st.reg_mut(dst) = new;
             return Ok(());
         }
         // At least one pointer.
