@@ -14,6 +14,7 @@ use super::args::{MemArg, MemSize, check_ctx_unmodified, released_ref};
 use super::bounds::Scalar;
 use super::explore::{Explorer, Next};
 use super::log::Reject;
+use super::map_key::{can_elide_value_nullness, key_in_range};
 use super::state::{Frame, Reg, RegType, Slot, VState};
 use crate::Errno;
 use crate::helpers::{ArgKind, FUNC_MAX_ID, HelperProto, RetKind, func_id_name, func_proto};
@@ -54,6 +55,9 @@ struct CallMeta {
     map: Option<(u32, MapAttr)>,
     /// The reference a release argument gives back.
     release: Option<u32>,
+    /// The key argument's value, when it is known and the map is an array
+    /// (`const_map_key`).
+    const_key: Option<u64>,
 }
 
 impl Explorer<'_> {
@@ -111,7 +115,7 @@ impl Explorer<'_> {
     ) -> Result<(), Reject> {
         let (name, id) = (proto.name, proto.id);
         if id == func::TAIL_CALL {
-            self.check_reference_leak(st, pc, Some("tail_call"))?;
+            self.check_reference_leak(st, pc, "tail_call")?;
         }
         let meta = self.check_helper_args(st, pc, proto)?;
         if let Some(ref_id) = meta.release {
@@ -121,7 +125,7 @@ impl Explorer<'_> {
         if let Some((_, attr)) = meta.map {
             self.check_map_func_compatibility(pc, attr.map_type, id)?;
         }
-        let r0 = self.helper_ret(st, pc, proto, meta.map)?;
+        let r0 = self.helper_ret(st, pc, proto, &meta)?;
         self.finish_call(st, r0);
         self.clear_pkt_pointers_after(st, id);
         Ok(())
@@ -199,6 +203,9 @@ impl Explorer<'_> {
                         attr.value_size
                     };
                     self.check_mem_arg(st, pc, mem(r, MemSize::Fixed(size as usize), false))?;
+                    if *kind == ArgKind::PtrToMapKey && can_elide_value_nullness(attr.map_type) {
+                        meta.const_key = self.constant_map_key(st, &reg, size);
+                    }
                 }
                 ArgKind::PtrToMem | ArgKind::PtrToUninitMem => {
                     // Checked with the size argument that follows.
@@ -242,9 +249,10 @@ impl Explorer<'_> {
         st: &mut VState,
         pc: usize,
         proto: &HelperProto,
-        map: Option<(u32, MapAttr)>,
+        meta: &CallMeta,
     ) -> Result<Reg, Reject> {
         let (name, id) = (proto.name, proto.id);
+        let map = meta.map;
         // A lookup in a socket map hands out the socket, referenced (`is_acquire_function`).
         let sock_lookup = id == func::MAP_LOOKUP_ELEM
             && map.is_some_and(|(_, a)| matches!(a.map_type, MapType::Sockmap | MapType::Sockhash));
@@ -255,14 +263,21 @@ impl Explorer<'_> {
                 self.ret_pointer(st, pc, RegType::PtrToSocketOrNull, true)
             }
             RetKind::PtrToMapValueOrNull => {
-                let Some((handle, _)) = map else {
+                let Some((handle, attr)) = map else {
                     return Err(Reject::new(
                         Errno::EINVAL,
                         pc,
                         format_args!("kernel subsystem misconfigured func {name}#{id}"),
                     ));
                 };
-                let mut r = self.ret_pointer(st, pc, RegType::PtrToMapValueOrNull, false);
+                // An array lookup with a key known in range cannot fail.
+                let sure = id == func::MAP_LOOKUP_ELEM && key_in_range(&attr, meta.const_key);
+                let ty = if sure {
+                    RegType::PtrToMapValue
+                } else {
+                    RegType::PtrToMapValueOrNull
+                };
+                let mut r = self.ret_pointer(st, pc, ty, false);
                 r.map = handle;
                 r
             }
@@ -317,7 +332,7 @@ impl Explorer<'_> {
             return Ok(next);
         }
         if st.frames.len() == 1 {
-            self.check_reference_leak(st, pc, None)?;
+            self.check_reference_leak(st, pc, "BPF_EXIT instruction in main prog")?;
         }
         let r0 = self.read(st, pc, 0)?;
         if st.frames.len() > 1 {
@@ -376,4 +391,3 @@ pub(super) fn new_frame_depth(st: &VState, pc: usize) -> Result<usize, Reject> {
     }
     Ok(depth)
 }
-

@@ -26,6 +26,10 @@ use alloc::vec::Vec;
 /// Processed-instruction limit (`BPF_COMPLEXITY_LIMIT_INSNS`).
 pub const COMPLEXITY_LIMIT: usize = 1_000_000;
 
+/// Paths waiting to be explored at once (`BPF_COMPLEXITY_LIMIT_JMP_SEQ`): past it the program
+/// is refused, so an untrusted program cannot make the verifier's memory grow without limit.
+pub const COMPLEXITY_LIMIT_JMP_SEQ: usize = 8192;
+
 /// One path being explored.
 pub(super) struct Path {
     pub pc: usize,
@@ -197,6 +201,17 @@ impl<'a> Explorer<'a> {
                             parent: p.parent,
                             hist,
                         });
+                        if self.pending.len() > COMPLEXITY_LIMIT_JMP_SEQ {
+                            // `push_stack`: the paths waiting to be explored are bounded.
+                            return Err(Reject::new(
+                                Errno::E2BIG,
+                                p.pc,
+                                format_args!(
+                                    "The sequence of {} jumps is too complex.",
+                                    self.pending.len()
+                                ),
+                            ));
+                        }
                         if let Op::MayGoto { .. } = *op {
                             // The loop body goes on: forget what changed since the last
                             // iteration and does not matter, so that the loop converges.
@@ -386,12 +401,8 @@ impl<'a> Explorer<'a> {
                 self.check_atomic(st, pc, a)?;
             }
             Op::LdImm64 { dst, pseudo, imm } => self.check_ld_imm64(st, pc, dst, pseudo, imm)?,
-            Op::LdPacket { .. } => {
-                return Err(Reject::new(
-                    Errno::EINVAL,
-                    pc,
-                    "BPF_LD_[ABS|IND] instructions are not supported",
-                ));
+            Op::LdPacket { indirect, src, .. } => {
+                self.check_ld_abs(st, pc, indirect.then_some(src))?;
             }
         }
         Ok(Next::Goto(next))

@@ -261,6 +261,11 @@ impl Precise {
         self.regs[f] |= 1 << r;
     }
 
+    /// Needs stack slot `s` of frame `f`.
+    pub fn set_slot(&mut self, f: usize, s: usize) {
+        self.slots[f] |= 1 << s;
+    }
+
     fn clear_reg(&mut self, f: usize, r: u8) {
         self.regs[f] &= !(1 << r);
     }
@@ -454,7 +459,13 @@ fn backtrack(op: &Op, frame: u8, stack: StackUse, bt: &mut Precise) -> Result<()
                 }
             }
         }
-        Op::TailCall | Op::LdPacket { .. } => return Err(()),
+        Op::LdPacket { .. } => {
+            // R0 comes from the packet: nothing to follow back (`backtrack_insn` gives up).
+            if bt.has_reg(f, 0) {
+                return Err(());
+            }
+        }
+        Op::TailCall => return Err(()),
     }
     Ok(())
 }

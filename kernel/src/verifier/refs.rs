@@ -21,6 +21,7 @@ use super::log::Reject;
 use super::mem::{Access, Kind, Stored, loaded};
 use super::state::{RefState, Reg, RegType, VState};
 use crate::Errno;
+use core::fmt::Write;
 
 /// `sizeof(struct bpf_sock)`: bytes of a socket programs may read (`offsetofend(struct
 /// bpf_sock, rx_queue_mapping)`).
@@ -105,29 +106,28 @@ impl Explorer<'_> {
         Ok(())
     }
 
-    /// Refuses leaving the program (`exit` from the main frame, or `what` = `tail_call`) while
+    /// Refuses leaving the program (`what`: the kernel's name for the way out — `exit` from the
+    /// main program, `tail_call`, a failing legacy packet load) while
     /// a reference is held (`check_reference_leak`).
     pub(super) fn check_reference_leak(
         &self,
         st: &VState,
         pc: usize,
-        what: Option<&str>,
+        what: &str,
     ) -> Result<(), Reject> {
-        let Some(r) = st.refs.first() else {
+        if st.refs.is_empty() {
             return Ok(());
-        };
-        Err(match what {
-            Some(w) => Reject::new(
-                Errno::EINVAL,
-                pc,
-                format_args!("{w} would lead to reference leak"),
-            ),
-            None => Reject::new(
-                Errno::EINVAL,
-                pc,
-                format_args!("Unreleased reference id={} alloc_insn={}", r.id, r.insn),
-            ),
-        })
+        }
+        let mut msg = alloc::string::String::new();
+        for r in &st.refs {
+            let _ = writeln!(
+                msg,
+                "Unreleased reference id={} alloc_insn={}",
+                r.id, r.insn
+            );
+        }
+        let _ = write!(msg, "{what} would lead to reference leak");
+        Err(Reject::new(Errno::EINVAL, pc, msg))
     }
 
     /// A load, store or atomic through a socket or kernel-object pointer `p`. Sockets are

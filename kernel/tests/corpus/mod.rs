@@ -872,7 +872,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     // --- legacy and kernel-internal opcodes
     (
-        "ld_abs refused",
+        "ld_abs in a type without an sk_buff",
         Mode::Raw,
         "ldabsb 12\nexit",
         Errno::EINVAL,
