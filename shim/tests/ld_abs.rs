@@ -23,6 +23,10 @@ use kbpf_shim::conformance::Engine;
 use kbpf_shim::host_bpf::HostLoad;
 use kbpf_shim::host_bpf::test_run::{HostRunAttr, HostTestRun};
 
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
+
 /// Set in the return value of a program that went on after its load.
 const GOT: u64 = 1 << 40;
 
@@ -119,22 +123,6 @@ fn listing(insns: &[Insn]) -> String {
     disasm(insns)
         .map(|l| l.iter().map(|(pc, s)| format!("{pc}: {s}\n")).collect())
         .unwrap_or_default()
-}
-
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn packet(rng: &mut Rng, len: usize) -> Vec<u8> {

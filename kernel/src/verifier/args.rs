@@ -208,16 +208,30 @@ impl Explorer<'_> {
     }
 }
 
-/// A context pointer passed to a helper or kfunc must be the unmodified context
-/// (`check_func_arg_reg_off` for `PTR_TO_CTX`).
+/// A context pointer passed to a helper or kfunc, or accessed in a kernel type's context, must
+/// be the unmodified context (`__check_ptr_off_reg`: the kernel's messages for a negative, a
+/// fixed and a variable offset).
 pub(super) fn check_ctx_unmodified(pc: usize, r: u8, reg: &Reg) -> Result<(), Reject> {
-    if reg.off != 0 || reg.var.as_const() != Some(0) {
+    let name = reg.ty.name();
+    let off = reg.off;
+    if off < 0 {
+        return Err(Reject::acces(
+            pc,
+            format_args!("negative offset {name} ptr R{r} off={off} disallowed"),
+        ));
+    }
+    if off != 0 {
+        return Err(Reject::acces(
+            pc,
+            format_args!("dereference of modified {name} ptr R{r} off={off} disallowed"),
+        ));
+    }
+    if reg.var.as_const() != Some(0) {
         return Err(Reject::acces(
             pc,
             format_args!(
-                "dereference of modified {} ptr R{r} off={} disallowed",
-                reg.ty.name(),
-                reg.off
+                "variable {name} access var_off={} disallowed",
+                super::tnum::tnum_str(reg.var.var)
             ),
         ));
     }

@@ -104,6 +104,13 @@ pub(super) struct Explorer<'a> {
     pub loop_sites: Vec<super::callback::LoopSite>,
     /// The scalars the jump being checked linked, packed for the jump history (0: none).
     pub(super) jmp_linked: u64,
+    /// Pointer arithmetic with an unknown offset was seen in the default mode: pruning compares
+    /// scalars exactly, so that paths needing different masks are all explored
+    /// (`explore_alu_limits`, see [`super::sanitize`]).
+    pub(super) explore_alu_limits: bool,
+    /// Per instruction: the Spectre v1 mask state and limit of its pointer arithmetic
+    /// (`bpf_insn_aux_data.alu_state`/`alu_limit`).
+    pub(super) alu_aux: Vec<(u32, u32)>,
 }
 
 impl<'a> Explorer<'a> {
@@ -123,6 +130,8 @@ impl<'a> Explorer<'a> {
             call_map: vec![super::calls::CallMap::None; insns.len()],
             loop_sites: vec![super::callback::LoopSite::None; insns.len()],
             jmp_linked: 0,
+            explore_alu_limits: false,
+            alu_aux: vec![(0, 0); insns.len()],
         }
     }
 

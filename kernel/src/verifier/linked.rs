@@ -7,10 +7,13 @@
 //!   if the source had none); a 32-bit copy or a sign-extending one does too when the value
 //!   fits, so the copy is equal (`w0 = w6` with `r6 < 2^32`). A spill of a scalar that fits its
 //!   store shares the register's id; a fill of the spill's width shares the spill's.
-//! - `rX += K` / `rX -= K` (64-bit, `K` a constant in the signed 32-bit range) on a linked
-//!   register keeps the link with the delta: its id gets [`ADD_CONST`] and its `off` is `K`
-//!   (`r0 = r6 + K`). A second such addition, or a copy of a register carrying a delta, drops
-//!   the link; any other operation writing a scalar drops it too.
+//! - `rX += K` / `rX -= K` (`K` a constant, in the signed 32-bit range for the 64-bit operation)
+//!   on a linked register keeps the link with the delta: its id gets [`ADD_CONST64`] and its
+//!   `off` is `K` (`r0 = r6 + K`); the 32-bit operation ([`ADD_CONST32`]) only when the value
+//!   fitted in 32 bits, and its link then only pairs with links computed in 32 bits or none
+//!   (Linux 6.18's rules, found against the host kernel). A second such addition, or a copy of
+//!   a register carrying a delta, drops the link; any other operation writing a scalar drops it
+//!   too.
 //! - After a conditional jump has narrowed a linked register on a direction, every register
 //!   and spilled scalar of the path with the same id (at most [`LINKED_REGS_MAX`]; ids beyond
 //!   are dropped) gets that register's value, moved by the difference of their deltas.
@@ -20,13 +23,20 @@
 //! the registers a jump linked is needed on all of them ([`super::precision`]).
 
 use super::alu;
+use super::bounds::Scalar;
 use super::explore::Explorer;
 use super::state::{Reg, RegType, VState};
 use crate::insn::AluOp;
 use crate::uapi::limits::MAX_CALL_FRAMES;
 
-/// The id flag of a register that holds its link's value plus its `off` (`BPF_ADD_CONST`).
-pub const ADD_CONST: u32 = 1 << 31;
+/// The id flag of a register that holds its link's value plus its `off`, computed in 64 bits
+/// (`BPF_ADD_CONST64`).
+pub const ADD_CONST64: u32 = 1 << 31;
+/// The same computed in 32 bits: the register holds the low half of the sum, zero-extended
+/// (`BPF_ADD_CONST32`).
+pub const ADD_CONST32: u32 = 1 << 30;
+/// Either flag (`BPF_ADD_CONST`).
+pub const ADD_CONST: u32 = ADD_CONST64 | ADD_CONST32;
 
 /// At most this many registers are kept linked at one jump (`LINKED_REGS_MAX`).
 pub const LINKED_REGS_MAX: usize = 6;
@@ -158,18 +168,29 @@ impl Explorer<'_> {
     }
 }
 
-/// `dst += k` (`sub`: `dst -= k`) on a 64-bit scalar that was linked: the link keeps the delta
-/// when `k` is a signed 32-bit constant and `dst` had none yet (`BPF_ADD_CONST`); else it is
-/// dropped. `dst` holds the sum already; `linked_id` is its id before the operation.
-pub(super) fn add_const(dst: &mut Reg, linked_id: u32, k: Option<u64>, sub: bool) {
+/// `dst += k` (`sub`: `dst -= k`, `alu32`: the 32-bit operation) on a scalar that was linked
+/// with id `linked_id`: the link keeps the delta when `k` is a constant (signed 32-bit for the
+/// 64-bit operation), `dst` had no delta yet and, for the 32-bit operation, its value fitted in
+/// 32 bits (`fits32`) — else it is dropped. `dst` holds the result already.
+pub(super) fn add_const(
+    dst: &mut Reg,
+    linked_id: u32,
+    k: Option<u64>,
+    sub: bool,
+    alu32: bool,
+    fits32: bool,
+) {
     let delta = k.and_then(|k| {
-        let k = k as i64;
-        let k32 = i32::try_from(k).ok()?;
+        let k32 = if alu32 {
+            k as u32 as i32
+        } else {
+            i32::try_from(k as i64).ok()?
+        };
         if sub { k32.checked_neg() } else { Some(k32) }
     });
     match delta {
-        Some(d) if linked_id != 0 && linked_id & ADD_CONST == 0 => {
-            dst.id = linked_id | ADD_CONST;
+        Some(d) if linked_id != 0 && linked_id & ADD_CONST == 0 && (!alu32 || fits32) => {
+            dst.id = linked_id | if alu32 { ADD_CONST32 } else { ADD_CONST64 };
             dst.off = d;
         }
         _ => dst.clear_scalar_id(),
@@ -232,20 +253,35 @@ pub(super) fn sync_linked_regs(st: &mut VState, known_at: Loc, linked: &LinkedRe
         if reg.ty != RegType::Scalar || reg.base_id() != known.base_id() {
             continue;
         }
+        // A link computed in 64 bits says nothing about one computed in 32 and back.
+        if (reg.id ^ known.id) & ADD_CONST == ADD_CONST {
+            continue;
+        }
         let both_plain = reg.id & ADD_CONST == 0 && known.id & ADD_CONST == 0;
         if both_plain || reg.off == known.off {
             *reg = known;
-        } else {
-            let delta = reg.off as i64 - known.off as i64;
-            let (id, off) = (reg.id, reg.off);
-            *reg = known;
-            reg.id = id;
-            reg.off = off;
-            reg.var = alu::alu64(
-                AluOp::Add,
-                &known.var,
-                &super::bounds::Scalar::konst(delta as u64),
-            );
+            continue;
         }
+        let delta = reg.off as i64 - known.off as i64;
+        let d = Scalar::konst(delta as u64);
+        let var = if reg.id & ADD_CONST32 != 0 {
+            alu::alu32(AluOp::Add, &known.var, &d)
+        } else if known.id & ADD_CONST32 != 0 {
+            // From the low half of a sum back to the value it came from: exact only when
+            // moving by the delta cannot wrap around 32 bits (the kernel does not check;
+            // kbpf keeps what it knew instead, which is always sound).
+            let (lo, hi) = (known.var.umin as i64 + delta, known.var.umax as i64 + delta);
+            if lo < 0 || hi > u32::MAX as i64 {
+                continue;
+            }
+            alu::alu64(AluOp::Add, &known.var, &d)
+        } else {
+            alu::alu64(AluOp::Add, &known.var, &d)
+        };
+        let (id, off) = (reg.id, reg.off);
+        *reg = known;
+        reg.id = id;
+        reg.off = off;
+        reg.var = var;
     }
 }

@@ -411,14 +411,8 @@ impl Explorer<'_> {
         let (pc, ptrno, size, write) = (acc.pc, acc.regno, acc.size, acc.write());
         let ops = self.ctx.ops();
         let total = p.off as i64 + acc.off as i64;
-        if !ops.allows_modified_ptr() && (p.off != 0 || p.var.as_const() != Some(0)) {
-            return Err(Reject::acces(
-                pc,
-                format_args!(
-                    "dereference of modified ctx ptr R{ptrno} off={} disallowed",
-                    p.off
-                ),
-            ));
+        if !ops.allows_modified_ptr() {
+            super::args::check_ctx_unmodified(pc, ptrno, p)?;
         }
         let invalid = || {
             Reject::acces(
@@ -445,10 +439,35 @@ impl Explorer<'_> {
     }
 
     /// `off + size` within the region for every offset a pointer with a bounded variable
-    /// part may have (`check_map_access` and friends).
+    /// part may have (`check_mem_region_access` for `check_map_access` and friends): the
+    /// smallest offset, then the largest.
     pub(super) fn check_bounded(&self, acc: &Access, p: &Reg, r: Region) -> Result<(), Reject> {
-        let (pc, regno, size) = (acc.pc, acc.regno, acc.size);
-        check_min_nonnegative(pc, regno, p)?;
+        let (pc, regno, size) = (acc.pc, acc.regno, acc.size as i64);
+        let off = p.off as i64 + acc.off as i64;
+        let smin = p.var.smin;
+        let sum = off.wrapping_add(smin);
+        if smin < 0 && (smin == i64::MIN || sum != sum as i32 as i64 || sum < 0) {
+            return Err(Reject::acces(
+                pc,
+                format_args!(
+                    "R{regno} min value is negative, either use unsigned index or do a if (index >=0) check."
+                ),
+            ));
+        }
+        let (what, name, limit) = (r.what, r.limit_name, r.limit);
+        let outside = |o: i64, which: &str| {
+            Reject::acces(
+                pc,
+                format_args!(
+                    "invalid access to {what}, {name}={limit} off={o} size={size}\n\
+                     R{regno} {which} value is outside of the allowed memory range"
+                ),
+            )
+        };
+        let ok = |o: i64| o >= 0 && size > 0 && o + size <= limit;
+        if !ok(sum) {
+            return Err(outside(sum, "min"));
+        }
         if p.var.umax >= 1 << 29 {
             return Err(Reject::acces(
                 pc,
@@ -457,18 +476,9 @@ impl Explorer<'_> {
                 ),
             ));
         }
-        let base = p.off as i64 + acc.off as i64;
-        let (lo, hi) = (
-            base + p.var.umin as i64,
-            base + p.var.umax as i64 + size as i64,
-        );
-        if lo < 0 || hi > r.limit {
-            let o = if lo < 0 { lo } else { hi - size as i64 };
-            let (what, name, limit) = (r.what, r.limit_name, r.limit);
-            return Err(Reject::acces(
-                pc,
-                format_args!("invalid access to {what}, {name}={limit} off={o} size={size}"),
-            ));
+        let max = p.var.umax as i64 + off;
+        if !ok(max) {
+            return Err(outside(max, "max"));
         }
         Ok(())
     }

@@ -65,6 +65,7 @@ mod precision;
 mod prune;
 mod refs;
 mod regs;
+mod sanitize;
 mod stack;
 mod stack_access;
 pub mod state;

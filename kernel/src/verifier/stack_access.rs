@@ -203,10 +203,10 @@ impl Explorer<'_> {
         if spilled.ty != RegType::Scalar {
             return Err(Reject::acces(pc, "invalid size of register fill"));
         }
-        if !into {
-            return Ok(Reg::NOT_INIT);
-        }
         if size <= spill_size && b == 0 {
+            if !into {
+                return Ok(Reg::NOT_INIT);
+            }
             // A fill of the spill's own width keeps the link to the register spilled (the
             // spill gets an id for it); a narrowing one cannot, nor can one that changes the
             // value by sign extension.

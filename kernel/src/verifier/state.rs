@@ -150,6 +150,9 @@ impl Reg {
         use super::linked::ADD_CONST;
         match (self.ty, cur.ty) {
             (RegType::NotInit, _) => true,
+            (RegType::Scalar, RegType::Scalar) if ids.exact_scalars => {
+                self.var == cur.var && self.off == cur.off && ids.check_scalar(self.id, cur.id)
+            }
             (RegType::Scalar, RegType::Scalar) => {
                 !precise
                     || (self.var.includes(&cur.var)
@@ -177,6 +180,8 @@ impl Reg {
 pub struct IdMap {
     pairs: Vec<(u64, u64)>,
     tmp: u64,
+    /// Scalars must be equal, precise or not (`explore_alu_limits`).
+    pub exact_scalars: bool,
 }
 
 impl IdMap {
@@ -429,13 +434,22 @@ impl VState {
     /// scalar only covers fully initialized bytes. Every scalar counts as precise here; see
     /// [`VState::subsumes_prec`].
     pub fn subsumes(&self, cur: &VState) -> bool {
-        self.subsumes_prec(cur, &super::precision::Precise::ALL)
+        self.subsumes_prec(cur, &super::precision::Precise::ALL, false)
     }
 
     /// [`VState::subsumes`] comparing only the scalars `marks` says are precise in `self`
-    /// (`states_equal` with `regsafe`'s `!rold->precise` rule).
-    pub(super) fn subsumes_prec(&self, cur: &VState, marks: &super::precision::Precise) -> bool {
-        let ids = &mut IdMap::default();
+    /// (`states_equal` with `regsafe`'s `!rold->precise` rule); `exact_scalars`: every scalar
+    /// must be equal instead.
+    pub(super) fn subsumes_prec(
+        &self,
+        cur: &VState,
+        marks: &super::precision::Precise,
+        exact_scalars: bool,
+    ) -> bool {
+        let ids = &mut IdMap {
+            exact_scalars,
+            ..IdMap::default()
+        };
         self.frames.len() == cur.frames.len()
             && self.refs == cur.refs
             && self

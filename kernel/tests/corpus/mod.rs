@@ -280,10 +280,18 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     (
         "ctx unbounded index",
-        Mode::Raw,
+        Mode::Priv,
         "ldxdw %r3, [%r1]\nand %r3, 0xffff\nadd %r1, %r3\nldxb %r0, [%r1]\nexit",
         Errno::EACCES,
         "invalid bpf_context access",
+    ),
+    (
+        // Spectre v1: only stack and map-value pointers may move by a register.
+        "ctx moved by a register",
+        Mode::Raw,
+        "ldxdw %r3, [%r1]\nand %r3, 0xffff\nadd %r1, %r3\nldxb %r0, [%r1]\nexit",
+        Errno::EACCES,
+        "R1 has pointer with unsupported alu operation, pointer arithmetic with it prohibited for !root",
     ),
     (
         "pointer stored into ctx",
@@ -322,10 +330,17 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     (
         "scalar minus pointer",
+        Mode::Priv,
+        "mov %r0, 8\nsub %r0, %r1\nexit",
+        Errno::EACCES,
+        "R0 tried to subtract pointer from scalar",
+    ),
+    (
+        "scalar minus pointer, default mode",
         Mode::Raw,
         "mov %r0, 8\nsub %r0, %r1\nexit",
         Errno::EACCES,
-        "tried to subtract pointer from scalar",
+        "R0 has pointer with unsupported alu operation",
     ),
     (
         "pointer negation",
@@ -373,15 +388,15 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "huge constant on pointer",
         Mode::Raw,
         "lddw %r3, 0x40000000\nadd %r1, %r3\nmov %r0, 0\nexit",
-        Errno::EACCES,
-        "makes ctx pointer be out of bounds",
+        Errno::EINVAL,
+        "math between ctx pointer and 1073741824 is not allowed",
     ),
     (
         "unbounded min on pointer",
         Mode::Raw,
         "ldxdw %r3, [%r1]\nadd %r1, %r3\nmov %r0, 0\nexit",
-        Errno::EACCES,
-        "unbounded min value is not allowed",
+        Errno::EINVAL,
+        "math between ctx pointer and register with unbounded min value is not allowed",
     ),
     // --- __sk_buff
     (
