@@ -410,3 +410,64 @@ fn generated_programs_agree_with_the_host_kernel() {
         "known classes that no longer occur: {stale:?}"
     );
 }
+
+/// The verifier classes of issue 11 section 2 (`corpus/classes.rs`, both privilege modes, and
+/// the bound on waiting paths) against the host kernel: the same verdict, and for a refusal
+/// the same errno.
+#[test]
+fn class_cases_agree_with_the_host_kernel() {
+    use corpus::classes;
+    let host = match HostVerifier::open() {
+        Ok(h) => h,
+        Err(why) => {
+            eprintln!("SKIPPED: the host kernel's verifier is not reachable: {why}");
+            return;
+        }
+    };
+    let nmaps = (0..).take_while(|&h| classes::maps(h).is_some()).count() as u32;
+    let load = |prog_type, privileged, asm: &str| HostLoad {
+        prog_type,
+        insns: assemble(asm).expect("corpus assembles"),
+        maps: (0..nmaps).filter_map(classes::maps).collect(),
+        privileged,
+        expected_attach_type: None,
+    };
+    let mut cases: Vec<(String, ProgType, bool, String, Option<i32>)> = Vec::new();
+    for (name, (t, p), asm, errno, _) in classes::negative_each() {
+        cases.push((name.into(), t, p, asm.into(), Some(errno.to_errno())));
+    }
+    for (name, (t, p), asm) in classes::positive_each() {
+        cases.push((name.into(), t, p, asm.into(), None));
+    }
+    for p in [false, true] {
+        let e2big = Some(kbpf::Errno::E2BIG.to_errno());
+        for (n, want) in [(8192, None), (8193, e2big)] {
+            let name = format!("{n} waiting paths");
+            cases.push((
+                name,
+                ProgType::SocketFilter,
+                p,
+                classes::jump_sequence(n),
+                want,
+            ));
+        }
+    }
+    let mut disagree = Vec::new();
+    for (name, t, p, asm, want) in &cases {
+        let got = match host.load(load(*t, *p, asm)).expect("host load") {
+            HostVerdict::Accepted => None,
+            HostVerdict::Rejected { errno, log } => Some((errno, reason(&log).to_string())),
+        };
+        if got.as_ref().map(|g| g.0) != *want {
+            disagree.push(format!(
+                "{name} (privileged: {p}): kbpf {want:?}, host {got:?}"
+            ));
+        }
+    }
+    eprintln!(
+        "class cases: {}/{} agree with the host kernel",
+        cases.len() - disagree.len(),
+        cases.len()
+    );
+    assert!(disagree.is_empty(), "{}", disagree.join("\n"));
+}

@@ -1019,6 +1019,7 @@ pub const POSITIVE: &[(&str, Mode, &str)] = &[
 ];
 
 #[macro_use]
+pub mod classes;
 pub mod refs;
 
 /// Runs every negative case through `run` and lists those that were accepted or rejected
