@@ -224,10 +224,8 @@ fn reason(log: &str) -> &str {
 }
 
 /// `__sk_buff` fields the kernel lets socket filters, TC or cgroup skb programs touch and kbpf's
-/// `sk_buff` does not carry yet (byte ranges): `napi_id`, `family` .. `local_port`, `tstamp`,
-/// `wire_len`, `gso_segs`, `sk`, `gso_size`, `tstamp_type`, `hwtstamp`; and `queue_mapping`
-/// (offset 12), which TC programs may write in the kernel.
-const SKB_FIELDS_NOT_IN_KBPF: &[(i32, i32)] = &[(84, 140), (152, 192)];
+/// `sk_buff` does not carry (byte ranges): the socket's, `family` .. `local_port`, and `sk`.
+const SKB_FIELDS_NOT_IN_KBPF: &[(i32, i32)] = &[(88, 140), (168, 176)];
 
 /// A verdict: `None` accepted, else the errno and the log.
 type Verdict = Option<(i32, String)>;
@@ -243,10 +241,9 @@ type KnownClass = (
 /// The known classes of disagreement of the generated programs.
 const GEN_KNOWN: &[KnownClass] = &[
     (
-        "context fields kbpf's sk_buff does not carry (napi_id, family..local_port, tstamp, \
-         wire_len, gso_segs, sk, gso_size, tstamp_type, hwtstamp; queue_mapping writes): kbpf \
-         refuses the access, the kernel allows it. Safe (kbpf is stricter); needs the fields in \
-         kbpf::skb::SkBuff and their context rewrites",
+        "__sk_buff fields of the packet's socket kbpf's sk_buff does not carry (family .. \
+         local_port, read by cgroup skb programs; sk, a socket pointer): kbpf refuses the access, \
+         the kernel allows it. Safe (kbpf is stricter); needs sockets on kbpf's packets",
         |g, kbpf, host| {
             let skb = matches!(
                 g.prog_type,
