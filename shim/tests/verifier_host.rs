@@ -120,15 +120,16 @@ fn cases() -> Vec<Case> {
     v
 }
 
+/// The host kernel's verifier, or `None` after saying SKIPPED and why.
+fn open_host() -> Option<HostVerifier> {
+    HostVerifier::open()
+        .map_err(|why| eprintln!("SKIPPED: the host kernel's verifier is not reachable: {why}"))
+        .ok()
+}
+
 #[test]
 fn verdicts_agree_with_the_host_kernel() {
-    let host = match HostVerifier::open() {
-        Ok(h) => h,
-        Err(why) => {
-            eprintln!("SKIPPED: the host kernel's verifier is not reachable: {why}");
-            return;
-        }
-    };
+    let Some(host) = open_host() else { return };
     let (mut agree, mut judged, mut reported) = (0, 0, Vec::new());
     let mut disagree = Vec::new();
     for (name, prog_type, privileged, asm, kbpf_accepts, comparable) in cases() {
@@ -335,13 +336,7 @@ fn compare_one(host: &HostVerifier, g: &verifier_gen::Gen) -> (bool, Verdict, Ve
 /// refuse, apart from the listed classes ([`GEN_KNOWN`]).
 #[test]
 fn generated_programs_agree_with_the_host_kernel() {
-    let host = match HostVerifier::open() {
-        Ok(h) => h,
-        Err(why) => {
-            eprintln!("SKIPPED: the host kernel's verifier is not reachable: {why}");
-            return;
-        }
-    };
+    let Some(host) = open_host() else { return };
     // `KBPF_GEN_SEED` / `KBPF_GEN_COMBOS` explore further than the fixed run does.
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let seed = env("KBPF_GEN_SEED").unwrap_or(GEN_SEED);
@@ -414,13 +409,7 @@ fn generated_programs_agree_with_the_host_kernel() {
 #[test]
 fn class_cases_agree_with_the_host_kernel() {
     use corpus::classes;
-    let host = match HostVerifier::open() {
-        Ok(h) => h,
-        Err(why) => {
-            eprintln!("SKIPPED: the host kernel's verifier is not reachable: {why}");
-            return;
-        }
-    };
+    let Some(host) = open_host() else { return };
     let nmaps = (0..).take_while(|&h| classes::maps(h).is_some()).count() as u32;
     let load = |prog_type, privileged, asm: &str| HostLoad {
         prog_type,

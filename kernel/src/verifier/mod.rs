@@ -14,9 +14,14 @@
 //! Modes: the default follows the kernel's rules for a loader with `CAP_BPF` but without
 //! `CAP_PERFMON` — no pointer leaks into maps, the context, helper scalars or the return
 //! value, no pointer subtraction, negation or 32-bit copies, no reads of unwritten stack, no
-//! variable-offset stack access. [`VerifierEnv::privileged`] follows root's
-//! (`allow_ptr_leaks`, `allow_uninit_stack`): those become unknown scalars / allowed. The
-//! kernel's Spectre-v1 speculative-path checks (sanitize_ptr_alu, nospec) are out of scope.
+//! variable-offset stack access, and the Spectre v1 rules for pointer arithmetic
+//! (`sanitize`). [`VerifierEnv::privileged`] follows root's (`allow_ptr_leaks`,
+//! `allow_uninit_stack`, `bypass_spec_v1`): those become unknown scalars / allowed. The
+//! kernel's speculative paths (`sanitize_speculative_path`, nospec barriers) are out of scope.
+//!
+//! Legacy packet loads are checked in [`ld_abs`], which also rewrites them at load; an array
+//! lookup with a constant key in range needs no NULL check (`map_key`). The rules that follow
+//! Linux 6.18 check by check are in `docs/kernel-compat.md`.
 //!
 //! Packet pointers (XDP, TC, cgroup skb) are in [`pkt`]; the context rewrite
 //! (`convert_ctx_access`) that follows verification is [`convert`].

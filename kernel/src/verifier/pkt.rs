@@ -93,14 +93,7 @@ impl Explorer<'_> {
         if !is_pkt_pointer_any(a.ty) || !is_pkt_pointer_any(b.ty) {
             return Ok(None);
         }
-        let JmpInsn {
-            pc,
-            wide,
-            cond,
-            dst,
-            src,
-            ..
-        } = *j;
+        let (pc, cond, dst, src) = (j.pc, j.cond, j.dst, j.src);
         let (fall, target) = (j.fall(), j.target());
         // Which register is checked against the end: the destination ("pkt' > end",
         // "meta' > data") or the source ("end > pkt'", "data > meta'").
@@ -109,7 +102,7 @@ impl Explorer<'_> {
         let src_checked = (a.ty == RegType::PtrToPacketEnd && b.ty == RegType::PtrToPacket)
             || (is_init_pkt_pointer(a, RegType::PtrToPacket) && b.ty == RegType::PtrToPacketMeta);
         let matched = matches!(src, Operand::Reg(_))
-            && wide
+            && j.wide
             && (dst_checked || src_checked)
             && matches!(cond, Cond::Gt | Cond::Lt | Cond::Ge | Cond::Le);
         if !matched {
