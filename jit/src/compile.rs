@@ -26,7 +26,7 @@ pub use tailcall_direct::DirectSite;
 
 use alloc::vec::Vec;
 use kbpf::Errno;
-use kbpf::helpers::func_proto;
+use kbpf::helpers::runtime_proto;
 use kbpf::insn::{BPF_REG_AX, Call, Insn, Op, decode_internal};
 use kbpf::uapi::{ProgType, pseudo};
 use pass::{Layout, Prepared, pass};
@@ -49,7 +49,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         let op = decode_internal(insns, pc).map_err(|_| Errno::EINVAL)?;
         let proto = match op {
             Op::Call(Call::Helper(id)) => {
-                let p = func_proto(prog_type, id).ok_or(Errno::EINVAL)?;
+                let p = runtime_proto(prog_type, id).ok_or(Errno::EINVAL)?;
                 if p.func.is_none() {
                     return Err(Errno::EINVAL);
                 }

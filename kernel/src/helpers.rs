@@ -22,6 +22,7 @@
 pub mod csum;
 mod names;
 pub mod skb;
+pub mod skb_load;
 pub mod xdp;
 
 pub use csum::CSUM_DIFF;
@@ -430,4 +431,11 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         (_, func::SK_ASSIGN) if tc => Some(&SK_ASSIGN),
         _ => base,
     }
+}
+
+/// The helper `id` as the engines resolve it for a program of `prog_type`: what
+/// [`func_proto`] offers, plus the internal helpers the load's own rewrites call (the legacy
+/// packet loads' [`skb_load`] helpers), which no program may call itself.
+pub fn runtime_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> {
+    func_proto(prog_type, id).or_else(|| skb_load::proto_for(prog_type, id))
 }

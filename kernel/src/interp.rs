@@ -19,7 +19,7 @@ mod kind;
 pub(crate) use exec::run;
 pub(crate) use kind::K;
 
-use crate::helpers::{ArgKind, HelperProto, func_proto};
+use crate::helpers::{ArgKind, HelperProto, runtime_proto};
 use crate::insn::{AluOp, AtomicOp, Call, Cond, EndKind, Insn, Op, Operand, Size, decode_internal};
 use crate::uapi::ProgType;
 use crate::{Errno, Result};
@@ -230,7 +230,7 @@ fn translate(op: &Op, prog_type: ProgType) -> Result<IOp> {
             Operand::Reg(s) => iop(jmp_kind(wide, cond, false), dst, s, off as i32, 0),
         },
         Op::Call(Call::Helper(id)) => {
-            let proto = func_proto(prog_type, id).ok_or(Errno::EINVAL)?;
+            let proto = runtime_proto(prog_type, id).ok_or(Errno::EINVAL)?;
             if proto.func.is_none() {
                 return Err(Errno::EINVAL);
             }

@@ -144,6 +144,11 @@ pub mod field {
     pub const PKT_TYPE: (usize, usize) = (offset_of!(SkBuff, pkt_type), 1);
     pub const VLAN_PRESENT: (usize, usize) = (offset_of!(SkBuff, vlan_present), 1);
     pub const CB: (usize, usize) = (offset_of!(SkBuff, cb), 20);
+    pub const WIRE_LEN: (usize, usize) = (offset_of!(SkBuff, wire_len), 4);
+    pub const GSO_SEGS: (usize, usize) = (offset_of!(SkBuff, gso_segs), 2);
+    pub const GSO_SIZE: (usize, usize) = (offset_of!(SkBuff, gso_size), 2);
+    pub const TSTAMP: (usize, usize) = (offset_of!(SkBuff, tstamp), 8);
+    pub const HWTSTAMP: (usize, usize) = (offset_of!(SkBuff, hwtstamp), 8);
 }
 
 // The control block keeps the alignment 8-byte `cb` accesses in `__sk_buff` have.

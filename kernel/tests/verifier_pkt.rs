@@ -164,15 +164,26 @@ const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "invalid bpf_context access off=140 size=4",
     ),
     (
-        "pkt += unbounded scalar",
+        // Spectre v1: in the default mode only stack and map-value pointers may move by a
+        // register, so a packet pointer may not (the rules above hold under root's).
+        "pkt += register in the default mode",
         Mode::Tc,
-        "mov %r6, %r1\ncall 7\nldxw %r2, [%r6+76]\nadd %r2, %r0\nmov %r0, 0\nexit",
+        skb_ptrs!(eth_checked!(
+            "ldxb %r5, [%r2+0]\nand %r5, 7\nadd %r2, %r5\nldxb %r0, [%r2+0]\nexit"
+        )),
         Errno::EACCES,
+        "R2 has pointer with unsupported alu operation, pointer arithmetic with it prohibited for !root",
+    ),
+    (
+        "pkt += unbounded scalar",
+        Mode::TcPriv,
+        "mov %r6, %r1\ncall 7\nldxw %r2, [%r6+76]\nadd %r2, %r0\nmov %r0, 0\nexit",
+        Errno::EINVAL,
         "math between pkt pointer and register with unbounded min value is not allowed",
     ),
     (
         "pkt += 32-bit length: the check proves nothing",
-        Mode::Tc,
+        Mode::TcPriv,
         concat!(
             "ldxw %r5, [%r1+0]\n",
             skb_ptrs!(
@@ -184,7 +195,7 @@ const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     (
         "variable add drops the range",
-        Mode::Tc,
+        Mode::TcPriv,
         skb_ptrs!(eth_checked!(
             "ldxb %r5, [%r2+0]\nadd %r2, %r5\nldxb %r0, [%r2+0]\nexit"
         )),
@@ -193,7 +204,7 @@ const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     (
         "variable offset that may be negative",
-        Mode::Tc,
+        Mode::TcPriv,
         skb_ptrs!(eth_checked!(
             "ldxb %r5, [%r2+0]\nsub %r5, 5\nadd %r2, %r5\nldxb %r0, [%r2+0]\nexit"
         )),
@@ -340,9 +351,18 @@ const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     (
         "store-release into the packet",
         Mode::Xdp,
-        xdp_ptrs!(eth_checked!("store_release32 [%r2+0], %r0\nexit")),
+        xdp_ptrs!(eth_checked!("store_release32 [%r2+2], %r0\nexit")),
         Errno::EACCES,
         "BPF_ATOMIC stores into R2 pkt is not allowed",
+    ),
+    (
+        // Atomics are checked for alignment whatever they point to, the packet with the
+        // kernel's NET_IP_ALIGN of 2; the access is checked before the pointer's type.
+        "misaligned store-release into the packet",
+        Mode::Xdp,
+        xdp_ptrs!(eth_checked!("store_release32 [%r2+0], %r0\nexit")),
+        Errno::EACCES,
+        "misaligned packet access off 2+0+0+0 size 4",
     ),
     (
         "tc data_meta read without check",
@@ -465,7 +485,7 @@ const POSITIVE: &[(&str, Mode, &str)] = &[
     ),
     (
         "bounded variable offset checked after the add",
-        Mode::Tc,
+        Mode::TcPriv,
         skb_ptrs!(eth_checked!(
             "ldxb %r5, [%r2+0]\nand %r5, 0x3f\nadd %r2, %r5\nmov %r4, %r2\nadd %r4, 4\n\
              jgt %r4, %r3, +1\nldxw %r0, [%r2+0]\nmov %r0, 0\nexit"

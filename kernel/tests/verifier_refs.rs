@@ -81,8 +81,7 @@ fn registered_kfunc_is_judged_by_its_prototype() {
     let e = run(Mode::Xdp, small).unwrap_err();
     assert_eq!(e.errno, Errno::EINVAL, "{e}");
     assert!(
-        e.log
-            .contains("invalid indirect access to stack R1 off=-16 size=36"),
+        e.log.contains("invalid read from stack R1 off=-16 size=36"),
         "{e}"
     );
     let ptr_flags = concat!(

@@ -207,15 +207,27 @@ fn prog_load(
     insns: &[Insn],
     func_info: Option<(&OwnedFd, &[[u32; 2]])>,
 ) -> Result<OwnedFd, HostVerdict> {
+    prog_load_logged(load, insns, func_info, true)
+}
+
+/// [`prog_load`], with the verifier log (level 1) or without.
+fn prog_load_logged(
+    load: &HostLoad,
+    insns: &[Insn],
+    func_info: Option<(&OwnedFd, &[[u32; 2]])>,
+    with_log: bool,
+) -> Result<OwnedFd, HostVerdict> {
     let license = c"GPL";
-    let mut log = vec![0u8; LOG_SIZE];
+    let mut log = vec![0u8; if with_log { LOG_SIZE } else { 1 }];
     // prog_type | insn_cnt, insns, license, log_level | log_size, log_buf, rest zero.
     let mut attr = [0u64; 16];
     attr[0] = pack(load.prog_type as u32, insns.len() as u32);
     attr[1] = insns.as_ptr() as u64;
     attr[2] = license.as_ptr() as u64;
-    attr[3] = pack(1, LOG_SIZE as u32);
-    attr[4] = log.as_mut_ptr() as u64;
+    if with_log {
+        attr[3] = pack(1, LOG_SIZE as u32);
+        attr[4] = log.as_mut_ptr() as u64;
+    }
     // prog_ifindex | expected_attach_type
     attr[8] = pack(0, load.expected_attach_type.map_or(0, |t| t as u32));
     if let Some((btf, info)) = func_info {
@@ -250,6 +262,16 @@ fn load_one(load: &HostLoad) -> Result<HostVerdict, String> {
         Ok(fd) => {
             drop(fd);
             HostVerdict::Accepted
+        }
+        // The log of a long exploration can overflow the buffer: ENOSPC even when the
+        // verifier accepted. The verdict is then the one without a log; the log kept is the
+        // overflowed one's tail (the kernel rotates it), which ends with the reason.
+        Err(HostVerdict::Rejected { errno, log }) if errno == libc::ENOSPC => {
+            match prog_load_logged(load, &insns, None, false) {
+                Ok(_) => HostVerdict::Accepted,
+                Err(HostVerdict::Rejected { errno, .. }) => HostVerdict::Rejected { errno, log },
+                Err(v) => v,
+            }
         }
         Err(v) => v,
     };

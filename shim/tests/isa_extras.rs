@@ -66,8 +66,8 @@ fn misaligned_atomic_access_faults() {
     assert_eq!(
         run_trusted(
             "mov %r1, 1\nstore_release64 [%r10-4], %r1\nmov %r0, 0\nexit\n",
-            Errno::EINVAL,
-            "invalid write to stack"
+            Errno::EACCES,
+            "misaligned stack access off 0+0+-4 size 8"
         ),
         Err(Errno::EFAULT)
     );

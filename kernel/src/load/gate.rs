@@ -136,12 +136,6 @@ fn check_insns(l: &mut Load<'_>) -> Result {
                 l.fixups.try_reserve(1)?;
                 l.fixups.push((pc, Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0)));
             }
-            Op::LdPacket { .. } => {
-                return Err(reject(
-                    l.log,
-                    format_args!("insn {pc}: BPF_LD_[ABS|IND] are not supported"),
-                ));
-            }
             Op::LdImm64 {
                 pseudo: pseudo::FUNC,
                 ..

@@ -8,7 +8,8 @@
 //! the context access conversion ([`crate::verifier::convert`]; programs loaded on the trusted
 //! path have none recorded), `bpf_loop` inlining ([`crate::verifier::loop_inline`]), array
 //! lookup inlining when a JIT is requested
-//! ([`crate::verifier::fixups`], after `convert_ctx_accesses`), and last zero extension or its
+//! ([`crate::verifier::fixups`], after `convert_ctx_accesses`; legacy packet loads become a call
+//! first, [`crate::verifier::ld_abs`], verified or not), and last zero extension or its
 //! `BPF_F_TEST_RND_HI32` self-test ([`crate::verifier::zext`], after every pass that inserts
 //! code). A new pass is one more entry in [`PASSES`], placed where the kernel runs it.
 //!
@@ -35,7 +36,7 @@ pub(super) struct Pass {
 }
 
 /// The rewrite passes, in order.
-pub(super) const PASSES: [Pass; 6] = [
+pub(super) const PASSES: [Pass; 7] = [
     // `resolve_pseudo_ldimm64`; the tail-call rewrite of `do_misc_fixups`.
     Pass {
         wants: |l| !l.fixups.is_empty(),
@@ -63,6 +64,12 @@ pub(super) const PASSES: [Pass; 6] = [
                 .is_some_and(|v| v.loop_sites.iter().any(|s| *s != LoopSite::None))
         },
         run: inline_loops,
+    },
+    // `do_misc_fixups`: legacy packet loads (`BPF_LD_[ABS|IND]`) become `bpf_gen_ld_abs`'s
+    // call to an internal helper, on the trusted path too (no engine runs them as written).
+    Pass {
+        wants: |l| crate::verifier::ld_abs::has_ld_abs(l.insns()),
+        run: |l, list| crate::verifier::ld_abs::rewrite_ld_abs(list, l.attr.prog_type).map(|_| ()),
     },
     // `do_misc_fixups`: array-map lookups inlined.
     Pass {

@@ -176,6 +176,54 @@ impl Scalar {
             self.umin = self.umin.max(hi | self.u32min as u64);
             self.umax = self.umax.min(hi | self.u32max as u64);
         }
+        // 64-bit from 32-bit at both ends of the range (`__reg_deduce_mixed_bounds`): a value
+        // of the range has the low half the 32-bit bounds allow.
+        // When the low half of a bound is outside the 32-bit range, no value lies in that
+        // bound's 2^32 window at all: the bound moves to the next (or previous) window.
+        const LO: u64 = 0xffff_ffff;
+        const WIN: u64 = 1 << 32;
+        let (u32min, u32max) = (self.u32min as u64, self.u32max as u64);
+        if u32min <= u32max {
+            let lo = self.umin & LO;
+            if lo > u32max {
+                if let Some(next) = (self.umin & !LO).checked_add(WIN) {
+                    self.umin = self.umin.max(next | u32min);
+                }
+            } else {
+                self.umin = self.umin.max((self.umin & !LO) | u32min);
+            }
+            let hi = self.umax & LO;
+            if hi < u32min {
+                if let Some(prev) = (self.umax & !LO).checked_sub(WIN) {
+                    self.umax = self.umax.min(prev | u32max);
+                }
+            } else {
+                self.umax = self.umax.min((self.umax & !LO) | u32max);
+            }
+            let lo = self.smin as u64 & LO;
+            if lo > u32max {
+                if let Some(next) = ((self.smin as u64 & !LO) as i64).checked_add(WIN as i64) {
+                    self.smin = self.smin.max(next | u32min as i64);
+                }
+            } else {
+                self.smin = self.smin.max(((self.smin as u64 & !LO) | u32min) as i64);
+            }
+            let hi = self.smax as u64 & LO;
+            if hi < u32min {
+                if let Some(prev) = ((self.smax as u64 & !LO) as i64).checked_sub(WIN as i64) {
+                    self.smax = self.smax.min(prev | u32max as i64);
+                }
+            } else {
+                self.smax = self.smax.min(((self.smax as u64 & !LO) | u32max) as i64);
+            }
+        }
+        // A value within the signed 32-bit range whose low half is not negative is that half.
+        if self.s32min >= 0 && self.smin >= i32::MIN as i64 && self.smax <= i32::MAX as i64 {
+            self.smin = self.smin.max(self.s32min as i64);
+            self.smax = self.smax.min(self.s32max as i64);
+            self.umin = self.umin.max(self.s32min as u64);
+            self.umax = self.umax.min(self.s32max as u64);
+        }
         // 64-bit signed <-> unsigned.
         if (self.umin as i64) <= (self.umax as i64) {
             self.smin = self.smin.max(self.umin as i64);

@@ -111,7 +111,7 @@ impl Explorer<'_> {
         let ok = match kind {
             ArgKind::PtrToFunc => {
                 if let RegType::PtrToFunc(_) = reg.ty {
-                    super::calls::check_ctx_unmodified(pc, r, &reg)?;
+                    super::args::check_ctx_unmodified(pc, r, &reg)?;
                     true
                 } else {
                     false

@@ -10,13 +10,16 @@
 //! ([`CallMap`], the kernel's `bpf_insn_aux_data.map_ptr_state` kept by
 //! `record_func_map`), for the load's fix-ups ([`super::fixups`]).
 
+use super::args::{MemArg, MemSize, check_ctx_unmodified, released_ref};
 use super::bounds::Scalar;
 use super::explore::{Explorer, Next};
 use super::log::Reject;
-use super::state::{ByteKind, Frame, Reg, RegType, Slot, VState};
+use super::map_key::{can_elide_value_nullness, key_in_range};
+use super::state::{Frame, Reg, RegType, Slot, VState};
 use crate::Errno;
 use crate::helpers::{ArgKind, FUNC_MAX_ID, HelperProto, RetKind, func_id_name, func_proto};
 use crate::insn::Call;
+use crate::map::MapAttr;
 use crate::uapi::limits::MAX_CALL_FRAMES;
 use crate::uapi::{MapType, func};
 
@@ -43,6 +46,18 @@ impl CallMap {
             _ => CallMap::Poisoned,
         }
     }
+}
+
+/// What the argument checks of one helper call found (`struct bpf_call_arg_meta`).
+#[derive(Default)]
+struct CallMeta {
+    /// The map argument: its handle and attributes.
+    map: Option<(u32, MapAttr)>,
+    /// The reference a release argument gives back.
+    release: Option<u32>,
+    /// The key argument's value, when it is known and the map is an array
+    /// (`const_map_key`).
+    const_key: Option<u64>,
 }
 
 impl Explorer<'_> {
@@ -90,6 +105,8 @@ impl Explorer<'_> {
         }
     }
 
+    /// A helper call against its prototype (`check_helper_call`): the arguments, a release,
+    /// the map compatibility, then R0.
     fn check_helper(
         &mut self,
         st: &mut VState,
@@ -98,10 +115,30 @@ impl Explorer<'_> {
     ) -> Result<(), Reject> {
         let (name, id) = (proto.name, proto.id);
         if id == func::TAIL_CALL {
-            self.check_reference_leak(st, pc, Some("tail_call"))?;
+            self.check_reference_leak(st, pc, "tail_call")?;
         }
-        let mut map = None;
-        let mut release = None;
+        let meta = self.check_helper_args(st, pc, proto)?;
+        if let Some(ref_id) = meta.release {
+            let what = alloc::format!("bpf_{name}#{id}");
+            self.release_reference(st, pc, ref_id, &what)?;
+        }
+        if let Some((_, attr)) = meta.map {
+            self.check_map_func_compatibility(pc, attr.map_type, id)?;
+        }
+        let r0 = self.helper_ret(st, pc, proto, &meta)?;
+        self.finish_call(st, r0);
+        self.clear_pkt_pointers_after(st, id);
+        Ok(())
+    }
+
+    /// Checks each argument against its kind (`check_func_arg`).
+    fn check_helper_args(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        proto: &HelperProto,
+    ) -> Result<CallMeta, Reject> {
+        let mut meta = CallMeta::default();
         for (i, kind) in proto.args.iter().enumerate() {
             let r = i as u8 + 1;
             if *kind == ArgKind::None {
@@ -113,6 +150,12 @@ impl Explorer<'_> {
                     pc,
                     format_args!("R{r} type={} expected={want}", reg.ty.name()),
                 ))
+            };
+            let mem = |regno, size, uninit| MemArg {
+                regno,
+                size,
+                uninit,
+                null_arg: None,
             };
             match kind {
                 ArgKind::None => {}
@@ -134,13 +177,13 @@ impl Explorer<'_> {
                     if reg.ty != RegType::ConstPtrToMap {
                         return expect("map_ptr");
                     }
-                    map = Some((reg.map, self.map_attr(pc, reg.map)?));
+                    meta.map = Some((reg.map, self.map_attr(pc, reg.map)?));
                     if let Some(rec) = self.call_map.get_mut(pc) {
                         *rec = rec.merge(reg.map);
                     }
                 }
                 ArgKind::PtrToMapKey | ArgKind::PtrToMapValue => {
-                    let Some((_, attr)) = map else {
+                    let Some((_, attr)) = meta.map else {
                         return Err(Reject::acces(pc, "invalid map_ptr to access map->key"));
                     };
                     // A socket map stores sockets: the value is one (`resolve_map_arg_type`).
@@ -159,7 +202,10 @@ impl Explorer<'_> {
                     } else {
                         attr.value_size
                     };
-                    self.check_helper_mem(st, pc, r, size as usize)?;
+                    self.check_mem_arg(st, pc, mem(r, MemSize::Fixed(size as usize), false))?;
+                    if *kind == ArgKind::PtrToMapKey && can_elide_value_nullness(attr.map_type) {
+                        meta.const_key = self.constant_map_key(st, &reg, size);
+                    }
                 }
                 ArgKind::PtrToMem | ArgKind::PtrToUninitMem => {
                     // Checked with the size argument that follows.
@@ -170,19 +216,19 @@ impl Explorer<'_> {
                     self.check_callback_arg(st, pc, r, *kind)?;
                 }
                 ArgKind::ConstSize => {
-                    let size = self.check_mem_size_reg(st, pc, r, false)? as usize;
-                    if proto.args[i - 1] == ArgKind::PtrToUninitMem {
-                        self.check_helper_uninit_mem(st, pc, r - 1, size)?;
-                    } else {
-                        self.check_helper_mem(st, pc, r - 1, size)?;
-                    }
+                    let uninit = proto.args[i - 1] == ArgKind::PtrToUninitMem;
+                    let size = MemSize::Reg {
+                        regno: r,
+                        zero_ok: false,
+                    };
+                    self.check_mem_arg(st, pc, mem(r - 1, size, uninit))?;
                 }
                 ArgKind::PtrToSockCommon { release: rel } => {
                     if reg.ty != RegType::PtrToSocket {
                         return expect("sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_");
                     }
                     if *rel {
-                        release = Some(released_ref(pc, r, &reg)?);
+                        meta.release = Some(released_ref(pc, r, &reg)?);
                     }
                 }
                 ArgKind::PtrToSocketOrNull => {
@@ -194,54 +240,51 @@ impl Explorer<'_> {
                 }
             }
         }
-        if let Some(ref_id) = release {
-            let what = alloc::format!("bpf_{name}#{id}");
-            self.release_reference(st, pc, ref_id, &what)?;
-        }
-        if let Some((_, attr)) = map {
-            self.check_map_func_compatibility(pc, attr.map_type, id)?;
-        }
+        Ok(meta)
+    }
+
+    /// What R0 holds after the helper `proto` returns (`check_helper_call`'s return types).
+    fn helper_ret(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        proto: &HelperProto,
+        meta: &CallMeta,
+    ) -> Result<Reg, Reject> {
+        let (name, id) = (proto.name, proto.id);
+        let map = meta.map;
         // A lookup in a socket map hands out the socket, referenced (`is_acquire_function`).
         let sock_lookup = id == func::MAP_LOOKUP_ELEM
             && map.is_some_and(|(_, a)| matches!(a.map_type, MapType::Sockmap | MapType::Sockhash));
-        for r in 1..=5 {
-            *st.reg_mut(r) = Reg::NOT_INIT;
-        }
-        *st.reg_mut(0) = match proto.ret {
+        Ok(match proto.ret {
             RetKind::Integer => Reg::scalar(Scalar::UNKNOWN),
             RetKind::Void => Reg::NOT_INIT,
             RetKind::PtrToMapValueOrNull if sock_lookup => {
-                let mut r = Reg::ptr(RegType::PtrToSocketOrNull, 0);
-                r.ref_obj_id = self.acquire_reference(st, pc);
-                r.id = r.ref_obj_id;
-                r
+                self.ret_pointer(st, pc, RegType::PtrToSocketOrNull, true)
             }
             RetKind::PtrToMapValueOrNull => {
-                let Some((handle, _)) = map else {
+                let Some((handle, attr)) = map else {
                     return Err(Reject::new(
                         Errno::EINVAL,
                         pc,
                         format_args!("kernel subsystem misconfigured func {name}#{id}"),
                     ));
                 };
-                let mut r = Reg::ptr(RegType::PtrToMapValueOrNull, 0);
+                // An array lookup with a key known in range cannot fail.
+                let sure = id == func::MAP_LOOKUP_ELEM && key_in_range(&attr, meta.const_key);
+                let ty = if sure {
+                    RegType::PtrToMapValue
+                } else {
+                    RegType::PtrToMapValueOrNull
+                };
+                let mut r = self.ret_pointer(st, pc, ty, false);
                 r.map = handle;
-                r.id = self.new_id();
                 r
             }
             RetKind::PtrToSocketOrNull => {
-                let mut r = Reg::ptr(RegType::PtrToSocketOrNull, 0);
-                if proto.acquire {
-                    r.ref_obj_id = self.acquire_reference(st, pc);
-                    r.id = r.ref_obj_id;
-                } else {
-                    r.id = self.new_id();
-                }
-                r
+                self.ret_pointer(st, pc, RegType::PtrToSocketOrNull, proto.acquire)
             }
-        };
-        self.clear_pkt_pointers_after(st, id);
-        Ok(())
+        })
     }
 
     /// Whether helper `id` may take a map of type `t` (`check_map_func_compatibility`, both
@@ -289,7 +332,7 @@ impl Explorer<'_> {
             return Ok(next);
         }
         if st.frames.len() == 1 {
-            self.check_reference_leak(st, pc, None)?;
+            self.check_reference_leak(st, pc, "BPF_EXIT instruction in main prog")?;
         }
         let r0 = self.read(st, pc, 0)?;
         if st.frames.len() > 1 {
@@ -329,8 +372,8 @@ pub(super) fn forget_frame(st: &mut VState, gone: u8) {
             }
         }
         for s in fr.stack.iter_mut() {
-            if matches!(s, Slot::Spill(r) if dead(r)) {
-                *s = Slot::Bytes([ByteKind::Invalid; 8]);
+            if s.spill().is_some_and(dead) {
+                *s = Slot::INVALID;
             }
         }
     }
@@ -347,40 +390,4 @@ pub(super) fn new_frame_depth(st: &VState, pc: usize) -> Result<usize, Reject> {
         ));
     }
     Ok(depth)
-}
-
-/// A context (or function) pointer passed to a helper or kfunc must be unmodified
-/// (`check_func_arg_reg_off` for `PTR_TO_CTX`, `__check_ptr_off_reg`).
-pub(super) fn check_ctx_unmodified(pc: usize, r: u8, reg: &Reg) -> Result<(), Reject> {
-    if reg.off != 0 || reg.var.as_const() != Some(0) {
-        return Err(Reject::acces(
-            pc,
-            format_args!(
-                "dereference of modified {} ptr R{r} off={} disallowed",
-                reg.ty.name(),
-                reg.off
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The reference a release argument gives back: the pointer must hold one and point at the
-/// object's start (`check_release_regno` / `check_func_arg_reg_off` for release functions).
-pub(super) fn released_ref(pc: usize, r: u8, reg: &Reg) -> Result<u32, Reject> {
-    if reg.ref_obj_id == 0 {
-        return Err(Reject::new(
-            Errno::EINVAL,
-            pc,
-            format_args!("R{r} must be referenced when passed to release function"),
-        ));
-    }
-    if reg.off != 0 {
-        return Err(Reject::new(
-            Errno::EINVAL,
-            pc,
-            format_args!("R{r} must have zero offset when passed to release func"),
-        ));
-    }
-    Ok(reg.ref_obj_id)
 }

@@ -88,6 +88,7 @@ pub fn check(insns: &[Insn], allow_loops: bool) -> Result<Cfg, Reject> {
         prune_point: vec![false; n],
     };
     check_subprogs(&mut cfg, n)?;
+    check_abnormal_return(&cfg)?;
     dfs(&mut cfg, allow_loops)?;
     Ok(cfg)
 }
@@ -131,6 +132,27 @@ fn check_subprogs(cfg: &mut Cfg, n: usize) -> Result<(), Reject> {
                 Errno::EINVAL,
                 end - 1,
                 "last insn is not an exit or jmp",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A legacy packet load ends the program when it fails: outside the main program that would
+/// return from a subprogram, which only a subprogram known (from BTF) to return an `int` may
+/// do; kbpf takes no BTF (`check_abnormal_return`, from `check_btf_info`).
+///
+/// The kernel refuses a tail call in a subprogram without BTF too; kbpf allows it, as the
+/// kernel does with BTF (its tail-call scenarios need it).
+fn check_abnormal_return(cfg: &Cfg) -> Result<(), Reject> {
+    for (i, &start) in cfg.subprogs.iter().enumerate().skip(1) {
+        let end = cfg.subprogs.get(i + 1).copied().unwrap_or(cfg.ops.len());
+        if let Some(pc) = (start..end).find(|&pc| matches!(cfg.ops[pc], Some(Op::LdPacket { .. })))
+        {
+            return Err(Reject::new(
+                Errno::EINVAL,
+                pc,
+                "LD_ABS is not allowed in subprogs without BTF",
             ));
         }
     }

@@ -19,16 +19,20 @@
 //!   field, then for a narrow read a shift and a mask selecting the bytes the `__u32` view
 //!   would give; stores truncate to the kernel field;
 //! - `cb[]` → the same access in the kernel's control block;
+//! - `tstamp`, `hwtstamp` → the same 8-byte access of the kernel's `u64`; `napi_id` and
+//!   `tstamp_type` → the constant 0 (see [`super::ctx`]); a `queue_mapping` store skips a
+//!   value of `NO_QUEUE_MAPPING` (0xffff) or more, as the kernel's does;
 //! - `xdp_md.ingress_ifindex` / `rx_queue_index` → a load of the receive-queue pointer, then
 //!   of the field through it.
 
 use super::ctx::{CtxOps, skb, xdp_md};
 use super::explore::Explorer;
 use super::log::Reject;
-use crate::insn::{Insn, Op, Size, alu32_imm, decode, ldx_mem, ldx_memsx, st_mem, stx_mem};
+use crate::insn::{Insn, Op, Size, alu32_imm, decode, ja, jmp_imm, ldx_mem, ldx_memsx};
+use crate::insn::{mov64_imm, st_mem, stx_mem};
 use crate::patch::PatchList;
 use crate::skb::field as kskb;
-use crate::uapi::{ProgType, alu, class};
+use crate::uapi::{ProgType, alu, class, jmp};
 use crate::xdp::field as kxdp;
 use crate::{Errno, Result};
 use alloc::vec::Vec;
@@ -221,8 +225,16 @@ fn u32_field(a: &Access, byte: usize, (koff, ksize): (usize, usize), buf: &mut B
     }
 }
 
+/// `NO_QUEUE_MAPPING`: a `queue_mapping` the kernel does not store.
+const NO_QUEUE_MAPPING: i32 = 0xffff;
+
 fn convert_skb(a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
-    let field = off & !3;
+    let field = match off {
+        o if (skb::TSTAMP..skb::TSTAMP + 8).contains(&o) => skb::TSTAMP,
+        o if (skb::HWTSTAMP..skb::HWTSTAMP + 8).contains(&o) => skb::HWTSTAMP,
+        o if o == skb::TSTAMP_TYPE => o,
+        o => o & !3,
+    };
     let byte = (off - field) as usize;
     let kfield = match field {
         skb::DATA | skb::DATA_END | skb::DATA_META => {
@@ -246,6 +258,40 @@ fn convert_skb(a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
             buf.push(same_access(a, kskb::CB.0 + (off - skb::CB) as usize, size));
             return Ok(());
         }
+        // Fields kbpf keeps no value for read as the kernel's do without them: `napi_id`
+        // without busy polling, `tstamp_type` as BPF_SKB_TSTAMP_UNSPEC.
+        skb::NAPI_ID | skb::TSTAMP_TYPE => {
+            let Access::Load { dst, .. } = *a else {
+                return Err(Errno::EINVAL);
+            };
+            buf.push(mov64_imm(dst, 0));
+            return Ok(());
+        }
+        skb::TSTAMP | skb::HWTSTAMP if off == field => {
+            let (koff, _) = if field == skb::TSTAMP {
+                kskb::TSTAMP
+            } else {
+                kskb::HWTSTAMP
+            };
+            buf.push(same_access(a, koff, 8));
+            return Ok(());
+        }
+        skb::QUEUE_MAPPING if !matches!(a, Access::Load { .. }) => {
+            // A queue of NO_QUEUE_MAPPING (0xffff) or more is not stored.
+            let (koff, _) = kskb::QUEUE_MAPPING;
+            match *a {
+                Access::StoreImm { imm, .. } if imm >= NO_QUEUE_MAPPING => buf.push(ja(0)),
+                Access::StoreReg { src, .. } => {
+                    buf.push(jmp_imm(jmp::JGE, src, NO_QUEUE_MAPPING, 1));
+                    buf.push(same_access(a, koff, 2));
+                }
+                _ => buf.push(same_access(a, koff, 2)),
+            }
+            return Ok(());
+        }
+        skb::WIRE_LEN => kskb::WIRE_LEN,
+        skb::GSO_SEGS => kskb::GSO_SEGS,
+        skb::GSO_SIZE => kskb::GSO_SIZE,
         skb::LEN => kskb::LEN,
         skb::PKT_TYPE => kskb::PKT_TYPE,
         skb::MARK => kskb::MARK,

@@ -2,8 +2,9 @@
 //!
 //! Mirrors `sk_filter_is_valid_access`, `cg_skb_is_valid_access`,
 //! `tc_cls_act_is_valid_access`, `bpf_skb_is_valid_access` and `xdp_is_valid_access` of
-//! `net/core/filter.c` for the `__sk_buff` fields `len` through `tc_classid` plus the packet
-//! fields `data`, `data_end` and `data_meta`, and for all of `struct xdp_md`; and adds the
+//! `net/core/filter.c` for the `__sk_buff` fields kbpf's sk_buff carries (all but the socket's:
+//! `family` .. `local_port` and `sk`; `napi_id` and `tstamp_type` read as the kernel's 0 when it
+//! has no busy polling and no time-stamp type), and for all of `struct xdp_md`; and adds the
 //! raw-buffer type (kbpf's conformance type), whose context is a byte buffer of a size known
 //! at load time. Which program types may touch packet data directly is
 //! `may_access_direct_pkt_data` of `kernel/bpf/verifier.c` ([`CtxOps::pkt_access`]). The
@@ -88,7 +89,20 @@ pub mod skb {
     pub const TC_CLASSID: i64 = 72;
     pub const DATA: i64 = 76;
     pub const DATA_END: i64 = 80;
+    pub const NAPI_ID: i64 = 84;
+    pub const FAMILY: i64 = 88;
+    pub const LOCAL_PORT: i64 = 136;
     pub const DATA_META: i64 = 140;
+    pub const FLOW_KEYS: i64 = 144;
+    pub const TSTAMP: i64 = 152;
+    pub const WIRE_LEN: i64 = 160;
+    pub const GSO_SEGS: i64 = 164;
+    pub const SK: i64 = 168;
+    pub const GSO_SIZE: i64 = 176;
+    pub const TSTAMP_TYPE: i64 = 180;
+    pub const HWTSTAMP: i64 = 184;
+    /// `sizeof(struct __sk_buff)`.
+    pub const SIZE: i64 = 192;
 }
 
 /// Offsets of the `struct xdp_md` fields (`include/uapi/linux/bpf.h`); all are `__u32`.
@@ -116,34 +130,78 @@ impl SkBuff {
     }
 }
 
+impl SkBuff {
+    /// The program type's own rules (`sk_filter_is_valid_access`, `cg_skb_is_valid_access`,
+    /// `tc_cls_act_is_valid_access`): `Some` decides, `None` leaves it to the common rules.
+    fn type_rules(&self, off: i64, size: usize, write: bool) -> Option<bool> {
+        use skb::*;
+        let at = |f: i64, n: i64| (f..f + n).contains(&off);
+        match self.kind {
+            SkbKind::SocketFilter => {
+                let hidden = at(TC_CLASSID, 4)
+                    || at(DATA, 4)
+                    || at(DATA_META, 4)
+                    || at(DATA_END, 4)
+                    || at(FAMILY, LOCAL_PORT + 4 - FAMILY)
+                    || at(TSTAMP, 8)
+                    || at(WIRE_LEN, 4)
+                    || at(HWTSTAMP, 8);
+                (hidden || write && !at(CB, 20)).then_some(false)
+            }
+            SkbKind::CgroupSkb => {
+                let hidden = at(TC_CLASSID, 4) || at(DATA_META, 4) || at(WIRE_LEN, 4);
+                let writable = at(MARK, 4) || at(PRIORITY, 4) || at(CB, 20) || at(TSTAMP, 8);
+                (hidden || write && !writable).then_some(false)
+            }
+            SkbKind::Tc => {
+                let writable = at(MARK, 4)
+                    || at(TC_INDEX, 4)
+                    || at(PRIORITY, 4)
+                    || at(TC_CLASSID, 4)
+                    || at(CB, 20)
+                    || at(TSTAMP, 8)
+                    || at(QUEUE_MAPPING, 4);
+                if write && !writable || at(FAMILY, LOCAL_PORT + 4 - FAMILY) {
+                    return Some(false);
+                }
+                (off == TSTAMP_TYPE).then_some(size == 1)
+            }
+        }
+    }
+}
+
 impl CtxAccess for SkBuff {
+    /// The program type's rules, then `bpf_skb_is_valid_access`; a field kbpf's sk_buff
+    /// does not carry (the socket's: `family` .. `local_port`, `sk`) is refused.
     fn is_valid_access(&self, off: i64, size: usize, write: bool) -> bool {
         use skb::*;
-        if off < 0 || off % size as i64 != 0 {
+        if !(0..SIZE).contains(&off) || off % size as i64 != 0 {
             return false;
         }
-        // cb[0..5]: any size, aligned, within the array; readable and writable.
-        if (CB..CB + 20).contains(&off) {
+        if let Some(ok) = self.type_rules(off, size, write) {
+            return ok;
+        }
+        let at = |f: i64, n: i64| (f..f + n).contains(&off);
+        if at(CB, 20) {
             return off + size as i64 <= CB + 20;
         }
-        // data, data_end, data_meta: whole 4-byte reads only, never written.
-        if matches!(off & !3, DATA | DATA_END | DATA_META) {
+        if at(DATA, 4) || at(DATA_END, 4) || at(DATA_META, 4) {
             return !write && size == 4 && self.has_pkt_field(off);
         }
-        let field = off & !3;
-        if off + size as i64 > field + 4 || !(LEN..=TC_CLASSID).contains(&field) {
+        if at(FAMILY, LOCAL_PORT + 4 - FAMILY) || at(SK, 8) {
             return false;
         }
-        if write {
-            let ok = match self.kind {
-                SkbKind::SocketFilter => false,
-                SkbKind::CgroupSkb => matches!(field, MARK | PRIORITY),
-                SkbKind::Tc => matches!(field, MARK | TC_INDEX | PRIORITY | TC_CLASSID),
-            };
-            return ok && size == 4;
+        if at(FLOW_KEYS, 8) || at(TSTAMP_TYPE, HWTSTAMP - TSTAMP_TYPE) {
+            return false;
         }
-        // Only TC programs read tc_classid; narrow reads are fine for the rest.
-        self.kind == SkbKind::Tc || field != TC_CLASSID
+        if at(HWTSTAMP, 8) {
+            return !write && size == 8;
+        }
+        if at(TSTAMP, 8) {
+            return size == 8;
+        }
+        // A __u32 field: written whole, read whole or narrow.
+        if write { size == 4 } else { size <= 4 }
     }
 
     fn reg_type(&self, off: i64) -> RegType {
@@ -278,8 +336,21 @@ mod tests {
         assert!(!cg.is_valid_access(skb::DATA_META, 4, false));
         assert!(cg.is_valid_access(skb::MARK, 4, true));
         assert!(!cg.is_valid_access(skb::TC_INDEX, 4, true));
-        // Between data_end and data_meta: not in this slice.
-        assert!(!tc.is_valid_access(84, 4, false));
+        // napi_id reads (as 0); the socket's fields and `sk` kbpf does not carry.
+        assert!(tc.is_valid_access(skb::NAPI_ID, 2, false));
+        assert!(!tc.is_valid_access(skb::NAPI_ID, 4, true));
+        assert!(!cg.is_valid_access(skb::FAMILY, 4, false));
+        assert!(!sf.is_valid_access(skb::SK, 8, false));
+        // 8-byte time stamps; TC may write tstamp and a queue, not hwtstamp.
+        assert!(tc.is_valid_access(skb::TSTAMP, 8, true));
+        assert!(!tc.is_valid_access(skb::TSTAMP, 4, false));
+        assert!(!tc.is_valid_access(skb::HWTSTAMP, 8, true));
+        assert!(!sf.is_valid_access(skb::TSTAMP, 8, false));
+        assert!(tc.is_valid_access(skb::QUEUE_MAPPING, 4, true));
+        assert!(!cg.is_valid_access(skb::QUEUE_MAPPING, 4, true));
+        assert!(tc.is_valid_access(skb::TSTAMP_TYPE, 1, false));
+        assert!(!cg.is_valid_access(skb::TSTAMP_TYPE, 1, false));
+        assert!(!tc.is_valid_access(skb::SIZE, 4, false));
     }
 
     #[test]

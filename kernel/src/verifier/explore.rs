@@ -13,7 +13,9 @@ use super::bounds::Scalar;
 use super::branch;
 use super::cfg::Cfg;
 use super::ctx::CtxOps;
+use super::linked::{LinkedRegs, Loc, collect_linked_regs, sync_linked_regs};
 use super::log::Reject;
+use super::mem::{Access, AtomicInsn, Kind, Stored};
 use super::precision::{self, History, Precise};
 use super::state::{Reg, RegType, VState};
 use crate::Errno;
@@ -24,6 +26,10 @@ use alloc::vec::Vec;
 /// Processed-instruction limit (`BPF_COMPLEXITY_LIMIT_INSNS`).
 pub const COMPLEXITY_LIMIT: usize = 1_000_000;
 
+/// Paths waiting to be explored at once (`BPF_COMPLEXITY_LIMIT_JMP_SEQ`): past it the program
+/// is refused, so an untrusted program cannot make the verifier's memory grow without limit.
+pub const COMPLEXITY_LIMIT_JMP_SEQ: usize = 8192;
+
 /// One path being explored.
 pub(super) struct Path {
     pub pc: usize,
@@ -31,6 +37,35 @@ pub(super) struct Path {
     pub parent: Option<usize>,
     /// The jump history since `parent` was stored.
     pub hist: History,
+}
+
+/// A conditional jump's operands (`BPF_JMP`/`BPF_JMP32` with a condition).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct JmpInsn {
+    /// The instruction.
+    pub pc: usize,
+    /// 64-bit comparison (`JMP`), else the low halves (`JMP32`).
+    pub wide: bool,
+    /// The condition.
+    pub cond: crate::insn::Cond,
+    /// The compared register.
+    pub dst: u8,
+    /// What it is compared with.
+    pub src: Operand,
+    /// The jump distance.
+    pub off: i16,
+}
+
+impl JmpInsn {
+    /// The instruction after the jump.
+    pub fn fall(&self) -> usize {
+        self.pc + 1
+    }
+
+    /// The jump's target.
+    pub fn target(&self) -> usize {
+        (self.pc as i64 + 1 + self.off as i64) as usize
+    }
 }
 
 /// What executing one instruction did to the path.
@@ -67,6 +102,15 @@ pub(super) struct Explorer<'a> {
     pub call_map: Vec<super::calls::CallMap>,
     /// Per instruction: what a `bpf_loop` call saw over every path ([`super::callback`]).
     pub loop_sites: Vec<super::callback::LoopSite>,
+    /// The scalars the jump being checked linked, packed for the jump history (0: none).
+    pub(super) jmp_linked: u64,
+    /// Pointer arithmetic with an unknown offset was seen in the default mode: pruning compares
+    /// scalars exactly, so that paths needing different masks are all explored
+    /// (`explore_alu_limits`, see [`super::sanitize`]).
+    pub(super) explore_alu_limits: bool,
+    /// Per instruction: the Spectre v1 mask state and limit of its pointer arithmetic
+    /// (`bpf_insn_aux_data.alu_state`/`alu_limit`).
+    pub(super) alu_aux: Vec<(u32, u32)>,
 }
 
 impl<'a> Explorer<'a> {
@@ -85,6 +129,9 @@ impl<'a> Explorer<'a> {
             mem_aux: vec![super::convert::MemAux::Unseen; insns.len()],
             call_map: vec![super::calls::CallMap::None; insns.len()],
             loop_sites: vec![super::callback::LoopSite::None; insns.len()],
+            jmp_linked: 0,
+            explore_alu_limits: false,
+            alu_aux: vec![(0, 0); insns.len()],
         }
     }
 
@@ -149,7 +196,8 @@ impl<'a> Explorer<'a> {
                     self.mark_chain_precision(&p, need);
                 }
                 let frame_after = (p.st.frames.len() - 1) as u8;
-                p.hist.record(p.pc, op, frame, frame_after, stack);
+                let linked = core::mem::take(&mut self.jmp_linked);
+                p.hist.record(p.pc, op, frame, frame_after, stack, linked);
                 match next {
                     Next::Goto(pc) => p.pc = pc,
                     Next::Fork(pc, other, st) => {
@@ -162,6 +210,17 @@ impl<'a> Explorer<'a> {
                             parent: p.parent,
                             hist,
                         });
+                        if self.pending.len() > COMPLEXITY_LIMIT_JMP_SEQ {
+                            // `push_stack`: the paths waiting to be explored are bounded.
+                            return Err(Reject::new(
+                                Errno::E2BIG,
+                                p.pc,
+                                format_args!(
+                                    "The sequence of {} jumps is too complex.",
+                                    self.pending.len()
+                                ),
+                            ));
+                        }
                         if let Op::MayGoto { .. } = *op {
                             // The loop body goes on: forget what changed since the last
                             // iteration and does not matter, so that the loop converges.
@@ -280,7 +339,17 @@ impl<'a> Explorer<'a> {
                 dst,
                 src,
                 off,
-            } => return self.check_jmp(st, pc, wide, cond, dst, src, off),
+            } => {
+                let j = JmpInsn {
+                    pc,
+                    wide,
+                    cond,
+                    dst,
+                    src,
+                    off,
+                };
+                return self.check_jmp(st, &j);
+            }
             Op::MayGoto { off } => {
                 let t = (next as i64 + off as i64) as usize;
                 return Ok(Next::Fork(next, t, st.clone()));
@@ -300,15 +369,18 @@ impl<'a> Explorer<'a> {
                 dst,
                 src,
                 off,
-            } => self.check_ldx(st, pc, size.bytes(), sign, dst, src, off)?,
+            } => {
+                let kind = Kind::Read { sign, into: true };
+                self.check_ldx(st, &Access::new(pc, src, off, size, kind), dst)?;
+            }
             Op::St {
                 size,
                 dst,
                 off,
                 imm,
             } => {
-                let v = Reg::scalar(Scalar::konst(imm as i64 as u64));
-                self.check_store(st, pc, size.bytes(), dst, off, v, None)?;
+                let kind = Kind::Write(Stored::Imm(imm));
+                self.mem_access(st, &Access::new(pc, dst, off, size, kind))?;
             }
             Op::Stx {
                 size,
@@ -316,8 +388,9 @@ impl<'a> Explorer<'a> {
                 src,
                 off,
             } => {
-                let v = self.read(st, pc, src)?;
-                self.check_store(st, pc, size.bytes(), dst, off, v, Some(src))?;
+                let val = self.read(st, pc, src)?;
+                let kind = Kind::Write(Stored::Reg { regno: src, val });
+                self.mem_access(st, &Access::new(pc, dst, off, size, kind))?;
             }
             Op::Atomic {
                 size,
@@ -325,36 +398,40 @@ impl<'a> Explorer<'a> {
                 dst,
                 src,
                 off,
-            } => self.check_atomic(st, pc, size.bytes(), op, dst, src, off)?,
+            } => {
+                let size = size.bytes();
+                let a = AtomicInsn {
+                    size,
+                    op,
+                    dst,
+                    src,
+                    off,
+                };
+                self.check_atomic(st, pc, a)?;
+            }
             Op::LdImm64 { dst, pseudo, imm } => self.check_ld_imm64(st, pc, dst, pseudo, imm)?,
-            Op::LdPacket { .. } => {
-                return Err(Reject::new(
-                    Errno::EINVAL,
-                    pc,
-                    "BPF_LD_[ABS|IND] instructions are not supported",
-                ));
+            Op::LdPacket { indirect, src, .. } => {
+                self.check_ld_abs(st, pc, indirect.then_some(src))?;
             }
         }
         Ok(Next::Goto(next))
     }
 
     /// Conditional jumps (`check_cond_jmp_op`).
-    #[allow(clippy::too_many_arguments)]
-    fn check_jmp(
-        &mut self,
-        st: &mut VState,
-        pc: usize,
-        wide: bool,
-        cond: crate::insn::Cond,
-        dst: u8,
-        src: Operand,
-        off: i16,
-    ) -> Result<Next, Reject> {
+    fn check_jmp(&mut self, st: &mut VState, j: &JmpInsn) -> Result<Next, Reject> {
         use crate::insn::Cond;
-        let (fall, target) = (pc + 1, (pc as i64 + 1 + off as i64) as usize);
+        let JmpInsn {
+            pc,
+            wide,
+            cond,
+            dst,
+            src,
+            ..
+        } = *j;
+        let (fall, target) = (j.fall(), j.target());
         let a = self.read(st, pc, dst)?;
         let b = self.operand(st, pc, src)?;
-        if let Some(next) = self.try_match_pkt_pointers(st, pc, wide, cond, dst, src, &a, &b)? {
+        if let Some(next) = self.try_match_pkt_pointers(st, j, &a, &b)? {
             return Ok(next);
         }
         if let Operand::Reg(r) = src {
@@ -407,6 +484,19 @@ impl<'a> Explorer<'a> {
             Some(false) => return Ok(Next::Goto(fall)),
             None => {}
         }
+        // The scalars linked to either operand learn what the branch teaches it
+        // (`collect_linked_regs` before the paths part, `sync_linked_regs` on each).
+        let mut linked = LinkedRegs::default();
+        if matches!(src, Operand::Reg(_)) && b.ty == RegType::Scalar && b.id != 0 {
+            collect_linked_regs(st, b.id, &mut linked);
+        }
+        if a.ty == RegType::Scalar && a.id != 0 {
+            collect_linked_regs(st, a.id, &mut linked);
+        }
+        if linked.len() > 1 {
+            self.jmp_linked = linked.pack();
+        }
+        let frame = (st.frames.len() - 1) as u8;
         let taken = branch::refine(&a.var, &b.var, cond, wide, true);
         let not_taken = branch::refine(&a.var, &b.var, cond, wide, false);
         let apply = |st: &mut VState, (x, y): (Scalar, Scalar)| {
@@ -415,7 +505,9 @@ impl<'a> Explorer<'a> {
                 if r != dst {
                     st.reg_mut(r).var = y;
                 }
+                sync_linked_regs(st, Loc::Reg { frame, r }, &linked);
             }
+            sync_linked_regs(st, Loc::Reg { frame, r: dst }, &linked);
         };
         match (taken, not_taken) {
             (Some(t), Some(f)) => {

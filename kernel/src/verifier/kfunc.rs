@@ -10,13 +10,13 @@
 //! function releases the reference its object argument holds; a `KF_ACQUIRE` one returns a new
 //! reference, maybe NULL with `KF_RET_NULL`.
 
+use super::args::{MemArg, MemSize, check_ctx_unmodified, released_ref};
 use super::bounds::Scalar;
-use super::calls::{check_ctx_unmodified, released_ref};
 use super::explore::Explorer;
 use super::log::Reject;
 use super::state::{Reg, RegType, VState};
 use crate::Errno;
-use crate::kfunc::{KfuncArgKind, KfuncFlags, KfuncRet, find};
+use crate::kfunc::{Kfunc, KfuncArgKind, KfuncFlags, KfuncRet, find};
 
 impl Explorer<'_> {
     /// A kfunc call to id `id` at `pc`.
@@ -40,6 +40,45 @@ impl Explorer<'_> {
                 format_args!("calling kernel function {} is not allowed", k.name),
             ));
         }
+        let release = self.check_kfunc_args(st, pc, k)?;
+        if k.flags.contains(KfuncFlags::RELEASE) && release.is_none() {
+            return Err(Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!(
+                    "release kernel function {} expects refcounted PTR_TO_BTF_ID",
+                    k.name
+                ),
+            ));
+        }
+        if let Some(id) = release {
+            self.release_reference(st, pc, id, k.name)?;
+        }
+        let r0 = match k.ret {
+            KfuncRet::Void => Reg::NOT_INIT,
+            KfuncRet::Scalar => Reg::scalar(Scalar::UNKNOWN),
+            KfuncRet::Obj(s) => {
+                let ty = if k.flags.contains(KfuncFlags::RET_NULL) {
+                    RegType::PtrToBtfIdOrNull(s)
+                } else {
+                    RegType::PtrToBtfId(s)
+                };
+                self.ret_pointer(st, pc, ty, k.flags.contains(KfuncFlags::ACQUIRE))
+            }
+        };
+        self.finish_call(st, r0);
+        Ok(())
+    }
+
+    /// Checks each argument of kfunc `k` against its kind (`check_kfunc_args`); returns the
+    /// reference a release argument gives back.
+    fn check_kfunc_args(
+        &mut self,
+        st: &mut VState,
+        pc: usize,
+        k: &Kfunc,
+    ) -> Result<Option<u32>, Reject> {
+        let prog_type = self.env.prog_type;
         let mut release = None;
         for (i, a) in k.args.iter().enumerate() {
             let r = i as u8 + 1;
@@ -73,20 +112,20 @@ impl Explorer<'_> {
                 }
                 KfuncArgKind::Mem { size, .. } => {
                     let size = if k.is_size_arg(i + 1) {
-                        self.check_mem_size_reg(st, pc, r + 1, true)?
+                        MemSize::Reg {
+                            regno: r + 1,
+                            zero_ok: true,
+                        }
                     } else {
-                        size as u64
+                        MemSize::Fixed(size as usize)
                     };
-                    let null = reg.ty == RegType::Scalar && reg.var.as_const() == Some(0);
-                    if null && size != 0 {
-                        return Err(Reject::acces(
-                            pc,
-                            format_args!("Possibly NULL pointer passed to trusted arg{i}"),
-                        ));
-                    }
-                    if !null && size != 0 {
-                        self.check_helper_mem(st, pc, r, size as usize)?;
-                    }
+                    let arg = MemArg {
+                        regno: r,
+                        size,
+                        uninit: false,
+                        null_arg: Some(i),
+                    };
+                    self.check_mem_arg(st, pc, arg)?;
                 }
                 KfuncArgKind::Scalar => {
                     if reg.ty != RegType::Scalar {
@@ -131,42 +170,6 @@ impl Explorer<'_> {
                 }
             }
         }
-        if k.flags.contains(KfuncFlags::RELEASE) && release.is_none() {
-            return Err(Reject::new(
-                Errno::EINVAL,
-                pc,
-                format_args!(
-                    "release kernel function {} expects refcounted PTR_TO_BTF_ID",
-                    k.name
-                ),
-            ));
-        }
-        if let Some(id) = release {
-            self.release_reference(st, pc, id, k.name)?;
-        }
-        for r in 1..=5 {
-            *st.reg_mut(r) = Reg::NOT_INIT;
-        }
-        *st.reg_mut(0) = match k.ret {
-            KfuncRet::Void => Reg::NOT_INIT,
-            KfuncRet::Scalar => Reg::scalar(Scalar::UNKNOWN),
-            KfuncRet::Obj(s) => {
-                let null = k.flags.contains(KfuncFlags::RET_NULL);
-                let ty = if null {
-                    RegType::PtrToBtfIdOrNull(s)
-                } else {
-                    RegType::PtrToBtfId(s)
-                };
-                let mut r = Reg::ptr(ty, 0);
-                if k.flags.contains(KfuncFlags::ACQUIRE) {
-                    r.ref_obj_id = self.acquire_reference(st, pc);
-                    r.id = if null { r.ref_obj_id } else { 0 };
-                } else if null {
-                    r.id = self.new_id();
-                }
-                r
-            }
-        };
-        Ok(())
+        Ok(release)
     }
 }

@@ -5,16 +5,23 @@
 //! ranges, reachability, back-edges), then `explore` walks every path with an abstract
 //! register/stack state ([`state`]: scalars as `tnum` + ranges in [`bounds`], pointers
 //! with their type and offset), checking each instruction ([`regs`] for ALU and pointer
-//! arithmetic, `branch` for conditional jumps, [`mem`] for memory, [`calls`] for helpers,
-//! BPF-to-BPF calls and exit, `ctx` for the per-program-type context rules). A rejection
+//! arithmetic, `branch` for conditional jumps, [`mem`] for memory and `stack_access` for the
+//! stack, [`calls`] for helpers, BPF-to-BPF calls and exit, with the arguments helpers and
+//! kfuncs share in `args`, `ctx` for the per-program-type context rules). Scalars copied from
+//! one another share an id so that a branch on one narrows the others (`linked`). A rejection
 //! carries the kernel's errno and a log naming the instruction and the reason (`log`).
 //!
 //! Modes: the default follows the kernel's rules for a loader with `CAP_BPF` but without
 //! `CAP_PERFMON` — no pointer leaks into maps, the context, helper scalars or the return
 //! value, no pointer subtraction, negation or 32-bit copies, no reads of unwritten stack, no
-//! variable-offset stack access. [`VerifierEnv::privileged`] follows root's
-//! (`allow_ptr_leaks`, `allow_uninit_stack`): those become unknown scalars / allowed. The
-//! kernel's Spectre-v1 speculative-path checks (sanitize_ptr_alu, nospec) are out of scope.
+//! variable-offset stack access, and the Spectre v1 rules for pointer arithmetic
+//! (`sanitize`). [`VerifierEnv::privileged`] follows root's (`allow_ptr_leaks`,
+//! `allow_uninit_stack`, `bypass_spec_v1`): those become unknown scalars / allowed. The
+//! kernel's speculative paths (`sanitize_speculative_path`, nospec barriers) are out of scope.
+//!
+//! Legacy packet loads are checked in [`ld_abs`], which also rewrites them at load; an array
+//! lookup with a constant key in range needs no NULL check (`map_key`). The rules that follow
+//! Linux 6.18 check by check are in `docs/kernel-compat.md`.
 //!
 //! Packet pointers (XDP, TC, cgroup skb) are in [`pkt`]; the context rewrite
 //! (`convert_ctx_access`) that follows verification is [`convert`].
@@ -31,13 +38,14 @@
 //! it ignores the values of scalars that are not precise ([`precision`]).
 //!
 //! Not yet covered (later slices of the verifier issue): liveness (pruning compares dead
-//! registers too), Spectre v1 speculative paths, scalar id linking, the fixups beyond array-map lookup inlining ([`fixups`]),
-//! per-type return-value ranges.
+//! registers too), Spectre v1 speculative paths, the fixups beyond array-map lookup inlining
+//! ([`fixups`]), per-type return-value ranges.
 
 // Public: what other rooms use — the load's rewrite passes (`convert`, `fixups`,
 // `loop_inline`, `opt`, `zext`) and the abstract state the verifier's own integration tests inspect (`bounds`,
 // `state`). The rest is the verifier's inside.
 mod alu;
+mod args;
 pub mod bounds;
 mod branch;
 mod callback;
@@ -48,8 +56,11 @@ mod ctx;
 mod explore;
 pub mod fixups;
 mod kfunc;
+pub mod ld_abs;
+mod linked;
 mod log;
 pub mod loop_inline;
+mod map_key;
 mod mem;
 mod mem_or_null;
 pub mod opt;
@@ -59,7 +70,9 @@ mod precision;
 mod prune;
 mod refs;
 mod regs;
+mod sanitize;
 mod stack;
+mod stack_access;
 pub mod state;
 mod tnum;
 pub mod zext;

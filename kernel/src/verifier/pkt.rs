@@ -23,7 +23,7 @@
 //! change packet data (none exist yet), and the subtraction rule that keeps the range when
 //! the subtrahend is non-negative (here any variable subtraction resets it: stricter).
 
-use super::explore::{Explorer, Next};
+use super::explore::{Explorer, JmpInsn, Next};
 use super::log::Reject;
 use super::mem::check_min_nonnegative;
 use super::state::{Reg, RegType, VState};
@@ -83,22 +83,18 @@ impl Explorer<'_> {
     /// it is a bounds check (both directions explored, the good one with the range set),
     /// `Err` for any other comparison of two packet pointers in the default mode, `Ok(None)`
     /// when the comparison is not between packet pointers.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn try_match_pkt_pointers(
         &mut self,
         st: &mut VState,
-        pc: usize,
-        wide: bool,
-        cond: Cond,
-        dst: u8,
-        src: Operand,
+        j: &JmpInsn,
         a: &Reg,
         b: &Reg,
     ) -> Result<Option<Next>, Reject> {
         if !is_pkt_pointer_any(a.ty) || !is_pkt_pointer_any(b.ty) {
             return Ok(None);
         }
-        let (fall, target) = (pc + 1, (pc as i64 + 1 + self.jmp_off(pc)) as usize);
+        let (pc, cond, dst, src) = (j.pc, j.cond, j.dst, j.src);
+        let (fall, target) = (j.fall(), j.target());
         // Which register is checked against the end: the destination ("pkt' > end",
         // "meta' > data") or the source ("end > pkt'", "data > meta'").
         let dst_checked = (a.ty == RegType::PtrToPacket && b.ty == RegType::PtrToPacketEnd)
@@ -106,7 +102,7 @@ impl Explorer<'_> {
         let src_checked = (a.ty == RegType::PtrToPacketEnd && b.ty == RegType::PtrToPacket)
             || (is_init_pkt_pointer(a, RegType::PtrToPacket) && b.ty == RegType::PtrToPacketMeta);
         let matched = matches!(src, Operand::Reg(_))
-            && wide
+            && j.wide
             && (dst_checked || src_checked)
             && matches!(cond, Cond::Gt | Cond::Lt | Cond::Ge | Cond::Le);
         if !matched {
@@ -135,14 +131,6 @@ impl Explorer<'_> {
         let good = if taken_good { &mut other } else { st };
         find_good_pkt_pointers(good, &checked, open);
         Ok(Some(Next::Fork(fall, target, other)))
-    }
-
-    /// The jump offset of the conditional jump at `pc`.
-    fn jmp_off(&self, pc: usize) -> i64 {
-        match self.cfg.ops[pc] {
-            Some(crate::insn::Op::Jmp { off, .. }) => off as i64,
-            _ => 0,
-        }
     }
 
     /// `size` bytes at fixed offset `off` (the pointer's own included) through packet pointer

@@ -25,7 +25,8 @@
 //! every scalar precise, and a path they prune marks every scalar it holds.
 
 use super::explore::{Explorer, Path};
-use super::state::{RegType, Slot, VState};
+use super::linked::{LinkedRegs, Loc};
+use super::state::{RegType, VState};
 use crate::insn::{AluOp, Call, Op, Operand, Size};
 use crate::uapi::limits::MAX_CALL_FRAMES;
 use alloc::vec::Vec;
@@ -59,6 +60,8 @@ pub(super) struct JmpHist {
     pub prev_idx: u32,
     /// Its stack access (the `INSN_F_STACK_ACCESS` flags with frame and slots).
     pub stack: StackUse,
+    /// The scalars a conditional jump linked ([`LinkedRegs::pack`]; 0: none).
+    pub linked: u64,
 }
 
 /// The history of one path segment: from the instruction a stored state was taken at (or
@@ -85,13 +88,26 @@ impl History {
     /// `frame_after`), touching the stack as `stack` says (`push_jmp_history`, only where
     /// the walk back could not find it).
     #[inline]
-    pub fn record(&mut self, pc: usize, op: &Op, frame: u8, frame_after: u8, stack: StackUse) {
+    pub fn record(
+        &mut self,
+        pc: usize,
+        op: &Op,
+        frame: u8,
+        frame_after: u8,
+        stack: StackUse,
+        linked: u64,
+    ) {
         let pc32 = pc as u32;
-        if self.insns == 0 || self.fall != pc32 || stack != implied_stack_use(op, frame) {
+        if self.insns == 0
+            || self.fall != pc32
+            || stack != implied_stack_use(op, frame)
+            || linked != 0
+        {
             self.entries.push(JmpHist {
                 idx: pc32,
                 prev_idx: self.last,
                 stack,
+                linked,
             });
         }
         self.insns += 1;
@@ -156,6 +172,8 @@ impl History {
                 Some(e) => e.stack,
                 None => implied_stack_use(op, frame),
             };
+            let linked = entry.map_or(0, |e| e.linked);
+            sync_linked(bt, linked);
             if super::callback::is_callback_call(op) && frame < frame_after {
                 backtrack_callback_entry(frame, bt)?;
             } else if matches!(op, Op::Exit) && next_calls_back {
@@ -164,6 +182,7 @@ impl History {
             } else {
                 backtrack(op, frame, stack, bt)?;
             }
+            sync_linked(bt, linked);
             frame_after = frame;
             newest = false;
             next = i;
@@ -242,6 +261,11 @@ impl Precise {
         self.regs[f] |= 1 << r;
     }
 
+    /// Needs stack slot `s` of frame `f`.
+    pub fn set_slot(&mut self, f: usize, s: usize) {
+        self.slots[f] |= 1 << s;
+    }
+
     fn clear_reg(&mut self, f: usize, r: u8) {
         self.regs[f] &= !(1 << r);
     }
@@ -266,7 +290,7 @@ impl Precise {
                 }
             }
             for (s, slot) in fr.stack.iter_allocated() {
-                if matches!(slot, Slot::Spill(r) if r.ty == RegType::Scalar) {
+                if slot.spill().is_some_and(|r| r.ty == RegType::Scalar) {
                     p.slots[f] |= 1 << s;
                 }
             }
@@ -301,6 +325,27 @@ fn backtrack_callback_entry(f: u8, bt: &mut Precise) -> Result<(), ()> {
     bt.regs[callee] = 0;
     bt.slots[callee] = 0;
     Ok(())
+}
+
+/// If any scalar a jump linked is needed, all of them are (`bt_sync_linked_regs`).
+fn sync_linked(bt: &mut Precise, linked: u64) {
+    if linked == 0 {
+        return;
+    }
+    let set = LinkedRegs::unpack(linked);
+    let needed = |bt: &Precise, l: Loc| match l {
+        Loc::Reg { frame, r } => bt.has_reg(frame as usize, r),
+        Loc::Slot { frame, slot } => bt.slots[frame as usize] & 1 << slot != 0,
+    };
+    if !set.iter().any(|l| needed(bt, l)) {
+        return;
+    }
+    for l in set.iter() {
+        match l {
+            Loc::Reg { frame, r } => bt.set_reg(frame as usize, r),
+            Loc::Slot { frame, slot } => bt.slots[frame as usize] |= 1 << slot,
+        }
+    }
 }
 
 /// Carries the needs `bt` (after the instruction) back over `op` (`backtrack_insn`).
@@ -414,7 +459,13 @@ fn backtrack(op: &Op, frame: u8, stack: StackUse, bt: &mut Precise) -> Result<()
                 }
             }
         }
-        Op::TailCall | Op::LdPacket { .. } => return Err(()),
+        Op::LdPacket { .. } => {
+            // R0 comes from the packet: nothing to follow back (`backtrack_insn` gives up).
+            if bt.has_reg(f, 0) {
+                return Err(());
+            }
+        }
+        Op::TailCall => return Err(()),
     }
     Ok(())
 }
@@ -528,13 +579,13 @@ pub(super) fn widen_imprecise_scalars(prev: &VState, marks: &Precise, cur: &mut 
             }
         }
         for s in 0..super::state::STACK_SLOTS {
-            if let (Slot::Spill(pr), Slot::Spill(cr)) = (pf.stack[s], cf.stack[s]) {
+            if let (Some(pr), Some(cr)) = (pf.stack[s].spill(), cf.stack[s].spill()) {
                 if pr.ty == RegType::Scalar
                     && cr.ty == RegType::Scalar
                     && !marks.slot(f, s)
                     && pr != cr
                 {
-                    cf.stack[s] = Slot::Spill(super::state::Reg::scalar(Scalar::UNKNOWN));
+                    cf.stack[s].reg = super::state::Reg::scalar(Scalar::UNKNOWN);
                 }
             }
         }

@@ -164,6 +164,7 @@ impl Explorer<'_> {
         // A callback call site is a loop head like `may_goto` ([`super::callback`]).
         let may_goto = matches!(self.cfg.ops[p.pc], Some(Op::MayGoto { .. }))
             || super::callback::calls_callback(&self.cfg.ops[p.pc]);
+        let exact = self.explore_alu_limits;
         // Forced: `may_goto`, and long histories (the kernel's bound on the jump history).
         let force = may_goto || p.hist.insns >= 512;
         let processed = self.processed;
@@ -176,7 +177,7 @@ impl Explorer<'_> {
             let i = s.at[p.pc][k];
             let c = &mut s.ckpts[i];
             let old = c.state.as_ref().expect("listed states are kept");
-            if c.branches == 0 && old.subsumes_prec(&p.st, &c.marks) {
+            if c.branches == 0 && old.subsumes_prec(&p.st, &c.marks, exact) {
                 hit = Some(Precise::restrict(&c.marks, &p.st));
             } else if may_goto && old.subsumes(&p.st) {
                 // Still being explored: its marks are incomplete, so it was compared with

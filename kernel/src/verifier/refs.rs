@@ -18,9 +18,10 @@
 use super::bounds::Scalar;
 use super::explore::Explorer;
 use super::log::Reject;
-use super::mem::loaded;
-use super::state::{ByteKind, RefState, Reg, RegType, Slot, VState};
+use super::mem::{Access, Kind, Stored, loaded};
+use super::state::{RefState, Reg, RegType, VState};
 use crate::Errno;
+use core::fmt::Write;
 
 /// `sizeof(struct bpf_sock)`: bytes of a socket programs may read (`offsetofend(struct
 /// bpf_sock, rx_queue_mapping)`).
@@ -97,53 +98,48 @@ impl Explorer<'_> {
             // A spilled copy stays a spill, of the invalidated register: filling it is fine,
             // using the filled register is not (unprivileged).
             for s in fr.stack.iter_mut() {
-                if matches!(s, Slot::Spill(r) if r.ref_obj_id == id) {
-                    *s = Slot::Spill(invalid);
+                if let Some(r) = s.spill_mut().filter(|r| r.ref_obj_id == id) {
+                    *r = invalid;
                 }
             }
         }
         Ok(())
     }
 
-    /// Refuses leaving the program (`exit` from the main frame, or `what` = `tail_call`) while
+    /// Refuses leaving the program (`what`: the kernel's name for the way out — `exit` from the
+    /// main program, `tail_call`, a failing legacy packet load) while
     /// a reference is held (`check_reference_leak`).
     pub(super) fn check_reference_leak(
         &self,
         st: &VState,
         pc: usize,
-        what: Option<&str>,
+        what: &str,
     ) -> Result<(), Reject> {
-        let Some(r) = st.refs.first() else {
+        if st.refs.is_empty() {
             return Ok(());
-        };
-        Err(match what {
-            Some(w) => Reject::new(
-                Errno::EINVAL,
-                pc,
-                format_args!("{w} would lead to reference leak"),
-            ),
-            None => Reject::new(
-                Errno::EINVAL,
-                pc,
-                format_args!("Unreleased reference id={} alloc_insn={}", r.id, r.insn),
-            ),
-        })
+        }
+        let mut msg = alloc::string::String::new();
+        for r in &st.refs {
+            let _ = writeln!(
+                msg,
+                "Unreleased reference id={} alloc_insn={}",
+                r.id, r.insn
+            );
+        }
+        let _ = write!(msg, "{what} would lead to reference leak");
+        Err(Reject::new(Errno::EINVAL, pc, msg))
     }
 
-    /// A load or store through a socket or kernel-object pointer; `write` is the stored value
-    /// and its register. Sockets are read-only `struct bpf_sock`s; kernel objects may be read
-    /// within the struct's exposed size and written only in its writable fields.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn check_obj_access(
-        &self,
-        pc: usize,
-        ptrno: u8,
-        p: &Reg,
-        off: i16,
-        size: usize,
-        write: Option<(Reg, u8)>,
-        sign: bool,
-    ) -> Result<Reg, Reject> {
+    /// A load, store or atomic through a socket or kernel-object pointer `p`. Sockets are
+    /// read-only `struct bpf_sock`s; kernel objects may be read within the struct's exposed
+    /// size and written only in its writable fields.
+    pub(super) fn check_obj_access(&self, acc: &Access, p: &Reg) -> Result<Reg, Reject> {
+        let (pc, ptrno, off, size, sign) = (acc.pc, acc.regno, acc.off, acc.size, acc.sign());
+        let write = match acc.kind {
+            Kind::Write(Stored::Reg { regno, val }) => Some((val, regno)),
+            Kind::Write(_) => Some((loaded(size, false), ptrno)),
+            Kind::Read { .. } => None,
+        };
         let total = p.off as i64 + off as i64;
         match p.ty {
             RegType::PtrToSocket => {
@@ -214,107 +210,5 @@ impl Explorer<'_> {
                 format_args!("R{ptrno} invalid mem access '{}'", t.name()),
             )),
         }
-    }
-
-    /// A helper argument pointing to `size` bytes the helper writes without reading them first
-    /// (`ARG_PTR_TO_UNINIT_MEM`): stack bytes in the frame become written, a map value must be
-    /// in bounds and writable.
-    pub(super) fn check_helper_uninit_mem(
-        &mut self,
-        st: &mut VState,
-        pc: usize,
-        regno: u8,
-        size: usize,
-    ) -> Result<(), Reject> {
-        let p = *st.reg(regno);
-        let RegType::PtrToStack { frame } = p.ty else {
-            if p.ty == RegType::PtrToMapValue {
-                let attr = self.map_attr(pc, p.map)?;
-                if attr.flags.contains(crate::uapi::MapFlags::RDONLY_PROG) {
-                    return Err(Reject::acces(pc, "write into map forbidden"));
-                }
-            }
-            return self.check_helper_mem(st, pc, regno, size);
-        };
-        let base = p.off as i64;
-        let (lo, hi) = (
-            base.saturating_add(p.var.smin),
-            base.saturating_add(p.var.smax).saturating_add(size as i64),
-        );
-        if lo < -512 || hi > 0 {
-            let errno = if lo >= -512 {
-                Errno::EINVAL
-            } else {
-                Errno::EACCES
-            };
-            return Err(Reject::new(
-                errno,
-                pc,
-                format_args!("invalid indirect access to stack R{regno} off={base} size={size}"),
-            ));
-        }
-        let fr = &mut st.frames[frame as usize];
-        let depth = &mut self.stack_depth[fr.subprog];
-        *depth = (*depth).max((-lo) as u32);
-        for o in lo..hi {
-            let (s, b) = (((o + 512) / 8) as usize, ((o + 512) % 8) as usize);
-            if let Slot::Spill(r) = fr.stack[s] {
-                if r.ty.is_pointer() && !self.env.privileged {
-                    return Err(Reject::acces(
-                        pc,
-                        "attempt to corrupt spilled pointer on stack",
-                    ));
-                }
-                fr.stack[s] = Slot::Bytes(core::array::from_fn(|i| fr.stack[s].byte(i)));
-            }
-            if let Slot::Bytes(bytes) = &mut fr.stack[s] {
-                bytes[b] = ByteKind::Misc;
-            }
-        }
-        Ok(())
-    }
-
-    /// The size argument `regno` of a memory argument (`check_mem_size_reg`): a scalar that is
-    /// non-negative, bounded and (unless `zero_ok`) non-zero. Returns the largest size.
-    pub(super) fn check_mem_size_reg(
-        &self,
-        st: &VState,
-        pc: usize,
-        regno: u8,
-        zero_ok: bool,
-    ) -> Result<u64, Reject> {
-        let r = self.read(st, pc, regno)?;
-        if r.ty != RegType::Scalar {
-            return Err(Reject::acces(
-                pc,
-                format_args!("R{regno} type={} expected=scalar", r.ty.name()),
-            ));
-        }
-        if r.var.smin < 0 {
-            return Err(Reject::acces(
-                pc,
-                format_args!(
-                    "R{regno} min value is negative, either use unsigned or 'var &= const'"
-                ),
-            ));
-        }
-        if r.var.umin == 0 && !zero_ok {
-            return Err(Reject::acces(
-                pc,
-                format_args!(
-                    "R{regno} invalid zero-sized read: u64=[{},{}]",
-                    r.var.umin, r.var.umax
-                ),
-            ));
-        }
-        if r.var.umax >= 1 << 29 {
-            return Err(Reject::acces(
-                pc,
-                format_args!(
-                    "R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'"
-                ),
-            ));
-        }
-        Ok(r.var.umax)
     }
 }

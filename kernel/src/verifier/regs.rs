@@ -79,6 +79,12 @@ impl Explorer<'_> {
         };
         match op {
             AluOp::Mov if wide => {
+                // `r1 = r2`: both hold the same value from here on (linked by an id).
+                let mut b = b;
+                if let Operand::Reg(r) = src {
+                    self.scalar_id_before_mov(st.reg_mut(r));
+                    b = *st.reg(r);
+                }
                 *st.reg_mut(dst) = b;
                 return Ok(());
             }
@@ -100,7 +106,17 @@ impl Explorer<'_> {
                 } else {
                     alu::alu32(op, &Scalar::UNKNOWN, &b.var)
                 };
-                *st.reg_mut(dst) = Reg::scalar(r);
+                let mut new = Reg::scalar(r);
+                // A narrowing or sign-extending copy is the same value when it fits: linked.
+                let fits = match op {
+                    AluOp::MovSx(bits) => b.var.umax < 1u64 << (bits - 1),
+                    _ => super::stack_access::reg_width(&b) <= 32,
+                };
+                if let (Operand::Reg(r), true) = (src, fits) {
+                    self.scalar_id_before_mov(st.reg_mut(r));
+                    new.id = st.reg(r).id;
+                }
+                *st.reg_mut(dst) = new;
                 return Ok(());
             }
             _ => {}
@@ -112,7 +128,22 @@ impl Explorer<'_> {
             } else {
                 alu::alu32(op, &a.var, &b.var)
             };
-            *st.reg_mut(dst) = Reg::scalar(r);
+            let mut new = Reg::scalar(r);
+            if matches!(op, AluOp::Add | AluOp::Sub) {
+                // `r0 = r6; r0 += K`: still linked to r6, K apart.
+                let k = if wide {
+                    b.var.as_const()
+                } else {
+                    b.var
+                        .var
+                        .subreg()
+                        .is_const()
+                        .then_some(b.var.var.value as u32 as u64)
+                };
+                let fits32 = super::stack_access::reg_width(&a) <= 32;
+                super::linked::add_const(&mut new, a.id, k, op == AluOp::Sub, !wide, fits32);
+            }
+            *st.reg_mut(dst) = new;
             return Ok(());
         }
         // At least one pointer.
@@ -147,23 +178,36 @@ impl Explorer<'_> {
             ));
         }
         let (ptr, off_reg) = if a.ty.is_pointer() { (a, b) } else { (b, a) };
-        let r = self.ptr_arith(pc, op, dst, &ptr, &off_reg, !a.ty.is_pointer())?;
+        let p = PtrOp {
+            pc,
+            op,
+            dst,
+            src,
+            ptr,
+            off_reg,
+            scalar_is_dst: !a.ty.is_pointer(),
+        };
+        let r = self.ptr_arith(&p)?;
         let r = self.adjust_pkt_ptr(&ptr, &off_reg, r);
         *st.reg_mut(dst) = r;
         Ok(())
     }
 
-    /// `ptr op scalar` (`adjust_ptr_min_max_vals`); `scalar_is_dst`: the scalar was `dst`.
-    fn ptr_arith(
-        &self,
-        pc: usize,
-        op: AluOp,
-        dst: u8,
-        ptr: &Reg,
-        s: &Reg,
-        scalar_is_dst: bool,
-    ) -> Result<Reg, Reject> {
+    /// `ptr op scalar` (`adjust_ptr_min_max_vals`): the pointer's type, the sanity of both
+    /// offsets, the operation, the result's sanity, then the default mode's Spectre v1 rules
+    /// ([`super::sanitize`]).
+    fn ptr_arith(&mut self, p: &PtrOp) -> Result<Reg, Reject> {
+        let PtrOp {
+            pc,
+            op,
+            dst,
+            ptr,
+            off_reg: s,
+            scalar_is_dst,
+            ..
+        } = *p;
         let deny = |m: core::fmt::Arguments<'_>| Err(Reject::acces(pc, m));
+        let known = s.var.as_const();
         match ptr.ty {
             t if super::refs::or_null_base(t).is_some() => {
                 return deny(format_args!(
@@ -171,6 +215,7 @@ impl Explorer<'_> {
                     ptr.ty.name()
                 ));
             }
+            RegType::ConstPtrToMap if known == Some(0) && op == AluOp::Add => {}
             RegType::ConstPtrToMap | RegType::PtrToPacketEnd | RegType::PtrToSocket => {
                 return deny(format_args!(
                     "R{dst} pointer arithmetic on {} prohibited",
@@ -179,6 +224,14 @@ impl Explorer<'_> {
             }
             _ => {}
         }
+        sane_offset(pc, &s, ptr.ty)?;
+        sane_offset(pc, &ptr, ptr.ty)?;
+        let san = if matches!(op, AluOp::Add | AluOp::Sub) {
+            self.sanitize_ptr_alu(p)?
+        } else {
+            None
+        };
+        let mut r = ptr;
         match op {
             AluOp::Add => {}
             AluOp::Sub if scalar_is_dst => {
@@ -203,43 +256,76 @@ impl Explorer<'_> {
                 ));
             }
         }
-        let mut r = *ptr;
-        if let Some(k) = s.var.as_const() {
+        // A constant the fixed offset can hold moves it; anything else is variable.
+        let folded = known.and_then(|k| {
             let k = k as i64;
-            let new = if op == AluOp::Add {
-                (ptr.off as i64).checked_add(k)
+            let n = if op == AluOp::Add {
+                ptr.off as i64 + k
             } else {
-                (ptr.off as i64).checked_sub(k)
+                ptr.off as i64 - k
             };
-            match new {
-                Some(n) if k.abs() < MAX_VAR_OFF && n.abs() < MAX_VAR_OFF => r.off = n as i32,
-                _ => {
-                    return deny(format_args!(
-                        "value {k} makes {} pointer be out of bounds",
-                        ptr.ty.name()
-                    ));
-                }
-            }
-            return Ok(r);
+            i32::try_from(n).ok()
+        });
+        match folded {
+            Some(n) => r.off = n,
+            None => r.var = alu::alu64(op, &ptr.var, &s.var),
         }
-        if s.var.smin == i64::MIN {
-            return deny(format_args!(
-                "math between {} pointer and register with unbounded min value is not allowed",
-                ptr.ty.name()
-            ));
+        sane_offset(pc, &r, ptr.ty)?;
+        if !self.env.privileged {
+            self.sanitize_check_bounds(pc, dst, &r)?;
         }
-        if s.var.smin <= -MAX_VAR_OFF {
-            return deny(format_args!(
-                "R{dst} min value is outside of the allowed memory range"
-            ));
+        if let Some(info) = san {
+            self.sanitize_commit(p, &r, info)?;
         }
-        if matches!(ptr.ty, RegType::PtrToStack { .. }) && !self.env.privileged {
-            return deny(format_args!(
-                "R{dst} variable stack access prohibited for !root, off={}",
-                ptr.off
-            ));
-        }
-        r.var = alu::alu64(op, &ptr.var, &s.var);
         Ok(r)
     }
+}
+
+/// A pointer arithmetic instruction: `dst = ptr op off_reg` (either operand order).
+#[derive(Clone, Copy)]
+pub(super) struct PtrOp {
+    /// The instruction.
+    pub pc: usize,
+    /// `+=` or another operation.
+    pub op: AluOp,
+    /// The destination register.
+    pub dst: u8,
+    /// The source operand.
+    pub src: Operand,
+    /// The pointer operand.
+    pub ptr: Reg,
+    /// The scalar operand.
+    pub off_reg: Reg,
+    /// The scalar is the destination (`scalar += pointer`).
+    pub scalar_is_dst: bool,
+}
+
+/// A pointer or scalar offset the arithmetic may use (`check_reg_sane_offset`): a constant,
+/// fixed offset or minimum within `BPF_MAX_VAR_OFF`, a minimum that is bounded. `EINVAL`
+/// otherwise, as in the kernel.
+fn sane_offset(pc: usize, r: &Reg, ty: RegType) -> Result<(), Reject> {
+    let name = ty.name();
+    let bad = |m: core::fmt::Arguments<'_>| Err(Reject::new(Errno::EINVAL, pc, m));
+    let val = r.var.var.value as i64;
+    if r.var.as_const().is_some() && (val >= MAX_VAR_OFF || val <= -MAX_VAR_OFF) {
+        return bad(format_args!(
+            "math between {name} pointer and {val} is not allowed"
+        ));
+    }
+    let off = r.off as i64;
+    if off >= MAX_VAR_OFF || off <= -MAX_VAR_OFF {
+        return bad(format_args!("{name} pointer offset {off} is not allowed"));
+    }
+    let smin = r.var.smin;
+    if smin == i64::MIN {
+        return bad(format_args!(
+            "math between {name} pointer and register with unbounded min value is not allowed"
+        ));
+    }
+    if smin >= MAX_VAR_OFF || smin <= -MAX_VAR_OFF {
+        return bad(format_args!(
+            "value {smin} makes {name} pointer be out of bounds"
+        ));
+    }
+    Ok(())
 }

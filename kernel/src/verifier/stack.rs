@@ -31,6 +31,19 @@ impl Stack {
         STACK_SLOTS - self.top.len()
     }
 
+    /// Bytes allocated (`allocated_stack`): the deepest access so far, rounded up to a slot.
+    pub fn allocated(&self) -> usize {
+        self.top.len() * 8
+    }
+
+    /// Makes sure `bytes` bytes below the frame pointer are allocated (`grow_stack_state`).
+    pub fn grow(&mut self, bytes: usize) {
+        let slots = bytes.div_ceil(8).min(STACK_SLOTS);
+        if slots > self.top.len() {
+            let _ = &mut self[STACK_SLOTS - slots];
+        }
+    }
+
     /// The allocated slots, mutably (the others are unwritten).
     pub fn iter_mut(&mut self) -> core::slice::IterMut<'_, Slot> {
         self.top.iter_mut()

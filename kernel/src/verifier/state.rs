@@ -139,15 +139,27 @@ impl Reg {
     /// Whether `self` (an explored state's register) covers every value `cur` can hold
     /// (`regsafe`, simplified: scalars by range inclusion, pointers by equality).
     pub fn subsumes(&self, cur: &Reg) -> bool {
-        self.subsumes_prec(cur, true)
+        self.subsumes_prec(cur, true, &mut IdMap::default())
     }
 
     /// [`Reg::subsumes`] where `precise` says whether the value of a scalar `self` matters:
-    /// an imprecise scalar covers any scalar.
-    pub fn subsumes_prec(&self, cur: &Reg, precise: bool) -> bool {
+    /// an imprecise scalar covers any scalar. A precise one also needs the same delta and a
+    /// link id that `ids` renames consistently (`check_scalar_ids`): what a branch on a linked
+    /// register taught the others must hold in `cur` too.
+    pub fn subsumes_prec(&self, cur: &Reg, precise: bool, ids: &mut IdMap) -> bool {
+        use super::linked::ADD_CONST;
         match (self.ty, cur.ty) {
             (RegType::NotInit, _) => true,
-            (RegType::Scalar, RegType::Scalar) => !precise || self.var.includes(&cur.var),
+            (RegType::Scalar, RegType::Scalar) if ids.exact_scalars => {
+                self.var == cur.var && self.off == cur.off && ids.check_scalar(self.id, cur.id)
+            }
+            (RegType::Scalar, RegType::Scalar) => {
+                !precise
+                    || (self.var.includes(&cur.var)
+                        && self.id & ADD_CONST == cur.id & ADD_CONST
+                        && (self.id & ADD_CONST == 0 || self.off == cur.off)
+                        && ids.check_scalar(self.id, cur.id))
+            }
             // `regsafe` for packet pointers: the old range no larger, same fixed offset and
             // id, the old variable part covering the new one.
             (RegType::PtrToPacket, RegType::PtrToPacket)
@@ -162,7 +174,43 @@ impl Reg {
     }
 }
 
-/// The contents of one byte of stack (`STACK_INVALID`, `STACK_MISC`, `STACK_ZERO`).
+/// A consistent renaming of an explored state's scalar ids to the current state's, built while
+/// two states are compared (`struct bpf_idmap`, `check_ids`, `check_scalar_ids`).
+#[derive(Debug, Default)]
+pub struct IdMap {
+    pairs: Vec<(u64, u64)>,
+    tmp: u64,
+    /// Scalars must be equal, precise or not (`explore_alu_limits`).
+    pub exact_scalars: bool,
+}
+
+impl IdMap {
+    /// Whether old id `old` may stand for current id `cur`: an id 0 (unlinked) is a fresh id
+    /// of its own, and no id may stand for two.
+    pub fn check_scalar(&mut self, old: u32, cur: u32) -> bool {
+        let mut fresh = |id: u32| {
+            if id != 0 {
+                return id as u64;
+            }
+            self.tmp += 1;
+            (1 << 32) + self.tmp
+        };
+        let (old, cur) = (fresh(old), fresh(cur));
+        for &(o, c) in &self.pairs {
+            if o == old {
+                return c == cur;
+            }
+            if c == cur {
+                return false;
+            }
+        }
+        self.pairs.push((old, cur));
+        true
+    }
+}
+
+/// The contents of one byte of stack (`enum bpf_stack_slot_type`: `STACK_INVALID`,
+/// `STACK_MISC`, `STACK_ZERO`, `STACK_SPILL`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ByteKind {
     /// Never written.
@@ -171,45 +219,130 @@ pub enum ByteKind {
     Misc,
     /// Known to be zero.
     Zero,
+    /// Part of a spilled register ([`Slot::reg`]).
+    Spill,
 }
 
-/// One 8-byte stack slot.
+/// One 8-byte stack slot (`struct bpf_stack_state`): the kind of each byte and, when the
+/// slot's first bytes hold a spilled register, that register.
+///
+/// A store of a register (a scalar of any size, a pointer only whole) or, for `st`, of an
+/// immediate at the slot's start spills it: its `size` bytes become [`ByteKind::Spill`]
+/// (`save_register_state`). Any other store into a slot holding a spill turns every written
+/// byte of it into data (`scrub_spilled_slot`). `reg` is [`Reg::NOT_INIT`] whenever byte 0 is
+/// not a spill, so that equal slots compare and hash equal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Slot {
-    /// Byte by byte (index 0 is the lowest address of the slot).
-    Bytes([ByteKind; 8]),
-    /// A whole register spilled with an 8-byte aligned store (`STACK_SPILL`).
-    Spill(Reg),
+pub struct Slot {
+    /// Byte kinds; index 0 is the lowest address (offset `-8 (n + 1)` of slot `n` from the top).
+    pub bytes: [ByteKind; 8],
+    /// The spilled register (`spilled_ptr`).
+    pub reg: Reg,
 }
 
 impl Slot {
     /// An unwritten slot.
-    pub const INVALID: Slot = Slot::Bytes([ByteKind::Invalid; 8]);
+    pub const INVALID: Slot = Slot {
+        bytes: [ByteKind::Invalid; 8],
+        reg: Reg::NOT_INIT,
+    };
 
-    /// The kind of byte `i` (a spill counts as initialized data).
+    /// The kind of byte `i`.
+    #[inline]
     pub fn byte(&self, i: usize) -> ByteKind {
-        match self {
-            Slot::Bytes(b) => b[i],
-            Slot::Spill(r) if r.var.as_const() == Some(0) && r.ty == RegType::Scalar => {
-                ByteKind::Zero
-            }
-            Slot::Spill(_) => ByteKind::Misc,
-        }
+        self.bytes[i]
     }
 
-    fn subsumes(&self, cur: &Slot, precise: bool) -> bool {
-        match (self, cur) {
-            (Slot::Spill(a), Slot::Spill(b)) => a.subsumes_prec(b, precise),
-            (Slot::Spill(a), Slot::Bytes(_)) if a.ty == RegType::Scalar => {
-                (!precise || a.var == Scalar::UNKNOWN)
-                    && (0..8).all(|i| cur.byte(i) != ByteKind::Invalid)
+    /// The spilled register, if the slot holds one (`is_spilled_reg`).
+    #[inline]
+    pub fn spill(&self) -> Option<&Reg> {
+        (self.bytes[0] == ByteKind::Spill).then_some(&self.reg)
+    }
+
+    /// The spilled register, mutably.
+    #[inline]
+    pub fn spill_mut(&mut self) -> Option<&mut Reg> {
+        (self.bytes[0] == ByteKind::Spill).then_some(&mut self.reg)
+    }
+
+    /// A register spilled whole (all 8 bytes).
+    #[inline]
+    pub fn spill64(&self) -> Option<&Reg> {
+        (self.spill_size() == 8).then_some(&self.reg)
+    }
+
+    /// How many bytes the spill covers (0 when there is none).
+    pub fn spill_size(&self) -> usize {
+        self.bytes
+            .iter()
+            .take_while(|&&b| b == ByteKind::Spill)
+            .count()
+    }
+
+    /// Spills `reg` with a store of `size` bytes at the slot's start; the slot's other bytes
+    /// keep what they held, a former spill's bytes becoming data (`save_register_state`,
+    /// `mark_stack_slot_misc`).
+    pub fn spill_reg(&mut self, reg: Reg, size: usize) {
+        for (i, b) in self.bytes.iter_mut().enumerate() {
+            if i < size {
+                *b = ByteKind::Spill;
+            } else if *b == ByteKind::Spill {
+                *b = ByteKind::Misc;
             }
-            (Slot::Spill(_), Slot::Bytes(_)) => false,
-            (Slot::Bytes(_), _) => (0..8).all(|i| match (self.byte(i), cur.byte(i)) {
-                (ByteKind::Invalid, _) => true,
-                (ByteKind::Misc, c) => c != ByteKind::Invalid,
-                (ByteKind::Zero, c) => c == ByteKind::Zero,
-            }),
+        }
+        self.reg = reg;
+    }
+
+    /// A store that is not a spill into this slot: a spill in it is destroyed, every byte of it
+    /// that was written becoming data (`scrub_spilled_slot`).
+    pub fn scrub_spill(&mut self) {
+        if self.spill().is_some() {
+            for b in &mut self.bytes {
+                if *b != ByteKind::Invalid {
+                    *b = ByteKind::Misc;
+                }
+            }
+        }
+        self.reg = Reg::NOT_INIT;
+    }
+
+    /// Byte `i` written with data of kind `k` by a store that is not a spill.
+    pub fn write_byte(&mut self, i: usize, k: ByteKind) {
+        self.scrub_spill();
+        self.bytes[i] = k;
+    }
+
+    /// The scalar a load of the whole slot would give, when that is all the slot is: a scalar
+    /// spilled whole, or data in every byte (an unknown value) (`scalar_reg_for_stack`).
+    fn as_scalar(&self) -> Option<Reg> {
+        if let Some(r) = self.spill64() {
+            return (r.ty == RegType::Scalar).then_some(*r);
+        }
+        self.bytes
+            .iter()
+            .all(|&b| b == ByteKind::Misc)
+            .then_some(Reg::scalar(Scalar::UNKNOWN))
+    }
+
+    /// Whether every load from `cur` is covered by the same load from `self`, an explored
+    /// state's slot (`stacksafe` for one slot); `precise`: whether the spilled scalar's value
+    /// matters.
+    fn subsumes(&self, cur: &Slot, precise: bool, ids: &mut IdMap) -> bool {
+        if self.bytes.iter().all(|&b| b == ByteKind::Invalid) {
+            return true;
+        }
+        if let (Some(a), Some(b)) = (self.as_scalar(), cur.as_scalar()) {
+            return a.subsumes_prec(&b, precise, ids);
+        }
+        for (&o, &c) in self.bytes.iter().zip(&cur.bytes) {
+            match (o, c) {
+                (ByteKind::Invalid, _) | (ByteKind::Misc, ByteKind::Zero) => {}
+                (o, c) if o != c => return false,
+                _ => {}
+            }
+        }
+        match (self.spill(), cur.spill()) {
+            (Some(a), Some(b)) => a.subsumes_prec(b, precise, ids),
+            _ => true,
         }
     }
 }
@@ -301,12 +434,22 @@ impl VState {
     /// scalar only covers fully initialized bytes. Every scalar counts as precise here; see
     /// [`VState::subsumes_prec`].
     pub fn subsumes(&self, cur: &VState) -> bool {
-        self.subsumes_prec(cur, &super::precision::Precise::ALL)
+        self.subsumes_prec(cur, &super::precision::Precise::ALL, false)
     }
 
     /// [`VState::subsumes`] comparing only the scalars `marks` says are precise in `self`
-    /// (`states_equal` with `regsafe`'s `!rold->precise` rule).
-    pub(super) fn subsumes_prec(&self, cur: &VState, marks: &super::precision::Precise) -> bool {
+    /// (`states_equal` with `regsafe`'s `!rold->precise` rule); `exact_scalars`: every scalar
+    /// must be equal instead.
+    pub(super) fn subsumes_prec(
+        &self,
+        cur: &VState,
+        marks: &super::precision::Precise,
+        exact_scalars: bool,
+    ) -> bool {
+        let ids = &mut IdMap {
+            exact_scalars,
+            ..IdMap::default()
+        };
         self.frames.len() == cur.frames.len()
             && self.refs == cur.refs
             && self
@@ -320,10 +463,10 @@ impl VState {
                             .iter()
                             .zip(&b.regs)
                             .enumerate()
-                            .all(|(r, (x, y))| x.subsumes_prec(y, marks.reg(f, r)))
+                            .all(|(r, (x, y))| x.subsumes_prec(y, marks.reg(f, r), ids))
                         && a.stack
                             .zip_allocated(&b.stack)
-                            .all(|(s, (x, y))| x.subsumes(y, marks.slot(f, s)))
+                            .all(|(s, (x, y))| x.subsumes(y, marks.slot(f, s), ids))
                 })
     }
 
@@ -332,7 +475,7 @@ impl VState {
         for fr in &mut self.frames {
             fr.regs.iter_mut().for_each(&mut f);
             for s in fr.stack.iter_mut() {
-                if let Slot::Spill(r) = s {
+                if let Some(r) = s.spill_mut() {
                     f(r);
                 }
             }

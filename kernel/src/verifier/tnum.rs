@@ -245,9 +245,20 @@ impl Tnum {
 }
 
 impl core::fmt::Display for Tnum {
+    /// As the kernel's `tnum_strn` prints it in verifier messages: a constant as a number,
+    /// anything else as `(value; mask)`.
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "({:#x}; {:#x})", self.value, self.mask)
+        if self.is_const() {
+            write!(f, "{}", self.value as i64)
+        } else {
+            write!(f, "({:#x}; {:#x})", self.value, self.mask)
+        }
     }
+}
+
+/// `t` as the kernel prints it in verifier messages (see [`Tnum`]'s `Display`).
+pub fn tnum_str(t: Tnum) -> alloc::string::String {
+    alloc::format!("{t}")
 }
 
 #[cfg(test)]

@@ -147,30 +147,37 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     (
         "stack read below frame",
         Mode::Raw,
-        "ldxdw %r0, [%r10-516]\nexit",
+        "ldxdw %r0, [%r10-520]\nexit",
         Errno::EACCES,
-        "invalid read from stack R10 off=-516 size=8",
+        "invalid read from stack R10 off=-520 size=8",
     ),
     (
         "stack write at fp",
         Mode::Raw,
         "stw [%r10+0], 0\nmov %r0, 0\nexit",
-        Errno::EINVAL,
+        Errno::EACCES,
         "invalid write to stack R10 off=0 size=4",
     ),
     (
         "stack straddles fp",
         Mode::Raw,
         "stdw [%r10-4], 0\nmov %r0, 0\nexit",
-        Errno::EINVAL,
-        "invalid write to stack R10 off=-4 size=8",
+        Errno::EACCES,
+        "misaligned stack access off 0+0+-4 size 8",
     ),
     (
         "uninit stack read",
         Mode::Raw,
         "ldxdw %r0, [%r10-8]\nexit",
         Errno::EACCES,
-        "invalid read from stack off -8+0 size 8",
+        "invalid read from stack R10 off=-8 size=8",
+    ),
+    (
+        "partly written stack read",
+        Mode::Raw,
+        "stw [%r10-8], 0\nldxdw %r0, [%r10-8]\nexit",
+        Errno::EACCES,
+        "invalid read from stack off -8+4 size 8",
     ),
     (
         "partially init stack read",
@@ -273,10 +280,18 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     (
         "ctx unbounded index",
-        Mode::Raw,
+        Mode::Priv,
         "ldxdw %r3, [%r1]\nand %r3, 0xffff\nadd %r1, %r3\nldxb %r0, [%r1]\nexit",
         Errno::EACCES,
         "invalid bpf_context access",
+    ),
+    (
+        // Spectre v1: only stack and map-value pointers may move by a register.
+        "ctx moved by a register",
+        Mode::Raw,
+        "ldxdw %r3, [%r1]\nand %r3, 0xffff\nadd %r1, %r3\nldxb %r0, [%r1]\nexit",
+        Errno::EACCES,
+        "R1 has pointer with unsupported alu operation, pointer arithmetic with it prohibited for !root",
     ),
     (
         "pointer stored into ctx",
@@ -315,10 +330,17 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     (
         "scalar minus pointer",
+        Mode::Priv,
+        "mov %r0, 8\nsub %r0, %r1\nexit",
+        Errno::EACCES,
+        "R0 tried to subtract pointer from scalar",
+    ),
+    (
+        "scalar minus pointer, default mode",
         Mode::Raw,
         "mov %r0, 8\nsub %r0, %r1\nexit",
         Errno::EACCES,
-        "tried to subtract pointer from scalar",
+        "R0 has pointer with unsupported alu operation",
     ),
     (
         "pointer negation",
@@ -366,15 +388,15 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "huge constant on pointer",
         Mode::Raw,
         "lddw %r3, 0x40000000\nadd %r1, %r3\nmov %r0, 0\nexit",
-        Errno::EACCES,
-        "makes ctx pointer be out of bounds",
+        Errno::EINVAL,
+        "math between ctx pointer and 1073741824 is not allowed",
     ),
     (
         "unbounded min on pointer",
         Mode::Raw,
         "ldxdw %r3, [%r1]\nadd %r1, %r3\nmov %r0, 0\nexit",
-        Errno::EACCES,
-        "unbounded min value is not allowed",
+        Errno::EINVAL,
+        "math between ctx pointer and register with unbounded min value is not allowed",
     ),
     // --- __sk_buff
     (
@@ -576,14 +598,14 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         Mode::Raw,
         "lddw %r1, map_fd 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\nmov %r0, 0\nexit",
         Errno::EACCES,
-        "invalid indirect read from stack R2 off -4+0 size 4",
+        "invalid read from stack R2 off=-4 size=4",
     ),
     (
         "lookup key out of stack",
         Mode::Raw,
         "lddw %r1, map_fd 0\nmov %r2, %r10\nadd %r2, -2\ncall 1\nmov %r0, 0\nexit",
-        Errno::EINVAL,
-        "invalid indirect access to stack R2 off=-2 size=4",
+        Errno::EACCES,
+        "invalid read from stack R2 off=-2 size=4",
     ),
     (
         "lookup uninit r2",
@@ -597,7 +619,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         Mode::Raw,
         "stdw [%r10-8], 0\nlddw %r1, map_fd 0\nmov %r2, %r10\nadd %r2, -8\nmov %r3, %r10\nadd %r3, -16\nmov %r4, 0\ncall 2\nexit",
         Errno::EACCES,
-        "invalid indirect read from stack R3 off -16+0 size 8",
+        "invalid read from stack R3 off=-16 size=8",
     ),
     (
         "update with pointer flags",
@@ -865,7 +887,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
     ),
     // --- legacy and kernel-internal opcodes
     (
-        "ld_abs refused",
+        "ld_abs in a type without an sk_buff",
         Mode::Raw,
         "ldabsb 12\nexit",
         Errno::EINVAL,
@@ -997,6 +1019,7 @@ pub const POSITIVE: &[(&str, Mode, &str)] = &[
 ];
 
 #[macro_use]
+pub mod classes;
 pub mod refs;
 
 /// Runs every negative case through `run` and lists those that were accepted or rejected

@@ -373,7 +373,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
             "mov %r3, 44\ncall kfunc 100001\nmov %r0, 2\nexit"
         ),
         Errno::EINVAL,
-        "invalid indirect access to stack R2 off=-40 size=44",
+        "invalid read from stack R2 off=-40 size=44",
     ),
     (
         "kfunc __sz over unwritten stack",
@@ -383,7 +383,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
             "mov %r5, 24\nadd %r4, -8\ncall kfunc 100001\nmov %r0, 2\nexit"
         ),
         Errno::EACCES,
-        "invalid indirect read from stack R4 off -64+0 size 24",
+        "invalid read from stack R4 off=-64 size=24",
     ),
     (
         "kfunc __sz not a scalar",
@@ -443,7 +443,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         Mode::Tc,
         "mov %r2, 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 16\ncall 26\nmov %r0, 0\nexit",
         Errno::EINVAL,
-        "invalid indirect access to stack R3 off=-8 size=16",
+        "invalid write to stack R3 off=-8 size=16",
     ),
     (
         "skb_load_bytes of zero bytes",
@@ -467,7 +467,7 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         Mode::Tc,
         "mov %r2, %r10\nadd %r2, -40\nmov %r3, 36\nmov %r4, 0\nmov %r5, 0\ncall 84\nmov %r0, 0\nexit",
         Errno::EACCES,
-        "invalid indirect read from stack R2 off -40+0 size 36",
+        "invalid read from stack R2 off=-40 size=36",
     ),
     (
         "tc sk_assign with a maybe-NULL socket",
