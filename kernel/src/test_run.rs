@@ -51,6 +51,7 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
             skb::run(prog, run)
         }
         ProgType::Xdp => xdp::run(prog, run),
+        ProgType::SkLookup => crate::net::sk_lookup::test_run::run(prog, run),
         _ => Err(Errno::ENOTSUPP),
     }
 }
