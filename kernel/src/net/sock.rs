@@ -80,6 +80,28 @@ static_assertions::const_assert_eq!(core::mem::offset_of!(BpfSockView, dst_ip4),
 static_assertions::const_assert_eq!(core::mem::offset_of!(BpfSockView, state), 72);
 static_assertions::const_assert_eq!(core::mem::offset_of!(BpfSockView, rx_queue_mapping), 76);
 
+/// `bpf_sock_is_valid_access` for a read of `size` bytes at `off` (writes are refused before
+/// it is asked): 4-byte reads of every field; narrow reads at the start of `state`, `family`,
+/// `type`, `protocol`, `src_port`, `rx_queue_mapping` and anywhere in the addresses; 1-, 2- and
+/// 4-byte reads of `dst_port`; nothing in the padding after it.
+pub fn bpf_sock_is_valid_access(off: i64, size: usize) -> bool {
+    let size = size as i64;
+    if !(0..BPF_SOCK_SIZE as i64).contains(&off) || size == 0 || off % size != 0 {
+        return false;
+    }
+    let narrow_ok = |field: i64| size <= field && size & (size - 1) == 0;
+    match off {
+        // state, family, type, protocol, src_port, rx_queue_mapping: at their start only.
+        72 | 4 | 8 | 12 | 44 | 76 => narrow_ok(4),
+        // src_ip4, src_ip6[4], dst_ip4, dst_ip6[4].
+        24..=43 | 52..=71 => narrow_ok(4),
+        // dst_port: a 4-byte read, or a narrow one of the `__be16`.
+        48 | 49 => narrow_ok(if size == 4 { 4 } else { 2 }),
+        50 | 51 => false,
+        _ => size == 4,
+    }
+}
+
 fn zero4() -> [AtomicU32; 4] {
     [0, 0, 0, 0].map(AtomicU32::new)
 }
