@@ -115,6 +115,9 @@ impl fmt::Display for Errno {
     }
 }
 
+/// An errno is an error value (so `?` lifts it into `Box<dyn Error>` in a std host).
+impl core::error::Error for Errno {}
+
 impl From<core::num::TryFromIntError> for Errno {
     fn from(_: core::num::TryFromIntError) -> Self {
         Errno::EINVAL

@@ -319,6 +319,10 @@ fn demo_reports_every_seed() {
         "seed 001: tcx programs",
         "tcx_count -> tcx_audit -> tcx_firewall -> tcx_accept",
         "mark 0x2a",
+        "seed 002: BPF_PROG_TYPE_SK_LOOKUP",
+        "192.0.2.254:80     -> nginx",
+        "198.51.100.1:8443  -> proxy",
+        "proxy closed: connect -> 198.51.100.1:22    -> refused",
         "seed 003: list-based patching",
         "ns per packet",
     ] {
