@@ -25,7 +25,6 @@ use super::addr::{AddrMatch, Endpoint, Family, Proto, local_match};
 use super::netns::Net;
 use super::reuseport::ehashfn;
 use super::sk_lookup::SK_PASS;
-use super::sk_lookup::ctx::SkLookupKern;
 use super::sock::{Sock, state};
 use super::table::Entry;
 use crate::cpu::CpuGuard;
@@ -253,8 +252,8 @@ fn udp(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Raw {
 /// attached or they selected nothing and passed.
 #[inline]
 fn run_sk_lookup(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Option<Raw> {
-    let mut ctx = SkLookupKern::new(t);
-    if net.sk_lookup.run(guard, &mut ctx)? != SK_PASS {
+    let (verdict, ctx) = net.sk_lookup.run(guard, t)?;
+    if verdict != SK_PASS {
         return Some(Raw::Refused);
     }
     if ctx.selected_sk.is_null() {

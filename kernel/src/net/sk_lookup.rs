@@ -100,15 +100,17 @@ impl SkLookupHook {
         }
     }
 
-    /// Fast path: runs the attached programs for a lookup (`bpf_sk_lookup_run_v4`/`_v6`).
-    /// `None` when nothing is attached; else the verdict, with the selection in `ctx`.
+    /// Fast path: runs the attached programs for a lookup of `t` (`bpf_sk_lookup_run_v4`/
+    /// `_v6`). `None` when nothing is attached (the context is not even built); else the
+    /// verdict, and the context with the selection in it.
     #[inline]
-    pub fn run(&self, guard: &mut CpuGuard, ctx: &mut SkLookupKern) -> Option<u32> {
+    pub fn run(&self, guard: &mut CpuGuard, t: &crate::net::Tuple) -> Option<(u32, SkLookupKern)> {
         // Acquire: pairs with the release store that published the array.
         let p = self.array.load(Ordering::Acquire);
         if p.is_null() {
             return None;
         }
+        let mut ctx = SkLookupKern::new(t);
         // SAFETY: a published array is freed only after it was replaced and a grace period
         // passed; `guard` is a read-side section of `cpu::rcu()`, the writers' domain, and it
         // is mutably borrowed for this whole call, so the section outlives the borrow.
@@ -116,9 +118,10 @@ impl SkLookupHook {
         let mut batch = match RunBatch::begin(guard) {
             Ok(b) => b,
             // A lookup inside a program run on this CPU: the programs can't run here.
-            Err(_) => return Some(SK_PASS),
+            Err(_) => return Some((SK_PASS, ctx)),
         };
-        Some(run_progs(array.progs.iter().map(|p| &**p), &mut batch, ctx))
+        let verdict = run_progs(array.progs.iter().map(|p| &**p), &mut batch, &mut ctx);
+        Some((verdict, ctx))
     }
 
     /// Control path (netns bpf lock held): publishes the run array of the current links, or

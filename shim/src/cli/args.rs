@@ -397,6 +397,12 @@ pub enum BenchCmd {
         #[command(flatten)]
         opts: BenchOpts,
     },
+    /// sk_lookup test runs (the host oracle's programs) and lookups with 0, 1, 4 programs.
+    Sklookup {
+        /// Engine and output.
+        #[command(flatten)]
+        opts: BenchOpts,
+    },
     /// Verification time against program size.
     Verify {
         /// Last line one JSON object.

@@ -214,6 +214,13 @@ fn bench(b: BenchCmd, out: &mut dyn Write) -> Result<(), CmdError> {
                 .map_err(dbg)
                 .and_then(|r| bench::tcx::print(&r, engine.name(), opts.json, out).map_err(io))
         }
+        BenchCmd::Sklookup { opts } => {
+            let engine: crate::conformance::Engine = opts.engine.into();
+            engine.select();
+            bench::sklookup::measure(2_000_000, 5)
+                .map_err(dbg)
+                .and_then(|r| bench::sklookup::print(&r, engine.name(), opts.json, out).map_err(io))
+        }
         BenchCmd::Verify { json } => {
             bench::verify::measure(3).and_then(|r| bench::verify::print(&r, json, out).map_err(io))
         }
