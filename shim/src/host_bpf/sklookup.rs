@@ -148,14 +148,61 @@ fn load(insns: &[Insn], what: &str) -> Result<OwnedFd, String> {
     })
 }
 
+/// A private netns with a TCP listener on 127.0.0.1 in slot 0 of a SOCKMAP (8-byte values):
+/// what the host side of a comparison loads its programs against.
+pub struct HostEnv {
+    _listener: OwnedFd,
+    /// The listener's `SO_COOKIE`.
+    pub cookie: u64,
+    map: OwnedFd,
+}
+
+impl HostEnv {
+    /// Moves the calling thread to a fresh netns and sets it up.
+    pub fn new() -> Result<HostEnv, String> {
+        fresh_netns()?;
+        let (lfd, cookie) = listener()?;
+        let map = sys::map_create(&MapAttr::new(MapType::Sockmap, 4, 8, 1))
+            .map_err(|e| format!("sockmap: errno {e}"))?;
+        map_update_u64(&map, 0, lfd.0 as u64).map_err(|e| format!("sockmap update: errno {e}"))?;
+        Ok(HostEnv {
+            _listener: lfd,
+            cookie,
+            map,
+        })
+    }
+
+    /// The SOCKMAP's fd, for the programs' `ld_imm64`.
+    pub fn map_fd(&self) -> u32 {
+        self.map.0 as u32
+    }
+
+    /// Loads an sk_lookup program (the verifier's errno and log on refusal).
+    pub fn load(&self, insns: &[Insn]) -> Result<OwnedFd, String> {
+        load(insns, "prog")
+    }
+
+    /// One test run of `prog` on `ctx`: (retval, output cookie), or the errno.
+    pub fn run(&self, prog: &OwnedFd, ctx: &BpfSkLookup, repeat: u32) -> Result<(u32, u64), i32> {
+        test_run(prog, ctx, repeat).map(|(r, _, _, c)| (r, c))
+    }
+}
+
+/// Runs `f` on a thread of its own inside a fresh [`HostEnv`] (the netns change stays on that
+/// thread): its result, or why the host can't serve.
+pub fn with_env<T: Send + 'static>(
+    f: impl FnOnce(&HostEnv) -> T + Send + 'static,
+) -> Result<T, String> {
+    std::thread::spawn(move || HostEnv::new().map(|env| f(&env)))
+        .join()
+        .map_err(|_| String::from("the host thread panicked"))?
+}
+
 /// Measures on the calling thread, which moves to a fresh netns (see the module docs).
 pub fn measure(repeat: u32, trials: u32) -> Result<HostSklookup, String> {
-    fresh_netns()?;
-    let (lfd, so_cookie) = listener()?;
-    let map = sys::map_create(&MapAttr::new(MapType::Sockmap, 4, 8, 1))
-        .map_err(|e| format!("sockmap: errno {e}"))?;
-    map_update_u64(&map, 0, lfd.0 as u64).map_err(|e| format!("sockmap update: errno {e}"))?;
-    let m = map.0 as u32;
+    let env = HostEnv::new()?;
+    let so_cookie = env.cookie;
+    let m = env.map_fd();
     let progs = [
         load(&pass(), "pass")?,
         load(&steer(m, true, PREFIX, DPORT), "steer")?,
