@@ -53,10 +53,21 @@ impl<T> Default for RcuHead<T> {
 ///
 /// # Safety
 /// Every value handled through this trait was allocated with `Box::new` and is only freed by
-/// [`DeadList::reap`]; `head` always returns the same head.
+/// [`DeadList::reap`] (through [`RcuObj::free`]); `head` always returns the same head.
 pub unsafe trait RcuObj: Sized + Send + Sync + 'static {
     /// The object's head.
     fn head(&self) -> &RcuHead<Self>;
+
+    /// Frees the object, a grace period after its last reference went: drops the `Box` it
+    /// was allocated in. (Loom models override it to poison instead, so that a late reader
+    /// shows as a race rather than as freed memory.)
+    ///
+    /// # Safety
+    /// `this` came from `Box::into_raw`, has a zero count, is unreachable, and is freed once.
+    unsafe fn free(this: *mut Self) {
+        // SAFETY: the caller's contract.
+        drop(unsafe { Box::from_raw(this) });
+    }
 
     /// Takes a reference unless the object is dying (`refcount_inc_not_zero`): the fast-path
     /// lookup's way to keep an object past its read-side section.
@@ -161,10 +172,12 @@ impl<T: RcuObj> Taken<T> {
         while !p.is_null() {
             // SAFETY: `p` came off the dead list: allocated with `Box` (trait contract), its
             // count is zero and a grace period has passed since it was queued, so no reader
-            // holds it; we own it and free it once.
-            let obj = unsafe { Box::from_raw(p) };
-            p = obj.head().next_dead.load(Ordering::Relaxed);
-            drop(obj);
+            // holds it; we own it, read its link, then free it once.
+            unsafe {
+                let next = (*p).head().next_dead.load(Ordering::Relaxed);
+                T::free(p);
+                p = next;
+            }
         }
     }
 }
