@@ -65,6 +65,61 @@ fn read(sk: *const ModelSock) {
     assert_eq!(v, LIVE, "a reader saw a freed socket");
 }
 
+/// A model run's world: the domain (with `slots` reader slots), one bucket holding one live
+/// socket, the dead list, and the count of frees.
+struct World {
+    rcu: Arc<RcuDomain>,
+    bucket: Arc<RcuChain<Entry>>,
+    dead: Arc<DeadList<ModelSock>>,
+    frees: Arc<AtomicUsize>,
+    sk: *mut ModelSock,
+}
+
+fn world(slots: usize) -> World {
+    let rcu = Arc::new(RcuDomain::new(slots));
+    let bucket = Arc::new(RcuChain::<Entry>::new());
+    let frees = Arc::new(AtomicUsize::new(0));
+    let sk = Box::into_raw(Box::new(ModelSock {
+        head: RcuHead::new(),
+        body: UnsafeCell::new(LIVE),
+        frees: frees.clone(),
+    }));
+    bucket.try_update(&rcu, |v| v.push(Entry(sk))).unwrap();
+    World {
+        rcu,
+        bucket,
+        dead: Arc::new(DeadList::new()),
+        frees,
+        sk,
+    }
+}
+
+impl World {
+    /// The owner closes: unhash, put, queue the dead for a grace period, and drive the grace
+    /// period (running the callbacks) while readers may still run.
+    fn close(&self) {
+        self.bucket.update(&self.rcu, |v| v.clear());
+        // SAFETY: the owner's reference, after the unhash.
+        unsafe { put(self.sk, &self.dead) };
+        self.dead.reap(&self.rcu);
+        self.rcu.barrier();
+    }
+
+    /// After the readers joined: whatever their puts queued is freed; the socket was freed
+    /// exactly once; then its memory goes.
+    fn finish(self) {
+        self.dead.reap(&self.rcu);
+        self.rcu.barrier();
+        assert_eq!(self.frees.load(Ordering::Relaxed), 1, "freed exactly once");
+        assert!(self.dead.is_empty());
+        // SAFETY: the count is zero for good (no reference was resurrected).
+        assert_eq!(unsafe { (*self.sk).head().count() }, 0);
+        // SAFETY: every thread is joined and the socket was "freed" (poisoned) once: the
+        // memory goes now.
+        drop(unsafe { Box::from_raw(self.sk) });
+    }
+}
+
 fn builder() -> loom::model::Builder {
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(2);
@@ -77,19 +132,9 @@ fn builder() -> loom::model::Builder {
 #[test]
 fn lookup_get_unless_zero_races_close_and_free() {
     builder().check(|| {
-        let rcu = Arc::new(RcuDomain::new(2));
-        let bucket = Arc::new(RcuChain::<Entry>::new());
-        let dead = Arc::new(DeadList::<ModelSock>::new());
-        let frees = Arc::new(AtomicUsize::new(0));
-        let sk = Box::into_raw(Box::new(ModelSock {
-            head: RcuHead::new(),
-            body: UnsafeCell::new(LIVE),
-            frees: frees.clone(),
-        }));
-        bucket.try_update(&rcu, |v| v.push(Entry(sk))).unwrap();
-
+        let w = world(2);
         let section_only = {
-            let (rcu, bucket) = (rcu.clone(), bucket.clone());
+            let (rcu, bucket) = (w.rcu.clone(), w.bucket.clone());
             thread::spawn(move || {
                 let g = rcu.read_lock(0);
                 if let Some(e) = bucket.read(&g).first() {
@@ -98,7 +143,7 @@ fn lookup_get_unless_zero_races_close_and_free() {
             })
         };
         let keeper = {
-            let (rcu, bucket, dead) = (rcu.clone(), bucket.clone(), dead.clone());
+            let (rcu, bucket, dead) = (w.rcu.clone(), w.bucket.clone(), w.dead.clone());
             thread::spawn(move || {
                 let g = rcu.read_lock(1);
                 // SAFETY: a socket read from the bucket inside the section is allocated.
@@ -115,25 +160,10 @@ fn lookup_get_unless_zero_races_close_and_free() {
                 }
             })
         };
-
-        // The owner closes: unhash, put, queue the dead for a grace period, and drives the
-        // grace period (running the callbacks) while the readers run.
-        bucket.update(&rcu, |v| v.clear());
-        // SAFETY: the owner's reference, after the unhash.
-        unsafe { put(sk, &dead) };
-        dead.reap(&rcu);
-        rcu.barrier();
-
+        w.close();
         section_only.join().unwrap();
         keeper.join().unwrap();
-        // A reader's last put may have queued it after the owner's reap.
-        dead.reap(&rcu);
-        rcu.barrier();
-        assert_eq!(frees.load(Ordering::Relaxed), 1, "freed exactly once");
-        assert!(dead.is_empty());
-        // SAFETY: every thread is joined and the socket was "freed" (poisoned) once: the
-        // memory goes now.
-        drop(unsafe { Box::from_raw(sk) });
+        w.finish();
     });
 }
 
@@ -142,25 +172,14 @@ fn lookup_get_unless_zero_races_close_and_free() {
 #[test]
 fn a_dying_socket_is_never_resurrected() {
     builder().check(|| {
-        let rcu = Arc::new(RcuDomain::new(1));
-        let bucket = Arc::new(RcuChain::<Entry>::new());
-        let dead = Arc::new(DeadList::<ModelSock>::new());
-        let frees = Arc::new(AtomicUsize::new(0));
-        let sk = Box::into_raw(Box::new(ModelSock {
-            head: RcuHead::new(),
-            body: UnsafeCell::new(LIVE),
-            frees: frees.clone(),
-        }));
-        bucket.try_update(&rcu, |v| v.push(Entry(sk))).unwrap();
-        let got = Arc::new(AtomicUsize::new(0));
+        let w = world(1);
         let reader = {
-            let (rcu, bucket, dead, got) = (rcu.clone(), bucket.clone(), dead.clone(), got.clone());
+            let (rcu, bucket, dead) = (w.rcu.clone(), w.bucket.clone(), w.dead.clone());
             thread::spawn(move || {
                 let g = rcu.read_lock(0);
                 let held = bucket.read(&g).first().map(|e| e.0);
                 // SAFETY: read from the bucket inside the section: allocated.
                 if let Some(p) = held.filter(|&p| unsafe { (*p).get_unless_zero() }) {
-                    got.fetch_add(1, Ordering::Relaxed);
                     read(p);
                     // SAFETY: the reference just taken.
                     unsafe { put(p, &dead) };
@@ -168,18 +187,8 @@ fn a_dying_socket_is_never_resurrected() {
                 drop(g);
             })
         };
-        bucket.update(&rcu, |v| v.clear());
-        // SAFETY: the owner's reference, after the unhash.
-        unsafe { put(sk, &dead) };
-        dead.reap(&rcu);
-        rcu.barrier();
+        w.close();
         reader.join().unwrap();
-        dead.reap(&rcu);
-        rcu.barrier();
-        assert_eq!(frees.load(Ordering::Relaxed), 1);
-        // SAFETY: the count is zero for good: no more references, so none was resurrected.
-        assert_eq!(unsafe { (*sk).head().count() }, 0);
-        // SAFETY: joined, freed once: the memory goes now.
-        drop(unsafe { Box::from_raw(sk) });
+        w.finish();
     });
 }

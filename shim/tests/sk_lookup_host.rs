@@ -27,9 +27,11 @@ use kbpf_shim::host_bpf::sklookup::with_env;
 /// gives the uapi struct's bytes there, zero.
 const KNOWN_READS: &[(i64, usize)] = &[(10, 2), (14, 2), (62, 2)];
 
+#[path = "support/sk_lookup.rs"]
+mod support;
+
 fn setup() {
-    kbpf_shim::host::install();
-    kbpf_shim::conformance::Engine::Jit.select();
+    support::setup(kbpf_shim::conformance::Engine::Jit);
 }
 
 /// kbpf's side: a netns, a TCP listener in slot 0 of a SOCKMAP; (map handle, cookie).
@@ -163,25 +165,6 @@ fn input_checks_agree() {
     assert_eq!(ours, host, "contexts {ctxs:#?}");
 }
 
-/// Every allowed read (offset, size).
-fn reads() -> Vec<(i64, usize)> {
-    let mut v = Vec::new();
-    for f in [8, 12, 16, 20, 24, 28, 32, 40, 44, 48, 52, 56, 60, 64] {
-        v.extend([(f, 4), (f, 2), (f + 2, 2)]);
-        v.extend((0..4).map(|i| (f + i, 1)));
-    }
-    v.extend([
-        (36, 1),
-        (37, 1),
-        (36, 2),
-        (36, 4),
-        (38, 1),
-        (39, 1),
-        (38, 2),
-    ]);
-    v
-}
-
 /// `r2 = read; return r2 == value`.
 fn compare(off: i64, size: usize, sign: bool, value: u64) -> Vec<Insn> {
     let s = ["", "b", "h", "", "w"][size];
@@ -208,7 +191,7 @@ fn every_read_returns_what_the_host_reads() {
     // kbpf's values, and a program per (read, context) checking the host reads the same.
     let mut progs: Vec<(String, Vec<Insn>, BpfSkLookup)> = Vec::new();
     for ctx in [v4(), v6()] {
-        for (off, size) in reads() {
+        for (off, size) in support::allowed_reads() {
             for sign in [false, true] {
                 if sign && (off, size) == (36, 4) {
                     continue;

@@ -173,13 +173,7 @@ impl Socket {
             return refused(autobound);
         }
         let ctl = net.ctl.lock();
-        let mut inner = sk.inner.lock();
-        inner.local = Some(src);
-        inner.remote = Some(dst);
-        drop(inner);
-        sk.view().set_local(sk.family(), &src);
-        sk.view().set_remote(sk.family(), &dst);
-        sk.set_state(state::ESTABLISHED);
+        sk.set_connected(src, dst);
         // The client stays in the bind table under its port; it is hashed as established.
         let r = hash_locked(&net, sk, Hashed::Established);
         drop(ctl);
@@ -197,14 +191,7 @@ impl Socket {
         let group = sk.inner.lock().group.clone();
         let port = src.port;
         net.udp.remove(rcu(), port, sk as *const Sock);
-        {
-            let mut inner = sk.inner.lock();
-            inner.local = Some(src);
-            inner.remote = Some(dst);
-        }
-        sk.view().set_local(sk.family(), &src);
-        sk.view().set_remote(sk.family(), &dst);
-        sk.set_state(state::ESTABLISHED);
+        sk.set_connected(src, dst);
         if let Some(g) = &group {
             g.set_has_conns();
         }
@@ -317,14 +304,7 @@ fn accept_syn(listener: &SockRef, dst: Endpoint, src: Endpoint) -> Result<()> {
         return Err(Errno::ECONNREFUSED);
     }
     let child = Sock::alloc(net.clone(), listener.family(), Proto::Tcp);
-    {
-        let mut inner = child.inner.lock();
-        inner.local = Some(dst);
-        inner.remote = Some(src);
-    }
-    child.view().set_local(child.family(), &dst);
-    child.view().set_remote(child.family(), &src);
-    child.set_state(state::ESTABLISHED);
+    child.set_connected(dst, src);
     hash_locked(&net, &child, Hashed::Established)?;
     net.user_get();
     listener.inner.lock().accept_q.push_back(child);

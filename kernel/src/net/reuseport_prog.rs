@@ -206,6 +206,15 @@ pub(crate) unsafe extern "C" fn sk_select_reuseport(
 }
 
 impl super::socket::Socket {
+    /// Runs `f` on the socket's group under the netns lock (membership cannot change);
+    /// `missing` when the socket is in none.
+    fn with_group(&self, missing: Errno, f: impl FnOnce(&ReuseGroup) -> Result) -> Result {
+        let net = self.sock().net().clone();
+        let _ctl = net.ctl.lock();
+        let group = self.sock().inner.lock().group.clone().ok_or(missing)?;
+        f(&group)
+    }
+
     /// `SO_ATTACH_REUSEPORT_EBPF`: the socket's group runs `prog` to choose members (`EINVAL`
     /// for another program type, or a socket in no group yet — kbpf does not start a group
     /// before the socket is hashed).
@@ -213,44 +222,28 @@ impl super::socket::Socket {
         if prog.prog_type() != ProgType::SkReuseport {
             return Err(Errno::EINVAL);
         }
-        let net = self.sock().net().clone();
-        let _ctl = net.ctl.lock();
-        let group = self
-            .sock()
-            .inner
-            .lock()
-            .group
-            .clone()
-            .ok_or(Errno::EINVAL)?;
-        let mut owner = group.prog_owner.lock();
-        // INVARIANT: `prog` is null or the program `prog_owner` holds; a replaced program is
-        // put only after a grace period.
-        group.prog.store(
-            crate::sync::Arc::as_ptr(&prog) as *mut Prog,
-            Ordering::Release,
-        );
-        if let Some(old) = owner.replace(prog) {
-            crate::cpu::call_rcu(alloc::boxed::Box::new(move || drop(old)));
-        }
-        Ok(())
+        self.with_group(Errno::EINVAL, |group| {
+            let mut owner = group.prog_owner.lock();
+            // INVARIANT: `prog` is null or the program `prog_owner` holds; a replaced program
+            // is put only after a grace period.
+            let p = crate::sync::Arc::as_ptr(&prog) as *mut Prog;
+            group.prog.store(p, Ordering::Release);
+            if let Some(old) = owner.replace(prog) {
+                crate::cpu::call_rcu(alloc::boxed::Box::new(move || drop(old)));
+            }
+            Ok(())
+        })
     }
 
     /// `SO_DETACH_REUSEPORT_BPF`: `ENOENT` when the group has no program (or there is no
     /// group).
     pub fn detach_reuseport_prog(&self) -> Result {
-        let net = self.sock().net().clone();
-        let _ctl = net.ctl.lock();
-        let group = self
-            .sock()
-            .inner
-            .lock()
-            .group
-            .clone()
-            .ok_or(Errno::ENOENT)?;
-        let old = group.prog_owner.lock().take().ok_or(Errno::ENOENT)?;
-        group.prog.store(core::ptr::null_mut(), Ordering::Release);
-        crate::cpu::call_rcu(alloc::boxed::Box::new(move || drop(old)));
-        Ok(())
+        self.with_group(Errno::ENOENT, |group| {
+            let old = group.prog_owner.lock().take().ok_or(Errno::ENOENT)?;
+            group.prog.store(core::ptr::null_mut(), Ordering::Release);
+            crate::cpu::call_rcu(alloc::boxed::Box::new(move || drop(old)));
+            Ok(())
+        })
     }
 }
 

@@ -387,6 +387,19 @@ impl Sock {
         self.reuse.store(p, FOrdering::Release);
     }
 
+    /// Control path: the socket is connected from `local` to `remote` (both ends set, for
+    /// the control path and for programs, and the state `ESTABLISHED`).
+    pub(crate) fn set_connected(&self, local: Endpoint, remote: Endpoint) {
+        {
+            let mut inner = self.inner.lock();
+            inner.local = Some(local);
+            inner.remote = Some(remote);
+        }
+        self.view.set_local(self.family, &local);
+        self.view.set_remote(self.family, &remote);
+        self.set_state(state::ESTABLISHED);
+    }
+
     /// The bound local end, if any.
     pub fn local(&self) -> Option<Endpoint> {
         self.inner.lock().local

@@ -153,16 +153,7 @@ fn input() -> BpfSkLookup {
 }
 
 fn run_with(p: u32, f: impl FnOnce(&mut TestRun<'_>)) -> Result<u32, Errno> {
-    let bytes = input().to_bytes();
-    let mut outb = [0u8; 72];
-    let mut run = TestRun {
-        ctx_in: Some(&bytes),
-        ctx_out: Some(&mut outb),
-        repeat: 1,
-        ..Default::default()
-    };
-    f(&mut run);
-    syscall::prog_test_run(p, &mut run).map(|r| r.retval as u32)
+    test_run_with(p, &input(), f).map(|(rv, _)| rv)
 }
 
 #[test]

@@ -208,26 +208,6 @@ fn effective(c: &BpfSkLookup) -> [u8; 72] {
     e.to_bytes()
 }
 
-/// Every read the table allows (SK-03, SK-04, SK-06, SK-07, SK-08).
-fn allowed_reads() -> Vec<(i64, usize)> {
-    let mut v = Vec::new();
-    for f in FIELDS4 {
-        v.push((f, 4));
-        v.extend([(f, 2), (f + 2, 2)]);
-        v.extend((0..4).map(|i| (f + i, 1)));
-    }
-    v.extend([
-        (36, 1),
-        (37, 1),
-        (36, 2),
-        (36, 4),
-        (38, 1),
-        (39, 1),
-        (38, 2),
-    ]);
-    v
-}
-
 #[test]
 fn every_allowed_read_returns_the_uapi_bytes() {
     setup();

@@ -102,19 +102,28 @@ impl Ip {
     }
 }
 
-/// Installs the host and selects `engine` (process-wide).
-pub fn setup(engine: Engine) {
-    kbpf_shim::host::install();
-    engine.select();
-}
+#[path = "tailcall.rs"]
+mod tailcall;
+pub use tailcall::{setup, subst};
 
-/// `src` with `{mN}` replaced by `maps[N]`.
-pub fn subst(src: &str, maps: &[Fd]) -> String {
-    let mut text = src.to_string();
-    for (i, m) in maps.iter().enumerate() {
-        text = text.replace(&format!("{{m{i}}}"), &format!("map_fd {m}"));
+/// Every read `struct bpf_sk_lookup` allows, (offset, size): the 4-byte fields whole, by
+/// halves and by bytes, and `remote_port` and its padding (SK-03, SK-04, SK-06 … SK-08).
+pub fn allowed_reads() -> Vec<(i64, usize)> {
+    let mut v = Vec::new();
+    for f in [8, 12, 16, 20, 24, 28, 32, 40, 44, 48, 52, 56, 60, 64] {
+        v.extend([(f, 4), (f, 2), (f + 2, 2)]);
+        v.extend((0..4).map(|i| (f + i, 1)));
     }
-    text
+    v.extend([
+        (36, 1),
+        (37, 1),
+        (36, 2),
+        (36, 4),
+        (38, 1),
+        (39, 1),
+        (38, 2),
+    ]);
+    v
 }
 
 /// The load attributes of an sk_lookup program.
@@ -316,6 +325,15 @@ pub fn ctx(proto: Proto, remote: SocketAddr, local: SocketAddr) -> BpfSkLookup {
 
 /// `BPF_PROG_TEST_RUN` of `prog` on `input`: (retval, the output context's cookie).
 pub fn test_run(prog: Fd, input: &BpfSkLookup) -> Result<(u32, u64), Errno> {
+    test_run_with(prog, input, |_| {})
+}
+
+/// [`test_run`] with the attributes `f` sets besides the context.
+pub fn test_run_with(
+    prog: Fd,
+    input: &BpfSkLookup,
+    f: impl FnOnce(&mut TestRun<'_>),
+) -> Result<(u32, u64), Errno> {
     let bytes = input.to_bytes();
     let mut outb = [0u8; 72];
     let mut run = TestRun {
@@ -324,9 +342,9 @@ pub fn test_run(prog: Fd, input: &BpfSkLookup) -> Result<(u32, u64), Errno> {
         repeat: 1,
         ..Default::default()
     };
+    f(&mut run);
     let r = syscall::prog_test_run(prog, &mut run)?;
-    let out = BpfSkLookup::from_bytes(&outb);
-    Ok((r.retval as u32, out.cookie))
+    Ok((r.retval as u32, BpfSkLookup::from_bytes(&outb).cookie))
 }
 
 /// `r0 = N; exit`.

@@ -11,16 +11,12 @@
 //! group's selection).
 
 use super::ctx::{BpfSkLookup, SkLookupKern, off};
-use super::run_progs;
-use crate::cpu::CpuGuard;
+use super::{SK_DROP, run_progs};
 use crate::net::addr::{AF_INET, AF_INET6};
 use crate::prog::{Prog, RunBatch};
 use crate::syscall::{TestRun, TestRunResult};
-use crate::test_run::{ctx_finish, ctx_init, finish};
-use crate::{Errno, Result, host};
-
-/// Runs per read-side section (as the other test runs).
-const RUNS_PER_SECTION: u32 = 256;
+use crate::test_run::{ctx_finish, ctx_init, finish, repeat_with};
+use crate::{Errno, Result};
 
 /// The test run (see the module docs).
 pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
@@ -30,7 +26,7 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     if !run.data.is_empty() || run.data_out.is_some() {
         return Err(Errno::EINVAL);
     }
-    let repeat = run.repeat.max(1);
+    let repeat = run.repeat;
     let Some(bytes) = ctx_init::<{ off::SIZE as usize }>(run)? else {
         return Err(Errno::EINVAL);
     };
@@ -63,35 +59,27 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
         ingress_ifindex: 0,
         no_reuseport: false,
     };
-    let h = host::get();
-    let start = h.ktime_ns();
-    let mut retval = 0;
-    let mut done = 0;
-    // Each run starts with nothing selected; what the last run selected is the result.
-    while done < repeat {
-        let mut guard = CpuGuard::enter();
-        let mut batch = RunBatch::begin(&mut guard).map_err(|_| Errno::EFAULT)?;
-        let n = (repeat - done).min(RUNS_PER_SECTION);
+    // Each run starts with nothing selected; what the last run selected is the result, read
+    // inside the section it was selected in (a socket is only valid there).
+    let mut cookie = Ok(0);
+    let (retval, duration) = repeat_with(repeat, |guard, n| {
+        let mut batch = RunBatch::begin(guard).map_err(|_| Errno::EFAULT)?;
+        let mut verdict = SK_DROP;
         for _ in 0..n {
             ctx.selected_sk = core::ptr::null();
-            retval = run_progs([prog], &mut batch, &mut ctx);
+            verdict = run_progs([prog], &mut batch, &mut ctx);
         }
-        done += n;
-        // The selected socket is only valid inside the section it was found in.
-        if done == repeat {
-            user.cookie = 0;
-            // SAFETY: a selected socket is one a program handed to `bpf_sk_assign` during
-            // this read-side section, which is still open (`guard` lives): it is allocated.
-            if let Some(sk) = unsafe { ctx.selected_sk.as_ref() } {
-                if sk.reuseport() && !ctx.no_reuseport {
-                    return Err(Errno::EOPNOTSUPP);
-                }
-                user.cookie = sk.cookie();
-            }
-        }
-    }
-    let duration = h.ktime_ns().saturating_sub(start) / repeat as u64;
-    finish(run, &[&[]], 0, retval as u64, duration)?;
+        // SAFETY: a selected socket is one a program handed to `bpf_sk_assign` during this
+        // read-side section, which is still open: it is allocated.
+        cookie = match unsafe { ctx.selected_sk.as_ref() } {
+            Some(sk) if sk.reuseport() && !ctx.no_reuseport => Err(Errno::EOPNOTSUPP),
+            Some(sk) => Ok(sk.cookie()),
+            None => Ok(0),
+        };
+        Ok(verdict as u64)
+    })?;
+    user.cookie = cookie?;
+    finish(run, &[&[]], 0, retval, duration)?;
     let out = user.to_bytes();
     ctx_finish(run, Some(&out))
 }
