@@ -99,12 +99,50 @@ impl Found<'_> {
     }
 }
 
-/// A result inside the path, before it is tied to the guard's lifetime.
-#[derive(Clone, Copy)]
-enum Raw {
-    Sock(*const Sock, Via),
-    Refused,
-    NoSocket,
+/// A result inside the path, before it is tied to the guard's lifetime: two words, so every
+/// step returns it in registers (an enum came back through memory, written narrow and read
+/// back wide: a store-forwarding stall that cost a third of a lookup).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Raw {
+    kind: u32,
+    sk: *const Sock,
+}
+
+impl Raw {
+    /// No answer from this step: the next one decides.
+    const NONE: Raw = Raw::of(0);
+    /// Refused by a program.
+    const REFUSED: Raw = Raw::of(1);
+    /// No socket.
+    const NO_SOCKET: Raw = Raw::of(2);
+
+    const fn of(kind: u32) -> Raw {
+        Raw {
+            kind,
+            sk: core::ptr::null(),
+        }
+    }
+
+    /// Found `sk`, by `via`.
+    #[inline]
+    fn sock(sk: *const Sock, via: Via) -> Raw {
+        let kind = match via {
+            Via::Established => 3,
+            Via::SkLookup => 4,
+            Via::Table => 5,
+        };
+        Raw { kind, sk }
+    }
+
+    #[inline]
+    fn is_none(self) -> bool {
+        self.kind == 0
+    }
+
+    #[inline]
+    fn is_sock(self) -> bool {
+        self.kind >= 3
+    }
 }
 
 /// Looks up the socket `t` goes to in `net` (see the module docs).
@@ -114,14 +152,17 @@ pub fn lookup<'g>(net: &'g Net, guard: &'g mut CpuGuard, t: &Tuple) -> Found<'g>
         Proto::Tcp => tcp(net, guard, t),
         Proto::Udp => udp(net, guard, t),
     };
-    match raw {
-        // SAFETY: the socket was found inside `guard`'s read-side section, which lasts while
-        // `guard` is borrowed ('g): hashed and selected sockets are freed only a grace period
-        // after they became unreachable (`rcu_obj`).
-        Raw::Sock(p, via) => Found::Sock(unsafe { &*p }, via),
-        Raw::Refused => Found::Refused,
-        Raw::NoSocket => Found::NoSocket,
-    }
+    let via = match raw.kind {
+        3 => Via::Established,
+        4 => Via::SkLookup,
+        5 => Via::Table,
+        1 => return Found::Refused,
+        _ => return Found::NoSocket,
+    };
+    // SAFETY: the socket was found inside `guard`'s read-side section, which lasts while
+    // `guard` is borrowed ('g): hashed and selected sockets are freed only a grace period
+    // after they became unreachable (`rcu_obj`).
+    Found::Sock(unsafe { &*raw.sk }, via)
 }
 
 /// The socket behind `p`, inside the caller's section.
@@ -139,9 +180,10 @@ fn tcp(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Raw {
         .iter()
         .find(|e| e.local == t.local && e.remote == Some(t.remote))
     {
-        return Raw::Sock(e.sk, Via::Established);
+        return Raw::sock(e.sk, Via::Established);
     }
-    if let Some(r) = run_sk_lookup(net, guard, t) {
+    let r = run_sk_lookup(net, guard, t);
+    if !r.is_none() {
         return r;
     }
     // SAFETY: as above.
@@ -158,7 +200,8 @@ fn tcp(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Raw {
             }
             let score = 1 + (e.family == Family::Inet && t.family == Family::Inet) as u32;
             if score > hiscore {
-                if let Some(r) = select_reuseport(net, guard, sock(e.sk), t) {
+                let r = select_reuseport(net, guard, sock(e.sk), t);
+                if !r.is_none() {
                     return r;
                 }
                 best = Some(e.sk);
@@ -166,10 +209,10 @@ fn tcp(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Raw {
             }
         }
         if let Some(sk) = best {
-            return Raw::Sock(sk, Via::Table);
+            return Raw::sock(sk, Via::Table);
         }
     }
-    Raw::NoSocket
+    Raw::NO_SOCKET
 }
 
 /// `udp4_lib_lookup2`'s score of `e` for `t` in `pass`, or `None` when it does not match.
@@ -192,10 +235,11 @@ fn udp_score(e: &Entry, t: &Tuple, pass: AddrMatch) -> Option<u32> {
     Some(score)
 }
 
-fn udp_lookup2(net: &Net, guard: &mut CpuGuard, t: &Tuple, pass: AddrMatch) -> Option<Raw> {
+/// One pass of the UDP lookup (`udp4_lib_lookup2`): [`Raw::NONE`] when nothing matched.
+fn udp_lookup2(net: &Net, guard: &mut CpuGuard, t: &Tuple, pass: AddrMatch) -> Raw {
     // SAFETY: `guard` holds a read-side section for this whole call.
     let bucket = unsafe { net.udp.bucket_in_section(t.local.port) };
-    let mut result = None;
+    let mut result = Raw::NONE;
     let mut badness = 0;
     for e in bucket {
         let Some(score) = udp_score(e, t, pass) else {
@@ -207,25 +251,26 @@ fn udp_lookup2(net: &Net, guard: &mut CpuGuard, t: &Tuple, pass: AddrMatch) -> O
         badness = score;
         let sk = sock(e.sk);
         if sk.state() == state::ESTABLISHED {
-            result = Some(Raw::Sock(e.sk, Via::Table));
+            result = Raw::sock(e.sk, Via::Table);
             continue;
         }
-        let Some(r) = select_reuseport(net, guard, sk, t) else {
-            result = Some(Raw::Sock(e.sk, Via::Table));
+        let r = select_reuseport(net, guard, sk, t);
+        if r.is_none() {
+            result = Raw::sock(e.sk, Via::Table);
             continue;
-        };
-        result = Some(r);
+        }
+        result = r;
         // Fall back to scoring when the group has connected members.
         if !sk.reuse_group().is_some_and(|g| g.has_conns()) {
             return result;
         }
-        let Raw::Sock(chosen, _) = r else {
+        if !r.is_sock() {
             continue;
-        };
+        }
         // The chosen member's own entry gives its score.
         badness = bucket
             .iter()
-            .find(|c| c.sk == chosen)
+            .find(|c| c.sk == r.sk)
             .and_then(|c| udp_score(c, t, pass))
             .unwrap_or(score);
     }
@@ -234,60 +279,66 @@ fn udp_lookup2(net: &Net, guard: &mut CpuGuard, t: &Tuple, pass: AddrMatch) -> O
 
 fn udp(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Raw {
     let first = udp_lookup2(net, guard, t, AddrMatch::Exact);
-    if let Some(Raw::Sock(sk, _)) = first {
-        if sock(sk).state() == state::ESTABLISHED {
-            return Raw::Sock(sk, Via::Established);
-        }
+    if first.is_sock() && sock(first.sk).state() == state::ESTABLISHED {
+        return Raw::sock(first.sk, Via::Established);
     }
-    if let Some(r) = run_sk_lookup(net, guard, t) {
+    let r = run_sk_lookup(net, guard, t);
+    if !r.is_none() {
         return r;
     }
-    if let Some(r) = first {
-        return r;
+    if !first.is_none() {
+        return first;
     }
-    udp_lookup2(net, guard, t, AddrMatch::Wildcard).unwrap_or(Raw::NoSocket)
+    let wild = udp_lookup2(net, guard, t, AddrMatch::Wildcard);
+    if wild.is_none() { Raw::NO_SOCKET } else { wild }
 }
 
-/// The netns's sk_lookup programs (`inet_lookup_run_sk_lookup`): `None` when none is
-/// attached or they selected nothing and passed.
+/// The netns's sk_lookup programs (`inet_lookup_run_sk_lookup`): [`Raw::NONE`] when none is
+/// attached or they selected nothing and passed; refused; or the socket (its reuseport
+/// group's choice, unless assigned with `NO_REUSEPORT`).
 #[inline]
-fn run_sk_lookup(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Option<Raw> {
-    let (verdict, ctx) = net.sk_lookup.run(guard, t)?;
+fn run_sk_lookup(net: &Net, guard: &mut CpuGuard, t: &Tuple) -> Raw {
+    let Some((verdict, ctx)) = net.sk_lookup.run(guard, t) else {
+        return Raw::NONE;
+    };
     if verdict != SK_PASS {
-        return Some(Raw::Refused);
+        return Raw::REFUSED;
     }
     if ctx.selected_sk.is_null() {
-        return None;
+        return Raw::NONE;
     }
-    let sk = sock(ctx.selected_sk);
-    if !ctx.no_reuseport {
-        if let Some(r) = select_reuseport(net, guard, sk, t) {
-            return Some(match r {
-                Raw::Sock(p, _) => Raw::Sock(p, Via::SkLookup),
-                other => other,
-            });
+    if ctx.no_reuseport == 0 {
+        let r = select_reuseport(net, guard, sock(ctx.selected_sk), t);
+        if r.is_sock() {
+            return Raw::sock(r.sk, Via::SkLookup);
+        }
+        if !r.is_none() {
+            return r;
         }
     }
-    Some(Raw::Sock(ctx.selected_sk, Via::SkLookup))
+    Raw::sock(ctx.selected_sk, Via::SkLookup)
 }
 
 /// A socket with `SO_REUSEPORT` in a group lets the group choose (`inet_lookup_reuseport` →
-/// `reuseport_select_sock`): the group's program, else the flow hash. `None` when there is no
-/// group or it has no member to offer.
+/// `reuseport_select_sock`): the group's program, else the flow hash. [`Raw::NONE`] when
+/// there is no group or it has no member to offer.
 #[inline]
-fn select_reuseport(net: &Net, guard: &mut CpuGuard, sk: &Sock, t: &Tuple) -> Option<Raw> {
+fn select_reuseport(net: &Net, guard: &mut CpuGuard, sk: &Sock, t: &Tuple) -> Raw {
     if !sk.reuseport() {
-        return None;
+        return Raw::NONE;
     }
-    let group = sk.reuse_group()?;
+    let Some(group) = sk.reuse_group() else {
+        return Raw::NONE;
+    };
     let hash = ehashfn(net.hash_secret(), &t.local, &t.remote);
-    if let Some(r) = super::reuseport_prog::run(group, guard, sk, t, hash) {
-        return Some(match r {
-            Some(p) => Raw::Sock(p, Via::Table),
-            None => Raw::Refused,
-        });
+    match super::reuseport_prog::run(group, guard, sk, t, hash) {
+        Some(Some(p)) => return Raw::sock(p, Via::Table),
+        Some(None) => return Raw::REFUSED,
+        None => {}
     }
     // SAFETY: `guard` holds a read-side section for the whole lookup.
-    let chosen = group.select_by_hash(&*guard, hash)?;
-    Some(Raw::Sock(chosen as *const Sock, Via::Table))
+    match group.select_by_hash(&*guard, hash) {
+        Some(chosen) => Raw::sock(chosen as *const Sock, Via::Table),
+        None => Raw::NONE,
+    }
 }

@@ -47,7 +47,7 @@ pub fn run_progs<'p>(
     ctx: &mut SkLookupKern,
 ) -> u32 {
     let mut selected = core::ptr::null();
-    let mut no_reuseport = false;
+    let mut no_reuseport = 0;
     let mut all_pass = true;
     for prog in progs {
         ctx.selected_sk = selected;

@@ -45,7 +45,7 @@ pub fn assign(ctx: &mut SkLookupKern, sk: Option<&Sock>, flags: u64) -> Result<(
         return Err(Errno::EEXIST);
     }
     ctx.selected_sk = sk.map_or(core::ptr::null(), |s| s as *const Sock);
-    ctx.no_reuseport = flags & F_NO_REUSEPORT != 0;
+    ctx.no_reuseport = (flags & F_NO_REUSEPORT != 0) as u32;
     Ok(())
 }
 

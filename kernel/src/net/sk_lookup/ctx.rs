@@ -151,8 +151,10 @@ pub struct SkLookupKern {
     pub daddr6: [u32; 4],
     /// `ingress_ifindex`.
     pub ingress_ifindex: u32,
-    /// `BPF_SK_LOOKUP_F_NO_REUSEPORT` was given with the selection.
-    pub no_reuseport: bool,
+    /// `BPF_SK_LOOKUP_F_NO_REUSEPORT` was given with the selection: 1, else 0. A whole word,
+    /// not a `bool`: the run loop reads it right after `bpf_sk_assign` wrote it, and a byte
+    /// store read back wider cannot be forwarded (a stall of most of a program's cost).
+    pub no_reuseport: u32,
 }
 
 /// Offsets in [`SkLookupKern`] that rewritten loads use.
@@ -185,7 +187,7 @@ impl SkLookupKern {
             saddr6: if v4 { [0; 4] } else { t.remote.addr.words() },
             daddr6: if v4 { [0; 4] } else { t.local.addr.words() },
             ingress_ifindex: t.ifindex,
-            no_reuseport: false,
+            no_reuseport: 0,
         }
     }
 

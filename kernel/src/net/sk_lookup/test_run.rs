@@ -57,7 +57,7 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
         saddr6: if v4 { [0; 4] } else { user.remote_ip6 },
         daddr6: if v4 { [0; 4] } else { user.local_ip6 },
         ingress_ifindex: 0,
-        no_reuseport: false,
+        no_reuseport: 0,
     };
     // Each run starts with nothing selected; what the last run selected is the result, read
     // inside the section it was selected in (a socket is only valid there).
@@ -72,7 +72,7 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
         // SAFETY: a selected socket is one a program handed to `bpf_sk_assign` during this
         // read-side section, which is still open: it is allocated.
         cookie = match unsafe { ctx.selected_sk.as_ref() } {
-            Some(sk) if sk.reuseport() && !ctx.no_reuseport => Err(Errno::EOPNOTSUPP),
+            Some(sk) if sk.reuseport() && ctx.no_reuseport == 0 => Err(Errno::EOPNOTSUPP),
             Some(sk) => Ok(sk.cookie()),
             None => Ok(0),
         };
