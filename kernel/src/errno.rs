@@ -61,12 +61,19 @@ declare_errno! {
     EPROTO = 71, "Protocol error.";
     EBADMSG = 74, "Not a data message (a test run's checksum does not match its packet).";
     EOVERFLOW = 75, "Value too large for defined data type.";
+    EBADFD = 77, "File descriptor in bad state.";
+    ENOTSOCK = 88, "Socket operation on non-socket.";
+    EDESTADDRREQ = 89, "Destination address required.";
     EPROTOTYPE = 91, "Protocol wrong type for socket.";
     ESOCKTNOSUPPORT = 94, "Socket type not supported.";
     EOPNOTSUPP = 95, "Operation not supported on transport endpoint.";
     EAFNOSUPPORT = 97, "Address family not supported by protocol.";
     EADDRINUSE = 98, "Address already in use.";
+    EADDRNOTAVAIL = 99, "Cannot assign requested address.";
+    ENETUNREACH = 101, "Network is unreachable.";
+    EISCONN = 106, "Transport endpoint is already connected.";
     ENOTCONN = 107, "Transport endpoint is not connected.";
+    ECONNREFUSED = 111, "Connection refused.";
     ESTALE = 116, "Stale file handle (revision mismatch).";
     ENOTSUPP = 524, "Operation is not supported (kernel-internal).";
 }
@@ -107,6 +114,9 @@ impl fmt::Display for Errno {
         fmt::Debug::fmt(self, f)
     }
 }
+
+/// An errno is an error value (so `?` lifts it into `Box<dyn Error>` in a std host).
+impl core::error::Error for Errno {}
 
 impl From<core::num::TryFromIntError> for Errno {
     fn from(_: core::num::TryFromIntError) -> Self {

@@ -15,7 +15,8 @@
 //! a program calling one verifies, and the load then refuses it with `ENOTSUPP`.
 //!
 //! The packet helpers live beside their context: [`skb`] (socket filters, TC), [`xdp`], and
-//! the checksum arithmetic with `bpf_csum_diff` in [`csum`]. `bpf_loop` is rewritten by the
+//! the checksum arithmetic with `bpf_csum_diff` in [`csum`]; the socket helpers with the
+//! sockets, in [`crate::net::helpers`]. `bpf_loop` is rewritten by the
 //! load into an instruction loop calling its callback ([`crate::verifier::loop_inline`]), as
 //! the kernel inlines it, so both engines run it without a helper calling back into them.
 
@@ -25,6 +26,9 @@ pub mod skb;
 pub mod skb_load;
 pub mod xdp;
 
+pub use crate::net::helpers::{
+    SK_ASSIGN, SK_LOOKUP_ASSIGN, SK_LOOKUP_TCP, SK_LOOKUP_UDP, SK_RELEASE, SK_SELECT_REUSEPORT,
+};
 pub use csum::CSUM_DIFF;
 pub use names::{FUNC_MAX_ID, func_id_name};
 pub use skb::{L3_CSUM_REPLACE, L4_CSUM_REPLACE, REDIRECT, SKB_LOAD_BYTES, SKB_STORE_BYTES};
@@ -129,7 +133,12 @@ impl HelperProto {
     }
 
     /// A prototype with no run-time side, no acquire, no unwinding.
-    const fn verifier_only(id: i32, name: &'static str, args: [ArgKind; 5], ret: RetKind) -> Self {
+    pub(crate) const fn verifier_only(
+        id: i32,
+        name: &'static str,
+        args: [ArgKind; 5],
+        ret: RetKind,
+    ) -> Self {
         HelperProto {
             id,
             name,
@@ -144,8 +153,8 @@ impl HelperProto {
 }
 
 use ArgKind::{
-    Anything, ConstMapPtr, ConstSize, None as No, PtrToCtx, PtrToFunc, PtrToMapKey, PtrToMapValue,
-    PtrToMem, PtrToSockCommon, PtrToSocketOrNull, PtrToStackOrNull,
+    Anything, ConstMapPtr, None as No, PtrToCtx, PtrToFunc, PtrToMapKey, PtrToMapValue,
+    PtrToStackOrNull,
 };
 
 unsafe extern "C" fn map_lookup_elem(map: u64, key: u64, _: u64, _: u64, _: u64) -> u64 {
@@ -331,61 +340,6 @@ pub fn changes_pkt_data(id: i32) -> bool {
     )
 }
 
-const SK_LOOKUP_ARGS: [ArgKind; 5] = [PtrToCtx, PtrToMem, ConstSize, Anything, Anything];
-
-/// `bpf_sk_lookup_tcp(ctx, tuple, tuple_size, netns, flags)`: acquires a socket or NULL.
-pub static SK_LOOKUP_TCP: HelperProto = HelperProto {
-    acquire: true,
-    ..HelperProto::verifier_only(
-        func::SK_LOOKUP_TCP,
-        "sk_lookup_tcp",
-        SK_LOOKUP_ARGS,
-        RetKind::PtrToSocketOrNull,
-    )
-};
-
-/// `bpf_sk_lookup_udp(ctx, tuple, tuple_size, netns, flags)`: acquires a socket or NULL.
-pub static SK_LOOKUP_UDP: HelperProto = HelperProto {
-    acquire: true,
-    ..HelperProto::verifier_only(
-        func::SK_LOOKUP_UDP,
-        "sk_lookup_udp",
-        SK_LOOKUP_ARGS,
-        RetKind::PtrToSocketOrNull,
-    )
-};
-
-/// `bpf_sk_release(sock)`: releases a socket reference.
-pub static SK_RELEASE: HelperProto = HelperProto::verifier_only(
-    func::SK_RELEASE,
-    "sk_release",
-    [PtrToSockCommon { release: true }, No, No, No, No],
-    RetKind::Integer,
-);
-
-/// `bpf_sk_assign(skb, sk, flags)`, TC's form (`bpf_sk_assign_proto`).
-pub static SK_ASSIGN: HelperProto = HelperProto::verifier_only(
-    func::SK_ASSIGN,
-    "sk_assign",
-    [
-        PtrToCtx,
-        PtrToSockCommon { release: false },
-        Anything,
-        No,
-        No,
-    ],
-    RetKind::Integer,
-);
-
-/// `bpf_sk_assign(ctx, sk, flags)`, sk_lookup's form (`bpf_sk_lookup_assign_proto`): the socket
-/// may be NULL (to clear a selection).
-pub static SK_LOOKUP_ASSIGN: HelperProto = HelperProto::verifier_only(
-    func::SK_ASSIGN,
-    "sk_assign",
-    [PtrToCtx, PtrToSocketOrNull, Anything, No, No],
-    RetKind::Integer,
-);
-
 /// The helper `id` as program type `prog_type` sees it (`get_func_proto`), or `None` when the
 /// type does not offer it.
 pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> {
@@ -428,6 +382,7 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         (Xdp | SkLookup, func::SK_RELEASE) => Some(&SK_RELEASE),
         (_, func::SK_RELEASE) if tc => Some(&SK_RELEASE),
         (SkLookup, func::SK_ASSIGN) => Some(&SK_LOOKUP_ASSIGN),
+        (SkReuseport, func::SK_SELECT_REUSEPORT) => Some(&SK_SELECT_REUSEPORT),
         (_, func::SK_ASSIGN) if tc => Some(&SK_ASSIGN),
         _ => base,
     }

@@ -72,6 +72,7 @@ pub mod load;
 pub mod map;
 pub mod maps;
 pub mod mprog;
+pub mod net;
 pub mod patch;
 pub mod prog;
 pub mod skb;

@@ -32,6 +32,11 @@ pub trait LinkOps: Send + Sync {
         let _ = (link, new, old);
         Err(Errno::EINVAL)
     }
+    /// The attach point's own state, for its link-info queries (what `.fill_link_info` reads).
+    /// Attach points without any keep the default, `None`.
+    fn as_any(&self) -> Option<&dyn core::any::Any> {
+        None
+    }
 }
 
 /// A BPF link.
@@ -77,6 +82,11 @@ impl Link {
     /// inside their `update_prog`, after they published the new program.
     pub fn set_prog(&self, new: Arc<Prog>) -> Arc<Prog> {
         core::mem::replace(&mut *self.prog.lock(), new)
+    }
+
+    /// The attach point's state ([`LinkOps::as_any`]).
+    pub fn ops_any(&self) -> Option<&dyn core::any::Any> {
+        self.ops.as_any()
     }
 
     /// Whether the link was detached (defunct).

@@ -234,7 +234,7 @@ impl Map {
             MapImpl::PercpuArray(m) => m.update(key, value, flags),
             MapImpl::Hash(m) => m.update(key, value, flags),
             MapImpl::ProgArray(_) => Err(Errno::EINVAL),
-            MapImpl::SockMap(m) => m.update(key, flags),
+            MapImpl::SockMap(m) => m.update(key, value, flags),
         }
     }
 
@@ -291,8 +291,8 @@ impl Map {
                 MapImpl::Array(m) => m.lookup_raw(key),
                 MapImpl::PercpuArray(m) => m.lookup_raw(key),
                 MapImpl::Hash(m) => m.lookup_raw(key),
-                // kbpf's socket maps hold no sockets yet: nothing to find.
-                MapImpl::ProgArray(_) | MapImpl::SockMap(_) => core::ptr::null_mut(),
+                MapImpl::SockMap(m) => m.lookup_raw(key),
+                MapImpl::ProgArray(_) => core::ptr::null_mut(),
             }
         }
     }
@@ -315,7 +315,7 @@ impl Map {
                 MapImpl::Hash(m) => m.update_raw(key, value, flags),
                 // Programs may not update a prog_array (the verifier refuses the call).
                 MapImpl::ProgArray(_) => Err(Errno::EINVAL),
-                // Storing a socket needs one, which kbpf cannot have yet.
+                // Programs do not change socket maps in kbpf (`net::sockmap`).
                 MapImpl::SockMap(_) => Err(Errno::EOPNOTSUPP),
             }
         };
@@ -332,8 +332,8 @@ impl Map {
         let r = unsafe {
             match &self.imp {
                 MapImpl::Hash(m) => m.delete_raw(key),
-                // An empty socket hash has no key; other maps refuse deletes (`EINVAL`).
-                MapImpl::SockMap(m) if m.is_hash() => Err(Errno::ENOENT),
+                // Programs do not change socket maps in kbpf (`net::sockmap`).
+                MapImpl::SockMap(_) => Err(Errno::EOPNOTSUPP),
                 _ => Err(Errno::EINVAL),
             }
         };

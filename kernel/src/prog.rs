@@ -16,8 +16,10 @@ use alloc::boxed::Box;
 use alloc::string::String;
 
 mod attr;
+mod batch;
 
 pub use attr::ProgLoadAttr;
+pub use batch::RunBatch;
 
 /// A copy of a program's JIT image ([`Prog::jited_code`]).
 #[derive(Clone, Debug, PartialEq, Eq)]

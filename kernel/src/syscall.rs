@@ -77,6 +77,10 @@ pub enum Object {
     Map(Arc<Map>),
     /// A link.
     Link(Arc<Link>),
+    /// A socket ([`crate::net::fd`]); closing its last handle closes it.
+    Sock(Arc<crate::net::Socket>),
+    /// A network namespace ([`crate::net::fd`]).
+    Netns(Arc<crate::net::Net>),
 }
 
 /// The handle table. A plain `spin::Mutex` rather than the loom facade: it is a static, and the
@@ -97,7 +101,8 @@ fn install(obj: Object) -> Result<Fd> {
     match &obj {
         Object::Map(m) => m.user_get(),
         Object::Link(l) => l.user_get(),
-        Object::Prog(_) => {}
+        Object::Netns(n) => n.user_get(),
+        Object::Prog(_) | Object::Sock(_) => {}
     }
     fds.insert(fd, obj);
     Ok(fd)
@@ -184,7 +189,8 @@ pub fn close(fd: Fd) -> Result {
     match obj {
         Object::Map(m) => m.user_put(),
         Object::Link(l) => Link::user_put(l),
-        Object::Prog(_) => {}
+        Object::Netns(n) => n.user_put(),
+        Object::Prog(_) | Object::Sock(_) => {}
     }
     Ok(())
 }
@@ -440,6 +446,9 @@ pub struct LinkInfo {
     pub attach_type: crate::uapi::AttachType,
     /// Whether it was detached (defunct).
     pub detached: bool,
+    /// An sk_lookup link's netns inode number, 0 once detached or the netns exited (or for
+    /// another kind of link).
+    pub netns_ino: u32,
 }
 
 /// Any kind of info.
@@ -480,6 +489,9 @@ pub fn obj_get_info(fd: Fd) -> Result<ObjInfo> {
             prog_id: l.prog().id(),
             attach_type: l.attach_type(),
             detached: l.is_detached(),
+            netns_ino: crate::net::sk_lookup::link::link_netns_ino(&l),
         }),
+        // Not bpf objects: the kernel's `bpf_obj_get_info_by_fd` finds no bpf file there.
+        Object::Sock(_) | Object::Netns(_) => return Err(Errno::EINVAL),
     })
 }

@@ -51,6 +51,7 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
             skb::run(prog, run)
         }
         ProgType::Xdp => xdp::run(prog, run),
+        ProgType::SkLookup => crate::net::sk_lookup::test_run::run(prog, run),
         _ => Err(Errno::ENOTSUPP),
     }
 }
@@ -80,6 +81,18 @@ fn raw(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
 /// The repeat loop (`bpf_test_run`): runs `prog` `repeat` times (at least once) with R1 =
 /// `r1`, R2 = `r2`; returns the last R0 and the mean duration of one run.
 pub(crate) fn repeat(prog: &Prog, r1: u64, r2: u64, repeat: u32) -> Result<(u64, u64)> {
+    repeat_with(repeat, |guard, n| {
+        prog.run_repeat(guard, r1, r2, n).map_err(|_| Errno::EFAULT)
+    })
+}
+
+/// The repeat loop's frame (`bpf_test_timer`): calls `batch(guard, n)` to run `n` times in
+/// one read-side section, sections of at most [`RUNS_PER_SECTION`] runs, `repeat` runs in all
+/// (at least one); returns the last batch's R0 and the mean duration of one run.
+pub(crate) fn repeat_with(
+    repeat: u32,
+    mut batch: impl FnMut(&mut CpuGuard, u32) -> Result<u64>,
+) -> Result<(u64, u64)> {
     let repeat = repeat.max(1);
     let h = host::get();
     let start = h.ktime_ns();
@@ -88,9 +101,7 @@ pub(crate) fn repeat(prog: &Prog, r1: u64, r2: u64, repeat: u32) -> Result<(u64,
     while done < repeat {
         let mut guard = CpuGuard::enter();
         let n = (repeat - done).min(RUNS_PER_SECTION);
-        retval = prog
-            .run_repeat(&mut guard, r1, r2, n)
-            .map_err(|_| Errno::EFAULT)?;
+        retval = batch(&mut guard, n)?;
         done += n;
     }
     let elapsed = h.ktime_ns().saturating_sub(start);

@@ -205,6 +205,7 @@ pub enum ProgType {
     Tracepoint = 5,
     Xdp = 6,
     CgroupSkb = 8,
+    SkReuseport = 21,
     SkLookup = 30,
     Syscall = 31,
     Netfilter = 32,
@@ -224,6 +225,7 @@ impl ProgType {
             "tracepoint" => ProgType::Tracepoint,
             "xdp" => ProgType::Xdp,
             "cgroup_skb" => ProgType::CgroupSkb,
+            "sk_reuseport" => ProgType::SkReuseport,
             "sk_lookup" => ProgType::SkLookup,
             "syscall" => ProgType::Syscall,
             "netfilter" => ProgType::Netfilter,
@@ -243,6 +245,7 @@ impl ProgType {
             ProgType::Tracepoint => "tracepoint",
             ProgType::Xdp => "xdp",
             ProgType::CgroupSkb => "cgroup_skb",
+            ProgType::SkReuseport => "sk_reuseport",
             ProgType::SkLookup => "sk_lookup",
             ProgType::Syscall => "syscall",
             ProgType::Netfilter => "netfilter",
@@ -290,6 +293,8 @@ pub enum AttachType {
     CgroupInetIngress = 0,
     SkLookup = 36,
     Xdp = 37,
+    SkReuseportSelect = 39,
+    SkReuseportSelectOrMigrate = 40,
     TcxIngress = 46,
     TcxEgress = 47,
 }
@@ -400,6 +405,7 @@ pub mod func {
     pub const XDP_ADJUST_HEAD: i32 = 44;
     pub const XDP_ADJUST_META: i32 = 54;
     pub const XDP_ADJUST_TAIL: i32 = 65;
+    pub const SK_SELECT_REUSEPORT: i32 = 82;
     pub const SK_LOOKUP_TCP: i32 = 84;
     pub const SK_LOOKUP_UDP: i32 = 85;
     pub const SK_RELEASE: i32 = 86;

@@ -107,12 +107,20 @@ fn runtime_is_a_table_property() {
     assert!(helpers::func_proto(tc, 1).unwrap().has_runtime());
     assert!(helpers::func_proto(tc, 12).unwrap().has_runtime());
     assert!(helpers::func_proto(tc, 14).unwrap().has_runtime());
-    for id in [9, 10, 11, 23, 26, 28, 181] {
+    // bpf_sk_release (86) runs since kbpf has sockets (a socket-map lookup's reference).
+    for id in [9, 10, 11, 23, 26, 28, 86, 181] {
         assert!(helpers::func_proto(tc, id).unwrap().has_runtime(), "{id}");
     }
-    for id in [84, 85, 86, 124] {
+    // The XDP/TC socket lookups and TC's bpf_sk_assign are verifier-only.
+    for id in [84, 85, 124] {
         assert!(!helpers::func_proto(tc, id).unwrap().has_runtime(), "{id}");
     }
+    // sk_lookup's bpf_sk_assign runs.
+    assert!(
+        helpers::func_proto(ProgType::SkLookup, 124)
+            .unwrap()
+            .has_runtime()
+    );
     let ct = kfunc::find(kfunc::ids::BPF_XDP_CT_LOOKUP as i32).unwrap();
     assert!(!ct.has_runtime());
 }

@@ -5,6 +5,7 @@
 pub mod host_tailcall;
 pub mod isa;
 pub mod map_lookup;
+pub mod sklookup;
 pub mod tailcall;
 pub mod tcx;
 pub mod verify;

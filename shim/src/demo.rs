@@ -8,6 +8,8 @@
 //! - seed 000, dispatch: `syscall.o`, a raw-buffer dispatcher tail-calling by syscall number;
 //! - seed 001: `tcx_chain.o`'s programs attached with before/after/replace, the order the
 //!   multi-program API keeps, and the order they actually ran in;
+//! - seed 002: `sk_lookup.o`'s two use cases linked to a netns and run through its lookup path
+//!   on TCP connects ([`sk_lookup`]);
 //! - seed 003: the list patcher against the kernel-style one on a large program;
 //! - timings of one packet through each path.
 //!
@@ -25,6 +27,10 @@ use kbpf::tcx::{self, AttachAttr, Direction, TcxVerdict};
 use kbpf::uapi::AttachType;
 use std::io::Write;
 use std::time::Instant;
+
+mod sk_lookup;
+
+pub use sk_lookup::{SK_LOOKUP_O, SkLookupReport};
 
 /// `examples/bpf/parser.o`.
 pub const PARSER_O: &[u8] = include_bytes!("../../examples/bpf/parser.o");
@@ -216,6 +222,8 @@ pub struct DemoReport {
     pub tcx_ran: Vec<Vec<u32>>,
     /// The mark tcx_mark left on a packet.
     pub tcx_mark: u32,
+    /// The sk_lookup part.
+    pub sk_lookup: SkLookupReport,
 }
 
 /// Runs the demo with `engine`, writing the report to `out`.
@@ -233,6 +241,7 @@ pub fn run(engine: Engine, out: &mut dyn Write) -> Result<DemoReport, DynErr> {
     parser(&mut rep, out)?;
     dispatcher(&mut rep, out)?;
     tcx_chain(&mut rep, out)?;
+    sk_lookup::run(engine, &mut rep.sk_lookup, out)?;
     patcher(out)?;
     Ok(rep)
 }

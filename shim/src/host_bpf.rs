@@ -8,6 +8,7 @@
 //! its map loads, asks the kernel, and closes everything again. When the host
 //! refuses `bpf(2)` itself (no root, no BPF, seccomp), `open` says so and callers skip.
 
+pub mod sklookup;
 pub mod sys;
 pub mod test_run;
 

@@ -3,7 +3,7 @@
 //! ids). SKIPPED (said on stderr) where the host cannot load BPF programs.
 
 use kbpf::syscall;
-use kbpf_shim::demo::{PARSER_O, SYSCALL_O, TCX_CHAIN_O};
+use kbpf_shim::demo::{PARSER_O, SK_LOOKUP_O, SYSCALL_O, TCX_CHAIN_O};
 use kbpf_shim::elf::{LoadOpts, Object, attr, bind};
 use kbpf_shim::elf_host::host_verdict;
 use kbpf_shim::host_bpf::{HostVerdict, HostVerifier};
@@ -23,6 +23,7 @@ fn host_and_kbpf_agree_on_the_examples() {
         ("parser.o", PARSER_O),
         ("syscall.o", SYSCALL_O),
         ("tcx_chain.o", TCX_CHAIN_O),
+        ("sk_lookup.o", SK_LOOKUP_O),
     ] {
         let obj = Object::parse(bytes).unwrap();
         let fds = obj.create_maps().unwrap();
@@ -46,5 +47,8 @@ fn host_and_kbpf_agree_on_the_examples() {
             let _ = syscall::close(fd);
         }
     }
-    assert_eq!(asked, 9, "the TC and tcx programs are all asked");
+    assert_eq!(
+        asked, 11,
+        "the TC, tcx and sk_lookup programs are all asked"
+    );
 }

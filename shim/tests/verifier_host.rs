@@ -268,12 +268,17 @@ const GEN_KNOWN: &[KnownClass] = &[
         },
     ),
     (
-        "sk_lookup context: kbpf judges none of struct bpf_sk_lookup's fields yet (sk_lookup's \
-         run-time side is a later feature), so every access is refused; the kernel allows the \
-         fields. Safe (kbpf is stricter)",
+        "sk_reuseport_md fields kbpf does not offer: data, data_end and len need the packet, \
+         migrating_sk a listener migration, and kbpf's lookups carry neither; kbpf refuses the \
+         access at load, the kernel allows it. Safe (kbpf is stricter)",
         |g, kbpf, host| {
-            g.template == "ctx"
-                && g.prog_type == ProgType::SkLookup
+            let off = g
+                .desc
+                .rsplit("off=")
+                .next()
+                .and_then(|o| o.parse::<i64>().ok());
+            g.template == "sk_reuseport_ctx"
+                && off.is_some_and(|o| (0..20).contains(&o) || (48..56).contains(&o))
                 && kbpf.is_some()
                 && host.is_none()
         },

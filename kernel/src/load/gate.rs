@@ -98,6 +98,19 @@ fn check_attr(l: &mut Load<'_>) -> Result {
             format_args!("sk_lookup programs need expected_attach_type sk_lookup"),
         ));
     }
+    // `bpf_prog_load_check_attach`: sk_reuseport programs select (or also migrate); none given
+    // means select (`bpf_prog_load_fixup_attach_type`).
+    if attr.prog_type == ProgType::SkReuseport
+        && !matches!(
+            attr.expected_attach_type,
+            None | Some(AttachType::SkReuseportSelect | AttachType::SkReuseportSelectOrMigrate)
+        )
+    {
+        return Err(reject(
+            log,
+            format_args!("sk_reuseport programs need expected_attach_type sk_reuseport_select"),
+        ));
+    }
     if attr.ctx_size.is_some() && attr.prog_type != ProgType::RawBuffer {
         return Err(reject(
             log,

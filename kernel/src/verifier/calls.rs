@@ -297,7 +297,7 @@ impl Explorer<'_> {
         let ok = match t {
             MapType::ProgArray => id == func::TAIL_CALL,
             MapType::Sockmap | MapType::Sockhash => match id {
-                func::MAP_LOOKUP_ELEM => true,
+                func::MAP_LOOKUP_ELEM | func::SK_SELECT_REUSEPORT => true,
                 func::MAP_UPDATE_ELEM | func::MAP_DELETE_ELEM => {
                     let may = matches!(
                         self.env.prog_type,
@@ -310,7 +310,7 @@ impl Explorer<'_> {
                 }
                 _ => false,
             },
-            _ => id != func::TAIL_CALL,
+            _ => !matches!(id, func::TAIL_CALL | func::SK_SELECT_REUSEPORT),
         };
         if ok {
             return Ok(());
@@ -357,7 +357,49 @@ impl Explorer<'_> {
         if r0.ty.is_pointer() && !self.env.privileged {
             return Err(Reject::acces(pc, "R0 leaks addr as return value"));
         }
+        self.check_return_range(pc, &r0)?;
         Ok(Next::End)
+    }
+}
+
+impl Explorer<'_> {
+    /// The main program's return value, for the types that restrict it (`check_return_code`):
+    /// sk_lookup programs return `SK_DROP` or `SK_PASS`.
+    fn check_return_range(&self, pc: usize, r0: &Reg) -> Result<(), Reject> {
+        let (lo, hi) = match self.env.prog_type {
+            crate::uapi::ProgType::SkLookup => (0, 1),
+            _ => return Ok(()),
+        };
+        if r0.ty != RegType::Scalar {
+            return Err(Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!(
+                    "At program exit the register R0 is not a known value ({})",
+                    r0.ty.name()
+                ),
+            ));
+        }
+        if r0.var.smin >= lo && r0.var.smax <= hi {
+            return Ok(());
+        }
+        let mut what = alloc::string::String::new();
+        if r0.var.smin > i64::MIN {
+            what.push_str(&alloc::format!(" smin={}", r0.var.smin));
+        }
+        if r0.var.smax < i64::MAX {
+            what.push_str(&alloc::format!(" smax={}", r0.var.smax));
+        }
+        if what.is_empty() {
+            what.push_str(" unknown scalar value");
+        }
+        Err(Reject::new(
+            Errno::EINVAL,
+            pc,
+            format_args!(
+                "At program exit the register R0 has{what} should have been in [{lo}, {hi}]"
+            ),
+        ))
     }
 }
 

@@ -23,7 +23,11 @@
 //!   `tstamp_type` → the constant 0 (see [`super::ctx`]); a `queue_mapping` store skips a
 //!   value of `NO_QUEUE_MAPPING` (0xffff) or more, as the kernel's does;
 //! - `xdp_md.ingress_ifindex` / `rx_queue_index` → a load of the receive-queue pointer, then
-//!   of the field through it.
+//!   of the field through it;
+//! - `bpf_sk_lookup` and `sk_reuseport_md` reads → the one load (or constant 0) the socket
+//!   room's rules give ([`crate::net::sk_lookup::ctx`], [`crate::net::reuseport_prog`]).
+//!   Loads through a socket pointer are not converted: kbpf's socket keeps `struct
+//!   bpf_sock`'s bytes at its start ([`crate::net::sock::BpfSockView`]).
 
 use super::ctx::{CtxOps, skb, xdp_md};
 use super::explore::Explorer;
@@ -346,6 +350,30 @@ fn convert_xdp(a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
     Ok(())
 }
 
+/// `sk_lookup_convert_ctx_access` / `sk_reuseport_convert_ctx_access`: the one load the
+/// socket room's rules give for a read ([`crate::net::sk_lookup::ctx::convert_load`],
+/// [`crate::net::reuseport_prog::convert_load`]), then the sign extension a `ldsx` asks for.
+fn convert_sock(prog_type: ProgType, a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
+    let Access::Load {
+        dst,
+        src,
+        size,
+        sign,
+    } = *a
+    else {
+        return Err(Errno::EINVAL);
+    };
+    let load = match prog_type {
+        ProgType::SkLookup => crate::net::sk_lookup::ctx::convert_load(dst, src, off, size),
+        _ => crate::net::reuseport_prog::convert_load(dst, src, off, size),
+    };
+    buf.push(load.ok_or(Errno::EINVAL)?);
+    if sign && size < 8 {
+        buf.push(movsx64(dst, size));
+    }
+    Ok(())
+}
+
 /// The replacement of one context access `insn` for `prog_type`, or `None` when the type's
 /// context needs no conversion.
 pub fn convert_insn(prog_type: ProgType, insn: Insn, info: CtxAccessInfo) -> Result<Option<Buf>> {
@@ -353,7 +381,8 @@ pub fn convert_insn(prog_type: ProgType, insn: Insn, info: CtxAccessInfo) -> Res
         prog_type,
         ProgType::SocketFilter | ProgType::CgroupSkb | ProgType::SchedCls | ProgType::SchedAct
     );
-    if !skb && prog_type != ProgType::Xdp {
+    let sock = matches!(prog_type, ProgType::SkLookup | ProgType::SkReuseport);
+    if !skb && !sock && prog_type != ProgType::Xdp {
         return Ok(None);
     }
     let a = access_of(insn)?;
@@ -368,6 +397,8 @@ pub fn convert_insn(prog_type: ProgType, insn: Insn, info: CtxAccessInfo) -> Res
     buf.try_reserve(3)?;
     if skb {
         convert_skb(&a, info.off as i64, &mut buf)?;
+    } else if sock {
+        convert_sock(prog_type, &a, info.off as i64, &mut buf)?;
     } else {
         convert_xdp(&a, info.off as i64, &mut buf)?;
     }

@@ -239,6 +239,36 @@ impl CtxAccess for XdpMd {
     }
 }
 
+/// The socket program types' contexts, whose rules live with the sockets: `struct
+/// bpf_sk_lookup` ([`crate::net::sk_lookup::ctx`]) and `struct sk_reuseport_md`
+/// ([`crate::net::reuseport_prog`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockCtx {
+    /// `BPF_PROG_TYPE_SK_LOOKUP`: `sk` reads as a socket or NULL.
+    SkLookup,
+    /// `BPF_PROG_TYPE_SK_REUSEPORT`: `sk` reads as a socket.
+    SkReuseport,
+}
+
+impl CtxAccess for SockCtx {
+    fn is_valid_access(&self, off: i64, size: usize, write: bool) -> bool {
+        match self {
+            SockCtx::SkLookup => crate::net::sk_lookup::ctx::is_valid_access(off, size, write),
+            SockCtx::SkReuseport => crate::net::reuseport_prog::is_valid_access(off, size, write),
+        }
+    }
+
+    fn reg_type(&self, off: i64) -> RegType {
+        match self {
+            SockCtx::SkLookup if crate::net::sk_lookup::ctx::is_sk(off) => {
+                RegType::PtrToSocketOrNull
+            }
+            SockCtx::SkReuseport if crate::net::reuseport_prog::is_sk(off) => RegType::PtrToSocket,
+            _ => RegType::Scalar,
+        }
+    }
+}
+
 /// A type whose context accesses this slice does not judge yet: every access is refused.
 #[derive(Clone, Copy, Debug)]
 pub struct NoCtxAccess;
@@ -269,6 +299,8 @@ pub enum CtxOps {
     Skb(SkBuff),
     /// `xdp_md`.
     Xdp(XdpMd),
+    /// `bpf_sk_lookup`, `sk_reuseport_md`.
+    Sock(SockCtx),
     /// Not judged yet: refused.
     None(NoCtxAccess),
 }
@@ -282,6 +314,8 @@ impl CtxOps {
             ProgType::CgroupSkb => skb(SkbKind::CgroupSkb),
             ProgType::SchedCls | ProgType::SchedAct => skb(SkbKind::Tc),
             ProgType::Xdp => CtxOps::Xdp(XdpMd),
+            ProgType::SkLookup => CtxOps::Sock(SockCtx::SkLookup),
+            ProgType::SkReuseport => CtxOps::Sock(SockCtx::SkReuseport),
             ProgType::RawBuffer => CtxOps::Raw(RawBuffer { size: ctx_size }),
             _ => CtxOps::None(NoCtxAccess),
         }
@@ -293,6 +327,7 @@ impl CtxOps {
             CtxOps::Raw(r) => r,
             CtxOps::Skb(s) => s,
             CtxOps::Xdp(x) => x,
+            CtxOps::Sock(c) => c,
             CtxOps::None(n) => n,
         }
     }

@@ -407,7 +407,7 @@ impl Explorer<'_> {
     }
 
     /// An access through the context pointer `p` (`check_ctx_access`).
-    fn ctx_access(&self, acc: &Access, p: &Reg) -> Result<Reg, Reject> {
+    fn ctx_access(&mut self, acc: &Access, p: &Reg) -> Result<Reg, Reject> {
         let (pc, ptrno, size, write) = (acc.pc, acc.regno, acc.size, acc.write());
         let ops = self.ctx.ops();
         let total = p.off as i64 + acc.off as i64;
@@ -433,7 +433,12 @@ impl Explorer<'_> {
             if acc.sign() {
                 return Err(invalid());
             }
-            return Ok(Reg::ptr(ty, 0));
+            // A pointer that may be NULL gets its null-check id (`check_mem_access`).
+            let mut r = Reg::ptr(ty, 0);
+            if super::refs::or_null_base(ty).is_some() {
+                r.id = self.new_id();
+            }
+            return Ok(r);
         }
         Ok(Reg::scalar(Scalar::UNKNOWN))
     }

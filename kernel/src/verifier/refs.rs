@@ -23,10 +23,6 @@ use super::state::{RefState, Reg, RegType, VState};
 use crate::Errno;
 use core::fmt::Write;
 
-/// `sizeof(struct bpf_sock)`: bytes of a socket programs may read (`offsetofend(struct
-/// bpf_sock, rx_queue_mapping)`).
-pub const BPF_SOCK_SIZE: i64 = 80;
-
 /// The non-NULL type of a maybe-NULL pointer type, or `None` when `t` cannot be NULL.
 pub fn or_null_base(t: RegType) -> Option<RegType> {
     match t {
@@ -149,11 +145,7 @@ impl Explorer<'_> {
                         format_args!("R{ptrno} cannot write into sock"),
                     ));
                 }
-                if total < 0
-                    || total + size as i64 > BPF_SOCK_SIZE
-                    || size > 4
-                    || total % size as i64 != 0
-                {
+                if !crate::net::sock::bpf_sock_is_valid_access(total, size) {
                     return Err(Reject::acces(
                         pc,
                         format_args!("R{ptrno} invalid sock access off={total} size={size}"),

@@ -62,6 +62,12 @@ pub enum Command {
     /// DEV is an ifindex (a device is created on first use); PROG a loaded program's name.
     #[command(subcommand)]
     Tcx(TcxCmd),
+    /// Sockets, network namespaces and sk_lookup links (for `kbpf shell` sessions).
+    ///
+    /// NAME is a socket's name; NETNS a netns's (default `init`); PROG a loaded program's; ADDR
+    /// an address and port. A socket map VALUE may be `sock:NAME` (`map update`).
+    #[command(subcommand)]
+    Sock(super::sock_args::SockCmd),
     /// Verify a program (.o or .data): exit 0 accepted, 1 refused, 2 bad input.
     Verify(VerifyArgs),
     /// Run bpf_conformance .data files or directories; ends "N passed, M failed".
@@ -387,6 +393,12 @@ pub enum BenchCmd {
     },
     /// tcx walks, attach and detach.
     Tcx {
+        /// Engine and output.
+        #[command(flatten)]
+        opts: BenchOpts,
+    },
+    /// sk_lookup test runs (the host oracle's programs) and lookups with 0, 1, 4 programs.
+    Sklookup {
         /// Engine and output.
         #[command(flatten)]
         opts: BenchOpts,

@@ -16,8 +16,13 @@ fn sizes(fd: Fd) -> Result<(usize, usize), CmdError> {
     Ok((m.attr().key_size as usize, m.user_value_size()))
 }
 
-/// The value bytes: `prog:NAME` is a loaded program's handle (for prog_arrays).
-fn value_bytes(state: &State, s: &str) -> Result<Vec<u8>, CmdError> {
+/// The value bytes: `prog:NAME` is a loaded program's handle (for prog_arrays), `sock:NAME` a
+/// socket's (for socket maps: 4 or 8 bytes, the map's `width`).
+fn value_bytes(state: &State, s: &str, width: usize) -> Result<Vec<u8>, CmdError> {
+    if let Some(name) = s.strip_prefix("sock:") {
+        let fd = state.sock(name)? as u64;
+        return Ok(fd.to_ne_bytes()[..width.min(8)].to_vec());
+    }
     match s.strip_prefix("prog:") {
         Some(name) => Ok(state.prog(name)?.to_ne_bytes().to_vec()),
         None => parse_bytes(s),
@@ -74,7 +79,7 @@ pub fn run(cmd: MapCmd, state: &mut State, out: &mut dyn Write) -> Result<(), Cm
             let (ks, vs) = sizes(fd)?;
             let is_progs = syscall::map_get(fd).is_ok_and(|m| m.contains_progs());
             let k = sized("key", parse_bytes(&key)?, ks)?;
-            let v = value_bytes(state, &value)?;
+            let v = value_bytes(state, &value, vs)?;
             let v = if is_progs { v } else { sized("value", v, vs)? };
             syscall::map_update_elem(fd, &k, &v, 0).map_err(|e| CmdError::errno("update", e))?;
             Ok(())

@@ -8,6 +8,8 @@ mod map_cmd;
 pub(crate) mod prog_cmd;
 mod run_cmd;
 pub mod shell;
+pub mod sock_args;
+mod sock_cmd;
 pub mod state;
 mod tcx_cmd;
 
@@ -118,6 +120,7 @@ pub fn run(
         Command::Prog(c) => prog_cmd::run(c, state, out).map(|()| 0),
         Command::Map(c) => map_cmd::run(c, state, out).map(|()| 0),
         Command::Tcx(c) => tcx_cmd::run(c, state, input, out),
+        Command::Sock(c) => sock_cmd::run(c, state, out).map(|()| 0),
         Command::Verify(v) => prog_cmd::verify(&v, out),
         Command::Conformance { engine, paths } => {
             let t = crate::conformance::run_paths(&paths, engine.into(), out)?;
@@ -210,6 +213,13 @@ fn bench(b: BenchCmd, out: &mut dyn Write) -> Result<(), CmdError> {
             bench::tcx::measure(1_000_000, 20_000)
                 .map_err(dbg)
                 .and_then(|r| bench::tcx::print(&r, engine.name(), opts.json, out).map_err(io))
+        }
+        BenchCmd::Sklookup { opts } => {
+            let engine: crate::conformance::Engine = opts.engine.into();
+            engine.select();
+            bench::sklookup::measure(2_000_000, 5)
+                .map_err(dbg)
+                .and_then(|r| bench::sklookup::print(&r, engine.name(), opts.json, out).map_err(io))
         }
         BenchCmd::Verify { json } => {
             bench::verify::measure(3).and_then(|r| bench::verify::print(&r, json, out).map_err(io))

@@ -2,8 +2,9 @@
 //! file's, on a raw buffer (the program's context: `--ctx-in`, else `--data-in`, else zeros,
 //! else the file's `-- mem`; written back to `--data-out`/`--ctx-out`) or on a packet
 //! (`--data-in`, with `--ctx-in` for the `__sk_buff`/`xdp_md` fields a caller may set; the
-//! packet and context as the program left them to `--data-out`/`--ctx-out`). The last line is
-//! `retval=R duration_ns=D`, R the kernel's u32.
+//! packet and context as the program left them to `--data-out`/`--ctx-out`), or for sk_lookup
+//! on a `struct bpf_sk_lookup` alone (`--ctx-in`; `cookie=C` is the selected socket's). The last
+//! line is `retval=R duration_ns=D`, R the kernel's u32.
 
 use super::CmdError;
 use super::args::Pick;
@@ -84,6 +85,29 @@ pub fn run(
         if r.is_ok() {
             write(&files.data_out, &buf)?;
             write(&files.ctx_out, &buf)?;
+        }
+        r
+    } else if prog_type == ProgType::SkLookup {
+        // A context only (`struct bpf_sk_lookup`); the cookie of the socket the program
+        // selected comes back in it.
+        let ctx = ctx_in.ok_or_else(|| {
+            CmdError::usage(format!(
+                "{}: an sk_lookup program needs --ctx-in (a struct bpf_sk_lookup)",
+                file.display()
+            ))
+        })?;
+        let mut cout = [0u8; 72];
+        let mut run = TestRun {
+            ctx_in: Some(&ctx),
+            ctx_out: Some(&mut cout),
+            repeat,
+            ..Default::default()
+        };
+        let r = syscall::prog_test_run(fd, &mut run);
+        if r.is_ok() {
+            write(&files.ctx_out, &cout)?;
+            let cookie = u64::from_ne_bytes(cout[..8].try_into().expect("8 bytes"));
+            writeln!(out, "cookie={cookie}")?;
         }
         r
     } else {

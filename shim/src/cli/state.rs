@@ -34,6 +34,12 @@ pub struct State {
     pub maps: Vec<(String, Fd)>,
     /// tcx links: (program name, handle).
     pub links: Vec<(String, Fd)>,
+    /// Sockets made with `sock create` or `sock accept`: (name, handle).
+    pub socks: Vec<(String, Fd)>,
+    /// Network namespaces made with `sock netns`: (name, handle).
+    pub netns: Vec<(String, Fd)>,
+    /// sk_lookup links: (program name, handle).
+    pub sk_links: Vec<(String, Fd)>,
 }
 
 impl State {
@@ -124,8 +130,25 @@ impl State {
             .ok_or_else(|| CmdError::usage(format!("no map named {name}")))
     }
 
+    /// The handle of the socket named `name`.
+    pub fn sock(&self, name: &str) -> Result<Fd, CmdError> {
+        self.socks
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, fd)| fd)
+            .ok_or_else(|| CmdError::usage(format!("no socket named {name}")))
+    }
+
     /// Closes every handle.
     pub fn close(self) {
+        for (_, fd) in self
+            .sk_links
+            .into_iter()
+            .chain(self.socks)
+            .chain(self.netns)
+        {
+            let _ = syscall::close(fd);
+        }
         for (_, fd) in self.links {
             let _ = syscall::close(fd);
         }

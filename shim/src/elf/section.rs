@@ -34,7 +34,7 @@ const fn def(m: Match, prog_type: ProgType, attach: Option<AttachType>) -> (Matc
 
 use Match::{Exact, Prefix};
 
-static TABLE: [(Match, SecDef); 22] = [
+static TABLE: [(Match, SecDef); 24] = [
     def(Exact("socket"), ProgType::SocketFilter, None),
     def(Prefix("socket/"), ProgType::SocketFilter, None),
     def(Exact("tc"), ProgType::SchedCls, None),
@@ -75,6 +75,16 @@ static TABLE: [(Match, SecDef); 22] = [
         Exact("sk_lookup"),
         ProgType::SkLookup,
         Some(AttachType::SkLookup),
+    ),
+    def(
+        Exact("sk_reuseport/migrate"),
+        ProgType::SkReuseport,
+        Some(AttachType::SkReuseportSelectOrMigrate),
+    ),
+    def(
+        Exact("sk_reuseport"),
+        ProgType::SkReuseport,
+        Some(AttachType::SkReuseportSelect),
     ),
     def(
         Exact("cgroup_skb/ingress"),
@@ -123,6 +133,10 @@ mod tests {
         assert_eq!(
             t("sk_lookup"),
             Some((ProgType::SkLookup, Some(AttachType::SkLookup)))
+        );
+        assert_eq!(
+            t("sk_reuseport"),
+            Some((ProgType::SkReuseport, Some(AttachType::SkReuseportSelect)))
         );
         assert_eq!(t("kprobe/do_sys_open"), Some((ProgType::Kprobe, None)));
         assert_eq!(t("tcx/sideways"), None);

@@ -6,7 +6,7 @@ use super::ENGINE;
 use kbpf::syscall::{self, ObjInfo};
 use kbpf::tcx::TcxVerdict;
 use kbpf_shim::conformance::Engine;
-use kbpf_shim::demo::{self, PARSER_O, SYSCALL_O, TCX_CHAIN_O};
+use kbpf_shim::demo::{self, PARSER_O, SK_LOOKUP_O, SYSCALL_O, TCX_CHAIN_O};
 
 fn setup() {
     kbpf_shim::host::install();
@@ -20,6 +20,7 @@ fn every_program_loads_on_the_engine() {
         ("parser.o", PARSER_O, 4),
         ("syscall.o", SYSCALL_O, 3),
         ("tcx_chain.o", TCX_CHAIN_O, 5),
+        ("sk_lookup.o", SK_LOOKUP_O, 2),
     ] {
         let obj = demo::load_object(name, bytes).unwrap();
         assert_eq!(obj.progs.len(), count, "{name}");
@@ -59,6 +60,16 @@ fn the_demo_gives_the_expected_results() {
     );
     assert_eq!(rep.tcx_ran, [vec![1, 5, 3], vec![1, 5, 3, 4]]);
     assert_eq!(rep.tcx_mark, 0x2a);
+    let who =
+        |v: &[(String, String)]| -> Vec<String> { v.iter().map(|(_, w)| w.clone()).collect() };
+    assert_eq!(
+        who(&rep.sk_lookup.connections),
+        [
+            "nginx", "nginx", "refused", "proxy", "proxy", "refused", "web"
+        ]
+    );
+    assert_eq!(who(&rep.sk_lookup.after_close), ["refused", "nginx"]);
+    assert_eq!(rep.sk_lookup.counters, [2, 2, 1]);
 }
 
 #[test]

@@ -24,6 +24,10 @@
 //!   zero, a spilled scalar of each width, a spilled pointer), at fixed and moved offsets.
 //! - `atomic`: atomic operations on stack slots in every state and on map values, aligned and
 //!   not, fetching or not, then the fetched value and the slot used.
+//! - `sk_lookup_ctx`, `sk_lookup_sk`, `sk_lookup_ref`, `sk_reuseport_ctx` (`sk_lookup.rs`):
+//!   the socket program types' contexts, `ctx->sk` and `struct bpf_sock` reads with and
+//!   without NULL checks, socket-map lookups released or leaked, `bpf_sk_assign`, return
+//!   values.
 //! - `found`: programs wider runs of `combo` (other seeds, more programs) turned up, kept so
 //!   that the fixed run covers their class too.
 //! - `combo`: random sequences of small pieces of the above (spills, copies, checks, lookups,
@@ -40,6 +44,8 @@ use kbpf::uapi::{MapType, ProgType};
 #[path = "../support/rng.rs"]
 mod rng;
 pub use rng::Rng;
+
+mod sk_lookup;
 
 /// One generated program.
 #[derive(Clone, Debug)]
@@ -102,6 +108,7 @@ pub fn all(seed: u64, combos: usize) -> Vec<Gen> {
     ld_abs(&mut out);
     helper_mem(&mut out);
     atomic(&mut out);
+    sk_lookup::sk_lookup(&mut out);
     combo(&mut out, &mut rng, combos);
     found(&mut out);
     out
