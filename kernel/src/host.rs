@@ -107,6 +107,11 @@ pub trait Host: Send + Sync {
     fn cpu_exit(&self, cpu: usize);
     /// Monotonic time in nanoseconds (`ktime_get_ns`).
     fn ktime_ns(&self) -> u64;
+    /// The same clock read coarsely, as cheaply as the host can (`ktime_get_coarse_ns`, which
+    /// advances once a tick): what jiffies are made of. Defaults to [`Host::ktime_ns`].
+    fn ktime_coarse_ns(&self) -> u64 {
+        self.ktime_ns()
+    }
     /// A pseudo-random number (`get_random_u32`/`bpf_user_rnd_u32`).
     fn random_u32(&self) -> u32;
     /// The calling task as `tgid << 32 | pid` (`bpf_get_current_pid_tgid`), or `None` when the
