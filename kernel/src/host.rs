@@ -120,6 +120,14 @@ pub trait Host: Send + Sync {
     fn current_pid_tgid(&self) -> Option<u64> {
         None
     }
+    /// Advises that the `len` bytes at `addr` (a large, 2 MiB-aligned allocation of kbpf's
+    /// own data, such as the conntrack table's buckets and entries) be backed by huge pages
+    /// where the host can (`madvise(MADV_HUGEPAGE)`): the kernel keeps such data in its
+    /// huge-page direct map, so lookups that miss the cache do not miss the TLB too. A hint
+    /// only; the default does nothing.
+    fn hugepage_hint(&self, addr: usize, len: usize) {
+        let _ = (addr, len);
+    }
     /// Allocates `len` bytes (rounded up to pages) of writable, not yet executable memory.
     fn exec_alloc(&self, len: usize) -> Result<ExecRegion>;
     /// Makes the region read + execute and no longer writable.

@@ -21,6 +21,7 @@ pub mod kfuncs;
 pub mod nat;
 pub mod netns;
 pub mod opts;
+pub mod slab;
 pub mod table;
 pub mod tuple;
 
@@ -52,6 +53,9 @@ pub fn conntrack() -> Result<&'static Table<'static>> {
         let seed = crate::host::try_get().map_or(0x6b62_7066_6374, |h| {
             (h.random_u32() as u64) << 32 | h.random_u32() as u64
         });
+        // The first reading may set up the host's clock (the shim starts its tick): here, on
+        // the control path, rather than in a program's first lookup.
+        let _ = jiffies();
         Table::new(
             TableConfig {
                 buckets: DEFAULT_SIZE as usize,

@@ -121,13 +121,18 @@ pub struct TupleHash {
     pub(super) next: AtomicUsize,
     /// This node's full hash (where Linux keeps `pprev`).
     pub(super) hash: u32,
-    _pad: u32,
+    /// The entry's namespace and this direction's zone id, copied here so that comparing a
+    /// key touches the node alone (the entry's own fields lie a cache line further).
+    pub(super) net: u16,
+    /// See `net`.
+    pub(super) zone_id: u16,
     /// The tuple.
     pub tuple: Tuple,
 }
 
-/// `struct nf_conn`, the fields programs see at Linux 6.18 x86-64's offsets.
-#[repr(C)]
+/// `struct nf_conn`, the fields programs see at Linux 6.18 x86-64's offsets. Cache-line
+/// aligned: a lookup touches the first two lines only (see [`super::table`]).
+#[repr(C, align(64))]
 pub struct Conn {
     /// `ct_general.use`.
     pub(super) refs: Refcount,
@@ -213,7 +218,8 @@ impl Conn {
             TupleHash {
                 next: AtomicUsize::new(0),
                 hash: 0,
-                _pad: 0,
+                net: init.net as u16,
+                zone_id: init.zone.id_for(dir),
                 tuple,
             }
         };

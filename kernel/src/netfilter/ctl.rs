@@ -110,7 +110,7 @@ impl Table<'_> {
     fn for_each_entry(&self, mut f: impl FnMut(&Conn)) {
         // SAFETY: `ctl` is held by every caller.
         let arr = unsafe { self.array() };
-        for head in arr.heads.iter() {
+        for head in arr.heads().iter() {
             let mut cur = head.load(Ordering::Acquire);
             while !is_nulls(cur) {
                 let node = cur as *const super::conn::TupleHash;
@@ -233,7 +233,7 @@ impl Table<'_> {
         let guards: Vec<_> = self.locks.iter().map(|l| l.lock()).collect();
         // SAFETY: `ctl` held.
         let old = unsafe { self.array() };
-        for head in old.heads.iter() {
+        for head in old.heads().iter() {
             let mut cur = head.load(Ordering::Relaxed);
             while !is_nulls(cur) {
                 // SAFETY: every bucket lock is held; chained nodes are live.
@@ -241,8 +241,8 @@ impl Table<'_> {
                 let next = node.next.load(Ordering::Relaxed);
                 let b = node.hash as usize & new.mask;
                 node.next
-                    .store(new.heads[b].load(Ordering::Relaxed), Ordering::Release);
-                new.heads[b].store(cur, Ordering::Relaxed);
+                    .store(new.head(b).load(Ordering::Relaxed), Ordering::Release);
+                new.head(b).store(cur, Ordering::Relaxed);
                 cur = next;
             }
             // A marker no bucket of the old array has: readers still on it start again.

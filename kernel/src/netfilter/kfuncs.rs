@@ -340,7 +340,7 @@ pub unsafe fn lookup(
     let net = resolve_net(table, caller, o.netns_id)?;
     let zone = opts.zone(&o);
     // SAFETY: inside a read-side section of the table's domain (caller contract).
-    let found = unsafe { table.find_get(net, &zone, &t, table.now()) }.ok_or(Errno::ENOENT)?;
+    let found = unsafe { table.find_get(net, &zone, &t) }.ok_or(Errno::ENOENT)?;
     opts.set_dir(found.dir);
     Ok(found.conn)
 }

@@ -21,6 +21,8 @@ pub const INIT_NET: u32 = 0;
 pub const CURRENT_NETNS: i32 = -1;
 /// How many namespaces can exist at once.
 pub const MAX_NETNS: usize = 64;
+// Chain nodes keep the namespace in 16 bits.
+static_assertions::const_assert!(MAX_NETNS <= u16::MAX as usize);
 
 const FREE: u8 = 0;
 const LIVE: u8 = 1;

@@ -20,7 +20,7 @@
 
 use super::conn::{Conn, ConnInit, TupleHash, status};
 use super::netns::Namespaces;
-use super::tuple::{DIR_ORIGINAL, DIR_REPLY, Tuple, Zone, hash};
+use super::tuple::{DIR_ORIGINAL, DIR_REPLY, HashKey, Tuple, Zone, hash};
 use crate::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use crate::sync::rcu::RcuDomain;
 use crate::sync::{SpinLock, SpinLockGuard};
@@ -53,9 +53,11 @@ pub struct TableConfig {
     pub clock: fn() -> u64,
 }
 
-/// A bucket array (`nf_conntrack_hash` with its size).
+/// A bucket array (`nf_conntrack_hash` with its size), in huge-page-hinted memory when large
+/// ([`super::slab::alloc_large`]).
 pub(super) struct Buckets {
-    pub(super) heads: Box<[AtomicUsize]>,
+    ptr: *mut AtomicUsize,
+    layout: core::alloc::Layout,
     pub(super) mask: usize,
 }
 
@@ -64,13 +66,44 @@ impl Buckets {
         if !n.is_power_of_two() {
             return Err(Errno::EINVAL);
         }
-        let mut heads = Vec::new();
-        heads.try_reserve_exact(n)?;
-        heads.extend((0..n).map(|b| AtomicUsize::new(nulls(b))));
+        let size = n
+            .checked_mul(core::mem::size_of::<AtomicUsize>())
+            .ok_or(Errno::ENOMEM)?;
+        let (p, layout) = super::slab::alloc_large(size, core::mem::align_of::<AtomicUsize>())?;
+        let ptr = p as *mut AtomicUsize;
+        for b in 0..n {
+            // SAFETY: `b < n` heads fit the allocation, which is aligned for them.
+            unsafe { ptr.add(b).write(AtomicUsize::new(nulls(b))) };
+        }
         Ok(Buckets {
-            heads: heads.into_boxed_slice(),
+            ptr,
+            layout,
             mask: n - 1,
         })
+    }
+
+    /// Every bucket's chain head.
+    pub(super) fn heads(&self) -> &[AtomicUsize] {
+        // SAFETY: `mask + 1` initialized heads live at `ptr` as long as `self`.
+        unsafe { core::slice::from_raw_parts(self.ptr, self.mask + 1) }
+    }
+
+    /// Bucket `b`'s head; `b` is masked into range.
+    #[inline]
+    pub(super) fn head(&self, b: usize) -> &AtomicUsize {
+        // SAFETY: `b & mask < mask + 1` heads (see `heads`).
+        unsafe { &*self.ptr.add(b & self.mask) }
+    }
+}
+
+impl Drop for Buckets {
+    fn drop(&mut self) {
+        for b in 0..=self.mask {
+            // SAFETY: each head was written in `new` and is dropped once.
+            unsafe { core::ptr::drop_in_place(self.ptr.add(b)) };
+        }
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { alloc::alloc::dealloc(self.ptr as *mut u8, self.layout) };
     }
 }
 
@@ -91,7 +124,7 @@ pub struct Table<'r> {
     pub(super) clock: fn() -> u64,
     pub(super) buckets: AtomicPtr<Buckets>,
     pub(super) locks: Box<[SpinLock<()>]>,
-    pub(super) seed: u64,
+    pub(super) key: HashKey,
     pub(super) max: AtomicU32,
     /// The namespaces.
     pub nets: Namespaces,
@@ -102,6 +135,8 @@ pub struct Table<'r> {
     pub(super) retired: AtomicUsize,
     /// Entries allocated and not yet freed (all namespaces).
     pub(super) live: AtomicUsize,
+    /// Where entries live.
+    pub(super) slab: super::slab::Slab,
     /// Serializes the control path; held across its grace periods.
     pub(super) ctl: SpinLock<()>,
 }
@@ -134,12 +169,13 @@ impl<'r> Table<'r> {
             clock: cfg.clock,
             buckets: AtomicPtr::new(Box::into_raw(Box::new(b))),
             locks: locks.into_boxed_slice(),
-            seed: cfg.seed,
+            key: HashKey::new(cfg.seed),
             max: AtomicU32::new(cfg.max),
             nets: Namespaces::new(),
             dead: AtomicUsize::new(0),
             retired: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
+            slab: super::slab::Slab::new(),
             ctl: SpinLock::new(()),
         })
     }
@@ -179,10 +215,13 @@ impl<'r> Table<'r> {
 
     #[inline]
     fn node_hash(&self, t: &Tuple, zone: &Zone, dir: u8, net: u32) -> u32 {
-        hash(self.seed, t, zone.id_for(dir), net)
+        hash(&self.key, t, zone.id_for(dir), net)
     }
 
-    /// Whether chain node `node` is `tuple` in `zone` of `net` (`nf_ct_key_equal`).
+    /// Whether chain node `node` is `tuple` in `zone` of `net` (`nf_ct_key_equal`): the
+    /// tuple, the zone id for the node's direction, the namespace — all read from the node.
+    /// (Linux also checks that the entry is confirmed; only confirmed entries are ever linked
+    /// here, and memory is never reused under a reader, so that always holds.)
     ///
     /// # Safety
     /// `node` is a node of a live entry.
@@ -190,28 +229,23 @@ impl<'r> Table<'r> {
     unsafe fn key_equal(node: *const TupleHash, t: &Tuple, zone: &Zone, net: u32) -> bool {
         // SAFETY: caller contract.
         let n = unsafe { &*node };
-        if !n.tuple.same_flow(t) {
-            return false;
-        }
-        // SAFETY: as above.
-        let c = unsafe { &*Conn::of_node(node) };
-        let dir = n.tuple.dst.dir;
-        c.zone.id_for(dir) == zone.id_for(dir) && c.is_confirmed() && c.net() == net
+        n.net as u32 == net && n.zone_id == zone.id_for(n.tuple.dst.dir) && n.tuple.same_flow(t)
     }
 
     /// `____nf_conntrack_find` + `__nf_conntrack_find_get`: the live, unexpired entry with
     /// `tuple` (looked up as an original-direction tuple) in `zone` of `net`, with a
-    /// reference taken. Takes no lock and allocates nothing.
+    /// reference taken. Takes no lock and allocates nothing; reads the clock only when it
+    /// found the entry (to check its expiry).
     ///
     /// # Safety
     /// The caller is inside a read-side section of the table's RCU domain.
-    pub unsafe fn find_get(&self, net: u32, zone: &Zone, tuple: &Tuple, now: u64) -> Option<Found> {
+    pub unsafe fn find_get(&self, net: u32, zone: &Zone, tuple: &Tuple) -> Option<Found> {
         let h = self.node_hash(tuple, zone, DIR_ORIGINAL, net);
         loop {
             // SAFETY: inside a read-side section (caller contract).
             let arr = unsafe { self.array() };
             let b = h as usize & arr.mask;
-            let mut cur = arr.heads[b].load(Ordering::Acquire);
+            let mut cur = arr.head(b).load(Ordering::Acquire);
             while !is_nulls(cur) {
                 let node = cur as *const TupleHash;
                 // SAFETY: chain nodes belong to entries freed only after a grace period that
@@ -222,7 +256,7 @@ impl<'r> Table<'r> {
                     // SAFETY: as above.
                     let c = unsafe { &*Conn::of_node(node) };
                     c.touch();
-                    if c.is_expired(now) || !c.refs.inc_not_zero() {
+                    if c.is_expired(self.now()) || !c.refs.inc_not_zero() {
                         return None;
                     }
                     return Some(Found {
@@ -277,8 +311,11 @@ impl<'r> Table<'r> {
         // SAFETY: caller contract.
         unsafe { (*conn).poison() };
         self.live.fetch_sub(1, Ordering::Relaxed);
-        // SAFETY: allocated by `alloc` as a `Box<Conn>`; nothing refers to it.
-        drop(unsafe { Box::from_raw(conn as *mut Conn) });
+        // SAFETY: written by `alloc` into slab memory; nothing refers to it any more.
+        unsafe {
+            core::ptr::drop_in_place(conn as *mut Conn);
+            self.slab.free(conn as *mut Conn);
+        }
     }
 
     /// `__nf_conntrack_alloc`: a new unconfirmed entry with one reference (the caller's),
@@ -297,14 +334,14 @@ impl<'r> Table<'r> {
             self.nets.count_dec(init.net);
             return Err(Errno::ENOMEM);
         }
-        let layout = core::alloc::Layout::new::<Conn>();
-        // SAFETY: `Conn` is not zero-sized.
-        let p = unsafe { alloc::alloc::alloc(layout) } as *mut Conn;
-        if p.is_null() {
-            self.nets.count_dec(init.net);
-            return Err(Errno::ENOMEM);
-        }
-        // SAFETY: fresh memory of `Conn`'s layout, as `Box<Conn>` would allocate it.
+        let p = match self.slab.alloc() {
+            Ok(p) => p,
+            Err(e) => {
+                self.nets.count_dec(init.net);
+                return Err(e);
+            }
+        };
+        // SAFETY: room for one `Conn` from the slab, ours alone.
         unsafe { p.write(Conn::new(init)) };
         self.live.fetch_add(1, Ordering::Relaxed);
         Ok(p)
@@ -375,7 +412,7 @@ impl<'r> Table<'r> {
         for d in [DIR_ORIGINAL, DIR_REPLY] {
             let b = if d == DIR_ORIGINAL { b0 } else { b1 };
             let t = c.tuplehash[d as usize].tuple;
-            let mut cur = arr.heads[b].load(Ordering::Relaxed);
+            let mut cur = arr.head(b).load(Ordering::Relaxed);
             let mut len = 0;
             while !is_nulls(cur) {
                 // SAFETY: chained nodes are live (we hold the bucket lock; frees come after
@@ -404,9 +441,10 @@ impl<'r> Table<'r> {
         for (d, b) in [(1usize, b1), (0, b0)] {
             let node = &c.tuplehash[d];
             node.next
-                .store(arr.heads[b].load(Ordering::Relaxed), Ordering::Relaxed);
+                .store(arr.head(b).load(Ordering::Relaxed), Ordering::Relaxed);
             // Publish: a reader that loads the new head sees the node and the entry.
-            arr.heads[b].store(node as *const TupleHash as usize, Ordering::Release);
+            arr.head(b)
+                .store(node as *const TupleHash as usize, Ordering::Release);
         }
         drop(guards);
         Ok(())
@@ -439,7 +477,7 @@ impl<'r> Table<'r> {
         let arr = unsafe { self.array() };
         for i in 0..EVICTION_RANGE.min(arr.mask + 1) {
             let b = (h as usize).wrapping_add(i) & arr.mask;
-            let mut cur = arr.heads[b].load(Ordering::Acquire);
+            let mut cur = arr.head(b).load(Ordering::Acquire);
             while !is_nulls(cur) {
                 let node = cur as *const TupleHash;
                 // SAFETY: as in `find_get`.
@@ -466,7 +504,7 @@ impl<'r> Table<'r> {
 fn unlink_node(arr: &Buckets, b: usize, node: &TupleHash) {
     let target = node as *const TupleHash as usize;
     let next = node.next.load(Ordering::Relaxed);
-    let head = &arr.heads[b];
+    let head = &arr.head(b);
     if head.load(Ordering::Relaxed) == target {
         head.store(next, Ordering::Release);
         return;

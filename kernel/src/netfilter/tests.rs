@@ -48,7 +48,7 @@ fn spec(t: Tuple) -> EntrySpec {
 fn find(tb: &Table<'_>, rcu: &RcuDomain, net: u32, zone: Zone, t: &Tuple) -> Option<(u8, u32)> {
     let _g = rcu.read_lock(0);
     // SAFETY: inside a read-side section of the table's domain.
-    let f = unsafe { tb.find_get(net, &zone, t, tb.now()) }?;
+    let f = unsafe { tb.find_get(net, &zone, t) }?;
     // SAFETY: `find_get` returned a live entry with our reference.
     let mark = unsafe { &*f.conn }.mark();
     // SAFETY: our reference.
@@ -170,7 +170,7 @@ fn references_keep_a_deleted_entry_until_released() {
     let held = {
         let _g = rcu.read_lock(0);
         // SAFETY: in a read-side section.
-        unsafe { tb.find_get(0, &Zone::DEFAULT, &t, tb.now()) }.unwrap()
+        unsafe { tb.find_get(0, &Zone::DEFAULT, &t) }.unwrap()
     };
     // SAFETY: we hold a reference.
     let c = unsafe { &*held.conn };

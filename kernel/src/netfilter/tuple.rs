@@ -182,49 +182,69 @@ impl Tuple {
         Ok(t)
     }
 
+    /// The tuple with these five words (the inverse of [`Tuple::words`]).
+    #[inline]
+    pub fn from_words(w: [u64; 5]) -> Tuple {
+        // SAFETY: as in `words`: every bit pattern of the 40 bytes is a valid `Tuple`.
+        unsafe { core::mem::transmute::<[u64; 5], Tuple>(w) }
+    }
+
     /// A TCP or UDP tuple from a `struct bpf_sock_tuple` of `len` bytes seen from direction
     /// `dir` (`bpf_nf_ct_tuple_parse`): `EPROTO` for another protocol, `EAFNOSUPPORT` for a
-    /// length that is neither the IPv4 nor the IPv6 form.
+    /// length that is neither the IPv4 nor the IPv6 form. Built word by word with fixed-size
+    /// loads (this is on the lookup path).
     ///
     /// # Safety
     /// `bpf_tuple` points to at least `len` readable bytes.
+    #[inline]
     pub unsafe fn from_bpf(bpf_tuple: *const u8, len: u32, protonum: u8, dir: u8) -> Result<Tuple> {
         if protonum != IPPROTO_TCP && protonum != IPPROTO_UDP {
             return Err(Errno::EPROTO);
         }
-        let (alen, l3num) = match len {
-            SOCK_TUPLE_V4 => (4, AF_INET),
-            SOCK_TUPLE_V6 => (16, AF_INET6),
+        // Native-endian loads of network-order bytes: the words hold the bytes in memory order.
+        let rd32 = |off: usize| {
+            // SAFETY: `off + 4 <= len` for every use below (caller contract).
+            unsafe { core::ptr::read_unaligned(bpf_tuple.add(off) as *const u32) as u64 }
+        };
+        let rd64 = |off: usize| {
+            // SAFETY: `off + 8 <= len` for every use below (caller contract).
+            unsafe { core::ptr::read_unaligned(bpf_tuple.add(off) as *const u64) }
+        };
+        let rd16 = |off: usize| {
+            // SAFETY: `off + 2 <= len` for every use below (caller contract).
+            unsafe { core::ptr::read_unaligned(bpf_tuple.add(off) as *const u16) as u64 }
+        };
+        // (source address words, destination address words, ports, family)
+        let (sa, da, sp, dp, l3) = match len {
+            SOCK_TUPLE_V4 => ([rd32(0), 0], [rd32(4), 0, 0], rd16(8), rd16(10), AF_INET),
+            SOCK_TUPLE_V6 => (
+                [rd64(0), rd64(8)],
+                [rd32(16), rd64(20), rd32(28)],
+                rd16(32),
+                rd16(34),
+                AF_INET6,
+            ),
             _ => return Err(Errno::EAFNOSUPPORT),
         };
-        let mut saddr = [0u8; 16];
-        let mut daddr = [0u8; 16];
-        let mut ports = [0u8; 4];
-        // SAFETY: the caller guarantees `len` = 2 * alen + 4 readable bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(bpf_tuple, saddr.as_mut_ptr(), alen);
-            core::ptr::copy_nonoverlapping(bpf_tuple.add(alen), daddr.as_mut_ptr(), alen);
-            core::ptr::copy_nonoverlapping(bpf_tuple.add(2 * alen), ports.as_mut_ptr(), 4);
-        }
-        let (sport, dport) = ([ports[0], ports[1]], [ports[2], ports[3]]);
-        let (a, b, pa, pb) = if dir == DIR_ORIGINAL {
-            (saddr, daddr, sport, dport)
+        let (sa, da, sp, dp) = if dir == DIR_ORIGINAL {
+            (sa, da, sp, dp)
         } else {
-            (daddr, saddr, dport, sport)
+            // The reply direction: the source side is the given destination.
+            let d = [da[0] | da[1] << 32, da[1] >> 32 | da[2] << 32];
+            let s = [
+                sa[0] & 0xffff_ffff,
+                sa[0] >> 32 | (sa[1] & 0xffff_ffff) << 32,
+                sa[1] >> 32,
+            ];
+            (d, s, dp, sp)
         };
-        Ok(Tuple {
-            src: Man {
-                u3: a,
-                u: pa,
-                l3num,
-            },
-            dst: Dst {
-                u3: b,
-                u: pb,
-                protonum,
-                dir,
-            },
-        })
+        Ok(Tuple::from_words([
+            sa[0],
+            sa[1],
+            sp | (l3 as u64) << 16 | da[0] << 32,
+            da[1],
+            da[2] | dp << 32 | (protonum as u64) << 48 | (dir as u64) << 56,
+        ]))
     }
 
     /// A tuple of direction `dir` from parts (addresses of 4 or 16 bytes, ports in host order;
@@ -262,18 +282,41 @@ fn icmp_inverse(ty: u8) -> Option<u8> {
     })
 }
 
-/// The bucket hash of a tuple in zone id `zone_id` of namespace `net`
-/// (`hash_conntrack_raw`): every field but the direction, mixed with a per-table seed.
-#[inline]
-pub fn hash(seed: u64, t: &Tuple, zone_id: u16, net: u32) -> u32 {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let w = t.words();
-    let mut h = seed ^ ((zone_id as u64) << 32 | net as u64).wrapping_mul(K);
-    for (i, x) in w.iter().enumerate() {
-        let x = if i == 4 { x & NO_DIR } else { *x };
-        h = (h ^ x).wrapping_mul(K).rotate_left(29);
+/// The secret a table hashes with: odd multipliers drawn from its seed.
+#[derive(Clone, Copy, Debug)]
+pub struct HashKey([u64; 6]);
+
+impl HashKey {
+    /// The multipliers for `seed` (splitmix64 steps, forced odd).
+    pub fn new(seed: u64) -> HashKey {
+        let mut x = seed;
+        let mut k = [0u64; 6];
+        for m in k.iter_mut() {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            *m = (z ^ (z >> 31)) | 1;
+        }
+        HashKey(k)
     }
-    // MurmurHash3's finalizer: every input bit reaches the low bits buckets are taken from.
+}
+
+/// The bucket hash of a tuple in zone id `zone_id` of namespace `net`
+/// (`hash_conntrack_raw`, which uses siphash): every field but the direction. Each word is
+/// multiplied by its own secret odd constant (independent multiplies, so the latency is one
+/// multiply), then MurmurHash3's finalizer spreads every bit into the low ones buckets are
+/// taken from.
+#[inline]
+pub fn hash(key: &HashKey, t: &Tuple, zone_id: u16, net: u32) -> u32 {
+    let w = t.words();
+    let k = &key.0;
+    let mut h = w[0].wrapping_mul(k[0])
+        ^ w[1].wrapping_mul(k[1])
+        ^ w[2].wrapping_mul(k[2])
+        ^ w[3].wrapping_mul(k[3])
+        ^ (w[4] & NO_DIR).wrapping_mul(k[4])
+        ^ ((zone_id as u64) << 32 | net as u64).wrapping_mul(k[5]);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -359,24 +402,49 @@ mod tests {
         let mut o2 = o;
         o2.dst.dir = 1;
         assert!(o.same_flow(&o2));
-        assert_eq!(hash(7, &o, 0, 0), hash(7, &o2, 0, 0));
-        assert_ne!(hash(7, &o, 0, 0), hash(7, &o, 1, 0));
-        assert_ne!(hash(7, &o, 0, 0), hash(7, &o, 0, 1));
+        let k = HashKey::new(7);
+        assert_eq!(hash(&k, &o, 0, 0), hash(&k, &o2, 0, 0));
+        assert_ne!(hash(&k, &o, 0, 0), hash(&k, &o, 1, 0));
+        assert_ne!(hash(&k, &o, 0, 0), hash(&k, &o, 0, 1));
+        assert_ne!(hash(&k, &o, 0, 0), hash(&HashKey::new(8), &o, 0, 0));
     }
 
     /// Tuples that differ in one port byte spread over the buckets in both directions.
     #[test]
     fn the_low_bits_see_every_field() {
         let mut per_bucket = [0u32; 32];
+        let k = HashKey::new(42);
         for i in 0..256u16 {
             let t = Tuple::new(&[10, 0, 0, 1], &[10, 1, 0, 1], i, 80, IPPROTO_TCP).unwrap();
-            per_bucket[(hash(42, &t, 0, 0) & 31) as usize] += 1;
-            per_bucket[(hash(42, &t.invert().unwrap(), 0, 0) & 31) as usize] += 1;
+            per_bucket[(hash(&k, &t, 0, 0) & 31) as usize] += 1;
+            per_bucket[(hash(&k, &t.invert().unwrap(), 0, 0) & 31) as usize] += 1;
         }
         assert!(
             per_bucket.iter().all(|&n| (4..=32).contains(&n)),
             "{per_bucket:?}"
         );
+    }
+
+    /// The word-built parse against a byte-by-byte reading of the same tuple, both forms and
+    /// both directions.
+    #[test]
+    fn parse_matches_the_fields() {
+        let mut b = [0u8; 36];
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = i as u8 + 1;
+        }
+        for (len, alen) in [(12u32, 4usize), (36, 16)] {
+            // SAFETY: 36 readable bytes.
+            let o = unsafe { Tuple::from_bpf(b.as_ptr(), len, IPPROTO_UDP, DIR_ORIGINAL) }.unwrap();
+            // SAFETY: as above.
+            let r = unsafe { Tuple::from_bpf(b.as_ptr(), len, IPPROTO_UDP, DIR_REPLY) }.unwrap();
+            let (s, d) = (&b[..alen], &b[alen..2 * alen]);
+            let sp = u16::from_be_bytes([b[2 * alen], b[2 * alen + 1]]);
+            let dp = u16::from_be_bytes([b[2 * alen + 2], b[2 * alen + 3]]);
+            let want = Tuple::new(s, d, sp, dp, IPPROTO_UDP).unwrap();
+            assert_eq!(o, want, "{len}");
+            assert_eq!(r, want.invert().unwrap(), "{len}");
+        }
     }
 
     #[test]

@@ -409,4 +409,20 @@ pub enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Conntrack lookup + release from XDP: cached hit, miss, cold hit; tables of several
+    /// sizes; two threads.
+    Ct {
+        /// Engine and output (JSON keys lookup_ns, miss_ns, cold_ns, at 100K entries).
+        #[command(flatten)]
+        opts: BenchOpts,
+        /// Table sizes, ascending.
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000u32, 100_000, 1_000_000])]
+        sizes: Vec<u32>,
+        /// Runs per timed test run.
+        #[arg(long, default_value_t = 200_000)]
+        repeat: u32,
+        /// Interleaved trials (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
+    },
 }
