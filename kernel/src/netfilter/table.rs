@@ -232,15 +232,42 @@ impl<'r> Table<'r> {
         n.net as u32 == net && n.zone_id == zone.id_for(n.tuple.dst.dir) && n.tuple.same_flow(t)
     }
 
-    /// `____nf_conntrack_find` + `__nf_conntrack_find_get`: the live, unexpired entry with
-    /// `tuple` (looked up as an original-direction tuple) in `zone` of `net`, with a
-    /// reference taken. Takes no lock and allocates nothing; reads the clock only when it
-    /// found the entry (to check its expiry).
+    /// `nf_conntrack_find_get`: the live, unexpired entry with `tuple` (looked up as an
+    /// original-direction tuple) in `zone` of `net`, with a reference taken. The chain of the
+    /// zone's original-direction id is searched, then, for a zone that applies to one
+    /// direction only, the chain of its reply-direction id (a reply tuple is hashed with that).
+    /// Takes no lock and allocates nothing; reads the clock only when it found the entry (to
+    /// check its expiry).
     ///
     /// # Safety
     /// The caller is inside a read-side section of the table's RCU domain.
+    #[inline]
     pub unsafe fn find_get(&self, net: u32, zone: &Zone, tuple: &Tuple) -> Option<Found> {
-        let h = self.node_hash(tuple, zone, DIR_ORIGINAL, net);
+        let id = zone.id_for(DIR_ORIGINAL);
+        // SAFETY: caller contract.
+        let found = unsafe { self.find_get_in(net, zone, tuple, id) };
+        let rid = zone.id_for(DIR_REPLY);
+        if found.is_some() || rid == id {
+            return found;
+        }
+        // SAFETY: caller contract.
+        unsafe { self.find_get_in(net, zone, tuple, rid) }
+    }
+
+    /// `____nf_conntrack_find` + `__nf_conntrack_find_get` in the chain `tuple` hashes to with
+    /// zone id `zone_id`.
+    ///
+    /// # Safety
+    /// As [`Table::find_get`].
+    #[inline]
+    unsafe fn find_get_in(
+        &self,
+        net: u32,
+        zone: &Zone,
+        tuple: &Tuple,
+        zone_id: u16,
+    ) -> Option<Found> {
+        let h = hash(&self.key, tuple, zone_id, net);
         loop {
             // SAFETY: inside a read-side section (caller contract).
             let arr = unsafe { self.array() };

@@ -253,7 +253,9 @@ pub(super) fn released_ref(pc: usize, r: u8, reg: &Reg) -> Result<u32, Reject> {
         return Err(Reject::new(
             Errno::EINVAL,
             pc,
-            format_args!("R{r} must have zero offset when passed to release func"),
+            format_args!(
+                "R{r} must have zero offset when passed to release func or trusted arg to kfunc"
+            ),
         ));
     }
     Ok(reg.ref_obj_id)

@@ -247,8 +247,8 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "stack pointer passed to a release kfunc",
         Mode::Xdp,
         "mov %r1, %r10\ncall kfunc 100003\nmov %r0, 2\nexit",
-        Errno::EACCES,
-        "R1 type=fp expected=ptr_",
+        Errno::EINVAL,
+        "arg#0 pointer type STRUCT nf_conn must point to scalar, or struct with scalar",
     ),
     (
         "kfunc double release",

@@ -13,6 +13,10 @@ use kbpf_shim::ct::probe;
 use kbpf_shim::ct::progs::{
     ERROR_SENTINEL, Hook, KfuncIds, Probe, ProbeOp, ProbeResult, opts, tuple_v4,
 };
+use kbpf_shim::elf::{LoadOpts, LoadedObject, Object};
+
+/// `shim/tests/elf/ct_nf.o`.
+const CT_NF_O: &[u8] = include_bytes!("../elf/ct_nf.o");
 
 const EINVAL: i32 = -22;
 const ENOENT: i32 = -2;
@@ -298,6 +302,13 @@ fn zones(hook: Hook) {
         null(ENOENT),
         "… but a reply tuple is looked up in the default zone then"
     );
+    // A zone for replies only: the reply tuple is found through the reply direction's zone
+    // id (`nf_conntrack_find_get` looks in that chain second).
+    assert_eq!(
+        run(&lookup(hook, reversed(&t), opts(-1, 6, 10, 2, 0))),
+        found(1),
+        "reply tuple, zone 10 for replies"
+    );
     // CT-21: ct_zone_dir 0 is both directions.
     assert_eq!(
         run(&lookup(hook, reversed(&t), opts(-1, 6, 10, 0, 0))),
@@ -353,6 +364,83 @@ fn namespaces(hook: Hook) {
     assert_eq!(run(&lookup(hook, t2, opts(nsid, 6, 0, 0, 0))), null(ENONET));
 }
 
+/// A global of the loaded `ct_nf.o`, by symbol.
+fn global(obj: &LoadedObject, name: &str, len: usize) -> u64 {
+    let (sec, off) = kbpf_shim::elf::symbols::symbol_offset(CT_NF_O, name).unwrap();
+    let b = kbpf_shim::demo::read_global(obj, &sec, off as usize, len).unwrap();
+    let mut w = [0u8; 8];
+    w[..len].copy_from_slice(&b);
+    u64::from_le_bytes(w)
+}
+
+/// CT-11..CT-17 from C (`shim/tests/elf/ct_nf.c`): alloc, timeout, status, mark, NAT,
+/// insert, lookup, change timeout (read back against `bpf_jiffies64`) and status, and the
+/// mark of an entry made beforehand bumped through the pointer.
+fn c_program(hook: Hook) {
+    let ct = conntrack().unwrap();
+    let exist = Tuple::new(&[10, 7, 0, 1], &[10, 7, 0, 2], 4242, 80, IPPROTO_TCP).unwrap();
+    ct.add(&EntrySpec {
+        net: 0,
+        zone: Zone::DEFAULT,
+        orig: exist,
+        timeout: 60 * HZ,
+        status: 0,
+        mark: 42,
+    })
+    .unwrap();
+    let opts = LoadOpts {
+        privileged: true,
+        ..LoadOpts::default()
+    };
+    let obj = Object::parse(CT_NF_O).unwrap().load(&opts).unwrap();
+    let name = match hook {
+        Hook::Xdp => "nf_xdp_ct_test",
+        Hook::Tc => "nf_skb_ct_test",
+    };
+    let fd = obj.prog(name).unwrap().fd;
+    kbpf_shim::ct::run_once(fd, 0).unwrap();
+    let g = |n: &str| global(&obj, n, 4) as u32 as i32;
+    assert_eq!(g("test_alloc_entry"), 0, "CT-11 alloc");
+    assert_eq!(g("test_insert_entry"), 0, "CT-11 insert");
+    assert_eq!(
+        g("test_set_status"),
+        -16,
+        "CONFIRMED is not the program's to set: EBUSY"
+    );
+    assert_eq!(g("test_succ_lookup"), 0, "CT-12");
+    assert_eq!(g("test_dir"), 0, "CT-12: original direction");
+    assert_eq!(g("test_change_timeout"), 0);
+    let delta = g("test_delta_timeout");
+    assert!((9..=10).contains(&delta), "CT-13: {delta} s left of 10");
+    assert_eq!(g("test_change_status"), 0, "CT-14");
+    let st = global(&obj, "test_status", 8);
+    let want = netfilter::status::CONFIRMED
+        | netfilter::status::SEEN_REPLY
+        | netfilter::status::SRC_NAT
+        | netfilter::status::DST_NAT
+        | netfilter::status::SRC_NAT_DONE
+        | netfilter::status::DST_NAT_DONE;
+    assert_eq!(st, want, "CT-14: status {st:#x}");
+    assert_eq!(g("test_insert_lookup_mark"), 77, "CT-15");
+    assert_eq!((g("test_snat"), g("test_dnat")), (0, 0), "CT-17 set-up");
+    assert_eq!(g("test_snat_addr"), 0, "CT-17: SNAT'd reply destination");
+    assert_eq!(g("test_dnat_addr"), 0, "CT-17: DNAT'd reply source");
+    assert_eq!(g("test_exist_lookup"), 0, "CT-16");
+    assert_eq!(
+        g("test_exist_lookup_mark"),
+        43,
+        "CT-16: 42 bumped through the pointer"
+    );
+    let e = ct
+        .list(Some(0))
+        .into_iter()
+        .find(|e| e.orig == exist)
+        .unwrap();
+    assert_eq!(e.mark, 43, "the write reached the table's entry");
+    ct.delete(0, &Zone::DEFAULT, &exist).unwrap();
+    obj.close();
+}
+
 /// Every scenario on `engine`, both hooks.
 pub fn all(engine: Engine) {
     kbpf_shim::host::install();
@@ -362,6 +450,7 @@ pub fn all(engine: Engine) {
         alloc_insert_lookup(hook);
         zones(hook);
         namespaces(hook);
+        c_program(hook);
     }
     let ct = conntrack().unwrap();
     ct.flush(None);
