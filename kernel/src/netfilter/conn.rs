@@ -401,6 +401,14 @@ impl Conn {
             .with(|v| assert_eq!(unsafe { *v }, 1, "use after free"));
     }
 
+    /// Writes the loom cell as the entry is published, so that a reader seeing it without the
+    /// publication's ordering is a data race (loom models only).
+    pub(super) fn publish(&self) {
+        #[cfg(loom)]
+        // SAFETY: loom checks this write against every reader's `touch`.
+        self.alive.with_mut(|v| unsafe { *v = 1 });
+    }
+
     /// Poisons the entry before its memory goes (loom models only).
     pub(super) fn poison(&self) {
         #[cfg(loom)]

@@ -465,6 +465,7 @@ impl<'r> Table<'r> {
         );
         c.set_status_bits(status::CONFIRMED);
         c.refs.inc();
+        c.publish();
         for (d, b) in [(1usize, b1), (0, b0)] {
             let node = &c.tuplehash[d];
             node.next

@@ -441,6 +441,59 @@ fn c_program(hook: Hook) {
     obj.close();
 }
 
+/// Programs looking up (and releasing) on two threads while the control path adds, deletes
+/// and expires the entries they look for: every reference comes back, nothing leaks.
+fn concurrent(hook: Hook) {
+    let ct = conntrack().unwrap();
+    let net = netfilter::netns_create().unwrap();
+    let t = tup(hook, 9);
+    let fd = kbpf_shim::ct::load(
+        hook.prog_type(),
+        &lookup(hook, t.clone(), base()).asm(&KfuncIds::kbpf()),
+    )
+    .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let hits = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (stop, hits) = (&stop, &hits);
+            s.spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = kbpf_shim::ct::run_once(fd, net).unwrap();
+                    if matches!(ProbeResult::decode(r), ProbeResult::Found { .. }) {
+                        hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        for round in 0..300u64 {
+            let spec = EntrySpec {
+                net,
+                zone: Zone::DEFAULT,
+                orig: parse(&t),
+                timeout: 1 + round % 3,
+                status: 0,
+                mark: 0,
+            };
+            let _ = ct.add(&spec);
+            match round % 3 {
+                0 => {
+                    let _ = ct.delete(net, &Zone::DEFAULT, &parse(&t));
+                }
+                1 => {
+                    ct.gc(ct.now() + 10);
+                }
+                _ => std::thread::yield_now(),
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let _ = kbpf::syscall::close(fd);
+    netfilter::netns_destroy(net).unwrap();
+    assert_eq!(ct.nets.count(net), 0);
+    eprintln!("{hook:?}: {} concurrent hits", hits.into_inner());
+}
+
 /// Every scenario on `engine`, both hooks.
 pub fn all(engine: Engine) {
     kbpf_shim::host::install();
@@ -451,6 +504,7 @@ pub fn all(engine: Engine) {
         zones(hook);
         namespaces(hook);
         c_program(hook);
+        concurrent(hook);
     }
     let ct = conntrack().unwrap();
     ct.flush(None);
