@@ -80,49 +80,54 @@ fn lookup(rcu: &RcuDomain, t: &Table<'_>) -> bool {
     true
 }
 
-#[test]
-fn lookup_races_with_delete_and_the_grace_period_free() {
-    builder().check(|| {
+/// A model: `before` on the main thread, then a lookup on a spawned reader racing with
+/// `during` on the main thread, then `after` once the reader is joined; then [`finish`].
+fn race(
+    before: impl Fn(&Table<'_>) + Sync + Send + 'static,
+    during: impl Fn(&Table<'_>) + Sync + Send + 'static,
+    after: impl Fn(&'static RcuDomain, &Table<'static>) + Sync + Send + 'static,
+) {
+    builder().check(move || {
         let (rcu, t) = setup();
-        t.add(&spec()).unwrap();
+        before(&t);
         let reader = {
             let t = t.clone();
             thread::spawn(move || lookup(rcu, &t))
         };
-        t.delete(0, &Zone::DEFAULT, &tuple()).unwrap();
+        during(&t);
         reader.join().unwrap();
+        after(rcu, &t);
         finish(rcu, t);
     });
+}
+
+#[test]
+fn lookup_races_with_delete_and_the_grace_period_free() {
+    race(
+        |t| t.add(&spec()).unwrap(),
+        |t| t.delete(0, &Zone::DEFAULT, &tuple()).unwrap(),
+        |_, _| {},
+    );
 }
 
 #[test]
 fn lookup_races_with_garbage_collection() {
-    builder().check(|| {
-        let (rcu, t) = setup();
-        t.add(&spec()).unwrap();
-        let reader = {
-            let t = t.clone();
-            thread::spawn(move || lookup(rcu, &t))
-        };
+    race(
+        |t| t.add(&spec()).unwrap(),
         // Past the entry's 100-jiffy timeout (the reader's clock stays before it).
-        assert_eq!(t.gc(clock() + 200), 1);
-        reader.join().unwrap();
-        finish(rcu, t);
-    });
+        |t| assert_eq!(t.gc(clock() + 200), 1),
+        |_, _| {},
+    );
 }
 
 #[test]
 fn lookup_races_with_insertion() {
-    builder().check(|| {
-        let (rcu, t) = setup();
-        let reader = {
-            let t = t.clone();
-            thread::spawn(move || lookup(rcu, &t))
-        };
-        t.add(&spec()).unwrap();
-        reader.join().unwrap();
-        assert!(lookup(rcu, &t), "inserted, so found");
-        assert_eq!(t.flush(None), 1);
-        finish(rcu, t);
-    });
+    race(
+        |_| {},
+        |t| t.add(&spec()).unwrap(),
+        |rcu, t| {
+            assert!(lookup(rcu, t), "inserted, so found");
+            assert_eq!(t.flush(None), 1);
+        },
+    );
 }

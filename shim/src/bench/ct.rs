@@ -126,8 +126,9 @@ fn u32_at(v: &[u8], off: i32) -> u32 {
     u32::from_ne_bytes(v[o..o + 4].try_into().expect("4 bytes"))
 }
 
-/// Fills the table up to `n` entries (from `have`); ns per inserted entry.
-fn fill_to<R: CtRunner>(r: &mut R, prog: u32, have: u32, n: u32) -> Result<f64, String> {
+/// Fills the table up to `n` entries (from `have`) with the fill program `prog`; ns per
+/// inserted entry.
+pub fn fill_to<R: CtRunner>(r: &mut R, prog: u32, have: u32, n: u32) -> Result<f64, String> {
     if n <= have {
         return Ok(0.0);
     }

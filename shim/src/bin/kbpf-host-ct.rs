@@ -6,7 +6,7 @@
 //! BPF and the conntrack kfuncs in the kernel's BTF are needed).
 
 use kbpf_shim::bench::ct::{self, CtBenchOpts};
-use kbpf_shim::host_bpf::ct::{HostCtRunner, private_netns, raise_ct_max, restore_ct_max};
+use kbpf_shim::host_bpf::ct::{HostCtRunner, private_netns, raise_ct_max};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: kbpf-host-ct [--sizes N,N,...] [--repeat N] [--trials N] [--json]";
@@ -73,9 +73,8 @@ fn main() -> ExitCode {
         ct::print(&rows, "host kernel", json, &mut std::io::stdout().lock())
             .map_err(|e| e.to_string())
     });
-    if let Some(old) = restore {
-        restore_ct_max(old);
-    }
+    // Written back (through the descriptor opened in the initial namespace).
+    drop(restore);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

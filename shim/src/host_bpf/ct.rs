@@ -43,23 +43,38 @@ fn read_long(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// `nf_conntrack_max` raised for a run, written back on drop. The sysctl is global but
+/// writable only from the initial namespace: the file is opened there, before the caller moves
+/// to a private one, and written back through that descriptor (as `ct_bench.c` does).
+pub struct CtMax {
+    file: std::fs::File,
+    old: u64,
+}
+
+impl Drop for CtMax {
+    fn drop(&mut self) {
+        use std::os::unix::fs::FileExt;
+        let _ = self.file.write_at(format!("{}\n", self.old).as_bytes(), 0);
+    }
+}
+
 /// Raises `nf_conntrack_max` so that `need` entries stay under 90% of it (the host's garbage
-/// collector evicts unassured entries above 95%); call from the initial namespace. Returns
-/// the value to restore, if it changed.
-pub fn raise_ct_max(need: u64) -> Result<Option<u64>, String> {
+/// collector evicts unassured entries above 95%); call from the initial namespace. `None`
+/// when it is high enough already.
+pub fn raise_ct_max(need: u64) -> Result<Option<CtMax>, String> {
+    use std::os::unix::fs::FileExt;
     let max = read_long(CT_MAX).ok_or_else(|| format!("cannot read {CT_MAX} (no conntrack?)"))?;
     if max == 0 || need * 10 <= max * 9 {
         return Ok(None);
     }
     let want = need * 10 / 9 + 1;
-    std::fs::write(CT_MAX, format!("{want}\n"))
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(CT_MAX)
+        .map_err(|e| format!("{CT_MAX}: {e}"))?;
+    file.write_at(format!("{want}\n").as_bytes(), 0)
         .map_err(|e| format!("raising {CT_MAX} {max} -> {want}: {e}"))?;
-    Ok(Some(max))
-}
-
-/// Writes `nf_conntrack_max` back.
-pub fn restore_ct_max(old: u64) {
-    let _ = std::fs::write(CT_MAX, format!("{old}\n"));
+    Ok(Some(CtMax { file, old: max }))
 }
 
 /// Loads program text for the host: kfunc ids already the host's, `lddw map_fd i` naming
