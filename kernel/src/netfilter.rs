@@ -68,6 +68,14 @@ pub fn conntrack() -> Result<&'static Table<'static>> {
     })
 }
 
+/// One pass of the garbage collector over the conntrack table, if it has been created
+/// (`gc_worker`): what a host runs periodically (the shim, once a second). Returns how many
+/// expired entries went. Waits for a grace period: never call it from inside a read-side
+/// section (a program).
+pub fn gc_pass() -> usize {
+    CONNTRACK.get().map_or(0, |t| t.gc(t.now()))
+}
+
 /// Whether namespace `net` exists in the conntrack table's registry.
 pub fn netns_exists(net: u32) -> bool {
     conntrack().is_ok_and(|t| t.nets.is_live(net))

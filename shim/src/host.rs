@@ -119,7 +119,8 @@ static TICK_NS: AtomicU64 = AtomicU64::new(0);
 const TICK: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Starts the tick thread once; it stores the coarse clock every [`TICK`] for the life of the
-/// process. A late wake-up on a busy machine makes the value lag, as missed ticks would.
+/// process, and once a second runs the conntrack garbage collector (`gc_worker`'s period).
+/// A late wake-up on a busy machine makes the value lag, as missed ticks would.
 fn start_tick() {
     static STARTED: std::sync::Once = std::sync::Once::new();
     STARTED.call_once(|| {
@@ -127,9 +128,12 @@ fn start_tick() {
         let spawned = std::thread::Builder::new()
             .name("kbpf-tick".into())
             .spawn(|| {
-                loop {
+                for tick in 1u64.. {
                     std::thread::sleep(TICK);
                     TICK_NS.store(clock_ns(libc::CLOCK_MONOTONIC_COARSE), Ordering::Relaxed);
+                    if tick % 1000 == 0 {
+                        kbpf::netfilter::gc_pass();
+                    }
                 }
             });
         if spawned.is_err() {
