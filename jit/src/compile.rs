@@ -42,11 +42,14 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
     ops.try_reserve_exact(insns.len())?;
     let mut protos = Vec::new();
     protos.try_reserve_exact(insns.len())?;
+    let mut kfuncs = Vec::new();
+    kfuncs.try_reserve_exact(insns.len())?;
     let mut maps = Vec::new();
     let mut pc = 0;
     while pc < insns.len() {
         // The load path's own rewrites (constant blinding) may use the hidden register AX.
         let op = decode_internal(insns, pc).map_err(|_| Errno::EINVAL)?;
+        kfuncs.push(kfunc_target(&op)?);
         let proto = match op {
             Op::Call(Call::Helper(id)) => {
                 let p = runtime_proto(prog_type, id).ok_or(Errno::EINVAL)?;
@@ -55,9 +58,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
                 }
                 Some(p)
             }
-            Op::Call(Call::Kfunc(_)) | Op::LdPacket { .. } => {
-                return Err(Errno::ENOTSUPP);
-            }
+            Op::LdPacket { .. } => return Err(Errno::ENOTSUPP),
             // The fetching or/and/xor loop parks R0 in AX (see `regmap`); blinding never
             // emits an atomic on AX, so nothing loses by refusing one.
             Op::Atomic { dst, src, .. } if dst == BPF_REG_AX || src == BPF_REG_AX => {
@@ -81,6 +82,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         if op.slots() == 2 {
             ops.push(None);
             protos.push(None);
+            kfuncs.push(0);
         }
         pc += op.slots();
     }
@@ -99,6 +101,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
     Ok(Prepared {
         ops,
         protos,
+        kfuncs,
         subs,
         frame,
         main,
@@ -110,6 +113,16 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         maps,
         direct,
     })
+}
+
+/// The address a kfunc call jumps to (0 for any other instruction): `ENOTSUPP` for a kfunc
+/// without a run-time side (the load refuses those first), `EINVAL` for an unknown id.
+fn kfunc_target(op: &Op) -> Result<usize, Errno> {
+    let Op::Call(Call::Kfunc(id)) = *op else {
+        return Ok(0);
+    };
+    let k = kbpf::kfunc::find(id).ok_or(Errno::EINVAL)?;
+    Ok(k.func.ok_or(Errno::ENOTSUPP)? as usize)
 }
 
 /// The BPF registers (bit `n`: R`n`, R10 included) some instruction names, as destination or
@@ -160,9 +173,9 @@ fn main_frame(
 /// offset of the following code).
 ///
 /// Errors: `EINVAL` for what the load path would reject (undecodable instructions, jumps out of
-/// their subprogram, unknown helpers, recursion), `E2BIG` for call chains deeper than
-/// `MAX_CALL_FRAMES`, `ENOTSUPP` for kfunc calls and legacy packet loads, `EFAULT` when the
-/// layout does not converge.
+/// their subprogram, unknown helpers or kfuncs, recursion), `E2BIG` for call chains deeper
+/// than `MAX_CALL_FRAMES`, `ENOTSUPP` for kfuncs without a run-time side and legacy packet
+/// loads, `EFAULT` when the layout does not converge.
 pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), Errno> {
     emit_with_pokes(insns, prog_type).map(|e| (e.code, e.offsets))
 }
@@ -239,6 +252,7 @@ pub fn compile(insns: &[Insn], prog_type: ProgType) -> Result<JitImage, Errno> {
         .iter()
         .flatten()
         .filter_map(|proto| proto.func.map(|f| f as usize))
+        .chain(p.kfuncs.iter().copied().filter(|&f| f != 0))
         .collect();
     if let Some(&near) = helpers.first() {
         p.calls = call::HelperCalls::Near { base: 0 };

@@ -56,6 +56,7 @@ declare_errno! {
     EINVAL = 22, "Invalid argument.";
     ENOSPC = 28, "No space left on device (buffer too small).";
     ERANGE = 34, "Math result not representable (out of range).";
+    ETIME = 62, "Timer expired.";
     ENONET = 64, "Machine is not on the network.";
     ENOLINK = 67, "Link has been severed.";
     EPROTO = 71, "Protocol error.";

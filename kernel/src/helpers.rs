@@ -24,6 +24,7 @@ pub mod csum;
 mod names;
 pub mod skb;
 pub mod skb_load;
+pub mod time;
 pub mod xdp;
 
 pub use crate::net::helpers::{
@@ -362,6 +363,7 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         (Unspec, _) => None,
         (_, func::KTIME_GET_NS) => Some(&KTIME_GET_NS),
         (_, func::GET_CURRENT_PID_TGID) => Some(&GET_CURRENT_PID_TGID),
+        (_, func::JIFFIES64) => Some(&time::JIFFIES64),
         (_, func::SKB_LOAD_BYTES) if skb => Some(&SKB_LOAD_BYTES),
         (_, func::SKB_STORE_BYTES) if tc => Some(&SKB_STORE_BYTES),
         (_, func::L3_CSUM_REPLACE) if tc => Some(&L3_CSUM_REPLACE),

@@ -107,6 +107,11 @@ pub trait Host: Send + Sync {
     fn cpu_exit(&self, cpu: usize);
     /// Monotonic time in nanoseconds (`ktime_get_ns`).
     fn ktime_ns(&self) -> u64;
+    /// The same clock read coarsely, as cheaply as the host can (`ktime_get_coarse_ns`, which
+    /// advances once a tick): what jiffies are made of. Defaults to [`Host::ktime_ns`].
+    fn ktime_coarse_ns(&self) -> u64 {
+        self.ktime_ns()
+    }
     /// A pseudo-random number (`get_random_u32`/`bpf_user_rnd_u32`).
     fn random_u32(&self) -> u32;
     /// The calling task as `tgid << 32 | pid` (`bpf_get_current_pid_tgid`), or `None` when the
@@ -114,6 +119,14 @@ pub trait Host: Send + Sync {
     /// kernel's does when there is no current task.
     fn current_pid_tgid(&self) -> Option<u64> {
         None
+    }
+    /// Advises that the `len` bytes at `addr` (a large, 2 MiB-aligned allocation of kbpf's
+    /// own data, such as the conntrack table's buckets and entries) be backed by huge pages
+    /// where the host can (`madvise(MADV_HUGEPAGE)`): the kernel keeps such data in its
+    /// huge-page direct map, so lookups that miss the cache do not miss the TLB too. A hint
+    /// only; the default does nothing.
+    fn hugepage_hint(&self, addr: usize, len: usize) {
+        let _ = (addr, len);
     }
     /// Allocates `len` bytes (rounded up to pages) of writable, not yet executable memory.
     fn exec_alloc(&self, len: usize) -> Result<ExecRegion>;

@@ -244,7 +244,13 @@ fn translate(op: &Op, prog_type: ProgType) -> Result<IOp> {
         }
         Op::Call(Call::Local(imm)) => iop(K::CallLocal, 0, 0, imm, 0),
         Op::Call(Call::Reg(r)) => iop(K::Callx, r, 0, 0, 0),
-        Op::Call(Call::Kfunc(_)) => return Err(Errno::ENOTSUPP),
+        Op::Call(Call::Kfunc(id)) => {
+            // The load refused kfuncs without a run-time side (`load::check`).
+            let f = crate::kfunc::find(id)
+                .and_then(|k| k.func)
+                .ok_or(Errno::ENOTSUPP)?;
+            iop(K::CallKfunc, 0, 0, 0, f as usize as u64)
+        }
         Op::TailCall => iop(K::TailCall, 0, 0, 0, 0),
         Op::Exit => iop(K::Exit, 0, 0, 0, 0),
         Op::MayGoto { off } => iop(K::MayGoto, 0, 0, off as i32, 0),

@@ -9,10 +9,10 @@
 //! from BTF. As in Linux, an argument named `*__sz` right after a memory argument is that
 //! memory's size in bytes; a memory argument without one points to a struct of fixed size.
 //!
-//! The registry has built-in entries (the conntrack kfuncs, with their final signatures, known
-//! to the verifier before their run-time side exists) and entries other modules add with
-//! [`register`] at init or at run time. A registered entry with the same id and name as a
-//! built-in one replaces it (that is how the conntrack module will supply the run-time side).
+//! The registry has built-in entries (the conntrack kfuncs of [`crate::netfilter`], with their
+//! final signatures and run-time sides) and entries other modules add with [`register`] at
+//! init or at run time. A registered entry with the same id and name as a built-in one
+//! replaces it.
 
 use crate::helpers::HelperFn;
 use crate::uapi::ProgType;
@@ -125,6 +125,20 @@ impl Kfunc {
         self.func.is_some()
     }
 
+    /// Sets up what the function needs before a program calling it may run, so that its
+    /// first call does not (the conntrack table, created at the first load of a program
+    /// using it rather than inside a run; once a host is registered, as runs need one):
+    /// `ENOMEM` if that fails.
+    pub fn prepare(&self) -> Result {
+        let ct = crate::netfilter::kfuncs::KFUNCS
+            .iter()
+            .any(|k| core::ptr::eq(*k, self));
+        if ct && crate::host::try_get().is_some() {
+            crate::netfilter::conntrack()?;
+        }
+        Ok(())
+    }
+
     /// Whether `prog_type` may call it.
     pub fn allowed_for(&self, prog_type: ProgType) -> bool {
         self.prog_types.contains(&prog_type)
@@ -147,117 +161,10 @@ impl Kfunc {
     }
 }
 
-/// kbpf's `struct nf_conn` as programs see it: the fields up to and including `mark` at the
-/// offsets Linux 6.18 x86-64 has them (`/work/shared/research/decisions.md` #8); only `mark`
-/// (u32 at 168) is writable.
-pub static NF_CONN: KernelStruct = KernelStruct {
-    name: "nf_conn",
-    size: 176,
-    writable: &[(168, 4)],
-};
+pub use crate::netfilter::kfuncs::{NF_CONN, NF_CONN_INIT, ids};
 
-/// The ids of the built-in kfuncs.
-pub mod ids {
-    /// `bpf_xdp_ct_lookup`.
-    pub const BPF_XDP_CT_LOOKUP: u32 = 100_001;
-    /// `bpf_skb_ct_lookup`.
-    pub const BPF_SKB_CT_LOOKUP: u32 = 100_002;
-    /// `bpf_ct_release`.
-    pub const BPF_CT_RELEASE: u32 = 100_003;
-}
-
-/// `sizeof(struct bpf_sock_tuple)` (the IPv6 form, the union's size).
-const SOCK_TUPLE_SIZE: u32 = 36;
-/// `sizeof(struct bpf_ct_opts)` in the final kernel (`NF_BPF_CT_OPTS_SZ`).
-const CT_OPTS_SIZE: u32 = 16;
-/// The program types the conntrack kfuncs are registered for.
-const CT_TYPES: &[ProgType] = &[ProgType::Xdp, ProgType::SchedCls];
-
-const fn arg(name: &'static str, kind: KfuncArgKind) -> KfuncArg {
-    KfuncArg { name, kind }
-}
-
-const CT_LOOKUP_TAIL: [KfuncArg; 4] = [
-    arg(
-        "bpf_tuple",
-        KfuncArgKind::Mem {
-            pointee: "bpf_sock_tuple",
-            size: SOCK_TUPLE_SIZE,
-        },
-    ),
-    arg("tuple__sz", KfuncArgKind::Scalar),
-    arg(
-        "opts",
-        KfuncArgKind::Mem {
-            pointee: "bpf_ct_opts",
-            size: CT_OPTS_SIZE,
-        },
-    ),
-    arg("opts__sz", KfuncArgKind::Scalar),
-];
-
-const fn ct_lookup_args(ctx: KfuncArg) -> [KfuncArg; 5] {
-    let t = CT_LOOKUP_TAIL;
-    [ctx, t[0], t[1], t[2], t[3]]
-}
-
-static XDP_CT_LOOKUP_ARGS: [KfuncArg; 5] = ct_lookup_args(arg(
-    "xdp_ctx",
-    KfuncArgKind::Ctx {
-        name: "xdp_md",
-        types: &[ProgType::Xdp],
-    },
-));
-
-static SKB_CT_LOOKUP_ARGS: [KfuncArg; 5] = ct_lookup_args(arg(
-    "skb_ctx",
-    KfuncArgKind::Ctx {
-        name: "__sk_buff",
-        types: &[
-            ProgType::SocketFilter,
-            ProgType::SchedCls,
-            ProgType::SchedAct,
-            ProgType::CgroupSkb,
-        ],
-    },
-));
-
-/// `struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *xdp_ctx, struct bpf_sock_tuple *bpf_tuple,
-/// u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz)`.
-pub static BPF_XDP_CT_LOOKUP: Kfunc = Kfunc {
-    id: ids::BPF_XDP_CT_LOOKUP,
-    name: "bpf_xdp_ct_lookup",
-    args: &XDP_CT_LOOKUP_ARGS,
-    ret: KfuncRet::Obj(&NF_CONN),
-    flags: KfuncFlags::ACQUIRE.union(KfuncFlags::RET_NULL),
-    prog_types: CT_TYPES,
-    func: None,
-};
-
-/// `struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb_ctx, struct bpf_sock_tuple
-/// *bpf_tuple, u32 tuple__sz, struct bpf_ct_opts *opts, u32 opts__sz)`.
-pub static BPF_SKB_CT_LOOKUP: Kfunc = Kfunc {
-    id: ids::BPF_SKB_CT_LOOKUP,
-    name: "bpf_skb_ct_lookup",
-    args: &SKB_CT_LOOKUP_ARGS,
-    ret: KfuncRet::Obj(&NF_CONN),
-    flags: KfuncFlags::ACQUIRE.union(KfuncFlags::RET_NULL),
-    prog_types: CT_TYPES,
-    func: None,
-};
-
-/// `void bpf_ct_release(struct nf_conn *nfct)`.
-pub static BPF_CT_RELEASE: Kfunc = Kfunc {
-    id: ids::BPF_CT_RELEASE,
-    name: "bpf_ct_release",
-    args: &[arg("nfct", KfuncArgKind::Obj(&NF_CONN))],
-    ret: KfuncRet::Void,
-    flags: KfuncFlags::RELEASE,
-    prog_types: CT_TYPES,
-    func: None,
-};
-
-static BUILTIN: [&Kfunc; 3] = [&BPF_XDP_CT_LOOKUP, &BPF_SKB_CT_LOOKUP, &BPF_CT_RELEASE];
+/// The built-in kfuncs: the conntrack ones ([`crate::netfilter::kfuncs`]).
+static BUILTIN: &[&Kfunc] = &crate::netfilter::kfuncs::KFUNCS;
 
 /// Entries added with [`register`]. A plain `spin::RwLock` rather than the sync facade: it is a
 /// static (loom's types are not const-constructible).
@@ -308,19 +215,25 @@ pub fn find_by_name(name: &str) -> Option<&'static Kfunc> {
 mod tests {
     use super::*;
 
+    const fn arg(name: &'static str, kind: KfuncArgKind) -> KfuncArg {
+        KfuncArg { name, kind }
+    }
+
     #[test]
     fn builtins_are_well_formed_and_pair_sizes() {
         for k in BUILTIN {
             assert!(k.well_formed(), "{}", k.name);
+            assert!(k.has_runtime(), "{}", k.name);
         }
-        assert!(BPF_XDP_CT_LOOKUP.is_size_arg(2));
-        assert!(BPF_XDP_CT_LOOKUP.is_size_arg(4));
-        assert!(!BPF_XDP_CT_LOOKUP.is_size_arg(1));
-        assert!(!BPF_XDP_CT_LOOKUP.is_size_arg(0));
+        let lookup = find(ids::BPF_XDP_CT_LOOKUP as i32).unwrap();
+        assert!(lookup.is_size_arg(2));
+        assert!(lookup.is_size_arg(4));
+        assert!(!lookup.is_size_arg(1));
+        assert!(!lookup.is_size_arg(0));
     }
 
     static BAD_SZ: Kfunc = Kfunc {
-        id: 100_901,
+        id: 190_901,
         name: "bad_sz",
         args: &[
             arg("x", KfuncArgKind::Scalar),
@@ -343,7 +256,7 @@ mod tests {
     };
 
     static FRESH: Kfunc = Kfunc {
-        id: 100_902,
+        id: 190_902,
         name: "fresh",
         args: &[],
         ret: KfuncRet::Scalar,
@@ -356,12 +269,12 @@ mod tests {
     fn register_checks_shape_and_ids() {
         assert_eq!(register(&BAD_SZ), Err(Errno::EINVAL));
         assert_eq!(register(&CLASH), Err(Errno::EEXIST));
-        assert_eq!(find(100_902).map(|k| k.name), None);
+        assert_eq!(find(190_902).map(|k| k.name), None);
         assert_eq!(register(&FRESH), Ok(()));
-        assert_eq!(find(100_902).map(|k| k.name), Some("fresh"));
+        assert_eq!(find(190_902).map(|k| k.name), Some("fresh"));
         assert_eq!(register(&FRESH), Err(Errno::EEXIST));
         assert_eq!(find(-1).map(|k| k.name), None);
-        assert_eq!(find_by_name("fresh").map(|k| k.id), Some(100_902));
+        assert_eq!(find_by_name("fresh").map(|k| k.id), Some(190_902));
         assert_eq!(
             find_by_name("bpf_ct_release").map(|k| k.id),
             Some(ids::BPF_CT_RELEASE)

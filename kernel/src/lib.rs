@@ -73,6 +73,7 @@ pub mod map;
 pub mod maps;
 pub mod mprog;
 pub mod net;
+pub mod netfilter;
 pub mod patch;
 pub mod prog;
 pub mod skb;

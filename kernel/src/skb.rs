@@ -79,6 +79,9 @@ pub struct SkBuff {
     pub tstamp: u64,
     /// Hardware time stamp (`skb_shinfo(skb)->hwtstamps.hwtstamp`).
     pub hwtstamp: u64,
+    /// The network namespace of the packet's device (`dev_net(skb->dev)`), a
+    /// [`crate::netfilter`] namespace; 0 is the initial one.
+    pub netns: u32,
 }
 
 impl SkBuff {
@@ -113,6 +116,7 @@ impl SkBuff {
             gso_size: 0,
             tstamp: 0,
             hwtstamp: 0,
+            netns: 0,
         }
     }
 

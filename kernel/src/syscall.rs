@@ -371,6 +371,10 @@ pub struct TestRun<'a> {
     pub cpu: u32,
     /// `batch_size`: must be 0 (no live XDP frames).
     pub batch_size: u32,
+    /// The network namespace the caller is in (`current->nsproxy->net_ns`): what the packet's
+    /// device and a conntrack kfunc's `BPF_F_CURRENT_NETNS` mean ([`crate::netfilter`]); 0 is
+    /// the initial namespace. Another must exist (`EINVAL`).
+    pub netns: u32,
     /// What the run reported: written whenever the kernel would have written it back, which
     /// includes an `ENOSPC` error.
     pub out: TestRunResult,

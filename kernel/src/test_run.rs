@@ -108,6 +108,15 @@ pub(crate) fn repeat_with(
     Ok((retval, elapsed / repeat as u64))
 }
 
+/// The network namespace the run happens in (the caller's, `current->nsproxy->net_ns`):
+/// [`TestRun::netns`], which must exist (`EINVAL`).
+pub(crate) fn caller_netns(run: &TestRun<'_>) -> Result<u32> {
+    if run.netns != crate::netfilter::INIT_NET && !crate::netfilter::netns_exists(run.netns) {
+        return Err(Errno::EINVAL);
+    }
+    Ok(run.netns)
+}
+
 /// The context the run starts from (`bpf_ctx_init`): `None` when the caller passed neither
 /// `ctx_in` nor `ctx_out`; else `ctx_in` zero-extended to `N` bytes (`E2BIG` when it is
 /// longer than a page, or longer than `N` with a non-zero byte past it).

@@ -23,6 +23,9 @@ pub struct XdpRxqInfo {
     pub ifindex: u32,
     /// The queue's index (`rxq->queue_index`).
     pub queue_index: u32,
+    /// The device's network namespace (`dev_net(rxq->dev)`), a [`crate::netfilter`]
+    /// namespace; 0 is the initial one.
+    pub netns: u32,
 }
 
 /// `XDP_PACKET_HEADROOM`: the headroom a driver leaves in front of a frame.

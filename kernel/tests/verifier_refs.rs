@@ -1,7 +1,7 @@
 //! Sockets, kernel objects and reference tracking in the verifier: helpers that acquire and
 //! release (`bpf_sk_lookup_tcp`, `bpf_sk_release`), kfunc calls against the registry (the
 //! conntrack kfuncs), per-type helper availability, memory + size arguments, and the load's
-//! refusal of programs whose helpers or kfuncs have no run-time side yet. Each negative case
+//! refusal of programs whose helpers or kfuncs have no run-time side. Each negative case
 //! asserts the kernel's errno and a log fragment; positive controls use the same rules.
 
 #[macro_use]
@@ -122,8 +122,21 @@ fn runtime_is_a_table_property() {
             .has_runtime()
     );
     let ct = kfunc::find(kfunc::ids::BPF_XDP_CT_LOOKUP as i32).unwrap();
-    assert!(!ct.has_runtime());
+    assert!(ct.has_runtime());
+    let _ = kfunc::register(&TEST_NO_RUNTIME);
+    assert!(!kfunc::find(200_002).unwrap().has_runtime());
 }
+
+/// A kfunc known to the verifier only: no run-time side.
+static TEST_NO_RUNTIME: Kfunc = Kfunc {
+    id: 200_002,
+    name: "kbpf_test_no_runtime",
+    args: &[],
+    ret: KfuncRet::Scalar,
+    flags: KfuncFlags::empty(),
+    prog_types: &[ProgType::Xdp],
+    func: None,
+};
 
 /// The load verifies a program calling a helper without a run-time side, then refuses it.
 #[test]
@@ -153,21 +166,32 @@ fn prog_load_reports_the_verifier_first() {
     assert!(log.contains("Unreleased reference id="), "{log}");
 }
 
-/// Likewise for a kfunc whose run-time side is not implemented yet.
+/// The load refuses a kfunc whose run-time side is not implemented (after verifying).
 #[test]
 fn prog_load_refuses_kfunc_without_runtime() {
+    let _ = kfunc::register(&TEST_NO_RUNTIME);
+    let insns = assemble("call kfunc 200002\nexit").unwrap();
+    let mut log = String::new();
+    let r = syscall::prog_load_log(&ProgLoadAttr::new(ProgType::Xdp, &insns), &mut log);
+    assert_eq!(r, Err(Errno::ENOTSUPP), "{log}");
+    assert!(
+        log.contains("kernel function kbpf_test_no_runtime has no run-time implementation"),
+        "{log}"
+    );
+}
+
+/// The conntrack kfuncs have their run-time side: a lookup + release program loads.
+#[test]
+fn prog_load_accepts_the_conntrack_kfuncs() {
     let asm = concat!(
         xdp_ct!(),
         "jeq %r0, 0, out\nmov %r1, %r0\ncall kfunc 100003\nout: mov %r0, 2\nexit"
     );
     let insns = assemble(asm).unwrap();
     let mut log = String::new();
-    let r = syscall::prog_load_log(&ProgLoadAttr::new(ProgType::Xdp, &insns), &mut log);
-    assert_eq!(r, Err(Errno::ENOTSUPP), "{log}");
-    assert!(
-        log.contains("kernel function bpf_xdp_ct_lookup has no run-time implementation"),
-        "{log}"
-    );
+    let fd = syscall::prog_load_log(&ProgLoadAttr::new(ProgType::Xdp, &insns), &mut log);
+    assert!(fd.is_ok(), "{log}");
+    syscall::close(fd.unwrap()).unwrap();
 }
 
 /// The trusted path skips the verifier, so the load itself refuses unknown kfunc ids.

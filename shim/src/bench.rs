@@ -2,6 +2,7 @@
 //! `prog_test_run`, with an optional one-line JSON summary for scripts. The criterion suites in
 //! `benches/` measure the same programs more thoroughly.
 
+pub mod ct;
 pub mod host_tailcall;
 pub mod isa;
 pub mod map_lookup;

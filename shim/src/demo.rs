@@ -10,11 +10,16 @@
 //!   multi-program API keeps, and the order they actually ran in;
 //! - seed 002: `sk_lookup.o`'s two use cases linked to a netns and run through its lookup path
 //!   on TCP connects ([`sk_lookup`]);
+//! - seed 004: conntrack from BPF C ([`ct`]): `ct_track.o` (TC) creates entries for the
+//!   connections a host opens, `synproxy.o` (XDP) passes their replies and new SYNs and drops
+//!   the rest;
 //! - seed 003: the list patcher against the kernel-style one on a large program;
 //! - timings of one packet through each path.
 //!
 //! Packets run through the device's tcx hook (`tcx::run_skb`, the data path the programs are
 //! for), so the demo needs no `BPF_PROG_TEST_RUN` support for TC programs.
+
+pub mod ct;
 
 use crate::conformance::Engine;
 use crate::elf::{LoadOpts, LoadedObject, Object};
@@ -224,6 +229,8 @@ pub struct DemoReport {
     pub tcx_mark: u32,
     /// The sk_lookup part.
     pub sk_lookup: SkLookupReport,
+    /// Seed 004's conntrack section.
+    pub conntrack: ct::CtReport,
 }
 
 /// Runs the demo with `engine`, writing the report to `out`.
@@ -242,6 +249,7 @@ pub fn run(engine: Engine, out: &mut dyn Write) -> Result<DemoReport, DynErr> {
     dispatcher(&mut rep, out)?;
     tcx_chain(&mut rep, out)?;
     sk_lookup::run(engine, &mut rep.sk_lookup, out)?;
+    ct::run_section(&mut rep.conntrack, out)?;
     patcher(out)?;
     Ok(rep)
 }

@@ -8,7 +8,8 @@ use crate::host_bpf::{HostLoad, HostVerdict, HostVerifier};
 use kbpf::uapi::ProgType;
 
 /// The host kernel's verdict on `p` of `obj`, or why it was not asked: the host has no program
-/// type for kbpf's raw buffer, and kfunc ids are kbpf's, not the host's BTF ids.
+/// type for kbpf's raw buffer. kfunc calls are shown to the host with its own BTF ids for the
+/// same functions (not asked when its BTF lacks one).
 pub fn host_verdict(
     host: &HostVerifier,
     obj: &Object,
@@ -18,15 +19,8 @@ pub fn host_verdict(
     if p.prog_type == ProgType::RawBuffer {
         return Err("not asked: the host has no raw_buffer program type".into());
     }
-    if p.insns
-        .iter()
-        .any(|i| i.code == 0x85 && i.src() == kbpf::uapi::pseudo::KFUNC_CALL)
-    {
-        return Err(
-            "not asked: it calls kfuncs, whose ids are kbpf's, not the host's BTF ids".into(),
-        );
-    }
-    let mut insns = p.insns.clone();
+    let mut insns =
+        crate::host_bpf::btf_ids::to_host(&p.insns).map_err(|e| format!("not asked: {e}"))?;
     for r in &p.map_refs {
         insns[r.insn].imm = r.map as i32;
         if let Some(off) = r.value_off {

@@ -30,7 +30,7 @@ use kbpf::Result;
 use kbpf::host::{ExecRegion, Host};
 use kbpf::sync::cpu::{CpuSlots, Hold};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// CPU count when `KBPF_NR_CPUS` is unset or not a positive number.
 pub const DEFAULT_NR_CPUS: usize = 64;
@@ -112,13 +112,50 @@ thread_local! {
     static RNG: Cell<u64> = Cell::new(rng_seed());
 }
 
+/// The tick: `CLOCK_MONOTONIC_COARSE` as a thread last stored it (0 until it runs), what
+/// [`Host::ktime_coarse_ns`] returns — a load, as reading the kernel's `jiffies` is.
+static TICK_NS: AtomicU64 = AtomicU64::new(0);
+/// How often the tick thread wakes (`HZ` = 1000).
+const TICK: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Starts the tick thread once; it stores the coarse clock every [`TICK`] for the life of the
+/// process, and once a second runs the conntrack garbage collector (`gc_worker`'s period).
+/// A late wake-up on a busy machine makes the value lag, as missed ticks would.
+fn start_tick() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        TICK_NS.store(clock_ns(libc::CLOCK_MONOTONIC_COARSE), Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("kbpf-tick".into())
+            .spawn(|| {
+                for tick in 1u64.. {
+                    std::thread::sleep(TICK);
+                    TICK_NS.store(clock_ns(libc::CLOCK_MONOTONIC_COARSE), Ordering::Relaxed);
+                    if tick % 1000 == 0 {
+                        kbpf::netfilter::gc_pass();
+                    }
+                }
+            });
+        if spawned.is_err() {
+            // No thread: readers fall back to reading the clock each time.
+            TICK_NS.store(0, Ordering::Relaxed);
+        }
+    });
+}
+
 fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// `clock` in nanoseconds: `CLOCK_MONOTONIC`, or its tick-granular `_COARSE` twin (read from
+/// the vDSO without touching the time-stamp counter).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    // SAFETY: `ts` is a valid, writable timespec; both clocks always exist on Linux.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     debug_assert_eq!(rc, 0);
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
@@ -147,6 +184,22 @@ impl Host for ShimHost {
 
     fn ktime_ns(&self) -> u64 {
         monotonic_ns()
+    }
+
+    fn hugepage_hint(&self, addr: usize, len: usize) {
+        // SAFETY: advice only; the range is memory kbpf allocated and owns. A failure (no
+        // transparent huge pages) leaves the memory as it was.
+        unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
+    }
+
+    fn ktime_coarse_ns(&self) -> u64 {
+        match TICK_NS.load(Ordering::Relaxed) {
+            0 => {
+                start_tick();
+                clock_ns(libc::CLOCK_MONOTONIC_COARSE)
+            }
+            t => t,
+        }
     }
 
     fn current_pid_tgid(&self) -> Option<u64> {

@@ -8,6 +8,8 @@
 //! its map loads, asks the kernel, and closes everything again. When the host
 //! refuses `bpf(2)` itself (no root, no BPF, seccomp), `open` says so and callers skip.
 
+pub mod btf_ids;
+pub mod ct;
 pub mod sklookup;
 pub mod sys;
 pub mod test_run;
@@ -181,7 +183,7 @@ fn create_map(m: &MapAttr) -> Result<OwnedFd, String> {
 
 /// `insns` with each map handle of a `BPF_PSEUDO_MAP_FD`/`_VALUE` load replaced by the fd
 /// of the host map created for it.
-fn with_map_fds(insns: &[Insn], maps: &[OwnedFd]) -> Vec<Insn> {
+pub(crate) fn with_map_fds(insns: &[Insn], maps: &[OwnedFd]) -> Vec<Insn> {
     let mut insns = insns.to_vec();
     let mut pc = 0;
     while pc < insns.len() {

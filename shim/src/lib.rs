@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_patch;
 pub mod cli;
 pub mod conformance;
+pub mod ct;
 pub mod data;
 pub mod demo;
 pub mod dump;

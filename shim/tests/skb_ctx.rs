@@ -120,6 +120,7 @@ fn check_xdp(jited: bool) {
     let rxq = XdpRxqInfo {
         ifindex: 3,
         queue_index: 5,
+        ..XdpRxqInfo::default()
     };
     let mut pkt = packet();
     pkt[1] = 9;

@@ -74,7 +74,23 @@ pub enum HelperCalls {
 /// Emits a direct helper call; returns the condition under which the run must unwind (the
 /// caller appends that jump), if any.
 pub fn emit_helper(a: &mut Asm, proto: &HelperProto, calls: HelperCalls) -> Option<Cc> {
-    let f = proto.func? as usize;
+    emit_call_to(a, proto.func? as usize, calls);
+    if proto.unwind_on_zero {
+        a.test_rr(Width::Q, Reg::Rax, Reg::Rax);
+        Some(Cc::E)
+    } else {
+        None
+    }
+}
+
+/// Emits a kfunc call (`BPF_PSEUDO_KFUNC_CALL`): the same convention and the same two forms
+/// as a helper call (Linux's `emit_call()` to the kfunc's address); kfuncs never unwind.
+pub fn emit_kfunc(a: &mut Asm, f: usize, calls: HelperCalls) {
+    emit_call_to(a, f, calls);
+}
+
+/// `call` to the function at `f`, in the form `calls` says.
+fn emit_call_to(a: &mut Asm, f: usize, calls: HelperCalls) {
     match calls {
         HelperCalls::Far => {
             a.movabs(Reg::Rax, f as u64);
@@ -84,12 +100,6 @@ pub fn emit_helper(a: &mut Asm, proto: &HelperProto, calls: HelperCalls) -> Opti
             let next = base.wrapping_add(a.len() + 5);
             a.call_rel32(f.wrapping_sub(next) as i32);
         }
-    }
-    if proto.unwind_on_zero {
-        a.test_rr(Width::Q, Reg::Rax, Reg::Rax);
-        Some(Cc::E)
-    } else {
-        None
     }
 }
 

@@ -7,7 +7,7 @@
 //! changing; see [`super::emit`].
 
 use super::alu::{emit_alu, emit_end};
-use super::call::{HelperCalls, emit_callx, emit_helper};
+use super::call::{HelperCalls, emit_callx, emit_helper, emit_kfunc};
 use super::frame::{self, CallSaves, FrameInfo, MAY_GOTO_SLOT, MainFrame};
 use super::mem::{emit_atomic, emit_ldx, emit_st, emit_stx};
 use super::regmap::{AUX, bpf_reg};
@@ -52,6 +52,8 @@ pub struct Prepared {
     pub ops: Vec<Option<Op>>,
     /// Helper prototypes of `call` instructions, per slot.
     pub protos: Vec<Option<&'static HelperProto>>,
+    /// Kfunc addresses of kfunc `call` instructions, per slot (0 elsewhere).
+    pub kfuncs: Vec<usize>,
     /// Subprogram layout.
     pub subs: Subprogs,
     /// Prologue options.
@@ -304,9 +306,14 @@ fn emit_insn(
             emit_tail_call(a, &p.maps);
             Tail::None
         }
-        Op::Call(Call::Kfunc(_)) | Op::LdPacket { .. } => {
-            return Err(Errno::ENOTSUPP);
+        Op::Call(Call::Kfunc(_)) => {
+            match p.kfuncs[pc] {
+                0 => return Err(Errno::EINVAL),
+                f => emit_kfunc(a, f, p.calls),
+            }
+            Tail::None
         }
+        Op::LdPacket { .. } => return Err(Errno::ENOTSUPP),
         Op::Exit => {
             if last_of_sub {
                 Tail::None

@@ -18,7 +18,7 @@ use crate::cpu::{
     CpuState, Fault, INTERP_FRAME_WORDS, INTERP_STACK_BYTES, InterpFrameSlot, count_tail_call,
     tail_call_budget_spent,
 };
-use crate::helpers::{HelperProto, func_proto};
+use crate::helpers::{HelperFn, HelperProto, func_proto};
 use crate::map::Map;
 use crate::prog::Prog;
 use crate::uapi::limits::{MAX_BPF_STACK, MAX_CALL_FRAMES};
@@ -387,6 +387,14 @@ unsafe fn exec(
                 if let Some(r0) = call_helper(proto, s, &mut regs, image(cur))? {
                     return Ok(r0);
                 }
+            }
+            K::CallKfunc => {
+                // SAFETY: `imm` is the address of a kfunc's `HelperFn`, set at pre-decode from
+                // the registry's `'static` entry.
+                let f: HelperFn = unsafe { core::mem::transmute::<usize, HelperFn>(imm as usize) };
+                // SAFETY: the kfunc's contract (argument types and sizes) is the verifier's;
+                // we run inside the program's read-side section.
+                regs[0] = unsafe { f(regs[1], regs[2], regs[3], regs[4], regs[5]) };
             }
             K::Callx => {
                 // SAFETY: `cur` is live for the run (see `image`).

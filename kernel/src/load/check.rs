@@ -174,7 +174,7 @@ fn first_gap(
                 Some(k) if !k.has_runtime() => {
                     return Ok(Some(RuntimeGap::Kfunc { name: k.name }));
                 }
-                Some(_) => {}
+                Some(k) => k.prepare()?,
             },
             _ => {}
         }

@@ -211,6 +211,7 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     skb.protocol = protocol;
     skb.pkt_type = pkt_type;
     skb.ifindex = ifindex;
+    skb.netns = super::caller_netns(run)?;
     if prog.prog_type() == ProgType::CgroupSkb {
         skb.data_end = core::ptr::null_mut();
     }

@@ -58,7 +58,7 @@ fn rx_queue(c: &[u8; XDP_MD_SIZE]) -> Result<XdpRxqInfo> {
         }
         return Ok(XdpRxqInfo {
             ifindex: super::skb::LOOPBACK_IFINDEX,
-            queue_index: 0,
+            ..XdpRxqInfo::default()
         });
     }
     if ifindex != super::skb::LOOPBACK_IFINDEX {
@@ -69,7 +69,7 @@ fn rx_queue(c: &[u8; XDP_MD_SIZE]) -> Result<XdpRxqInfo> {
     }
     Ok(XdpRxqInfo {
         ifindex,
-        queue_index: 0,
+        ..XdpRxqInfo::default()
     })
 }
 
@@ -101,13 +101,14 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     if size_in - meta < ETH_HLEN {
         return Err(Errno::EINVAL);
     }
-    let rxq = match &c {
+    let mut rxq = match &c {
         Some(c) => rx_queue(c)?,
         None => XdpRxqInfo {
             ifindex: super::skb::LOOPBACK_IFINDEX,
-            queue_index: 0,
+            ..XdpRxqInfo::default()
         },
     };
+    rxq.netns = super::caller_netns(run)?;
     let nfrags = (size_in - linear).div_ceil(PAGE_SIZE as usize);
     if nfrags > MAX_FRAGS {
         return Err(Errno::ENOMEM);

@@ -42,7 +42,9 @@ pub(super) struct MemArg {
     pub size: MemSize,
     /// The function writes the memory without reading it first (`ARG_PTR_TO_UNINIT_MEM`).
     pub uninit: bool,
-    /// For a kfunc: the argument's index; NULL is then allowed with size 0.
+    /// For a kfunc: the argument's index. A NULL pointer is refused whatever the size, as
+    /// Linux 6.18 refuses it (every kfunc pointer argument is trusted); memory of size 0 is
+    /// not checked.
     pub null_arg: Option<usize>,
 }
 
@@ -54,22 +56,21 @@ impl Explorer<'_> {
         pc: usize,
         arg: MemArg,
     ) -> Result<(), Reject> {
-        let size = match arg.size {
-            MemSize::Fixed(n) => n as u64,
-            MemSize::Reg { regno, zero_ok } => self.check_mem_size_reg(st, pc, regno, zero_ok)?,
-        };
         if let Some(i) = arg.null_arg {
             let reg = *st.reg(arg.regno);
-            let null = reg.ty == RegType::Scalar && reg.var.as_const() == Some(0);
-            if null && size != 0 {
+            if reg.ty == RegType::Scalar && reg.var.as_const() == Some(0) {
                 return Err(Reject::acces(
                     pc,
                     format_args!("Possibly NULL pointer passed to trusted arg{i}"),
                 ));
             }
-            if null || size == 0 {
-                return Ok(());
-            }
+        }
+        let size = match arg.size {
+            MemSize::Fixed(n) => n as u64,
+            MemSize::Reg { regno, zero_ok } => self.check_mem_size_reg(st, pc, regno, zero_ok)?,
+        };
+        if arg.null_arg.is_some() && size == 0 {
+            return Ok(());
         }
         if arg.uninit {
             self.check_helper_uninit_mem(st, pc, arg.regno, size as usize)
@@ -252,7 +253,9 @@ pub(super) fn released_ref(pc: usize, r: u8, reg: &Reg) -> Result<u32, Reject> {
         return Err(Reject::new(
             Errno::EINVAL,
             pc,
-            format_args!("R{r} must have zero offset when passed to release func"),
+            format_args!(
+                "R{r} must have zero offset when passed to release func or trusted arg to kfunc"
+            ),
         ));
     }
     Ok(reg.ref_obj_id)

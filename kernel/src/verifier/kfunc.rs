@@ -149,7 +149,9 @@ impl Explorer<'_> {
                                 ),
                             ));
                         }
-                        RegType::PtrToBtfIdOrNull(_) | RegType::Scalar
+                        RegType::PtrToBtfIdOrNull(_)
+                        | RegType::PtrToSocketOrNull
+                        | RegType::Scalar
                             if reg.ty != RegType::Scalar || reg.var.as_const() == Some(0) =>
                         {
                             return Err(Reject::acces(
@@ -157,10 +159,29 @@ impl Explorer<'_> {
                                 format_args!("Possibly NULL pointer passed to trusted arg{i}"),
                             ));
                         }
-                        t => {
-                            return Err(Reject::acces(
+                        // A socket is a kernel object too (`reg2btf_ids`): the type mismatch.
+                        t @ RegType::PtrToSocket => {
+                            return Err(Reject::new(
+                                Errno::EINVAL,
                                 pc,
-                                format_args!("R{r} type={} expected=ptr_, trusted_ptr_", t.name()),
+                                format_args!(
+                                    "kernel function {} args#{i} expected pointer to STRUCT {} but R{r} has a pointer to {}",
+                                    k.name,
+                                    want.name,
+                                    t.name()
+                                ),
+                            ));
+                        }
+                        // Anything else is taken for memory, which a struct of non-scalars
+                        // cannot be (`get_kfunc_ptr_arg_type`).
+                        _ => {
+                            return Err(Reject::new(
+                                Errno::EINVAL,
+                                pc,
+                                format_args!(
+                                    "arg#{i} pointer type STRUCT {} must point to scalar, or struct with scalar",
+                                    want.name
+                                ),
                             ));
                         }
                     }

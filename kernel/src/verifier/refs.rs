@@ -154,12 +154,15 @@ impl Explorer<'_> {
                 Ok(loaded(size, sign))
             }
             RegType::PtrToBtfId(s) => {
-                if p.var.as_const() != Some(0) {
-                    return Err(Reject::acces(
+                // `check_ptr_to_btf_access`: kernel objects are read only with
+                // `allow_ptr_leaks` (CAP_PERFMON), then the offset checks.
+                if !self.env.privileged {
+                    return Err(Reject::new(
+                        Errno::EPERM,
                         pc,
                         format_args!(
-                            "R{ptrno} is ptr_{} invalid variable offset: off={total}, var_off={}",
-                            s.name, p.var.var
+                            "'struct {}' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN",
+                            s.name
                         ),
                     ));
                 }
@@ -172,20 +175,33 @@ impl Explorer<'_> {
                         ),
                     ));
                 }
-                if let Some((v, src)) = write {
-                    if v.ty.is_pointer() && !self.env.privileged {
+                if p.var.as_const() != Some(0) {
+                    return Err(Reject::acces(
+                        pc,
+                        format_args!(
+                            "R{ptrno} is ptr_{} invalid variable offset: off={total}, var_off={}",
+                            s.name, p.var.var
+                        ),
+                    ));
+                }
+                if write.is_some() {
+                    // The struct's `btf_struct_access` callback (`_nf_conntrack_btf_struct_access`
+                    // for `nf_conn` and its `___init` flavour): a write must start at a writable
+                    // field and end inside it.
+                    let base = s.name.split("___").next().unwrap_or(s.name);
+                    let Some(&(o, n)) = s.writable.iter().find(|&&(o, _)| total == o as i64) else {
                         return Err(Reject::acces(
                             pc,
-                            format_args!("R{src} leaks addr into mem"),
+                            format_args!("no write support to {base} at off {total}"),
                         ));
-                    }
-                    let ok = s.writable.iter().any(|&(o, n)| {
-                        total >= o as i64 && total + size as i64 <= o as i64 + n as i64
-                    });
-                    if !ok {
+                    };
+                    if total + size as i64 > o as i64 + n as i64 {
                         return Err(Reject::acces(
                             pc,
-                            format_args!("no write support to {} at off {total}", s.name),
+                            format_args!(
+                                "write access at off {total} with size {size} beyond the member of {base} ended at {}",
+                                o + n
+                            ),
                         ));
                     }
                 }

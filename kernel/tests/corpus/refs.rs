@@ -19,6 +19,8 @@ pub enum Mode {
     TcPriv,
     /// XDP.
     Xdp,
+    /// XDP, root's rules (kernel objects may be read only with `CAP_PERFMON`).
+    XdpPriv,
     /// Socket filter.
     Skb,
     /// sk_lookup.
@@ -32,7 +34,7 @@ impl Mode {
     pub fn prog_type(self) -> ProgType {
         match self {
             Mode::Tc | Mode::TcPriv => ProgType::SchedCls,
-            Mode::Xdp => ProgType::Xdp,
+            Mode::Xdp | Mode::XdpPriv => ProgType::Xdp,
             Mode::Skb => ProgType::SocketFilter,
             Mode::SkLookup => ProgType::SkLookup,
             Mode::CgroupSkb => ProgType::CgroupSkb,
@@ -41,7 +43,7 @@ impl Mode {
 
     /// Verified with root's rules.
     pub fn privileged(self) -> bool {
-        self == Mode::TcPriv
+        matches!(self, Mode::TcPriv | Mode::XdpPriv)
     }
 }
 
@@ -245,8 +247,8 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "stack pointer passed to a release kfunc",
         Mode::Xdp,
         "mov %r1, %r10\ncall kfunc 100003\nmov %r0, 2\nexit",
-        Errno::EACCES,
-        "R1 type=fp expected=ptr_",
+        Errno::EINVAL,
+        "arg#0 pointer type STRUCT nf_conn must point to scalar, or struct with scalar",
     ),
     (
         "kfunc double release",
@@ -312,8 +314,19 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "R0 invalid sock access off=80 size=4",
     ),
     (
-        "write to a non-writable nf_conn field",
+        "kernel object read without CAP_PERFMON",
         Mode::Xdp,
+        concat!(
+            xdp_ct!(),
+            "jeq %r0, 0, out\nldxw %r2, [%r0+168]\nmov %r1, %r0\ncall kfunc 100003\n",
+            "out: mov %r0, 2\nexit"
+        ),
+        Errno::EPERM,
+        "'struct nf_conn' access is allowed only to CAP_PERFMON and CAP_SYS_ADMIN",
+    ),
+    (
+        "write to a non-writable nf_conn field",
+        Mode::XdpPriv,
         concat!(
             xdp_ct!(),
             "jeq %r0, 0, out\nstw [%r0+128], 1\nmov %r1, %r0\ncall kfunc 100003\n",
@@ -323,8 +336,19 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         "no write support to nf_conn at off 128",
     ),
     (
+        "write past the end of nf_conn's mark",
+        Mode::XdpPriv,
+        concat!(
+            xdp_ct!(),
+            "jeq %r0, 0, out\nstdw [%r0+168], 1\nmov %r1, %r0\ncall kfunc 100003\n",
+            "out: mov %r0, 2\nexit"
+        ),
+        Errno::EACCES,
+        "write access at off 168 with size 8 beyond the member of nf_conn ended at 172",
+    ),
+    (
         "read past the exposed nf_conn",
-        Mode::Xdp,
+        Mode::XdpPriv,
         concat!(
             xdp_ct!(),
             "jeq %r0, 0, out\nldxw %r2, [%r0+176]\nmov %r1, %r0\ncall kfunc 100003\n",
@@ -412,6 +436,28 @@ pub const NEGATIVE: &[(&str, Mode, &str, Errno, &str)] = &[
         concat!(
             ct_args!(),
             "mov %r2, 0\ncall kfunc 100001\nmov %r0, 2\nexit"
+        ),
+        Errno::EACCES,
+        "Possibly NULL pointer passed to trusted arg1",
+    ),
+    (
+        "kfunc NULL opts of size 0",
+        Mode::Xdp,
+        concat!(
+            ct_args!(),
+            "mov %r4, 0\nmov %r5, 0\ncall kfunc 100001\n",
+            "jeq %r0, 0, out\nmov %r1, %r0\ncall kfunc 100003\nout: mov %r0, 2\nexit"
+        ),
+        Errno::EACCES,
+        "Possibly NULL pointer passed to trusted arg3",
+    ),
+    (
+        "kfunc NULL tuple of size 0",
+        Mode::Xdp,
+        concat!(
+            ct_args!(),
+            "mov %r2, 0\nmov %r3, 0\ncall kfunc 100001\n",
+            "jeq %r0, 0, out\nmov %r1, %r0\ncall kfunc 100003\nout: mov %r0, 2\nexit"
         ),
         Errno::EACCES,
         "Possibly NULL pointer passed to trusted arg1",
@@ -611,7 +657,7 @@ pub const POSITIVE: &[(&str, Mode, &str)] = &[
     ),
     (
         "kfunc object read and mark written",
-        Mode::Xdp,
+        Mode::XdpPriv,
         concat!(
             xdp_ct!(),
             "jeq %r0, 0, out\nldxw %r2, [%r0+168]\nadd %r2, 1\nstxw [%r0+168], %r2\n",
@@ -627,11 +673,11 @@ pub const POSITIVE: &[(&str, Mode, &str)] = &[
         ),
     ),
     (
-        "kfunc NULL opts of size 0",
+        "kfunc options of size 0",
         Mode::Xdp,
         concat!(
             ct_args!(),
-            "mov %r4, 0\nmov %r5, 0\ncall kfunc 100001\n",
+            "mov %r5, 0\ncall kfunc 100001\n",
             "jeq %r0, 0, out\nmov %r1, %r0\ncall kfunc 100003\nout: mov %r0, 2\nexit"
         ),
     ),

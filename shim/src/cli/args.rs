@@ -68,6 +68,12 @@ pub enum Command {
     /// an address and port. A socket map VALUE may be `sock:NAME` (`map update`).
     #[command(subcommand)]
     Sock(super::sock_args::SockCmd),
+    /// Conntrack: list, add, delete and flush entries, namespaces, statistics.
+    ///
+    /// The table is the process's: in `kbpf shell`, entries added here are what later
+    /// `prog run` lines' conntrack kfuncs find (and what they insert is listed here).
+    #[command(subcommand)]
+    Ct(CtCmd),
     /// Verify a program (.o or .data): exit 0 accepted, 1 refused, 2 bad input.
     Verify(VerifyArgs),
     /// Run bpf_conformance .data files or directories; ends "N passed, M failed".
@@ -122,6 +128,10 @@ pub enum ProgCmd {
         /// Engine.
         #[arg(long, value_enum)]
         engine: Option<EngineArg>,
+        /// Root's rules (CAP_PERFMON: programs that read kernel objects such as nf_conn)
+        /// instead of CAP_BPF + CAP_NET_ADMIN.
+        #[arg(long)]
+        privileged: bool,
     },
     /// Run a program once or more (BPF_PROG_TEST_RUN); last line `retval=R duration_ns=D`.
     Run {
@@ -148,6 +158,12 @@ pub enum ProgCmd {
         /// Runs.
         #[arg(long, default_value_t = 1)]
         repeat: u32,
+        /// Load with root's rules (see `prog load --privileged`), if not loaded yet.
+        #[arg(long)]
+        privileged: bool,
+        /// The network namespace the run happens in (a conntrack namespace; 0 the initial).
+        #[arg(long, default_value_t = 0)]
+        netns: u32,
     },
     /// List the loaded programs.
     Show {
@@ -304,6 +320,101 @@ pub enum TcxCmd {
     },
 }
 
+/// A connection's tuple (the original direction) and where it lives.
+#[derive(Clone, Debug, Args)]
+pub struct CtTuple {
+    /// Protocol: tcp, udp or icmp.
+    #[arg(long, default_value = "tcp")]
+    pub proto: String,
+    /// Source address (IPv4 or IPv6).
+    #[arg(long)]
+    pub src: String,
+    /// Destination address (the same family).
+    #[arg(long)]
+    pub dst: String,
+    /// Source port (TCP/UDP), or the ICMP id.
+    #[arg(long, default_value_t = 0)]
+    pub sport: u16,
+    /// Destination port (TCP/UDP).
+    #[arg(long, default_value_t = 0)]
+    pub dport: u16,
+    /// ICMP type (8: echo request).
+    #[arg(long, default_value_t = 8)]
+    pub icmp_type: u8,
+    /// ICMP code.
+    #[arg(long, default_value_t = 0)]
+    pub icmp_code: u8,
+    /// Zone id.
+    #[arg(long, default_value_t = 0)]
+    pub zone: u16,
+    /// Zone directions: 1 original, 2 reply, 3 both.
+    #[arg(long, default_value_t = 3)]
+    pub zone_dir: u8,
+    /// Namespace (0: the initial one).
+    #[arg(long, default_value_t = 0)]
+    pub netns: u32,
+}
+
+/// `ct` verbs.
+#[derive(Debug, Subcommand)]
+pub enum CtCmd {
+    /// Print the entries (conntrack -L style), or one JSON array.
+    List {
+        /// Only this namespace.
+        #[arg(long)]
+        netns: Option<u32>,
+        /// One JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an entry (the reply tuple is the original's inverse).
+    Add {
+        /// The tuple.
+        #[command(flatten)]
+        tuple: CtTuple,
+        /// Seconds until it expires.
+        #[arg(long, default_value_t = 120)]
+        timeout: u32,
+        /// Status bits to set (SEEN_REPLY = 2, ASSURED = 4, ...).
+        #[arg(long, default_value_t = 0)]
+        status: u32,
+        /// Mark.
+        #[arg(long, default_value_t = 0)]
+        mark: u32,
+    },
+    /// Delete the entry with this tuple (either direction).
+    Del {
+        /// The tuple.
+        #[command(flatten)]
+        tuple: CtTuple,
+    },
+    /// Delete every entry (of one namespace).
+    Flush {
+        /// Only this namespace.
+        #[arg(long)]
+        netns: Option<u32>,
+    },
+    /// Remove the expired entries now (the garbage collector's pass).
+    Gc,
+    /// Create a network namespace, optionally with the id programs name it by.
+    NetnsAdd {
+        /// `bpf_ct_opts.netns_id` that names it.
+        #[arg(long)]
+        id: Option<i32>,
+    },
+    /// Destroy a network namespace and its entries.
+    NetnsDel {
+        /// The namespace.
+        netns: u32,
+    },
+    /// Counts per namespace, the limit, the buckets.
+    Stats {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `verify` arguments.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -408,5 +519,21 @@ pub enum BenchCmd {
         /// Last line one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Conntrack lookup + release from XDP: cached hit, miss, cold hit; tables of several
+    /// sizes; two threads.
+    Ct {
+        /// Engine and output (JSON keys lookup_ns, miss_ns, cold_ns, at 100K entries).
+        #[command(flatten)]
+        opts: BenchOpts,
+        /// Table sizes, ascending.
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000u32, 100_000, 1_000_000])]
+        sizes: Vec<u32>,
+        /// Runs per timed test run.
+        #[arg(long, default_value_t = 200_000)]
+        repeat: u32,
+        /// Interleaved trials (medians are reported).
+        #[arg(long, default_value_t = 5)]
+        trials: usize,
     },
 }

@@ -4,6 +4,7 @@
 //! one [`State`].
 
 pub mod args;
+mod ct_cmd;
 mod map_cmd;
 pub(crate) mod prog_cmd;
 mod run_cmd;
@@ -121,6 +122,7 @@ pub fn run(
         Command::Map(c) => map_cmd::run(c, state, out).map(|()| 0),
         Command::Tcx(c) => tcx_cmd::run(c, state, input, out),
         Command::Sock(c) => sock_cmd::run(c, state, out).map(|()| 0),
+        Command::Ct(c) => ct_cmd::run(c, out).map(|()| 0),
         Command::Verify(v) => prog_cmd::verify(&v, out),
         Command::Conformance { engine, paths } => {
             let t = crate::conformance::run_paths(&paths, engine.into(), out)?;
@@ -224,8 +226,46 @@ fn bench(b: BenchCmd, out: &mut dyn Write) -> Result<(), CmdError> {
         BenchCmd::Verify { json } => {
             bench::verify::measure(3).and_then(|r| bench::verify::print(&r, json, out).map_err(io))
         }
+        BenchCmd::Ct {
+            opts,
+            sizes,
+            repeat,
+            trials,
+        } => {
+            let engine: crate::conformance::Engine = opts.engine.into();
+            engine.select();
+            bench_ct(sizes, repeat, trials, engine, opts.json, out)
+        }
     };
     r.map_err(fail)
+}
+
+/// `kbpf bench ct` on kbpf's table.
+fn bench_ct(
+    sizes: Vec<u32>,
+    repeat: u32,
+    trials: usize,
+    engine: crate::conformance::Engine,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), String> {
+    use crate::bench::ct;
+    if sizes.is_empty() || sizes.windows(2).any(|w| w[0] >= w[1]) || sizes[0] < 2 {
+        return Err("--sizes: ascending, each at least 2".into());
+    }
+    if repeat == 0 || trials == 0 {
+        return Err("--repeat and --trials must be at least 1".into());
+    }
+    let o = ct::CtBenchOpts {
+        sizes,
+        repeat,
+        trials,
+        ..ct::CtBenchOpts::default()
+    };
+    let mut r = ct::KbpfRunner::new(*o.sizes.last().expect("not empty"))?;
+    let rows = ct::measure(&mut r, &o);
+    r.finish();
+    ct::print(&rows?, &format!("kbpf {}", engine.name()), json, out).map_err(|e| e.to_string())
 }
 
 /// Hex bytes (`06000000`, `"06 00 00 00"`) or a typed number (`u8:`, `u16:`, `u32:`, `u64:`,

@@ -107,6 +107,7 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
             section,
             prog_type,
             engine,
+            privileged,
         } => {
             state.engine(engine)?;
             if !is_object(&file) {
@@ -134,6 +135,7 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
                 section,
                 prog: None,
                 prog_type,
+                privileged,
             };
             let obj = state.load_object(&file, &opts)?;
             for p in &obj.progs {
@@ -158,6 +160,8 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
             ctx_in,
             ctx_out,
             repeat,
+            privileged,
+            netns,
         } => {
             state.engine(engine)?;
             let files = super::run_cmd::RunFiles {
@@ -166,7 +170,12 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
                 ctx_in,
                 ctx_out,
             };
-            super::run_cmd::run(state, &file, &pick, &files, repeat, out)
+            let how = super::run_cmd::RunHow {
+                repeat,
+                privileged,
+                netns,
+            };
+            super::run_cmd::run(state, &file, &pick, &files, &how, out)
         }
         ProgCmd::Show { json } => show(state, json, out),
         ProgCmd::Dump { kind, file, pick } => {
@@ -184,7 +193,7 @@ pub fn run(cmd: ProgCmd, state: &mut State, out: &mut dyn Write) -> Result<(), C
                 let _ = syscall::close(fd);
                 return r.map_err(refused);
             }
-            let obj = state.object_or_load(&file)?;
+            let obj = state.object_or_load(&file, false)?;
             let progs: Vec<_> = match (&pick.prog, &pick.section) {
                 (None, None) => obj.progs.iter().collect(),
                 _ => vec![pick_prog(obj, &pick, &file)?],
@@ -326,6 +335,7 @@ pub fn verify(v: &VerifyArgs, out: &mut dyn Write) -> Result<u8, CmdError> {
         section: v.pick.section.clone(),
         prog: v.pick.prog.clone(),
         prog_type,
+        privileged: v.privileged,
     };
     if !obj.progs.iter().any(|p| opts.selects(p)) {
         return Err(CmdError::usage(format!(

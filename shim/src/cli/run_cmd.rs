@@ -48,19 +48,31 @@ fn write(p: &Option<PathBuf>, bytes: &[u8]) -> Result<(), CmdError> {
     }
 }
 
+/// How `prog run` runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunHow {
+    /// `--repeat`.
+    pub repeat: u32,
+    /// `--privileged`: load an object not loaded yet with root's rules.
+    pub privileged: bool,
+    /// `--netns`: the namespace the run happens in.
+    pub netns: u32,
+}
+
 /// `kbpf prog run FILE …`.
 pub fn run(
     state: &mut State,
     file: &Path,
     pick: &Pick,
     files: &RunFiles,
-    repeat: u32,
+    how: &RunHow,
     out: &mut dyn Write,
 ) -> Result<(), CmdError> {
+    let repeat = how.repeat;
     let (data_in, ctx_in) = (read(&files.data_in)?, read(&files.ctx_in)?);
     // The program, its type, the buffer it runs on by default, and a handle to close after.
     let (fd, prog_type, default, temp) = if is_object(file) {
-        let obj = state.object_or_load(file)?;
+        let obj = state.object_or_load(file, how.privileged)?;
         let p = pick_prog(obj, pick, file)?;
         let def = &obj.object.progs[p.index];
         let zeros = def.ctx_size.map(|n| vec![0; n as usize]);
@@ -126,6 +138,7 @@ pub fn run(
             ctx_in: ctx_in.as_deref(),
             ctx_out: files.ctx_out.as_ref().map(|_| cout.as_mut_slice()),
             repeat,
+            netns: how.netns,
             ..Default::default()
         };
         let r = syscall::prog_test_run(fd, &mut run);

@@ -84,10 +84,19 @@ impl State {
         Ok(&self.objects.last().expect("just pushed").1)
     }
 
-    /// The loaded object at `path`, loading it first if needed.
-    pub fn object_or_load(&mut self, path: &Path) -> Result<&LoadedObject, CmdError> {
+    /// The loaded object at `path`, loading it first if needed (with root's rules when
+    /// `privileged`).
+    pub fn object_or_load(
+        &mut self,
+        path: &Path,
+        privileged: bool,
+    ) -> Result<&LoadedObject, CmdError> {
         if self.object(path).is_none() {
-            self.load_object(path, &LoadOpts::default())?;
+            let opts = LoadOpts {
+                privileged,
+                ..LoadOpts::default()
+            };
+            self.load_object(path, &opts)?;
         }
         Ok(self.object(path).expect("loaded"))
     }

@@ -19,6 +19,9 @@ pub struct LoadOpts {
     pub prog: Option<String>,
     /// Load as this type instead of the section's (bpftool's `type`).
     pub prog_type: Option<ProgType>,
+    /// Root's rules (`CAP_SYS_ADMIN`, `CAP_PERFMON`: reading kernel objects such as
+    /// `struct nf_conn`) instead of the default mode's `CAP_BPF` + `CAP_NET_ADMIN`.
+    pub privileged: bool,
 }
 
 impl LoadOpts {
@@ -98,6 +101,7 @@ pub fn attr<'a>(p: &'a ProgDef, insns: &'a [Insn], opts: &LoadOpts) -> ProgLoadA
         a = a.with_ctx_size(n);
     }
     a.with_line_info(&p.line_info)
+        .with_privileged(opts.privileged)
 }
 
 /// `log` with the source lines of `p`'s line info (see [`crate::dump::annotate_log`]).

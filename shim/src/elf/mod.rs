@@ -20,6 +20,7 @@ pub mod link;
 mod load;
 pub mod maps;
 pub mod section;
+pub mod symbols;
 
 pub use load::{LoadOpts, LoadedObject, LoadedProg, annotate, attr, bind};
 
@@ -139,21 +140,12 @@ impl Object {
         text_programs: Option<section::SecDef>,
     ) -> Result<Object, ElfError> {
         // The ELF reader borrows its headers in place, so they must be 8-aligned.
-        let aligned: Vec<u64>;
+        let aligned;
         let data = if data.as_ptr() as usize % 8 == 0 {
             data
         } else {
-            let mut words = vec![0u64; data.len().div_ceil(8)];
-            for (w, c) in words.iter_mut().zip(data.chunks(8)) {
-                let mut b = [0u8; 8];
-                b[..c.len()].copy_from_slice(c);
-                *w = u64::from_ne_bytes(b);
-            }
-            aligned = words;
-            // SAFETY: `aligned` owns at least `data.len()` initialized bytes (its words were
-            // filled from `data` in order) and lives until the end of this function, past every
-            // use of the slice; u8 has no alignment or validity requirements.
-            unsafe { std::slice::from_raw_parts(aligned.as_ptr().cast::<u8>(), data.len()) }
+            aligned = symbols::Aligned::new(data);
+            aligned.bytes()
         };
         let file = ElfFile64::<Endianness>::parse(data)
             .map_err(|e| ElfError::bad(format!("not an ELF64 object: {e}")))?;

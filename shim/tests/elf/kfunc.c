@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 /* Loader test object: kfuncs declared `extern ... __ksym`, resolved by name against kbpf's
- * kfunc registry (BPF_PSEUDO_KFUNC_CALL). The conntrack kfuncs have no run-time side in kbpf
- * yet, so this object verifies but does not load.
+ * kfunc registry (BPF_PSEUDO_KFUNC_CALL). Run on kbpf's empty conntrack table, the lookup
+ * misses and the program returns TC_ACT_OK.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>

@@ -6,7 +6,9 @@ use super::ENGINE;
 use kbpf::syscall::{self, ObjInfo};
 use kbpf::tcx::TcxVerdict;
 use kbpf_shim::conformance::Engine;
+use kbpf_shim::demo::ct::{CT_TRACK_O, SYNPROXY_O};
 use kbpf_shim::demo::{self, PARSER_O, SK_LOOKUP_O, SYSCALL_O, TCX_CHAIN_O};
+use kbpf_shim::elf::{LoadOpts, Object};
 
 fn setup() {
     kbpf_shim::host::install();
@@ -70,6 +72,59 @@ fn the_demo_gives_the_expected_results() {
     );
     assert_eq!(who(&rep.sk_lookup.after_close), ["refused", "nginx"]);
     assert_eq!(rep.sk_lookup.counters, [2, 2, 1]);
+    // Seed 004: the SYN-ACK of a tracked connection passes, a stray ACK is dropped, a new
+    // SYN passes, the second tracked connection's ACK passes.
+    let ct = &rep.conntrack;
+    assert_eq!(ct.verdicts, [2, 1, 2, 2]);
+    assert_eq!(ct.seen, [2, 1, 1, 0], "established, new, dropped, other");
+    assert_eq!(
+        ct.track,
+        [2, 1, 1, 0, 0],
+        "created, refreshed, replies, clashes, failures"
+    );
+    assert_eq!(ct.marks, [0x2a, 0x2a, 0x2a]);
+    let mut entries = ct.entries.clone();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries[0].contains("src=10.0.0.1 dst=9.9.9.9 sport=40001 dport=853"));
+    assert!(
+        entries[0].contains("[ASSURED|CONFIRMED] mark=42"),
+        "{}",
+        entries[0]
+    );
+    assert!(entries[1].contains("dst=93.184.216.34 sport=40000 dport=443"));
+    assert!(
+        entries[1].contains("[SEEN_REPLY|ASSURED|CONFIRMED] mark=42"),
+        "{}",
+        entries[1]
+    );
+}
+
+/// The conntrack examples load only with root's rules (they read `struct nf_conn`, which
+/// needs `CAP_PERFMON`), and then on the engine.
+#[test]
+fn the_conntrack_examples_need_root_rules() {
+    setup();
+    for (name, bytes) in [("synproxy.o", SYNPROXY_O), ("ct_track.o", CT_TRACK_O)] {
+        let e = demo::load_object(name, bytes).unwrap_err().to_string();
+        assert!(
+            e.contains("'struct nf_conn' access is allowed only to CAP_PERFMON"),
+            "{name}: {e}"
+        );
+        let obj = Object::parse(bytes).unwrap();
+        let opts = LoadOpts {
+            privileged: true,
+            ..LoadOpts::default()
+        };
+        let obj = obj.load(&opts).unwrap();
+        for p in &obj.progs {
+            let Ok(ObjInfo::Prog(i)) = syscall::obj_get_info(p.fd) else {
+                panic!("{name}: {} has no info", p.name);
+            };
+            assert_eq!(i.jited, ENGINE == Engine::Jit, "{name}: {}", p.name);
+        }
+        obj.close();
+    }
 }
 
 #[test]
