@@ -3,7 +3,6 @@
 //! `benches/` measure the same programs more thoroughly.
 
 pub mod ct;
-pub mod host_tailcall;
 pub mod isa;
 pub mod map_lookup;
 pub mod sklookup;

@@ -10,8 +10,10 @@
 
 pub mod btf_ids;
 pub mod ct;
+pub mod machine;
 pub mod sklookup;
 pub mod sys;
+pub mod tailcall;
 pub mod test_run;
 
 use kbpf::insn::Insn;

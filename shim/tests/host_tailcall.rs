@@ -1,9 +1,9 @@
-//! Optional: the host kernel's tail-call chains (`bench::host_tailcall`, what
+//! Optional: the host kernel's tail-call chains (`host_bpf::tailcall`, what
 //! `scripts/compare-tailcall` times) load, run to the end and stop at Linux's limit of 33 tail
 //! calls, for both key kinds. SKIPPED when the host kernel can't load BPF.
 
-use kbpf_shim::bench::host_tailcall::{LENGTHS, measure};
 use kbpf_shim::host_bpf::HostVerifier;
+use kbpf_shim::host_bpf::tailcall::{LENGTHS, measure};
 use kbpf_shim::progs::ChainKey;
 
 #[test]

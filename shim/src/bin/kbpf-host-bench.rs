@@ -1,0 +1,98 @@
+//! `kbpf-host-bench <what> …`: the host Linux kernel measured the way the matching `kbpf bench`
+//! mode measures kbpf, through kbpf's own `bpf(2)` code (`kbpf_shim::host_bpf`) — nothing
+//! outside the repository — for the `scripts/compare-*` side-by-side runs. With `--json` the
+//! last line is one JSON object. Exit status 2, with the reason, when the host can't run BPF
+//! (root and the BPF JIT are needed).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use kbpf_shim::bench::tailcall;
+use kbpf_shim::host_bpf::machine::Machine;
+use kbpf_shim::host_bpf::tailcall as host_tailcall;
+use kbpf_shim::progs::ChainKey;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "kbpf-host-bench",
+    about = "The host kernel's side of scripts/compare-*"
+)]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Key {
+    /// A constant key (the kernel's JIT patches a direct jump).
+    Const,
+    /// A key from the context (bounds check and indirect jump).
+    Reg,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// The CPU, the kernel's mitigations and JIT switches, as a comparison's header.
+    Machine {
+        /// Last line one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tail-call chains (the oracle's tailcall-bench; `kbpf bench tailcall`).
+    Tailcall {
+        /// How each program picks the next slot.
+        #[arg(long, value_enum, default_value = "const")]
+        key: Key,
+        /// Runs per BPF_PROG_TEST_RUN.
+        #[arg(long, default_value_t = 500_000)]
+        repeat: u32,
+        /// Interleaved rounds over the chain lengths.
+        #[arg(long, default_value_t = 3)]
+        trials: usize,
+        /// Last line one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run(what: What, out: &mut dyn Write) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    match what {
+        What::Machine { json } => {
+            let m = Machine::read();
+            writeln!(out, "{}", m.line()).map_err(io)?;
+            if json {
+                writeln!(out, "{}", m.json()).map_err(io)?;
+            }
+            Ok(())
+        }
+        What::Tailcall {
+            key,
+            repeat,
+            trials,
+            json,
+        } => {
+            if repeat == 0 || trials == 0 {
+                return Err("--repeat and --trials must be at least 1".into());
+            }
+            let key = match key {
+                Key::Const => ChainKey::Const,
+                Key::Reg => ChainKey::Reg,
+            };
+            let r = host_tailcall::measure(key, repeat, trials)?;
+            tailcall::print(&r, "host", key, json, out).map_err(io)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = &mut std::io::stdout().lock();
+    match run(cli.what, out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kbpf-host-bench: the host kernel cannot run this: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
