@@ -1,7 +1,7 @@
 //! The JIT as the kernel's backend: what a host registers with `kbpf::jit::register` so that
 //! `prog_load` compiles programs (Linux `bpf_int_jit_compile`).
 
-use crate::compile::{JitImage, compile};
+use crate::compile::{JitImage, compile, compile_dispatch};
 use alloc::boxed::Box;
 use kbpf::insn::Insn;
 use kbpf::uapi::ProgType;
@@ -50,5 +50,13 @@ impl kbpf::jit::JitCompiler for X86Jit {
         prog_type: ProgType,
     ) -> kbpf::Result<Box<dyn kbpf::jit::JitImage>> {
         Ok(Box::new(compile(insns, prog_type)?))
+    }
+
+    fn compile_dispatch(
+        &self,
+        progs: &[usize],
+        next: i32,
+    ) -> kbpf::Result<Box<dyn kbpf::jit::JitImage>> {
+        Ok(Box::new(compile_dispatch(progs, next)?))
     }
 }

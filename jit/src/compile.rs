@@ -7,6 +7,7 @@
 
 mod alu;
 mod call;
+mod dispatch;
 mod frame;
 mod image;
 mod mem;
@@ -18,6 +19,7 @@ mod tailcall_const;
 mod tailcall_direct;
 
 pub use call::{CallxRet, kbpf_jit_callx};
+pub use dispatch::compile_dispatch;
 pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
 pub use image::JitImage;
 pub use regmap::bpf_reg;

@@ -201,6 +201,18 @@ pub trait JitCompiler: Send + Sync {
     fn needs_zext(&self) -> bool {
         false
     }
+
+    /// Compiles a dispatcher: code entered like a program (`enter(func, r1, r2, tcc)`, see
+    /// [`enter`]) that runs the JIT'd programs whose entries are `progs`, in order, each with
+    /// R1 = `r1`, R2 = `r2` and the counter `*tcc` reset to 0 before it (the first finds it
+    /// reset by the run), and returns R0 of the first whose low 32 bits are not `next`, or of
+    /// the last (an mprog walk under tcx's rules, compiled; see `mprog::Dispatch`). The image
+    /// has no instructions and no poke sites. `ENOTSUPP` (the default) when the backend has
+    /// none; any error means "walk".
+    fn compile_dispatch(&self, progs: &[usize], next: i32) -> Result<Box<dyn JitImage>> {
+        let _ = (progs, next);
+        Err(crate::Errno::ENOTSUPP)
+    }
 }
 
 static JIT: Once<&'static dyn JitCompiler> = Once::new();
@@ -272,6 +284,13 @@ pub fn needs_zext() -> bool {
 /// Whether a JIT backend is registered.
 pub fn enabled() -> bool {
     JIT.get().is_some()
+}
+
+/// A dispatcher for the JIT'd programs at `progs` ([`JitCompiler::compile_dispatch`]), if a
+/// JIT is registered and builds one.
+pub(crate) fn compile_dispatch(progs: &[usize], next: i32) -> Option<Box<dyn JitImage>> {
+    JIT.get()
+        .and_then(|jit| jit.compile_dispatch(progs, next).ok())
 }
 
 /// Native code for `insns`, if a JIT is registered and accepts the program.
