@@ -1,6 +1,15 @@
 # Shared by scripts/compare-*: build, check that the host kernel can run BPF, medians, and the
 # machine the figures belong to. Sourced from the repository root.
 
+# Runs "$@" on CPU 0, where the host-side tools pin themselves, so both sides share one CPU.
+on_cpu0() {
+    if command -v taskset >/dev/null; then
+        taskset -c 0 "$@"
+    else
+        "$@"
+    fi
+}
+
 # Builds the CLI and the host-side tool; sets $kbpf and $host.
 compare_setup() {
     cargo build --release -q -p kbpf-shim

@@ -11,9 +11,11 @@
 pub mod btf_ids;
 pub mod ct;
 pub mod machine;
+pub mod netns;
 pub mod sklookup;
 pub mod sys;
 pub mod tailcall;
+pub mod tcx_bench;
 pub mod test_run;
 
 use kbpf::insn::Insn;

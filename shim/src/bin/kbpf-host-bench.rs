@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use kbpf_shim::bench::tailcall;
 use kbpf_shim::host_bpf::machine::Machine;
 use kbpf_shim::host_bpf::tailcall as host_tailcall;
+use kbpf_shim::host_bpf::tcx_bench::{self, TcxHostOpts};
 use kbpf_shim::progs::ChainKey;
 use std::io::Write;
 use std::process::ExitCode;
@@ -53,6 +54,21 @@ enum What {
         #[arg(long)]
         json: bool,
     },
+    /// tcx ingress of lo with N programs, real packets (the oracle's tcx-bench; `kbpf bench tcx`).
+    Tcx {
+        /// The N values, comma-separated (0..=63).
+        #[arg(long, value_delimiter = ',', default_values_t = TcxHostOpts::default().counts)]
+        counts: Vec<usize>,
+        /// Packets per measurement.
+        #[arg(long, default_value_t = TcxHostOpts::default().packets)]
+        packets: usize,
+        /// Rounds, each visiting every N once in a shuffled order.
+        #[arg(long, default_value_t = TcxHostOpts::default().rounds)]
+        rounds: usize,
+        /// Last line one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn run(what: What, out: &mut dyn Write) -> Result<(), String> {
@@ -81,6 +97,21 @@ fn run(what: What, out: &mut dyn Write) -> Result<(), String> {
             };
             let r = host_tailcall::measure(key, repeat, trials)?;
             tailcall::print(&r, "host", key, json, out).map_err(io)
+        }
+        What::Tcx {
+            counts,
+            packets,
+            rounds,
+            json,
+        } => {
+            let o = TcxHostOpts {
+                counts,
+                packets,
+                rounds,
+                ..TcxHostOpts::default()
+            };
+            let r = tcx_bench::measure(&o)?;
+            tcx_bench::print(&r, json, out).map_err(io)
         }
     }
 }
