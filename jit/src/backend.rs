@@ -1,7 +1,7 @@
 //! The JIT as the kernel's backend: what a host registers with `kbpf::jit::register` so that
 //! `prog_load` compiles programs (Linux `bpf_int_jit_compile`).
 
-use crate::compile::{JitImage, compile, compile_dispatch};
+use crate::compile::{JitImage, compile_dispatch, compile_for};
 use alloc::boxed::Box;
 use kbpf::insn::Insn;
 use kbpf::uapi::ProgType;
@@ -48,8 +48,9 @@ impl kbpf::jit::JitCompiler for X86Jit {
         &self,
         insns: &[Insn],
         prog_type: ProgType,
+        maps: &[u64],
     ) -> kbpf::Result<Box<dyn kbpf::jit::JitImage>> {
-        Ok(Box::new(compile(insns, prog_type)?))
+        Ok(Box::new(compile_for(insns, prog_type, maps)?))
     }
 
     fn compile_dispatch(

@@ -15,7 +15,6 @@ mod pass;
 mod regmap;
 mod subprog;
 mod tailcall;
-mod tailcall_const;
 mod tailcall_direct;
 
 pub use call::{CallxRet, kbpf_jit_callx};
@@ -23,7 +22,6 @@ pub use dispatch::compile_dispatch;
 pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
 pub use image::JitImage;
 pub use regmap::bpf_reg;
-pub use tailcall_const::ConstKey;
 pub use tailcall_direct::DirectSite;
 
 use alloc::vec::Vec;
@@ -36,7 +34,7 @@ use pass::{Layout, Prepared, pass};
 /// Passes before giving up on convergence (`MAX_PASSES`).
 const MAX_PASSES: usize = 20;
 
-fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
+fn prepare(insns: &[Insn], prog_type: ProgType, used_maps: &[u64]) -> Result<Prepared, Errno> {
     if insns.is_empty() {
         return Err(Errno::EINVAL);
     }
@@ -89,14 +87,16 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         pc += op.slots();
     }
     let subs = subprog::analyze(&ops)?;
-    let direct = tailcall_const::const_keys(&ops, &subs);
     let frame = frame::FrameInfo {
         sub_may_goto: ops
             .iter()
-            .any(|o| matches!(o, Some(Op::MayGoto { .. } | Op::TailCall))),
+            .any(|o| matches!(o, Some(Op::MayGoto { .. } | Op::TailCall(_)))),
     };
     let named = named_regs(insns, &ops);
-    let tail_calls = ops.iter().any(|o| matches!(o, Some(Op::TailCall)));
+    let tail_calls = ops.iter().any(|o| matches!(o, Some(Op::TailCall(_))));
+    let mut used = Vec::new();
+    used.try_reserve_exact(used_maps.len())?;
+    used.extend_from_slice(used_maps);
     let main = main_frame(named, tail_calls, &ops, &protos);
     let saves = frame::CallSaves::new(named, tail_calls);
     let loop_head = pass::loop_heads(&ops);
@@ -113,7 +113,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         calls: call::HelperCalls::Far,
         prog_type,
         maps,
-        direct,
+        used_maps: used,
     })
 }
 
@@ -179,7 +179,7 @@ fn main_frame(
 /// than `MAX_CALL_FRAMES`, `ENOTSUPP` for kfuncs without a run-time side and legacy packet
 /// loads, `EFAULT` when the layout does not converge.
 pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), Errno> {
-    emit_with_pokes(insns, prog_type).map(|e| (e.code, e.offsets))
+    emit_with_pokes(insns, prog_type, &[]).map(|e| (e.code, e.offsets))
 }
 
 /// The output of [`emit_with_pokes`].
@@ -195,9 +195,14 @@ pub struct Emitted {
     pub tail_entry: u32,
 }
 
-/// [`emit`], plus the direct tail calls of the code and its tail-call entry.
-pub fn emit_with_pokes(insns: &[Insn], prog_type: ProgType) -> Result<Emitted, Errno> {
-    let mut p = prepare(insns, prog_type)?;
+/// [`emit`], plus the direct tail calls of the code and its tail-call entry, for a program whose
+/// `used_maps` have addresses `used_maps` (what verified tail calls' facts index).
+pub fn emit_with_pokes(
+    insns: &[Insn],
+    prog_type: ProgType,
+    used_maps: &[u64],
+) -> Result<Emitted, Errno> {
+    let mut p = prepare(insns, prog_type, used_maps)?;
     converge_aligned(&mut p).map(|(e, _)| e)
 }
 
@@ -248,7 +253,18 @@ fn emitted(code: Vec<u8>, l: &Layout) -> Emitted {
 /// host picks the address, and the last pass emits the displacements for it. Otherwise the
 /// image is laid out again with position-independent calls.
 pub fn compile(insns: &[Insn], prog_type: ProgType) -> Result<JitImage, Errno> {
-    let mut p = prepare(insns, prog_type)?;
+    compile_for(insns, prog_type, &[])
+}
+
+/// [`compile`] for a program whose `used_maps` have addresses `used_maps`, which a verified
+/// tail call's [`kbpf::insn::TailCallAux::map`] indexes (what the kernel's runtime selection
+/// passes).
+pub fn compile_for(
+    insns: &[Insn],
+    prog_type: ProgType,
+    used_maps: &[u64],
+) -> Result<JitImage, Errno> {
+    let mut p = prepare(insns, prog_type, used_maps)?;
     let helpers: Vec<usize> = p
         .protos
         .iter()

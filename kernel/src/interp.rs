@@ -251,7 +251,10 @@ fn translate(op: &Op, prog_type: ProgType) -> Result<IOp> {
                 .ok_or(Errno::ENOTSUPP)?;
             iop(K::CallKfunc, 0, 0, 0, f as usize as u64)
         }
-        Op::TailCall => iop(K::TailCall, 0, 0, 0, 0),
+        // A verified site's R2 is a prog_array of the program's maps on every path: no scan of
+        // the map list at run time (the trusted path keeps it).
+        Op::TailCall(aux) if aux.verified => iop(K::TailCallVerified, 0, 0, 0, 0),
+        Op::TailCall(_) => iop(K::TailCall, 0, 0, 0, 0),
         Op::Exit => iop(K::Exit, 0, 0, 0, 0),
         Op::MayGoto { off } => iop(K::MayGoto, 0, 0, off as i32, 0),
         Op::Ldx {

@@ -193,7 +193,14 @@ pub trait JitImage: Send + Sync {
 /// A JIT backend.
 pub trait JitCompiler: Send + Sync {
     /// Compiles checked, rewritten instructions; any error means "run it in the interpreter".
-    fn compile(&self, insns: &[Insn], prog_type: ProgType) -> Result<Box<dyn JitImage>>;
+    /// `maps` are the addresses of the program's `used_maps`, in order: what a tail call's
+    /// [`crate::insn::TailCallAux::map`] indexes.
+    fn compile(
+        &self,
+        insns: &[Insn],
+        prog_type: ProgType,
+        maps: &[u64],
+    ) -> Result<Box<dyn JitImage>>;
 
     /// Whether the target's 32-bit operations leave the upper half of the register alone, so
     /// that the verifier must insert explicit zero extensions (`bpf_jit_needs_zext()`; x86-64,
@@ -252,7 +259,7 @@ static JIT: Once<&'static dyn JitCompiler> = Once::new();
 /// struct Declines;
 ///
 /// impl JitCompiler for Declines {
-///     fn compile(&self, _insns: &[Insn], _prog_type: ProgType) -> kbpf::Result<Box<dyn JitImage>> {
+///     fn compile(&self, _: &[Insn], _: ProgType, _: &[u64]) -> kbpf::Result<Box<dyn JitImage>> {
 ///         Err(Errno::ENOTSUPP)
 ///     }
 /// }
@@ -294,6 +301,11 @@ pub(crate) fn compile_dispatch(progs: &[usize], next: i32) -> Option<Box<dyn Jit
 }
 
 /// Native code for `insns`, if a JIT is registered and accepts the program.
-pub(crate) fn select_runtime(insns: &[Insn], prog_type: ProgType) -> Option<Box<dyn JitImage>> {
-    JIT.get().and_then(|jit| jit.compile(insns, prog_type).ok())
+pub(crate) fn select_runtime(
+    insns: &[Insn],
+    prog_type: ProgType,
+    maps: &[u64],
+) -> Option<Box<dyn JitImage>> {
+    JIT.get()
+        .and_then(|jit| jit.compile(insns, prog_type, maps).ok())
 }

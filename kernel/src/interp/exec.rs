@@ -446,8 +446,8 @@ unsafe fn exec(
                 may_goto = f.may_goto;
                 seg_base = f.seg_base;
             }
-            K::TailCall => {
-                let next = tail_call_target(image(cur), state, regs[2], regs[3]);
+            K::TailCall | K::TailCallVerified => {
+                let next = tail_call_target(image(cur), op.k, state, regs[2], regs[3]);
                 // SAFETY: `state` is this run's CPU state (see `exec`'s contract).
                 regs[2] = unsafe { (*state).entry_r2 };
                 if let Some(next) = next {
@@ -468,18 +468,22 @@ unsafe fn exec(
     }
 }
 
-/// Resolves a tail call (`JMP_TAIL_CALL`): the target program, or `None` to fall through.
+/// Resolves a tail call (`JMP_TAIL_CALL`): the target program, or `None` to fall through. At a
+/// verified site ([`K::TailCallVerified`]) the verifier proved `map` one of the program's maps
+/// (a prog_array), so only the trusted path scans the map list.
 #[inline(always)]
 fn tail_call_target(
     img: &InterpImage,
+    kind: K,
     state: *mut CpuState,
     map: u64,
     index: u64,
 ) -> Option<*const Prog> {
-    if !valid_map(img, map) {
+    if kind != K::TailCallVerified && !valid_map(img, map) {
         return None;
     }
-    // SAFETY: `map` is one of the program's maps (checked above), kept alive by the program.
+    // SAFETY: `map` is one of the program's maps (checked above, or proved by the verifier at
+    // a verified site), kept alive by the program.
     let array = unsafe { (*(map as *const Map)).as_prog_array()? };
     let index = index as u32;
     if index >= array.max_entries() {

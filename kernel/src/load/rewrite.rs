@@ -16,6 +16,7 @@
 //! When no pass has work the program is copied as written and no list is built.
 
 use super::Load;
+use crate::insn::{TAIL_CALL_CODE, TailCallAux};
 use crate::map::MapImpl;
 use crate::maps::ArrayLayout;
 use crate::patch::PatchList;
@@ -23,7 +24,7 @@ use crate::verifier::convert::convert_ctx_access;
 use crate::verifier::fixups::do_misc_fixups;
 use crate::verifier::loop_inline;
 use crate::verifier::zext::{ZextMode, is_cmpxchg32, opt_subreg_zext_lo32_rnd_hi32, zext_dst};
-use crate::verifier::{CallMap, LoopSite};
+use crate::verifier::{CallKey, CallMap, LoopSite};
 use crate::{Errno, Result};
 use alloc::vec::Vec;
 
@@ -130,9 +131,47 @@ pub(super) fn linearize(l: &mut Load<'_>) -> Result {
 fn single_slot_fixups(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
     for &(slot, insn) in &l.fixups {
         let node = list.orig_node(slot as u32).ok_or(Errno::EINVAL)?;
+        let insn = if insn.code == TAIL_CALL_CODE {
+            tail_call_aux(l, slot).insn()
+        } else {
+            insn
+        };
         list.replace(node, &[insn])?;
     }
     Ok(())
+}
+
+/// What the verifier proved about the tail call at `slot`, for the engines (the part of
+/// `do_misc_fixups` that reads `map_ptr_state`/`map_key_state` and adds a poke descriptor):
+/// on a verified path, R2 is a prog_array of the program's maps; one map on every path gives
+/// its `used_maps` index; with it, one in-range constant key on every path makes the site
+/// direct. Nothing on the trusted path: its engines check at run time.
+fn tail_call_aux(l: &Load<'_>, slot: usize) -> TailCallAux {
+    let Some(v) = l
+        .verified
+        .as_ref()
+        .filter(|v| v.seen.get(slot) == Some(&true))
+    else {
+        return TailCallAux::default();
+    };
+    let map = match v.call_map.get(slot) {
+        Some(&CallMap::Map(h)) => l
+            .handles
+            .iter()
+            .find(|&&(x, _)| x == h)
+            .and_then(|&(_, i)| u16::try_from(i).ok())
+            .filter(|&i| i <= i16::MAX as u16),
+        _ => None,
+    };
+    let key = match v.call_key.get(slot) {
+        Some(&CallKey::Key(k)) if map.is_some() => Some(k),
+        _ => None,
+    };
+    TailCallAux {
+        verified: true,
+        map,
+        key,
+    }
 }
 
 /// `bpf_check`'s dead-code treatment for a loader with `CAP_BPF` (both load modes are one; its

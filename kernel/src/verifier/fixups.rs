@@ -227,6 +227,13 @@ mod tests {
         assert_eq!(CallMap::Map(3).merge(3), CallMap::Map(3));
         assert_eq!(CallMap::Map(3).merge(4), CallMap::Poisoned);
         assert_eq!(CallMap::Poisoned.merge(3), CallMap::Poisoned);
+        use crate::verifier::CallKey;
+        assert_eq!(CallKey::None.merge(Some(2)), CallKey::Key(2));
+        assert_eq!(CallKey::Key(2).merge(Some(2)), CallKey::Key(2));
+        assert_eq!(CallKey::Key(2).merge(Some(3)), CallKey::Poisoned);
+        assert_eq!(CallKey::Key(2).merge(None), CallKey::Poisoned);
+        assert_eq!(CallKey::None.merge(None), CallKey::Poisoned);
+        assert_eq!(CallKey::Poisoned.merge(Some(2)), CallKey::Poisoned);
     }
 
     #[test]
