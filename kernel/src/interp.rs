@@ -3,8 +3,9 @@
 //! At load the checked instructions are translated once into [`IOp`]s: one 16-byte op per
 //! instruction slot (so jump distances stay in slots), with the operation, width and operand
 //! form folded into a dense `K` kind that the run loop dispatches through one jump table.
-//! Immediates are pre-extended, helper prototypes pre-resolved, and the map arguments a helper
-//! takes pre-marked.
+//! Immediates are pre-extended, helper prototypes pre-resolved, and — in a program loaded on the
+//! trusted path, which no verifier has seen — the map arguments a helper takes pre-marked for a
+//! run-time check; a verified program's were proved and are not checked again.
 //!
 //! Semantics are RFC 9669's and Linux's: division by zero yields 0, modulo by zero leaves the
 //! dividend (32-bit: zero-extended), `INT_MIN / -1` wraps, shift counts are masked to the width.
@@ -51,11 +52,13 @@ pub(crate) struct InterpImage {
 
 impl InterpImage {
     /// Translates checked, rewritten instructions (`crate::load` has validated every field,
-    /// jump target and helper id).
+    /// jump target and helper id); `verified`: the verifier proved the program's helper map
+    /// arguments, so they are not checked at run time.
     pub(crate) fn build(
         insns: &[Insn],
         prog_type: ProgType,
         map_addrs: Box<[u64]>,
+        verified: bool,
     ) -> Result<Self> {
         let mut ops = Vec::new();
         ops.try_reserve_exact(insns.len())?;
@@ -63,7 +66,11 @@ impl InterpImage {
         while pc < insns.len() {
             // The load path validated the program; its rewrites may use the hidden AX register.
             let op = decode_internal(insns, pc).map_err(|_| Errno::EINVAL)?;
-            ops.push(translate(&op, prog_type)?);
+            let mut iop = translate(&op, prog_type)?;
+            if verified && iop.k == K::CallHelper {
+                iop.src = 0;
+            }
+            ops.push(iop);
             if op.slots() == 2 {
                 ops.push(IOp {
                     k: K::Nop,

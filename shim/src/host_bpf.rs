@@ -11,6 +11,7 @@
 pub mod btf_ids;
 pub mod ct;
 pub mod machine;
+pub mod map_bench;
 pub mod netns;
 pub mod sklookup;
 pub mod sys;

@@ -49,3 +49,17 @@ fn host_tcx_packets_go_through_the_hook() {
     assert!(r.jited_len > 0);
     assert!(r.ns_per_prog.is_finite());
 }
+
+#[test]
+fn host_map_lookup_loops_compute_their_sums() {
+    if !host() {
+        return;
+    }
+    // The bench checks every loop's sum before it times anything.
+    let rows = kbpf_shim::host_bpf::map_bench::measure(5, 1).expect("host map bench");
+    let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(
+        names,
+        ["array", "array-call", "hash", "hash-miss", "hash-empty"]
+    );
+}

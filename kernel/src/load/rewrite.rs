@@ -16,12 +16,13 @@
 //! When no pass has work the program is copied as written and no list is built.
 
 use super::Load;
+use crate::helpers::map_ops;
 use crate::insn::{TAIL_CALL_CODE, TailCallAux};
 use crate::map::MapImpl;
-use crate::maps::ArrayLayout;
 use crate::patch::PatchList;
+use crate::uapi::MapFlags;
 use crate::verifier::convert::convert_ctx_access;
-use crate::verifier::fixups::do_misc_fixups;
+use crate::verifier::fixups::{MapOps, do_misc_fixups};
 use crate::verifier::loop_inline;
 use crate::verifier::zext::{ZextMode, is_cmpxchg32, opt_subreg_zext_lo32_rnd_hi32, zext_dst};
 use crate::verifier::{CallKey, CallMap, LoopSite};
@@ -201,23 +202,43 @@ fn inline_loops(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
     }
 }
 
-/// Array-map lookups whose map the verifier saw fixed, inlined when a JIT is requested (the
-/// kernel's `prog->jit_requested`). Measured with `kbpf bench map-lookup`: JIT'd, an inlined
-/// array lookup costs about a tenth of the helper call; interpreted, its six dispatched
-/// instructions cost more than the call.
+/// Map helper calls whose map the verifier saw fixed, when a JIT is requested (the kernel's
+/// `prog->jit_requested`): array lookups inlined, the other calls made direct calls of the map
+/// type's own operation. Measured with `kbpf bench map-lookup`: JIT'd, an inlined array lookup
+/// costs about a tenth of the helper call; interpreted, its six dispatched instructions cost
+/// more than the call.
 fn misc_fixups(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
     let Some(v) = l.verified.as_ref().filter(|_| l.jit_requested) else {
         return Ok(());
     };
     // The pass sees the maps this load resolved (and holds), never a fresh lookup.
-    let layout = |h: u32| -> Option<ArrayLayout> {
-        let &(_, i) = l.handles.iter().find(|&&(x, _)| x == h)?;
-        match &l.used_maps.get(i)?.imp {
-            MapImpl::Array(a) => a.gen_lookup_layout(),
-            _ => None,
+    let ops = |h: u32| -> MapOps {
+        let map = l
+            .handles
+            .iter()
+            .find(|&&(x, _)| x == h)
+            .and_then(|&(_, i)| l.used_maps.get(i));
+        let Some(map) = map else {
+            return MapOps::default();
+        };
+        match &map.imp {
+            MapImpl::Array(a) => MapOps {
+                inline: a
+                    .gen_lookup_layout()
+                    .filter(|_| !map.attr().flags.contains(MapFlags::INNER_MAP)),
+                lookup: Some(map_ops::id::ARRAY_LOOKUP),
+                ..MapOps::default()
+            },
+            MapImpl::Hash(_) => MapOps {
+                inline: None,
+                lookup: Some(map_ops::id::HASH_LOOKUP),
+                update: Some(map_ops::id::HASH_UPDATE),
+                delete: Some(map_ops::id::HASH_DELETE),
+            },
+            _ => MapOps::default(),
         }
     };
-    do_misc_fixups(list, l.insns(), &v.call_map, &layout).map(|_| ())
+    do_misc_fixups(list, l.insns(), &v.call_map, &ops).map(|_| ())
 }
 
 /// Zero extension of the 32-bit definitions whose upper half is read, or its

@@ -5,8 +5,9 @@
 //! (root and the BPF JIT are needed).
 
 use clap::{Parser, Subcommand, ValueEnum};
-use kbpf_shim::bench::tailcall;
+use kbpf_shim::bench::{map_lookup, tailcall};
 use kbpf_shim::host_bpf::machine::Machine;
+use kbpf_shim::host_bpf::map_bench;
 use kbpf_shim::host_bpf::tailcall as host_tailcall;
 use kbpf_shim::host_bpf::tcx_bench::{self, TcxHostOpts};
 use kbpf_shim::progs::ChainKey;
@@ -54,6 +55,18 @@ enum What {
         #[arg(long)]
         json: bool,
     },
+    /// Map lookups from JIT'd code (the oracle's map-bench; `kbpf bench map-lookup`).
+    MapLookup {
+        /// Runs of the 1000-lookup loop per measurement.
+        #[arg(long, default_value_t = 2000)]
+        repeat: u32,
+        /// Interleaved rounds; each variant's best counts.
+        #[arg(long, default_value_t = 7)]
+        trials: usize,
+        /// Last line one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// tcx ingress of lo with N programs, real packets (the oracle's tcx-bench; `kbpf bench tcx`).
     Tcx {
         /// The N values, comma-separated (0..=63).
@@ -69,6 +82,13 @@ enum What {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn at_least_one(repeat: u32, trials: usize) -> Result<(), String> {
+    if repeat == 0 || trials == 0 {
+        return Err("--repeat and --trials must be at least 1".into());
+    }
+    Ok(())
 }
 
 fn run(what: What, out: &mut dyn Write) -> Result<(), String> {
@@ -88,15 +108,23 @@ fn run(what: What, out: &mut dyn Write) -> Result<(), String> {
             trials,
             json,
         } => {
-            if repeat == 0 || trials == 0 {
-                return Err("--repeat and --trials must be at least 1".into());
-            }
+            at_least_one(repeat, trials)?;
             let key = match key {
                 Key::Const => ChainKey::Const,
                 Key::Reg => ChainKey::Reg,
             };
             let r = host_tailcall::measure(key, repeat, trials)?;
             tailcall::print(&r, "host", key, json, out).map_err(io)
+        }
+        What::MapLookup {
+            repeat,
+            trials,
+            json,
+        } => {
+            at_least_one(repeat, trials)?;
+            let rows = map_bench::measure(repeat, trials)?;
+            map_lookup::print_rows(&rows, "map lookups, host kernel JIT", "host", json, out)
+                .map_err(io)
         }
         What::Tcx {
             counts,
