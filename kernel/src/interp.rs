@@ -2,7 +2,8 @@
 //!
 //! At load the checked instructions are translated once into [`IOp`]s: one 16-byte op per
 //! instruction slot (so jump distances stay in slots), with the operation, width and operand
-//! form folded into a dense `K` kind that the run loop dispatches through one jump table.
+//! form folded into a dense `K` kind that the run loop dispatches through one jump table, and a
+//! few common neighbours fused into one op (`fuse.rs`).
 //! Immediates are pre-extended, helper prototypes pre-resolved, and — in a program loaded on the
 //! trusted path, which no verifier has seen — the map arguments a helper takes pre-marked for a
 //! run-time check; a verified program's were proved and are not checked again.
@@ -15,6 +16,7 @@
 #[cfg(feature = "tools")]
 pub mod checked;
 mod exec;
+mod fuse;
 mod kind;
 
 pub(crate) use exec::run;
@@ -82,6 +84,7 @@ impl InterpImage {
             }
             pc += op.slots();
         }
+        fuse::fuse(&mut ops);
         Ok(InterpImage {
             ops: ops.into_boxed_slice(),
             map_addrs,

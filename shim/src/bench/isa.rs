@@ -91,8 +91,10 @@ pub fn load_us_per_1k(trials: u32) -> Result<f64> {
 pub struct IsaReport {
     /// ns per executed instruction on the loop.
     pub ns_per_insn: f64,
-    /// ns per invocation of `r0 = 7; exit`.
+    /// ns per invocation of `r0 = 7; exit` in the test-run loop.
     pub invoke_ns: f64,
+    /// ns per `Prog::run` of it (a hook's invocation, guard and counter included).
+    pub run_ns: f64,
     /// ns per helper call.
     pub helper_ns: f64,
     /// µs to load a 1000-instruction program (with the JIT: compile and install it too).
@@ -114,6 +116,24 @@ pub fn measure(scale: u32, blind: bool) -> Result<IsaReport> {
     })
 }
 
+/// Best mean ns of one `Prog::run` (recursion guard, counter reset, `jit::enter` or the
+/// interpreter, guard released) over 5 batches of `n`, on a held CPU: the cost of an
+/// invocation outside the test-run loop (what a hook pays per program).
+pub fn run_ns(fd: Fd, n: u32) -> Result<f64> {
+    let prog = syscall::prog_get(fd)?;
+    let mut g = kbpf::cpu::CpuGuard::enter();
+    let h = kbpf::host::get();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = h.ktime_ns();
+        for _ in 0..n {
+            std::hint::black_box(prog.run(&mut g, 0, 0).ok());
+        }
+        best = best.min((h.ktime_ns() - t0) as f64 / n as f64);
+    }
+    Ok(best)
+}
+
 fn measure_loaded(scale: u32) -> Result<IsaReport> {
     let lp = load(&loop_prog())?;
     let tiny = load(&tiny_prog())?;
@@ -121,6 +141,7 @@ fn measure_loaded(scale: u32) -> Result<IsaReport> {
     let without = load(&helper_loop(false))?;
     let loop_ns = best_ns(lp, &[], 2_000 * scale, 5)?;
     let tiny_ns = best_ns(tiny, &[], 200_000 * scale, 5)?;
+    let run_ns = run_ns(tiny, 200_000 * scale)?;
     let with_ns = best_ns(with, &[], 1_000 * scale, 5)?;
     let without_ns = best_ns(without, &[], 1_000 * scale, 5)?;
     for fd in [lp, tiny, with, without] {
@@ -129,6 +150,7 @@ fn measure_loaded(scale: u32) -> Result<IsaReport> {
     Ok(IsaReport {
         ns_per_insn: loop_ns / 3003.0,
         invoke_ns: tiny_ns,
+        run_ns,
         helper_ns: (with_ns - without_ns) / 1000.0,
         load_us_per_1k: load_us_per_1k(20)?,
         blinded: false,
@@ -151,6 +173,11 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
     )?;
     writeln!(
         out,
+        "  Prog::run of it:   {:.2} ns per invocation",
+        r.run_ns
+    )?;
+    writeln!(
+        out,
         "  helper loop:       {:.2} ns per helper call",
         r.helper_ns
     )?;
@@ -170,6 +197,7 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
             "blinded": r.blinded,
             "ns_per_insn": json_num(r.ns_per_insn),
             "invoke_ns": json_num(r.invoke_ns),
+            "run_ns": json_num(r.run_ns),
             "helper_ns": json_num(r.helper_ns),
             "load_us_per_1k": json_num(r.load_us_per_1k),
         });
