@@ -4,6 +4,7 @@
 
 pub mod ct;
 pub mod isa;
+pub mod layouts;
 pub mod map_lookup;
 pub mod sklookup;
 pub mod tailcall;
