@@ -1,10 +1,8 @@
 //! The JIT as the kernel's backend: what a host registers with `kbpf::jit::register` so that
 //! `prog_load` compiles programs (Linux `bpf_int_jit_compile`).
 
-use crate::compile::{JitImage, compile_dispatch, compile_for};
+use crate::compile::{JitImage, compile_dispatch, compile_program};
 use alloc::boxed::Box;
-use kbpf::insn::Insn;
-use kbpf::uapi::ProgType;
 
 /// The x86-64 JIT backend.
 #[derive(Debug)]
@@ -46,11 +44,9 @@ impl kbpf::jit::JitImage for JitImage {
 impl kbpf::jit::JitCompiler for X86Jit {
     fn compile(
         &self,
-        insns: &[Insn],
-        prog_type: ProgType,
-        maps: &[u64],
+        prog: &kbpf::jit::JitProgram<'_>,
     ) -> kbpf::Result<Box<dyn kbpf::jit::JitImage>> {
-        Ok(Box::new(compile_for(insns, prog_type, maps)?))
+        Ok(Box::new(compile_program(prog)?))
     }
 
     fn compile_dispatch(

@@ -34,7 +34,12 @@ use pass::{Layout, Prepared, pass};
 /// Passes before giving up on convergence (`MAX_PASSES`).
 const MAX_PASSES: usize = 20;
 
-fn prepare(insns: &[Insn], prog_type: ProgType, used_maps: &[u64]) -> Result<Prepared, Errno> {
+fn prepare(
+    insns: &[Insn],
+    prog_type: ProgType,
+    used_maps: &[u64],
+    verified: bool,
+) -> Result<Prepared, Errno> {
     if insns.is_empty() {
         return Err(Errno::EINVAL);
     }
@@ -97,7 +102,12 @@ fn prepare(insns: &[Insn], prog_type: ProgType, used_maps: &[u64]) -> Result<Pre
     let mut used = Vec::new();
     used.try_reserve_exact(used_maps.len())?;
     used.extend_from_slice(used_maps);
-    let main = main_frame(named, tail_calls, &ops, &protos);
+    let mut main = main_frame(named, tail_calls, &ops, &protos);
+    if verified {
+        // The verifier refused any read of a register before a write, so zeroing them is
+        // unobservable (the interpreter's zeroed registers only matter on the trusted path).
+        main.zero = 0;
+    }
     let saves = frame::CallSaves::new(named, tail_calls);
     let loop_head = pass::loop_heads(&ops);
     Ok(Prepared {
@@ -202,7 +212,7 @@ pub fn emit_with_pokes(
     prog_type: ProgType,
     used_maps: &[u64],
 ) -> Result<Emitted, Errno> {
-    let mut p = prepare(insns, prog_type, used_maps)?;
+    let mut p = prepare(insns, prog_type, used_maps, false)?;
     converge_aligned(&mut p).map(|(e, _)| e)
 }
 
@@ -253,18 +263,20 @@ fn emitted(code: Vec<u8>, l: &Layout) -> Emitted {
 /// host picks the address, and the last pass emits the displacements for it. Otherwise the
 /// image is laid out again with position-independent calls.
 pub fn compile(insns: &[Insn], prog_type: ProgType) -> Result<JitImage, Errno> {
-    compile_for(insns, prog_type, &[])
+    compile_program(&kbpf::jit::JitProgram {
+        insns,
+        prog_type,
+        maps: &[],
+        verified: false,
+    })
 }
 
-/// [`compile`] for a program whose `used_maps` have addresses `used_maps`, which a verified
-/// tail call's [`kbpf::insn::TailCallAux::map`] indexes (what the kernel's runtime selection
-/// passes).
-pub fn compile_for(
-    insns: &[Insn],
-    prog_type: ProgType,
-    used_maps: &[u64],
-) -> Result<JitImage, Errno> {
-    let mut p = prepare(insns, prog_type, used_maps)?;
+/// [`compile`] for a program as the kernel's runtime selection hands it over: with the
+/// addresses of its `used_maps`, which a verified tail call's
+/// [`kbpf::insn::TailCallAux::map`] indexes, and whether the verifier accepted it (then no
+/// register is zeroed in the prologue).
+pub fn compile_program(prog: &kbpf::jit::JitProgram<'_>) -> Result<JitImage, Errno> {
+    let mut p = prepare(prog.insns, prog.prog_type, prog.maps, prog.verified)?;
     let helpers: Vec<usize> = p
         .protos
         .iter()
