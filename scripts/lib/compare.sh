@@ -45,3 +45,29 @@ compare_machine() {
     echo "$m" | head -n 1
     machine_json=$(echo "$m" | tail -n 1)
 }
+
+# Interleaved rounds of one SCHED_CLS figure of `kbpf-host-bench isa` against the same field of
+# `kbpf bench isa --engine jit`: compare_isa NAME FIELD ROUNDS LABEL. Prints each round and the
+# medians; the last line is one JSON object.
+compare_isa() {
+    local name=$1 field=$2 rounds=$3 label=$4
+    compare_setup
+    compare_need_host "$name" isa --repeat 10 --trials 1
+    compare_machine
+    mkdir -p "target/$name"
+    local file="target/$name/rounds.txt"
+    : >"$file"
+    printf '%5s %12s %12s\n' round kernel kbpf
+    for r in $(seq 1 "$rounds"); do
+        local k b
+        k=$("$host" isa --json | json_field "$field")
+        b=$(on_cpu0 $kbpf bench isa --engine jit --json | json_field "$field")
+        printf '%5s %12s %12s\n' "$r" "$k" "$b"
+        echo "$k $b" >>"$file"
+    done
+    k=$(awk '{print $1}' "$file" | median)
+    b=$(awk '{print $2}' "$file" | median)
+    echo "median ns per $label: kernel $k kbpf $b"
+    awk -v k="$k" -v b="$b" -v m="$machine_json" 'BEGIN {
+        printf "{\"kernel\":%s,\"kbpf\":%s,\"ratio\":%.3f,\"machine\":%s}\n", k, b, b / k, m }'
+}

@@ -10,6 +10,7 @@
 
 pub mod btf_ids;
 pub mod ct;
+pub mod isa_bench;
 pub mod machine;
 pub mod map_bench;
 pub mod netns;

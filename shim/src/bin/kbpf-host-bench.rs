@@ -4,8 +4,9 @@
 //! last line is one JSON object. Exit status 2, with the reason, when the host can't run BPF
 //! (root and the BPF JIT are needed).
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kbpf_shim::bench::{map_lookup, tailcall};
+use kbpf_shim::host_bpf::isa_bench;
 use kbpf_shim::host_bpf::machine::Machine;
 use kbpf_shim::host_bpf::map_bench;
 use kbpf_shim::host_bpf::tailcall as host_tailcall;
@@ -32,6 +33,28 @@ enum Key {
     Reg,
 }
 
+/// Runs per measurement, interleaved rounds (each program's best counts), output.
+#[derive(Args)]
+struct Timing {
+    /// Runs per measurement.
+    #[arg(long, default_value_t = 2000)]
+    repeat: u32,
+    /// Interleaved rounds.
+    #[arg(long, default_value_t = 7)]
+    trials: usize,
+    /// Last line one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Timing {
+    /// `(repeat, trials, json)`, with at least one run and one round.
+    fn checked(&self) -> Result<(u32, usize, bool), String> {
+        at_least_one(self.repeat, self.trials)?;
+        Ok((self.repeat, self.trials, self.json))
+    }
+}
+
 #[derive(Subcommand)]
 enum What {
     /// The CPU, the kernel's mitigations and JIT switches, as a comparison's header.
@@ -55,17 +78,20 @@ enum What {
         #[arg(long)]
         json: bool,
     },
+    /// A helper call (bpf_csum_diff) and an invocation (r0 = 7; exit) of SCHED_CLS programs
+    /// (`kbpf bench isa`'s cls_helper_ns and cls_invoke_ns).
+    /// Per measurement, `repeat` runs of the helper loops (200 times as many of r0 = 7; exit).
+    Isa {
+        /// Runs, rounds and output.
+        #[command(flatten)]
+        t: Timing,
+    },
     /// Map lookups from JIT'd code (the oracle's map-bench; `kbpf bench map-lookup`).
+    /// Per measurement, `repeat` runs of the 1000-lookup loop.
     MapLookup {
-        /// Runs of the 1000-lookup loop per measurement.
-        #[arg(long, default_value_t = 2000)]
-        repeat: u32,
-        /// Interleaved rounds; each variant's best counts.
-        #[arg(long, default_value_t = 7)]
-        trials: usize,
-        /// Last line one JSON object.
-        #[arg(long)]
-        json: bool,
+        /// Runs, rounds and output.
+        #[command(flatten)]
+        t: Timing,
     },
     /// tcx ingress of lo with N programs, real packets (the oracle's tcx-bench; `kbpf bench tcx`).
     Tcx {
@@ -116,12 +142,24 @@ fn run(what: What, out: &mut dyn Write) -> Result<(), String> {
             let r = host_tailcall::measure(key, repeat, trials)?;
             tailcall::print(&r, "host", key, json, out).map_err(io)
         }
-        What::MapLookup {
-            repeat,
-            trials,
-            json,
-        } => {
-            at_least_one(repeat, trials)?;
+        What::Isa { t } => {
+            let (repeat, trials, json) = t.checked()?;
+            let (helper, invoke) = isa_bench::measure(repeat, trials)?;
+            writeln!(out, "SCHED_CLS programs, host kernel JIT").map_err(io)?;
+            writeln!(out, "  bpf_csum_diff call: {helper:.2} ns").map_err(io)?;
+            writeln!(out, "  r0 = 7; exit:       {invoke:.2} ns per run").map_err(io)?;
+            if json {
+                let j = serde_json::json!({
+                    "engine": "host",
+                    "cls_helper_ns": kbpf_shim::bench::json_num(helper),
+                    "cls_invoke_ns": kbpf_shim::bench::json_num(invoke),
+                });
+                writeln!(out, "{j}").map_err(io)?;
+            }
+            Ok(())
+        }
+        What::MapLookup { t } => {
+            let (repeat, trials, json) = t.checked()?;
             let rows = map_bench::measure(repeat, trials)?;
             map_lookup::print_rows(&rows, "map lookups, host kernel JIT", "host", json, out)
                 .map_err(io)

@@ -62,15 +62,16 @@ fn prog(k: u32, key: ChainKey, map: &OwnedFd, self_loop: bool) -> Vec<Insn> {
     p
 }
 
-/// Loads a `SCHED_CLS` program and checks that the kernel JIT'd it.
+/// Loads a `SCHED_CLS` program and checks that the kernel JIT'd it. A refused program is
+/// loaded again with the verifier log on, to say why (a log on every load could fill up on a
+/// long walk: `ENOSPC`).
 pub(crate) fn load(insns: &[Insn]) -> Result<OwnedFd, String> {
-    let mut log = vec![0u8; 1 << 16];
-    let fd = sys::prog_load(ProgType::SchedCls as u32, insns, 0, Some(&mut log)).map_err(|e| {
+    let fd = sys::prog_load(ProgType::SchedCls as u32, insns, 0, None).map_err(|e| {
+        let mut log = vec![0u8; 1 << 20];
+        let _ = sys::prog_load(ProgType::SchedCls as u32, insns, 0, Some(&mut log));
         let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-        format!(
-            "BPF_PROG_LOAD: errno {e}: {}",
-            String::from_utf8_lossy(&log[..end])
-        )
+        let text = String::from_utf8_lossy(&log[end.saturating_sub(4000)..end]);
+        format!("BPF_PROG_LOAD: errno {e}: {text}")
     })?;
     let info = sys::prog_info(&fd, false).map_err(|e| format!("prog info: errno {e}"))?;
     if info.jited_len == 0 {
