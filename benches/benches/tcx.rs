@@ -1,7 +1,8 @@
-//! tcx dispatch: one ingress walk over 1, 2, 8, 32 and 63 attached programs that return
-//! `TCX_NEXT`, interpreted and JIT-compiled (the JIT is registered for the second group, which
-//! is process-wide, so the interpreted group runs first). `kbpf bench tcx --json` reports the
-//! per-program slope and attach/detach costs.
+//! tcx runs: one ingress run over 1, 2, 8, 32 and 63 attached programs that return
+//! `TCX_NEXT`, interpreted (the walk) and JIT-compiled (the entry's dispatcher, and the walk of
+//! the same entry for comparison). The JIT is registered for the later groups, which is
+//! process-wide, so the interpreted group runs first. `kbpf bench tcx --json` reports the
+//! per-program slopes and attach/detach costs.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use kbpf::cpu::CpuGuard;
@@ -33,6 +34,12 @@ fn walks(c: &mut Criterion) {
                 let mut g = CpuGuard::enter();
                 b.iter(|| tcx::run(&dev, Direction::Ingress, &mut g, 0, 0));
             });
+            if engine == Engine::Jit {
+                group.bench_with_input(BenchmarkId::new("walked", n), &n, |b, _| {
+                    let mut g = CpuGuard::enter();
+                    b.iter(|| tcx::run_walk(&dev, Direction::Ingress, &mut g, 0, 0));
+                });
+            }
             tcx::dev_remove(ifindex).expect("remove");
         }
         group.finish();

@@ -1,6 +1,8 @@
 //! Shared setup for the kbpf criterion benchmarks: load programs through the syscall facade and
 //! run them directly on a held CPU, so a measurement is the program and nothing around it.
 
+pub mod host_table;
+
 use kbpf::Prog;
 use kbpf::cpu::CpuGuard;
 use kbpf::sync::Arc;

@@ -1,10 +1,8 @@
 //! The JIT as the kernel's backend: what a host registers with `kbpf::jit::register` so that
 //! `prog_load` compiles programs (Linux `bpf_int_jit_compile`).
 
-use crate::compile::{JitImage, compile};
+use crate::compile::{JitImage, compile_dispatch, compile_program};
 use alloc::boxed::Box;
-use kbpf::insn::Insn;
-use kbpf::uapi::ProgType;
 
 /// The x86-64 JIT backend.
 #[derive(Debug)]
@@ -46,9 +44,16 @@ impl kbpf::jit::JitImage for JitImage {
 impl kbpf::jit::JitCompiler for X86Jit {
     fn compile(
         &self,
-        insns: &[Insn],
-        prog_type: ProgType,
+        prog: &kbpf::jit::JitProgram<'_>,
     ) -> kbpf::Result<Box<dyn kbpf::jit::JitImage>> {
-        Ok(Box::new(compile(insns, prog_type)?))
+        Ok(Box::new(compile_program(prog)?))
+    }
+
+    fn compile_dispatch(
+        &self,
+        progs: &[usize],
+        next: i32,
+    ) -> kbpf::Result<Box<dyn kbpf::jit::JitImage>> {
+        Ok(Box::new(compile_dispatch(progs, next)?))
     }
 }

@@ -7,6 +7,7 @@
 
 mod alu;
 mod call;
+mod dispatch;
 mod frame;
 mod image;
 mod mem;
@@ -14,14 +15,13 @@ mod pass;
 mod regmap;
 mod subprog;
 mod tailcall;
-mod tailcall_const;
 mod tailcall_direct;
 
 pub use call::{CallxRet, kbpf_jit_callx};
+pub use dispatch::compile_dispatch;
 pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
 pub use image::JitImage;
 pub use regmap::bpf_reg;
-pub use tailcall_const::ConstKey;
 pub use tailcall_direct::DirectSite;
 
 use alloc::vec::Vec;
@@ -34,7 +34,12 @@ use pass::{Layout, Prepared, pass};
 /// Passes before giving up on convergence (`MAX_PASSES`).
 const MAX_PASSES: usize = 20;
 
-fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
+fn prepare(
+    insns: &[Insn],
+    prog_type: ProgType,
+    used_maps: &[u64],
+    verified: bool,
+) -> Result<Prepared, Errno> {
     if insns.is_empty() {
         return Err(Errno::EINVAL);
     }
@@ -87,15 +92,22 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         pc += op.slots();
     }
     let subs = subprog::analyze(&ops)?;
-    let direct = tailcall_const::const_keys(&ops, &subs);
     let frame = frame::FrameInfo {
         sub_may_goto: ops
             .iter()
-            .any(|o| matches!(o, Some(Op::MayGoto { .. } | Op::TailCall))),
+            .any(|o| matches!(o, Some(Op::MayGoto { .. } | Op::TailCall(_)))),
     };
     let named = named_regs(insns, &ops);
-    let tail_calls = ops.iter().any(|o| matches!(o, Some(Op::TailCall)));
-    let main = main_frame(named, tail_calls, &ops, &protos);
+    let tail_calls = ops.iter().any(|o| matches!(o, Some(Op::TailCall(_))));
+    let mut used = Vec::new();
+    used.try_reserve_exact(used_maps.len())?;
+    used.extend_from_slice(used_maps);
+    let mut main = main_frame(named, tail_calls, &ops, &protos);
+    if verified {
+        // The verifier refused any read of a register before a write, so zeroing them is
+        // unobservable (the interpreter's zeroed registers only matter on the trusted path).
+        main.zero = 0;
+    }
     let saves = frame::CallSaves::new(named, tail_calls);
     let loop_head = pass::loop_heads(&ops);
     Ok(Prepared {
@@ -111,7 +123,7 @@ fn prepare(insns: &[Insn], prog_type: ProgType) -> Result<Prepared, Errno> {
         calls: call::HelperCalls::Far,
         prog_type,
         maps,
-        direct,
+        used_maps: used,
     })
 }
 
@@ -177,7 +189,7 @@ fn main_frame(
 /// than `MAX_CALL_FRAMES`, `ENOTSUPP` for kfuncs without a run-time side and legacy packet
 /// loads, `EFAULT` when the layout does not converge.
 pub fn emit(insns: &[Insn], prog_type: ProgType) -> Result<(Vec<u8>, Vec<u32>), Errno> {
-    emit_with_pokes(insns, prog_type).map(|e| (e.code, e.offsets))
+    emit_with_pokes(insns, prog_type, &[]).map(|e| (e.code, e.offsets))
 }
 
 /// The output of [`emit_with_pokes`].
@@ -193,9 +205,14 @@ pub struct Emitted {
     pub tail_entry: u32,
 }
 
-/// [`emit`], plus the direct tail calls of the code and its tail-call entry.
-pub fn emit_with_pokes(insns: &[Insn], prog_type: ProgType) -> Result<Emitted, Errno> {
-    let mut p = prepare(insns, prog_type)?;
+/// [`emit`], plus the direct tail calls of the code and its tail-call entry, for a program whose
+/// `used_maps` have addresses `used_maps` (what verified tail calls' facts index).
+pub fn emit_with_pokes(
+    insns: &[Insn],
+    prog_type: ProgType,
+    used_maps: &[u64],
+) -> Result<Emitted, Errno> {
+    let mut p = prepare(insns, prog_type, used_maps, false)?;
     converge_aligned(&mut p).map(|(e, _)| e)
 }
 
@@ -246,7 +263,20 @@ fn emitted(code: Vec<u8>, l: &Layout) -> Emitted {
 /// host picks the address, and the last pass emits the displacements for it. Otherwise the
 /// image is laid out again with position-independent calls.
 pub fn compile(insns: &[Insn], prog_type: ProgType) -> Result<JitImage, Errno> {
-    let mut p = prepare(insns, prog_type)?;
+    compile_program(&kbpf::jit::JitProgram {
+        insns,
+        prog_type,
+        maps: &[],
+        verified: false,
+    })
+}
+
+/// [`compile`] for a program as the kernel's runtime selection hands it over: with the
+/// addresses of its `used_maps`, which a verified tail call's
+/// [`kbpf::insn::TailCallAux::map`] indexes, and whether the verifier accepted it (then no
+/// register is zeroed in the prologue).
+pub fn compile_program(prog: &kbpf::jit::JitProgram<'_>) -> Result<JitImage, Errno> {
+    let mut p = prepare(prog.insns, prog.prog_type, prog.maps, prog.verified)?;
     let helpers: Vec<usize> = p
         .protos
         .iter()

@@ -21,6 +21,7 @@
 //! the kernel inlines it, so both engines run it without a helper calling back into them.
 
 pub mod csum;
+pub mod map_ops;
 mod names;
 pub mod skb;
 pub mod skb_load;
@@ -131,6 +132,27 @@ impl HelperProto {
     /// its calls into instructions.
     pub fn has_runtime(&self) -> bool {
         self.func.is_some() || self.rewritten
+    }
+
+    /// An internal helper the load's own rewrites call ([`skb_load`], [`map_ops`]): a function,
+    /// no acquire, no unwinding.
+    pub(crate) const fn internal(
+        id: i32,
+        name: &'static str,
+        func: HelperFn,
+        args: [ArgKind; 5],
+        ret: RetKind,
+    ) -> Self {
+        HelperProto {
+            id,
+            name,
+            func: Some(func),
+            rewritten: false,
+            acquire: false,
+            args,
+            ret,
+            unwind_on_zero: false,
+        }
     }
 
     /// A prototype with no run-time side, no acquire, no unwinding.
@@ -392,7 +414,10 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
 
 /// The helper `id` as the engines resolve it for a program of `prog_type`: what
 /// [`func_proto`] offers, plus the internal helpers the load's own rewrites call (the legacy
-/// packet loads' [`skb_load`] helpers), which no program may call itself.
+/// packet loads' [`skb_load`] helpers, the map operations of [`map_ops`]), which no program
+/// may call itself.
 pub fn runtime_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> {
-    func_proto(prog_type, id).or_else(|| skb_load::proto_for(prog_type, id))
+    func_proto(prog_type, id)
+        .or_else(|| skb_load::proto_for(prog_type, id))
+        .or_else(|| map_ops::proto_for(id))
 }

@@ -11,7 +11,7 @@ pub mod eval;
 pub use build::*;
 pub use decode::{
     AluOp, AtomicOp, BPF_REG_AX, Call, Cond, DecodeError, EndKind, Op, Operand, Size,
-    TAIL_CALL_CODE, branch_target, decode, decode_internal,
+    TAIL_CALL_CODE, TailCallAux, branch_target, decode, decode_internal,
 };
 
 use static_assertions::{assert_eq_align, assert_eq_size};

@@ -2,9 +2,11 @@
 //!
 //! At load the checked instructions are translated once into [`IOp`]s: one 16-byte op per
 //! instruction slot (so jump distances stay in slots), with the operation, width and operand
-//! form folded into a dense `K` kind that the run loop dispatches through one jump table.
-//! Immediates are pre-extended, helper prototypes pre-resolved, and the map arguments a helper
-//! takes pre-marked.
+//! form folded into a dense `K` kind that the run loop dispatches through one jump table, and a
+//! few common neighbours fused into one op (`fuse.rs`).
+//! Immediates are pre-extended, helper prototypes pre-resolved, and — in a program loaded on the
+//! trusted path, which no verifier has seen — the map arguments a helper takes pre-marked for a
+//! run-time check; a verified program's were proved and are not checked again.
 //!
 //! Semantics are RFC 9669's and Linux's: division by zero yields 0, modulo by zero leaves the
 //! dividend (32-bit: zero-extended), `INT_MIN / -1` wraps, shift counts are masked to the width.
@@ -14,6 +16,7 @@
 #[cfg(feature = "tools")]
 pub mod checked;
 mod exec;
+mod fuse;
 mod kind;
 
 pub(crate) use exec::run;
@@ -51,11 +54,13 @@ pub(crate) struct InterpImage {
 
 impl InterpImage {
     /// Translates checked, rewritten instructions (`crate::load` has validated every field,
-    /// jump target and helper id).
+    /// jump target and helper id); `verified`: the verifier proved the program's helper map
+    /// arguments, so they are not checked at run time.
     pub(crate) fn build(
         insns: &[Insn],
         prog_type: ProgType,
         map_addrs: Box<[u64]>,
+        verified: bool,
     ) -> Result<Self> {
         let mut ops = Vec::new();
         ops.try_reserve_exact(insns.len())?;
@@ -63,7 +68,11 @@ impl InterpImage {
         while pc < insns.len() {
             // The load path validated the program; its rewrites may use the hidden AX register.
             let op = decode_internal(insns, pc).map_err(|_| Errno::EINVAL)?;
-            ops.push(translate(&op, prog_type)?);
+            let mut iop = translate(&op, prog_type)?;
+            if verified && iop.k == K::CallHelper {
+                iop.src = 0;
+            }
+            ops.push(iop);
             if op.slots() == 2 {
                 ops.push(IOp {
                     k: K::Nop,
@@ -75,6 +84,7 @@ impl InterpImage {
             }
             pc += op.slots();
         }
+        fuse::fuse(&mut ops);
         Ok(InterpImage {
             ops: ops.into_boxed_slice(),
             map_addrs,
@@ -251,7 +261,10 @@ fn translate(op: &Op, prog_type: ProgType) -> Result<IOp> {
                 .ok_or(Errno::ENOTSUPP)?;
             iop(K::CallKfunc, 0, 0, 0, f as usize as u64)
         }
-        Op::TailCall => iop(K::TailCall, 0, 0, 0, 0),
+        // A verified site's R2 is a prog_array of the program's maps on every path: no scan of
+        // the map list at run time (the trusted path keeps it).
+        Op::TailCall(aux) if aux.verified => iop(K::TailCallVerified, 0, 0, 0, 0),
+        Op::TailCall(_) => iop(K::TailCall, 0, 0, 0, 0),
         Op::Exit => iop(K::Exit, 0, 0, 0, 0),
         Op::MayGoto { off } => iop(K::MayGoto, 0, 0, off as i32, 0),
         Op::Ldx {

@@ -190,16 +190,43 @@ pub trait JitImage: Send + Sync {
     fn poke(&self, site: usize, target: usize) -> Result;
 }
 
+/// What a JIT compiles: the program after the load's rewrites, and what the load knows of it.
+#[derive(Clone, Copy, Debug)]
+pub struct JitProgram<'a> {
+    /// The instructions (`xlated`, or its blinded copy).
+    pub insns: &'a [Insn],
+    /// The program type.
+    pub prog_type: ProgType,
+    /// The addresses of the program's `used_maps`, in order: what a tail call's
+    /// [`crate::insn::TailCallAux::map`] indexes.
+    pub maps: &'a [u64],
+    /// The verifier accepted the program (not the trusted path): it never reads a register
+    /// before writing it, so nothing need be zeroed for it.
+    pub verified: bool,
+}
+
 /// A JIT backend.
 pub trait JitCompiler: Send + Sync {
-    /// Compiles checked, rewritten instructions; any error means "run it in the interpreter".
-    fn compile(&self, insns: &[Insn], prog_type: ProgType) -> Result<Box<dyn JitImage>>;
+    /// Compiles a checked, rewritten program; any error means "run it in the interpreter".
+    fn compile(&self, prog: &JitProgram<'_>) -> Result<Box<dyn JitImage>>;
 
     /// Whether the target's 32-bit operations leave the upper half of the register alone, so
     /// that the verifier must insert explicit zero extensions (`bpf_jit_needs_zext()`; x86-64,
     /// whose 32-bit operations zero it, says no).
     fn needs_zext(&self) -> bool {
         false
+    }
+
+    /// Compiles a dispatcher: code entered like a program (`enter(func, r1, r2, tcc)`, see
+    /// [`enter`]) that runs the JIT'd programs whose entries are `progs`, in order, each with
+    /// R1 = `r1`, R2 = `r2` and the counter `*tcc` reset to 0 before it (the first finds it
+    /// reset by the run), and returns R0 of the first whose low 32 bits are not `next`, or of
+    /// the last (an mprog walk under tcx's rules, compiled; see `mprog::Dispatch`). The image
+    /// has no instructions and no poke sites. `ENOTSUPP` (the default) when the backend has
+    /// none; any error means "walk".
+    fn compile_dispatch(&self, progs: &[usize], next: i32) -> Result<Box<dyn JitImage>> {
+        let _ = (progs, next);
+        Err(crate::Errno::ENOTSUPP)
     }
 }
 
@@ -232,7 +259,7 @@ static JIT: Once<&'static dyn JitCompiler> = Once::new();
 /// # let host = MyHost { cpus: CpuSlots::new(2), start: std::time::Instant::now() };
 /// # kbpf::host::register(Box::leak(Box::new(host)));
 /// use kbpf::insn::{Insn, exit, mov64_imm};
-/// use kbpf::jit::{JitCompiler, JitImage};
+/// use kbpf::jit::{JitCompiler, JitImage, JitProgram};
 /// use kbpf::syscall::{self, TestRun};
 /// use kbpf::uapi::ProgType;
 /// use kbpf::ProgLoadAttr;
@@ -240,7 +267,7 @@ static JIT: Once<&'static dyn JitCompiler> = Once::new();
 /// struct Declines;
 ///
 /// impl JitCompiler for Declines {
-///     fn compile(&self, _insns: &[Insn], _prog_type: ProgType) -> kbpf::Result<Box<dyn JitImage>> {
+///     fn compile(&self, _: &JitProgram<'_>) -> kbpf::Result<Box<dyn JitImage>> {
 ///         Err(Errno::ENOTSUPP)
 ///     }
 /// }
@@ -274,7 +301,14 @@ pub fn enabled() -> bool {
     JIT.get().is_some()
 }
 
+/// A dispatcher for the JIT'd programs at `progs` ([`JitCompiler::compile_dispatch`]), if a
+/// JIT is registered and builds one.
+pub(crate) fn compile_dispatch(progs: &[usize], next: i32) -> Option<Box<dyn JitImage>> {
+    JIT.get()
+        .and_then(|jit| jit.compile_dispatch(progs, next).ok())
+}
+
 /// Native code for `insns`, if a JIT is registered and accepts the program.
-pub(crate) fn select_runtime(insns: &[Insn], prog_type: ProgType) -> Option<Box<dyn JitImage>> {
-    JIT.get().and_then(|jit| jit.compile(insns, prog_type).ok())
+pub(crate) fn select_runtime(prog: &JitProgram<'_>) -> Option<Box<dyn JitImage>> {
+    JIT.get().and_then(|jit| jit.compile(prog).ok())
 }

@@ -38,7 +38,7 @@ use crate::prog::{Prog, ProgLoadAttr};
 use crate::sync::Arc;
 use crate::verifier::convert::CtxAccessInfo;
 use crate::verifier::zext::ZextMode;
-use crate::verifier::{CallMap, LoopSite};
+use crate::verifier::{CallKey, CallMap, LoopSite};
 use crate::{Errno, Result};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -72,6 +72,8 @@ struct Verified {
     seen: Vec<bool>,
     /// Per slot, the map a helper call's R1 held on every path.
     call_map: Vec<CallMap>,
+    /// Per slot, the key a tail call's R3 held on every path.
+    call_key: Vec<CallKey>,
     /// Per slot, the callback of a `bpf_loop` call, for its inlining.
     loop_sites: Vec<LoopSite>,
 }

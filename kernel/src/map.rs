@@ -116,7 +116,12 @@ impl Map {
     /// Creates a map (`map_alloc` after the attribute checks of `map_create`).
     pub fn create(attr: MapAttr) -> Result<Map> {
         let known = MapFlags::NO_PREALLOC | MapFlags::RDONLY_PROG | MapFlags::WRONLY_PROG;
-        if !known.contains(attr.flags) {
+        // `BPF_F_INNER_MAP` only on arrays (the kernel's `ARRAY_CREATE_FLAG_MASK`).
+        let inner = match attr.map_type {
+            MapType::Array | MapType::PercpuArray => MapFlags::INNER_MAP,
+            _ => MapFlags::empty(),
+        };
+        if !(known | inner).contains(attr.flags) {
             return Err(Errno::EINVAL);
         }
         if attr.key_size == 0 && attr.map_type != MapType::Unspec || attr.max_entries == 0 {
@@ -290,7 +295,7 @@ impl Map {
             match &self.imp {
                 MapImpl::Array(m) => m.lookup_raw(key),
                 MapImpl::PercpuArray(m) => m.lookup_raw(key),
-                MapImpl::Hash(m) => m.lookup_raw(key),
+                MapImpl::Hash(m) => m.lookup_raw_outlined(key),
                 MapImpl::SockMap(m) => m.lookup_raw(key),
                 MapImpl::ProgArray(_) => core::ptr::null_mut(),
             }

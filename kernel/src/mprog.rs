@@ -15,6 +15,10 @@
 //!   under a control lock: it creates the bundle on first attach and frees it when it empties
 //!   (the next attach starts at revision 1 again, and a query with no bundle reports revision 1,
 //!   count 0 — the final kernel's behaviour).
+//! * A [`Dispatch`] (`mprog/dispatch.rs`) is an entry's programs compiled into one piece of
+//!   native code with the attach point's return-code rules, hung off the entry it runs, so the
+//!   entry swap publishes and retires it; a hook without a builder, or whose builder declines,
+//!   is walked.
 //!
 //! Everything is generic over the program and link types ([`Obj`]) and takes the RCU domain as
 //! an argument, so the loom models in `loom-tests/` check this exact code with model payloads;
@@ -27,15 +31,18 @@
 //! [`MprogApi::FirstLast`] and `mprog/pins.rs`.
 
 mod bundle;
+mod dispatch;
 mod hook;
 mod pins;
 
 pub use bundle::{Bundle, Change};
+pub use dispatch::{Dispatch, DispatchBuild};
 pub use hook::{Hook, ReadSection};
 
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicPtr, Ordering};
 pub use crate::uapi::MprogFlags;
+use alloc::boxed::Box;
 
 /// Slots per entry (`BPF_MPROG_MAX`); the last stays null as the terminator.
 pub const MPROG_MAX: usize = 64;
@@ -89,17 +96,46 @@ impl Obj for crate::Link {
 }
 
 /// The fast-path array (`bpf_mprog_entry`'s `fp_items`): program pointers, null-terminated.
-/// Readers load each slot once (acquire) and stop at the first null.
+/// Readers load each slot once (acquire) and stop at the first null. With a hook that compiles
+/// its walks, the entry also owns the [`Dispatch`] running exactly these programs, or null.
 #[repr(C, align(64))]
 pub struct Entry<P> {
     fp: [AtomicPtr<P>; MPROG_MAX],
+    disp: AtomicPtr<Dispatch>,
 }
 
 impl<P: Obj> Entry<P> {
     fn new() -> Self {
         Entry {
             fp: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            disp: AtomicPtr::new(core::ptr::null_mut()),
         }
+    }
+
+    /// The compiled walk of this entry, if any. Valid while the caller's read-side section
+    /// lasts (the entry borrow is tied to it).
+    #[inline]
+    pub fn dispatch(&self) -> Option<&Dispatch> {
+        // Acquire: pairs with the release swap that installed it, so its code is visible.
+        let d = self.disp.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `swap_dispatch`; the box is
+        // dropped only after it left the entry and a grace period passed (module doc), and the
+        // borrow of `self` is bounded by the reader's section.
+        unsafe { d.as_ref() }
+    }
+
+    /// Installs `new` as this entry's dispatch and returns the one it replaces, which readers
+    /// may still run: the caller drops it only after a grace period.
+    fn swap_dispatch(&self, new: Option<Box<Dispatch>>) -> Option<Box<Dispatch>> {
+        let new = new.map_or(core::ptr::null_mut(), Box::into_raw);
+        // Release: a reader that loads the pointer sees the dispatch's contents.
+        // INVARIANT: `disp` is null or an owned `Box<Dispatch>` that runs exactly this entry's
+        // programs (or, just after an in-place replace, the ones before it, which the bundle
+        // keeps alive until the same grace period as the returned box).
+        let old = self.disp.swap(new, Ordering::AcqRel);
+        // SAFETY: `old` is null or came from `Box::into_raw` above and is no longer reachable
+        // from the entry, so this is its one owner.
+        (!old.is_null()).then(|| unsafe { Box::from_raw(old) })
     }
 
     /// Slot `i`, or null past the end. Valid while the caller's read-side section lasts.
@@ -123,6 +159,17 @@ impl<P: Obj> Entry<P> {
 
     fn set(&self, i: usize, p: *const P, order: Ordering) {
         self.fp[i].store(p as *mut P, order);
+    }
+}
+
+impl<P> Drop for Entry<P> {
+    fn drop(&mut self) {
+        let d = self.disp.load(Ordering::Acquire);
+        if !d.is_null() {
+            // SAFETY: an entry is dropped with its bundle, after it was unpublished and a grace
+            // period passed; the pointer is the entry's own box (see `swap_dispatch`).
+            drop(unsafe { Box::from_raw(d) });
+        }
     }
 }
 

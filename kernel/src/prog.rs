@@ -136,6 +136,12 @@ impl Prog {
         self.jited.is_some()
     }
 
+    /// The JIT image's entry (`bpf_func`), 0 when interpreted.
+    #[inline]
+    pub(crate) fn bpf_func(&self) -> usize {
+        self.bpf_func
+    }
+
     /// Where a JIT'd tail call into this program jumps, 0 when interpreted.
     pub(crate) fn tail_call_target(&self) -> usize {
         self.tail_call_target

@@ -36,6 +36,7 @@ pub fn spin_loop() {
 }
 
 pub mod cpu;
+pub mod freelist;
 mod lock;
 pub mod percpu;
 pub mod rcu;

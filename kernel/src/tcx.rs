@@ -5,7 +5,12 @@
 //! a netns-like registry whose lock plays rtnl: every control operation (attach, detach, query,
 //! link create/update/detach/release, device removal) holds it, so it must never be taken inside
 //! a read-side section ([`CpuGuard`]). The fast path ([`run`]) takes no lock: it walks the
-//! published entry inside the caller's read-side section.
+//! published entry inside the caller's read-side section. When every attached program is JIT'd,
+//! each entry carries a dispatcher the JIT compiled for it ([`crate::mprog::Dispatch`]): one
+//! piece of code that calls the programs directly, in order, with `tcx_run`'s return-code rule
+//! between them, so a run is one call instead of a walk with an indirect call per program.
+//! [`run`] calls it when the published entry has one and walks otherwise ([`run_walk`]); both
+//! give the same verdict and run the same programs.
 //!
 //! Program types: the kernel attaches `SCHED_CLS` programs, whose context is an
 //! [`crate::skb::SkBuff`] (their `__sk_buff` accesses are rewritten at load): run them with
@@ -22,7 +27,7 @@ mod link;
 pub use attach::{AttachAttr, LinkCreateAttr, link_create, prog_attach, prog_detach, prog_query};
 
 use crate::cpu::{CpuGuard, rcu};
-use crate::mprog::{Hook, MprogApi};
+use crate::mprog::{Dispatch, Hook, MprogApi};
 use crate::prog::Prog;
 use crate::sync::Arc;
 use crate::sync::atomic::{AtomicBool, Ordering};
@@ -126,8 +131,8 @@ pub fn dev_create_api(ifindex: u32, api: MprogApi) -> Result {
     }
     let dev = Device {
         ifindex,
-        ingress: Hook::new(api),
-        egress: Hook::new(api),
+        ingress: Hook::with_dispatch(api, dispatch),
+        egress: Hook::with_dispatch(api, dispatch),
         gone: AtomicBool::new(false),
     };
     devs.insert(ifindex, Arc::new(dev));
@@ -193,25 +198,104 @@ pub enum TcxVerdict {
     Redirect,
 }
 
+/// The dispatcher of an entry whose programs are all JIT'd (the hooks' `DispatchBuild`).
+fn dispatch(progs: &[&Prog]) -> Option<Dispatch> {
+    let mut funcs = alloc::vec::Vec::new();
+    funcs.try_reserve_exact(progs.len()).ok()?;
+    for p in progs {
+        match p.bpf_func() {
+            0 => return None,
+            f => funcs.push(f),
+        }
+    }
+    let image = crate::jit::compile_dispatch(&funcs, tcx_action::NEXT)?;
+    Some(Dispatch::new(image.entry(), alloc::boxed::Box::new(image)))
+}
+
+/// `tcx_action_code` applied to a walk's last R0: PASS, DROP and REDIRECT stop the walk with
+/// their verdict, NEXT continues, anything else stops it and counts as NEXT.
+#[inline]
+fn action(r0: u64) -> ControlFlow<TcxVerdict> {
+    match r0 as u32 as i32 {
+        tcx_action::NEXT => ControlFlow::Continue(()),
+        tcx_action::PASS => ControlFlow::Break(TcxVerdict::Pass),
+        tcx_action::DROP => ControlFlow::Break(TcxVerdict::Drop),
+        tcx_action::REDIRECT => ControlFlow::Break(TcxVerdict::Redirect),
+        _ => ControlFlow::Break(TcxVerdict::Next),
+    }
+}
+
+/// One program of the walk; a fault (which a verified program cannot cause; one loaded on the
+/// trusted path can) drops the packet.
+#[inline]
+fn walk_one(g: &mut CpuGuard, prog: &Prog, r1: u64, r2: u64) -> ControlFlow<TcxVerdict> {
+    match prog.run(g, r1, r2) {
+        Ok(r0) => action(r0),
+        Err(_) => ControlFlow::Break(TcxVerdict::Drop),
+    }
+}
+
 /// Runs a device's programs in order (`tcx_run`): the walk stops at the first program that
 /// returns anything but `TCX_NEXT`, and `tcx_action_code` turns codes other than PASS, DROP and
 /// REDIRECT back into NEXT. The return value is R0's low 32 bits as a signed int. A program
 /// fault (which a verified program cannot cause; one loaded on the trusted path can) drops the
-/// packet.
+/// packet. Through the entry's dispatcher when it has one: one run (one recursion-guard claim,
+/// the tail-call counter reset before each program, as each program's own run resets it).
 #[inline]
 pub fn run(dev: &Device, dir: Direction, guard: &mut CpuGuard, r1: u64, r2: u64) -> TcxVerdict {
     dev.hook(dir)
-        .for_each(guard, |g, prog| match prog.run(g, r1, r2) {
-            Ok(r0) => match r0 as u32 as i32 {
-                tcx_action::NEXT => ControlFlow::Continue(()),
-                tcx_action::PASS => ControlFlow::Break(TcxVerdict::Pass),
-                tcx_action::DROP => ControlFlow::Break(TcxVerdict::Drop),
-                tcx_action::REDIRECT => ControlFlow::Break(TcxVerdict::Redirect),
-                _ => ControlFlow::Break(TcxVerdict::Next),
-            },
-            Err(_) => ControlFlow::Break(TcxVerdict::Drop),
-        })
+        .run(
+            guard,
+            |g, d| run_dispatch(g, d, r1, r2),
+            |g, prog| walk_one(g, prog, r1, r2),
+        )
         .unwrap_or(TcxVerdict::Next)
+}
+
+/// [`run`] without the dispatcher: the walk, one program run at a time (what [`run`] does when
+/// a program is interpreted; differential tests and benches compare the two).
+pub fn run_walk(
+    dev: &Device,
+    dir: Direction,
+    guard: &mut CpuGuard,
+    r1: u64,
+    r2: u64,
+) -> TcxVerdict {
+    dev.hook(dir)
+        .for_each(guard, |g, prog| walk_one(g, prog, r1, r2))
+        .unwrap_or(TcxVerdict::Next)
+}
+
+/// Whether `dev`'s published `dir` entry runs through a dispatcher.
+pub fn dispatched(dev: &Device, dir: Direction) -> bool {
+    let g = CpuGuard::enter();
+    dev.hook(dir).dispatched(&g)
+}
+
+#[inline]
+fn run_dispatch(g: &mut CpuGuard, d: &Dispatch, r1: u64, r2: u64) -> TcxVerdict {
+    let Ok(state) = g.begin_run(r2) else {
+        // A run nested in another on this CPU: refused, as each program's own run would be.
+        return TcxVerdict::Drop;
+    };
+    // SAFETY: `d` is the published entry's dispatcher, code the JIT compiled for `enter`'s
+    // convention that calls exactly the entry's programs (or, right after an in-place replace,
+    // the previous ones); the caller's read-side section keeps it and every program it calls
+    // alive (an entry's dispatcher and programs are put only after a grace period). We run on
+    // the CPU `g` holds; the counter is this run's, valid and aligned.
+    let r0 = unsafe {
+        crate::jit::enter(
+            d.func(),
+            r1,
+            r2,
+            core::ptr::addr_of_mut!((*state).tail_call_cnt),
+        )
+    };
+    g.end_run();
+    match action(r0) {
+        ControlFlow::Break(v) => v,
+        ControlFlow::Continue(()) => TcxVerdict::Next,
+    }
 }
 
 /// Runs a device's programs on `skb` (the context `SCHED_CLS` programs are verified and

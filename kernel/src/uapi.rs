@@ -327,6 +327,10 @@ bitflags! {
         const RDONLY_PROG = 1 << 7;
         /// Programs may only write (`BPF_F_WRONLY_PROG`).
         const WRONLY_PROG = 1 << 8;
+        /// The map may be an inner map of a map-in-map (`BPF_F_INNER_MAP`, arrays): kbpf has
+        /// no map-in-map, so its one effect is the kernel's other one, lookups in the array are
+        /// calls rather than inlined (`array_map_gen_lookup` declines).
+        const INNER_MAP = 1 << 12;
     }
 }
 

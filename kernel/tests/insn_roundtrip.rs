@@ -114,7 +114,14 @@ fn jmp() -> impl Strategy<Value = Op> {
         any::<i32>().prop_map(|i| Op::Call(Call::Local(i))),
         any::<i32>().prop_map(|i| Op::Call(Call::Kfunc(i))),
         reg().prop_map(|r| Op::Call(Call::Reg(r))),
-        Just(Op::TailCall),
+        (
+            any::<bool>(),
+            prop::option::of(0u16..=i16::MAX as u16),
+            any::<Option<u32>>()
+        )
+            .prop_map(
+                |(verified, map, key)| Op::TailCall(kbpf::insn::TailCallAux { verified, map, key })
+            ),
         Just(Op::Exit),
         any::<i16>().prop_map(|off| Op::MayGoto { off }),
     ]

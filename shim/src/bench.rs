@@ -3,8 +3,8 @@
 //! `benches/` measure the same programs more thoroughly.
 
 pub mod ct;
-pub mod host_tailcall;
 pub mod isa;
+pub mod layouts;
 pub mod map_lookup;
 pub mod sklookup;
 pub mod tailcall;

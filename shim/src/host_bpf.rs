@@ -10,8 +10,14 @@
 
 pub mod btf_ids;
 pub mod ct;
+pub mod isa_bench;
+pub mod machine;
+pub mod map_bench;
+pub mod netns;
 pub mod sklookup;
 pub mod sys;
+pub mod tailcall;
+pub mod tcx_bench;
 pub mod test_run;
 
 use kbpf::insn::Insn;

@@ -154,22 +154,6 @@ pub struct HostScript {
     tx: mpsc::Sender<Msg>,
 }
 
-/// Enters a fresh network namespace and finds its `lo`.
-fn enter_netns() -> Result<u32, String> {
-    // SAFETY: `unshare` affects only the calling thread's namespaces.
-    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        return Err(format!(
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    // SAFETY: a NUL-terminated constant name.
-    match unsafe { libc::if_nametoindex(c"lo".as_ptr()) } {
-        0 => Err("no lo in the new namespace".into()),
-        i => Ok(i),
-    }
-}
-
 impl HostScript {
     /// Starts a script on the host's tcx ingress (or egress) hook, or says why the host kernel
     /// can't serve (not root, no BPF or no tcx): the caller then skips.
@@ -180,7 +164,7 @@ impl HostScript {
         thread::Builder::new()
             .name("host-mprog".into())
             .spawn(move || {
-                let ifindex = match enter_netns() {
+                let ifindex = match crate::host_bpf::netns::enter_new() {
                     Ok(i) => i,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));

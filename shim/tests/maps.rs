@@ -146,3 +146,51 @@ fn programs_use_maps() {
         "per-CPU value size"
     );
 }
+
+/// Threads insert, replace and delete in one hash map at once (each on its CPU's free list and
+/// spare, stealing from the other's when its own list runs dry); then every element must still
+/// be there exactly once: the map takes `max_entries` keys again and refuses one more.
+#[test]
+fn hash_map_churn_loses_and_duplicates_no_element() {
+    setup();
+    const MAX: u32 = 64;
+    let m = syscall::map_create(&MapAttr::new(MapType::Hash, 4, 8, MAX)).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            s.spawn(move || {
+                let mut x = 0x9e37_79b9u32 ^ t;
+                for _ in 0..20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    // Keys overlap between threads, so replacements and deletes race.
+                    let key = (x % (2 * MAX)).to_ne_bytes();
+                    let v = u64::from(x).to_ne_bytes();
+                    let r = match x % 3 {
+                        0 => syscall::map_delete_elem(m, &key),
+                        _ => syscall::map_update_elem(m, &key, &v, 0),
+                    };
+                    assert!(
+                        matches!(r, Ok(()) | Err(Errno::ENOENT) | Err(Errno::E2BIG)),
+                        "{r:?}"
+                    );
+                }
+            });
+        }
+    });
+    let mut next = [0u8; 4];
+    while syscall::map_get_next_key(m, None, &mut next).is_ok() {
+        syscall::map_delete_elem(m, &next).unwrap();
+    }
+    for i in 0..MAX {
+        syscall::map_update_elem(m, &i.to_ne_bytes(), &[0; 8], 0).unwrap();
+    }
+    assert_eq!(
+        syscall::map_update_elem(m, &MAX.to_ne_bytes(), &[0; 8], 0),
+        Err(Errno::E2BIG)
+    );
+    // Every CPU's spare is still there: replacing works on a full map.
+    for i in 0..MAX {
+        syscall::map_update_elem(m, &i.to_ne_bytes(), &[1; 8], 0).unwrap();
+    }
+}

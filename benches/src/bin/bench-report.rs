@@ -1,8 +1,9 @@
-//! `bench-report CRITERION_DIR OUT_MD SVG_DIR [HOST_JSON]`: turns the `peers` bench's criterion
-//! estimates (`CRITERION_DIR/peers_*/*/new/estimates.json`) into `BENCHMARKS.md` (a table per
-//! program: kbpf interpreter and JIT, rbpf interpreter and JIT, and the ratios) and one SVG bar
-//! chart per program (log scale), plus the host-kernel comparison line `scripts/compare-tailcall`
-//! printed, when there is one. Run by `scripts/bench-peers`.
+//! `bench-report CRITERION_DIR OUT_MD SVG_DIR [COMPARE_LINES [NOTES_MD]]`: turns the `peers`
+//! bench's criterion estimates (`CRITERION_DIR/peers_*/*/new/estimates.json`) into
+//! `BENCHMARKS.md` (a table per program: kbpf interpreter and JIT, rbpf interpreter and JIT, and
+//! the ratios) and one SVG bar chart per program (log scale), plus the side-by-side table with the
+//! host kernel from the `scripts/compare-*` last lines in COMPARE_LINES (`script {json}` per line,
+//! [`kbpf_benches::host_table`]) and the notes in NOTES_MD. Run by `scripts/bench-peers`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -78,10 +79,18 @@ fn svg(title: &str, rows: &[(&str, f64)]) -> String {
 fn main() {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [crit, out_md, svg_dir, rest @ ..] = args.as_slice() else {
-        eprintln!("usage: bench-report CRITERION_DIR OUT_MD SVG_DIR [HOST_JSON]");
+        eprintln!("usage: bench-report CRITERION_DIR OUT_MD SVG_DIR [COMPARE_LINES [NOTES_MD]]");
         std::process::exit(2);
     };
-    let host = rest.first().map(|p| p.to_string_lossy().into_owned());
+    // COMPARE_LINES must be readable when given; NOTES_MD may be absent (no notes yet).
+    let compare = rest
+        .first()
+        .map(|p| std::fs::read_to_string(p).expect("readable COMPARE_LINES"))
+        .unwrap_or_default();
+    let notes = rest
+        .get(1)
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
     let mut groups: Vec<String> = std::fs::read_dir(crit)
         .expect("criterion directory")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -142,20 +151,13 @@ fn main() {
         let rel = Path::new(svg_dir).join(&file);
         let _ = writeln!(md, "\n![{name}]({})", rel.display());
     }
-    md.push_str("\n## Against the host kernel\n\n");
-    match host.filter(|h| !h.trim().is_empty()) {
-        Some(h) => {
-            let _ = writeln!(
-                md,
-                "`scripts/compare-tailcall` (tail-call hop, host kernel's JIT and kbpf's JIT in \
-                 interleaved rounds, medians):\n\n```json\n{}\n```",
-                h.trim()
-            );
-        }
-        None => md.push_str(
-            "Not measured in this run: `scripts/compare-tailcall` needs root and the host \
-             kernel's BPF JIT (it says why when it cannot run).\n",
-        ),
-    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    md.push_str(&kbpf_benches::host_table::section(
+        &compare,
+        &kbpf_benches::host_table::utc_date(now),
+        &notes,
+    ));
     std::fs::write(out_md, md).expect("write markdown");
 }

@@ -39,7 +39,10 @@
 //! names R10, calls anything or uses `may_goto`; `r12` only to unwind; the counter pointer
 //! never; the may_goto budget only for its own `may_goto`; and a zeroed register only where
 //! some instruction mentions it. A program that makes tail calls gets every part, because the
-//! programs it reaches run in its frame and may rely on any of them. The tail-call entry is
+//! programs it reaches run in its frame and may rely on any of them. No register is zeroed for
+//! a program the verifier accepted (it reads none before writing it, nor do the verified
+//! programs it tail-calls: a prog_array never mixes verified and trusted programs); the
+//! zeroing keeps trusted-path programs deterministic, as the interpreter's registers are. The tail-call entry is
 //! therefore per image: the offset of instruction 0's code (at most [`TAIL_CALL_OFFSET`]) — or,
 //! for a program without a frame, [`frameless_tail_entry`], which first leaves the caller's
 //! frame. A frameless program's exit is a plain `ret`.

@@ -12,8 +12,7 @@ use super::frame::{self, CallSaves, FrameInfo, MAY_GOTO_SLOT, MainFrame};
 use super::mem::{emit_atomic, emit_ldx, emit_st, emit_stx};
 use super::regmap::{AUX, bpf_reg};
 use super::subprog::Subprogs;
-use super::tailcall::emit_tail_call;
-use super::tailcall_const::ConstKey;
+use super::tailcall::{TailSite, emit_tail_call, emit_tail_call_verified};
 use super::tailcall_direct::{DirectSite, emit_tail_call_direct};
 use crate::x86::{AluKind, Asm, Cc, Mem, Reg, Rm, Width};
 use alloc::vec;
@@ -71,10 +70,24 @@ pub struct Prepared {
     pub calls: HelperCalls,
     /// The program type (for `callx`).
     pub prog_type: ProgType,
-    /// Addresses of the maps the program references (`ld_imm64` map handles), for tail calls.
+    /// Addresses of the maps the program references (`ld_imm64` map handles), for checked
+    /// tail calls.
     pub maps: Vec<u64>,
-    /// Per slot, the constant prog_array and index of a tail call emitted direct.
-    pub direct: Vec<Option<ConstKey>>,
+    /// Addresses of the program's `used_maps`, which a verified tail call's facts index.
+    pub used_maps: Vec<u64>,
+}
+
+impl Prepared {
+    /// How the tail call `aux` is emitted.
+    fn tail_site(&self, aux: kbpf::insn::TailCallAux) -> TailSite {
+        TailSite::of(aux, &self.used_maps)
+    }
+
+    /// Whether a tail-called program starts with the run's entry R2 (the verifier assumes R2
+    /// at entry only for a raw buffer, its length).
+    fn entry_r2(&self) -> bool {
+        self.prog_type == ProgType::RawBuffer
+    }
 }
 
 /// Where a branch goes.
@@ -149,17 +162,21 @@ pub fn pass(p: &Prepared, prev: Option<&Layout>) -> Result<(Vec<u8>, Layout), Er
                 a.align_with_nops(LOOP_ALIGN);
             }
             l.start[pc] = a.len() as u32;
-            match (p.ops[pc], p.direct[pc]) {
-                (Some(Op::TailCall), Some(key)) => {
-                    l.pokes.try_reserve(1)?;
-                    l.pokes
-                        .push(emit_tail_call_direct(&mut a, key.map, key.index));
-                }
-                (Some(op), _) => {
+            match p.ops[pc] {
+                Some(Op::TailCall(aux)) => match p.tail_site(aux) {
+                    TailSite::Direct { map, index } => {
+                        l.pokes.try_reserve(1)?;
+                        l.pokes
+                            .push(emit_tail_call_direct(&mut a, map, index, p.entry_r2()));
+                    }
+                    TailSite::Verified => emit_tail_call_verified(&mut a, p.entry_r2()),
+                    TailSite::Checked => emit_tail_call(&mut a, &p.maps),
+                },
+                Some(op) => {
                     let tail = emit_insn(&mut a, p, pc, op, pc + 1 == range.end)?;
                     emit_tail(&mut a, p, tail, pc, prev);
                 }
-                (None, _) => {}
+                None => {}
             }
             l.end[pc] = a.len() as u32;
         }
@@ -302,10 +319,8 @@ fn emit_insn(
             Tail::Call(k)
         }
         Op::Call(Call::Reg(r)) => Tail::Jump(Some(emit_callx(a, r, p.prog_type)), Label::Unwind),
-        Op::TailCall => {
-            emit_tail_call(a, &p.maps);
-            Tail::None
-        }
+        // Emitted by `pass` itself (a direct site is recorded in the layout).
+        Op::TailCall(_) => return Err(Errno::EFAULT),
         Op::Call(Call::Kfunc(_)) => {
             match p.kfuncs[pc] {
                 0 => return Err(Errno::EINVAL),

@@ -2,9 +2,12 @@
 //! 5-byte jump (Linux `emit_bpf_tail_call_direct()` and `bpf_arch_poke_desc_update()` in
 //! `arch/x86/net/bpf_jit_comp.c`).
 //!
+//! The verifier proved the map and the key ([`kbpf::insn::TailCallAux`]); the site is emitted
+//! only for a verified program.
+//!
 //! ```text
 //!       mov r10, [r12-528]           ; tcc_ptr
-//!       mov rsi, [r10+8]             ; R2 = the run's entry R2, on every path (caller-saved)
+//!       mov rsi, [r10+8]             ; R2 = the run's entry R2 (raw buffers only)
 //!       cmp dword [r10], 33
 //!       jae out                      ; budget spent: no count used
 //!       add dword [r10], 1
@@ -68,22 +71,25 @@ fn rel8(from_end: usize, to: usize) -> u8 {
     d as i8 as u8
 }
 
-/// Emits a direct tail call of slot `index` of `map` (which R2 holds) and describes it.
-pub fn emit_tail_call_direct(a: &mut Asm, map: u64, index: u32) -> DirectSite {
+/// Emits a direct tail call of slot `index` of `map` (which R2 holds) and describes it; `r2`:
+/// the program type's entry R2 is the run's entry R2 (a raw buffer's length).
+pub fn emit_tail_call_direct(a: &mut Asm, map: u64, index: u32, r2: bool) -> DirectSite {
     let cnt = Rm::Mem(Mem::base(AX, 0));
     a.load_zx(
         Width::Q,
         AX,
         Rm::Mem(Mem::base(MAIN_FP, TAIL_CALL_CNT_SLOT)),
     );
-    // R2 = the run's entry R2 on every path out (the callee starts as the verifier assumes; a
-    // failed tail call may clobber caller-saved R2). The slow path below reads the map from its
-    // constant address instead of R2.
-    a.load_zx(
-        Width::Q,
-        Reg::Rsi,
-        Rm::Mem(Mem::base(AX, TAIL_CALL_CNT_TO_ENTRY_R2)),
-    );
+    if r2 {
+        // The callee starts with R2 as the verifier assumes (a failed tail call may clobber
+        // caller-saved R2, so it is set on both paths). The slow path below reads the map from
+        // its constant address instead of R2.
+        a.load_zx(
+            Width::Q,
+            Reg::Rsi,
+            Rm::Mem(Mem::base(AX, TAIL_CALL_CNT_TO_ENTRY_R2)),
+        );
+    }
     a.alu_ri(AluKind::Cmp, Width::W, cnt, MAX_TAIL_CALL_CNT as i32);
     a.jcc_rel8(Cc::Ae, 0);
     let to_out_1 = a.len();
@@ -166,7 +172,7 @@ mod tests {
     #[test]
     fn the_site_starts_as_a_nop_between_the_count_and_its_undo() {
         let mut a = Asm::new();
-        let o = emit_tail_call_direct(&mut a, 0x1000, 7);
+        let o = emit_tail_call_direct(&mut a, 0x1000, 7, true);
         let s = o.site as usize;
         assert_eq!(a.buf[s..s + SITE_LEN], NOP5);
         assert!(o.slow as usize > s + SITE_LEN);

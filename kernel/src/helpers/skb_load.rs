@@ -65,22 +65,14 @@ unsafe extern "C" fn load_32(skb: u64, off: u64, _: u64, _: u64, _: u64) -> u64 
 }
 
 const fn proto(id: i32, name: &'static str, func: super::HelperFn) -> HelperProto {
-    HelperProto {
+    use ArgKind::{Anything, None as No, PtrToCtx};
+    HelperProto::internal(
         id,
         name,
-        func: Some(func),
-        rewritten: false,
-        acquire: false,
-        args: [
-            ArgKind::PtrToCtx,
-            ArgKind::Anything,
-            ArgKind::None,
-            ArgKind::None,
-            ArgKind::None,
-        ],
-        ret: RetKind::Integer,
-        unwind_on_zero: false,
-    }
+        func,
+        [PtrToCtx, Anything, No, No, No],
+        RetKind::Integer,
+    )
 }
 
 /// `bpf_skb_load_helper_8_no_cache`.

@@ -183,10 +183,7 @@ fn parse_insn(s: &str) -> Res<(Op, Option<Target>, bool)> {
             arity(&ops, 0)?;
             plain(Op::Exit)
         }
-        "tail_call" => {
-            arity(&ops, 0)?;
-            plain(Op::TailCall)
-        }
+        "tail_call" => plain(Op::TailCall(parse_tail_call(&ops)?)),
         "ja" | "ja32" => {
             arity(&ops, 1)?;
             jump(Op::Ja { off: 0 }, ops[0], m == "ja32")
@@ -211,6 +208,28 @@ fn parse_insn(s: &str) -> Res<(Op, Option<Target>, bool)> {
             Err(format!("unknown mnemonic `{m}`"))
         }
     }
+}
+
+/// `tail_call [verified][, map N][, key K]`: the verifier's facts of the site.
+fn parse_tail_call(ops: &[&str]) -> Res<crate::insn::TailCallAux> {
+    let mut aux = crate::insn::TailCallAux::default();
+    for o in ops {
+        match o.split_once(char::is_whitespace) {
+            None if *o == "verified" => aux.verified = true,
+            Some(("map", v)) => {
+                let m = imm32(v.trim())?;
+                aux.map = Some(
+                    u16::try_from(m)
+                        .ok()
+                        .filter(|&m| m <= i16::MAX as u16)
+                        .ok_or_else(|| format!("tail_call: map {v} out of range"))?,
+                );
+            }
+            Some(("key", v)) => aux.key = Some(imm32(v.trim())? as u32),
+            _ => return Err(format!("tail_call: unknown operand `{o}`")),
+        }
+    }
+    Ok(aux)
 }
 
 fn arity(ops: &[&str], n: usize) -> Res<()> {

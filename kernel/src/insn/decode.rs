@@ -178,8 +178,9 @@ pub enum Op {
     },
     /// A function call.
     Call(Call),
-    /// The kernel-internal tail call (`BPF_JMP | BPF_TAIL_CALL`), written by the load path.
-    TailCall,
+    /// The kernel-internal tail call (`BPF_JMP | BPF_TAIL_CALL`), written by the load path,
+    /// with what the verifier proved about its site.
+    TailCall(TailCallAux),
     /// Return from the current function with r0.
     Exit,
     /// `may_goto`: jump by `off` when the loop budget is used up, else fall through.
@@ -252,6 +253,75 @@ impl core::fmt::Display for DecodeError {
 
 /// The kernel-internal tail-call opcode (`BPF_JMP | BPF_TAIL_CALL`, 0xf5).
 pub const TAIL_CALL_CODE: u8 = class::JMP | 0xf0;
+
+/// What the verifier proved about a tail-call site, carried in the tail-call instruction to
+/// both engines (the kernel keeps it in `bpf_insn_aux_data`'s `map_ptr_state` and
+/// `map_key_state` and hands the direct case to the JIT as a `bpf_jit_poke_descriptor`).
+///
+/// Encoding: `src_reg` holds the flags ([`TailCallAux::VERIFIED`], [`TailCallAux::MAP`],
+/// [`TailCallAux::KEY`]), `off` the map's index in the program's `used_maps`, `imm` the key;
+/// fields a flag does not claim are zero. A program loaded on the trusted path has none: its
+/// tail calls check at run time that R2 is one of its maps and a prog_array.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TailCallAux {
+    /// The verifier proved R2 a prog_array of the program's maps on every path.
+    pub verified: bool,
+    /// The same map on every path (not poisoned): its index in `used_maps`.
+    pub map: Option<u16>,
+    /// The same constant key on every path, below the map's `max_entries`: with `map`, the
+    /// site can be a direct jump.
+    pub key: Option<u32>,
+}
+
+impl TailCallAux {
+    /// `src_reg` flag: [`TailCallAux::verified`].
+    pub const VERIFIED: u8 = 1;
+    /// `src_reg` flag: `off` holds [`TailCallAux::map`].
+    pub const MAP: u8 = 2;
+    /// `src_reg` flag: `imm` holds [`TailCallAux::key`].
+    pub const KEY: u8 = 4;
+
+    /// The tail-call instruction carrying these facts.
+    pub const fn insn(self) -> Insn {
+        let mut flags = 0;
+        if self.verified {
+            flags |= Self::VERIFIED;
+        }
+        let off = match self.map {
+            Some(m) => {
+                flags |= Self::MAP;
+                m as i16
+            }
+            None => 0,
+        };
+        let imm = match self.key {
+            Some(k) => {
+                flags |= Self::KEY;
+                k as i32
+            }
+            None => 0,
+        };
+        Insn::new(TAIL_CALL_CODE, 0, flags, off, imm)
+    }
+
+    fn decode(insn: Insn) -> Result<TailCallAux, DecodeError> {
+        let flags = insn.src();
+        let has = |f: u8| flags & f != 0;
+        zero(
+            insn.dst() == 0
+                && flags & !(Self::VERIFIED | Self::MAP | Self::KEY) == 0
+                && (has(Self::MAP) || insn.off == 0)
+                && insn.off >= 0
+                && (has(Self::KEY) || insn.imm == 0),
+            "tail call fields",
+        )?;
+        Ok(TailCallAux {
+            verified: has(Self::VERIFIED),
+            map: has(Self::MAP).then_some(insn.off as u16),
+            key: has(Self::KEY).then_some(insn.imm as u32),
+        })
+    }
+}
 
 fn reg(r: u8, max: u8) -> Result<u8, DecodeError> {
     if r > max {
@@ -482,11 +552,7 @@ fn decode_jmp(insn: Insn, max: u8) -> Result<Op, DecodeError> {
     let is_x = code & src::X != 0;
     let (d, s) = (insn.dst(), insn.src());
     if code == TAIL_CALL_CODE {
-        zero(
-            d == 0 && s == 0 && insn.off == 0 && insn.imm == 0,
-            "tail call fields",
-        )?;
-        return Ok(Op::TailCall);
+        return Ok(Op::TailCall(TailCallAux::decode(insn)?));
     }
     let cond = match code & 0xf0 {
         jmp::JA => {

@@ -200,7 +200,22 @@ impl Display for Text<'_> {
             Op::Call(Call::Local(imm)) => write!(f, "call local {}", Rel(imm as i64)),
             Op::Call(Call::Kfunc(id)) => write!(f, "call kfunc {id}"),
             Op::Call(Call::Reg(r)) => write!(f, "call %r{r}"),
-            Op::TailCall => f.write_str("tail_call"),
+            Op::TailCall(aux) => {
+                f.write_str("tail_call")?;
+                let mut sep = " ";
+                if aux.verified {
+                    f.write_str(" verified")?;
+                    sep = ", ";
+                }
+                if let Some(m) = aux.map {
+                    write!(f, "{sep}map {m}")?;
+                    sep = ", ";
+                }
+                match aux.key {
+                    Some(k) => write!(f, "{sep}key {k}"),
+                    None => Ok(()),
+                }
+            }
             Op::Exit => f.write_str("exit"),
             Op::MayGoto { off } => write!(f, "may_goto {}", Rel(off as i64)),
             Op::Ldx {
@@ -397,6 +412,6 @@ mod tests {
         assert_eq!(disasm_op(&Op::Ja { off: 5 }), "ja +5");
         assert_eq!(disasm_op(&Op::Ja { off: -40000 }), "ja32 -40000");
         assert_eq!(disasm_op(&Op::MayGoto { off: 0 }), "may_goto +0");
-        assert_eq!(disasm_op(&Op::TailCall), "tail_call");
+        assert_eq!(disasm_op(&Op::TailCall(Default::default())), "tail_call");
     }
 }

@@ -327,7 +327,7 @@ pub fn run_checked(
             }
             Op::Call(_) => return Err(CheckedError::BadCall { pc: here }),
             // No program arrays in a checked run: the tail call falls through.
-            Op::TailCall => {}
+            Op::TailCall(_) => {}
             Op::Exit => match frames.pop() {
                 None => return Ok(regs[0]),
                 Some(f) => {

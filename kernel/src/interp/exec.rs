@@ -30,7 +30,8 @@ const MAY_GOTO_BUDGET: u64 = 8 * 1024 * 1024;
 
 /// A call-frame record, kept in the CPU's [`CpuState`] frame slots.
 struct Frame {
-    ret_pc: usize,
+    /// Where the caller resumes: a pointer into its program's ops.
+    ret: *const IOp,
     prog: *const Prog,
     saved: [u64; 4],
     fp: u64,
@@ -136,12 +137,12 @@ unsafe fn exec(
 ) -> Result<u64, Fault> {
     let mut regs = [0u64; 16];
     let mut cur: *const Prog = prog;
-    let mut ops: *const IOp = image(cur).ops.as_ptr();
+    // The next op: a pointer into the current program's ops.
+    let mut ip: *const IOp = image(cur).ops.as_ptr();
     let mut depth = 0usize;
     // Frames below this depth belong to programs that tail-called away from a subprogram.
     let mut seg_base = 0usize;
     let mut may_goto = MAY_GOTO_BUDGET;
-    let mut pc = 0usize;
     regs[1] = r1;
     regs[2] = r2;
     regs[10] = stack as u64 + INTERP_STACK_BYTES as u64;
@@ -153,18 +154,46 @@ unsafe fn exec(
     }
 
     loop {
-        // SAFETY: the loader guarantees `pc` stays within the current program's ops (see the
-        // function's contract); a tail call switches `ops` together with resetting `pc`.
-        let op = unsafe { *ops.add(pc) };
+        // SAFETY: the loader guarantees `ip` stays within the current program's ops (see the
+        // function's contract): every jump lands inside the program, which ends in `exit` or
+        // `ja`; a call, exit or tail call moves it to another program's ops.
+        let op = unsafe { *ip };
         let (d, s) = (op.dst, op.src);
         let imm = op.imm;
-        pc += 1;
+        // SAFETY: as above; one past the last op at worst, which is never read.
+        ip = unsafe { ip.add(1) };
+        macro_rules! jump_by {
+            ($off:expr) => {
+                // SAFETY: the loader checked every jump lands inside the program.
+                ip = unsafe { ip.offset($off as isize) }
+            };
+        }
         macro_rules! jump_if {
             ($c:expr) => {
                 if $c {
-                    pc = (pc as isize + op.off as isize) as usize;
+                    jump_by!(op.off);
                 }
             };
+        }
+        // The second op of a fused pair (`fuse.rs`), skipped over.
+        macro_rules! next {
+            () => {{
+                // SAFETY: a fused op is never a program's last: its partner follows it.
+                let second = unsafe { *ip };
+                jump_by!(1);
+                second
+            }};
+        }
+        // `r += imm; if r <cond> imm2 goto off` on one register.
+        macro_rules! add_jump {
+            ($cond:tt) => {{
+                let v = r!(d).wrapping_add(imm);
+                r!(d) = v;
+                let j = next!();
+                if v $cond j.imm {
+                    jump_by!(j.off);
+                }
+            }};
         }
         macro_rules! addr {
             ($base:expr) => {
@@ -173,6 +202,23 @@ unsafe fn exec(
         }
         match op.k {
             K::AddI64 => r!(d) = r!(d).wrapping_add(imm),
+            K::AddI64JeqI => add_jump!(==),
+            K::AddI64JneI => add_jump!(!=),
+            K::AddI64JltI => add_jump!(<),
+            K::AddI64JleI => add_jump!(<=),
+            K::AddI64JgtI => add_jump!(>),
+            K::AddI64JgeI => add_jump!(>=),
+            K::MovR64AddI64 => {
+                let add = next!();
+                r!(d) = r!(s).wrapping_add(add.imm);
+            }
+            K::MovI64Exit => {
+                regs[0] = imm;
+                if depth == 0 {
+                    return Ok(regs[0]);
+                }
+                // The `exit` itself runs as written.
+            }
             K::AddR64 => r!(d) = r!(d).wrapping_add(r!(s)),
             K::SubI64 => r!(d) = r!(d).wrapping_sub(imm),
             K::SubR64 => r!(d) = r!(d).wrapping_sub(r!(s)),
@@ -379,7 +425,7 @@ unsafe fn exec(
             K::StRelDW => atomic_at!(AtomicU64, addr!(r!(d))).store(r!(s), Ordering::Release),
             K::LdImm64 => {
                 r!(d) = imm;
-                pc += 1;
+                jump_by!(1);
             }
             K::CallHelper => {
                 // SAFETY: `imm` was set from a `&'static HelperProto` at pre-decode.
@@ -417,7 +463,7 @@ unsafe fn exec(
                     return Err(Fault::CallDepth);
                 }
                 let record = Frame {
-                    ret_pc: pc,
+                    ret: ip,
                     prog: cur,
                     saved: [regs[6], regs[7], regs[8], regs[9]],
                     fp: regs[10],
@@ -429,7 +475,7 @@ unsafe fn exec(
                 depth += 1;
                 regs[10] -= MAX_BPF_STACK as u64;
                 may_goto = MAY_GOTO_BUDGET;
-                pc = (pc as isize + op.off as isize) as usize;
+                jump_by!(op.off);
             }
             K::Exit => {
                 if depth == 0 {
@@ -438,28 +484,26 @@ unsafe fn exec(
                 depth -= 1;
                 // SAFETY: as at `CallLocal`; slot `depth` was written by the matching one.
                 let f = unsafe { frame_slot(state, depth).read().assume_init() };
-                pc = f.ret_pc;
+                ip = f.ret;
                 cur = f.prog;
-                ops = image(cur).ops.as_ptr();
                 [regs[6], regs[7], regs[8], regs[9]] = f.saved;
                 regs[10] = f.fp;
                 may_goto = f.may_goto;
                 seg_base = f.seg_base;
             }
-            K::TailCall => {
-                let next = tail_call_target(image(cur), state, regs[2], regs[3]);
+            K::TailCall | K::TailCallVerified => {
+                let next = tail_call_target(image(cur), op.k, state, regs[2], regs[3]);
                 // SAFETY: `state` is this run's CPU state (see `exec`'s contract).
                 regs[2] = unsafe { (*state).entry_r2 };
                 if let Some(next) = next {
                     cur = next;
-                    ops = image(cur).ops.as_ptr();
-                    pc = 0;
+                    ip = image(cur).ops.as_ptr();
                     seg_base = depth;
                 }
             }
             K::MayGoto => {
                 if may_goto == 0 {
-                    pc = (pc as isize + op.off as isize) as usize;
+                    jump_by!(op.off);
                 } else {
                     may_goto -= 1;
                 }
@@ -468,18 +512,22 @@ unsafe fn exec(
     }
 }
 
-/// Resolves a tail call (`JMP_TAIL_CALL`): the target program, or `None` to fall through.
+/// Resolves a tail call (`JMP_TAIL_CALL`): the target program, or `None` to fall through. At a
+/// verified site ([`K::TailCallVerified`]) the verifier proved `map` one of the program's maps
+/// (a prog_array), so only the trusted path scans the map list.
 #[inline(always)]
 fn tail_call_target(
     img: &InterpImage,
+    kind: K,
     state: *mut CpuState,
     map: u64,
     index: u64,
 ) -> Option<*const Prog> {
-    if !valid_map(img, map) {
+    if kind != K::TailCallVerified && !valid_map(img, map) {
         return None;
     }
-    // SAFETY: `map` is one of the program's maps (checked above), kept alive by the program.
+    // SAFETY: `map` is one of the program's maps (checked above, or proved by the verifier at
+    // a verified site), kept alive by the program.
     let array = unsafe { (*(map as *const Map)).as_prog_array()? };
     let index = index as u32;
     if index >= array.max_entries() {

@@ -28,5 +28,8 @@ pub(crate) enum K {
     AFetchAdd32, AFetchAdd64, AFetchOr32, AFetchOr64, AFetchAnd32, AFetchAnd64,
     AFetchXor32, AFetchXor64, AXchg32, AXchg64, ACmpxchg32, ACmpxchg64,
     LdAcqB, LdAcqH, LdAcqW, LdAcqDW, StRelB, StRelH, StRelW, StRelDW,
-    LdImm64, CallHelper, CallLocal, Callx, TailCall, Exit, MayGoto, CallKfunc,
+    LdImm64, CallHelper, CallLocal, Callx, TailCall, TailCallVerified, Exit, MayGoto, CallKfunc,
+    // Fused pairs (`fuse.rs`): the op, then the next slot's op.
+    AddI64JeqI, AddI64JneI, AddI64JltI, AddI64JleI, AddI64JgtI, AddI64JgeI,
+    MovR64AddI64, MovI64Exit,
 }

@@ -77,6 +77,7 @@ pub(super) fn verify(l: &mut Load<'_>) -> Result {
                 ctx_access: out.ctx_access,
                 seen: out.seen,
                 call_map: out.call_map,
+                call_key: out.call_key,
                 loop_sites: out.loop_sites,
             });
             Ok(())

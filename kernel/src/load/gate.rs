@@ -130,7 +130,7 @@ fn check_insns(l: &mut Load<'_>) -> Result {
     let mut pc = 0;
     while pc < insns.len() {
         let op = decode(insns, pc).map_err(|e| reject(l.log, format_args!("insn {pc}: {e}")))?;
-        if op == Op::TailCall {
+        if matches!(op, Op::TailCall(_)) {
             return Err(reject(
                 l.log,
                 format_args!("insn {pc}: unknown opcode {TAIL_CALL_CODE:#04x}"),

@@ -16,14 +16,16 @@
 //! When no pass has work the program is copied as written and no list is built.
 
 use super::Load;
+use crate::helpers::map_ops;
+use crate::insn::{TAIL_CALL_CODE, TailCallAux};
 use crate::map::MapImpl;
-use crate::maps::ArrayLayout;
 use crate::patch::PatchList;
+use crate::uapi::MapFlags;
 use crate::verifier::convert::convert_ctx_access;
-use crate::verifier::fixups::do_misc_fixups;
+use crate::verifier::fixups::{MapOps, do_misc_fixups};
 use crate::verifier::loop_inline;
 use crate::verifier::zext::{ZextMode, is_cmpxchg32, opt_subreg_zext_lo32_rnd_hi32, zext_dst};
-use crate::verifier::{CallMap, LoopSite};
+use crate::verifier::{CallKey, CallMap, LoopSite};
 use crate::{Errno, Result};
 use alloc::vec::Vec;
 
@@ -130,9 +132,47 @@ pub(super) fn linearize(l: &mut Load<'_>) -> Result {
 fn single_slot_fixups(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
     for &(slot, insn) in &l.fixups {
         let node = list.orig_node(slot as u32).ok_or(Errno::EINVAL)?;
+        let insn = if insn.code == TAIL_CALL_CODE {
+            tail_call_aux(l, slot).insn()
+        } else {
+            insn
+        };
         list.replace(node, &[insn])?;
     }
     Ok(())
+}
+
+/// What the verifier proved about the tail call at `slot`, for the engines (the part of
+/// `do_misc_fixups` that reads `map_ptr_state`/`map_key_state` and adds a poke descriptor):
+/// on a verified path, R2 is a prog_array of the program's maps; one map on every path gives
+/// its `used_maps` index; with it, one in-range constant key on every path makes the site
+/// direct. Nothing on the trusted path: its engines check at run time.
+fn tail_call_aux(l: &Load<'_>, slot: usize) -> TailCallAux {
+    let Some(v) = l
+        .verified
+        .as_ref()
+        .filter(|v| v.seen.get(slot) == Some(&true))
+    else {
+        return TailCallAux::default();
+    };
+    let map = match v.call_map.get(slot) {
+        Some(&CallMap::Map(h)) => l
+            .handles
+            .iter()
+            .find(|&&(x, _)| x == h)
+            .and_then(|&(_, i)| u16::try_from(i).ok())
+            .filter(|&i| i <= i16::MAX as u16),
+        _ => None,
+    };
+    let key = match v.call_key.get(slot) {
+        Some(&CallKey::Key(k)) if map.is_some() => Some(k),
+        _ => None,
+    };
+    TailCallAux {
+        verified: true,
+        map,
+        key,
+    }
 }
 
 /// `bpf_check`'s dead-code treatment for a loader with `CAP_BPF` (both load modes are one; its
@@ -162,23 +202,43 @@ fn inline_loops(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
     }
 }
 
-/// Array-map lookups whose map the verifier saw fixed, inlined when a JIT is requested (the
-/// kernel's `prog->jit_requested`). Measured with `kbpf bench map-lookup`: JIT'd, an inlined
-/// array lookup costs about a tenth of the helper call; interpreted, its six dispatched
-/// instructions cost more than the call.
+/// Map helper calls whose map the verifier saw fixed, when a JIT is requested (the kernel's
+/// `prog->jit_requested`): array lookups inlined, the other calls made direct calls of the map
+/// type's own operation. Measured with `kbpf bench map-lookup`: JIT'd, an inlined array lookup
+/// costs about a tenth of the helper call; interpreted, its six dispatched instructions cost
+/// more than the call.
 fn misc_fixups(l: &Load<'_>, list: &mut PatchList<()>) -> Result {
     let Some(v) = l.verified.as_ref().filter(|_| l.jit_requested) else {
         return Ok(());
     };
     // The pass sees the maps this load resolved (and holds), never a fresh lookup.
-    let layout = |h: u32| -> Option<ArrayLayout> {
-        let &(_, i) = l.handles.iter().find(|&&(x, _)| x == h)?;
-        match &l.used_maps.get(i)?.imp {
-            MapImpl::Array(a) => a.gen_lookup_layout(),
-            _ => None,
+    let ops = |h: u32| -> MapOps {
+        let map = l
+            .handles
+            .iter()
+            .find(|&&(x, _)| x == h)
+            .and_then(|&(_, i)| l.used_maps.get(i));
+        let Some(map) = map else {
+            return MapOps::default();
+        };
+        match &map.imp {
+            MapImpl::Array(a) => MapOps {
+                inline: a
+                    .gen_lookup_layout()
+                    .filter(|_| !map.attr().flags.contains(MapFlags::INNER_MAP)),
+                lookup: Some(map_ops::id::ARRAY_LOOKUP),
+                ..MapOps::default()
+            },
+            MapImpl::Hash(_) => MapOps {
+                inline: None,
+                lookup: Some(map_ops::id::HASH_LOOKUP),
+                update: Some(map_ops::id::HASH_UPDATE),
+                delete: Some(map_ops::id::HASH_DELETE),
+            },
+            _ => MapOps::default(),
         }
     };
-    do_misc_fixups(list, l.insns(), &v.call_map, &layout).map(|_| ())
+    do_misc_fixups(list, l.insns(), &v.call_map, &ops).map(|_| ())
 }
 
 /// Zero extension of the 32-bit definitions whose upper half is read, or its

@@ -34,8 +34,13 @@ pub(super) fn select_runtime(l: &mut Load<'_>) -> Result {
     };
     let map_addrs: Box<[u64]> = l.used_maps.iter().map(|m| Arc::as_ptr(m) as u64).collect();
     let run_insns = l.blinded.as_deref().unwrap_or(&l.xlated);
-    let interp = InterpImage::build(run_insns, attr.prog_type, map_addrs)?;
-    let jited = crate::jit::select_runtime(run_insns, attr.prog_type);
+    let jited = crate::jit::select_runtime(&crate::jit::JitProgram {
+        insns: run_insns,
+        prog_type: attr.prog_type,
+        maps: &map_addrs,
+        verified: l.verified.is_some(),
+    });
+    let interp = InterpImage::build(run_insns, attr.prog_type, map_addrs, l.verified.is_some())?;
     let xlated = core::mem::take(&mut l.xlated).into_boxed_slice();
     let used_maps = core::mem::take(&mut l.used_maps).into_boxed_slice();
     let line_info = core::mem::take(&mut l.line_info).into_boxed_slice();

@@ -68,7 +68,7 @@ impl PercpuArrayMap {
 
     /// # Safety
     /// `key` points to 4 readable bytes; the caller holds its CPU.
-    #[inline]
+    #[inline(never)]
     pub(crate) unsafe fn lookup_raw(&self, key: *const u8) -> *mut u8 {
         // SAFETY: caller contract.
         let i = unsafe { (key as *const u32).read_unaligned() };

@@ -9,8 +9,8 @@
 //! "append"); [`NONE`] stands for "no rule gave a position".
 
 use super::{
-    Cp, Entry, MPROG_MAX, MPROG_MAX_PROGS, MprogApi, MprogFlags, Obj, Query, Relative, pins, same,
-    same_opt,
+    Cp, Dispatch, Entry, MPROG_MAX, MPROG_MAX_PROGS, MprogApi, MprogFlags, Obj, Query, Relative,
+    pins, same, same_opt,
 };
 use crate::sync::Arc;
 use crate::sync::atomic::Ordering;
@@ -48,6 +48,9 @@ pub struct Bundle<P, L> {
     /// The item a replace or delete took out, which readers of the old entry may still run:
     /// dropped by [`Bundle::commit`] after the grace period (`bundle->ref`).
     put: Option<Cp<P, L>>,
+    /// The dispatch an in-place replace took off the active entry, which readers may still run:
+    /// dropped by [`Bundle::commit`] with `put`.
+    put_dispatch: Option<Box<Dispatch>>,
     api: MprogApi,
 }
 
@@ -60,6 +63,7 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
             active: 0,
             revision: 1,
             put: None,
+            put_dispatch: None,
             api,
         }
     }
@@ -341,9 +345,24 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
         self.put = old;
     }
 
+    /// Installs `d` as the active entry's dispatch (the compiled walk of exactly its programs;
+    /// `None` to have readers walk), after a change and before the attach point publishes.
+    /// The dispatch it replaces (after an in-place replace) is dropped by the next
+    /// [`Bundle::commit`], after the grace period.
+    pub fn install_dispatch(&mut self, d: Option<Box<Dispatch>>) {
+        let old = self.entries[self.active].swap_dispatch(d);
+        debug_assert!(
+            old.is_none() || self.put_dispatch.is_none(),
+            "dispatch replaced twice before commit"
+        );
+        if old.is_some() {
+            self.put_dispatch = old;
+        }
+    }
+
     /// `bpf_mprog_commit` after the attach point published: waits for a grace period of `rcu`,
-    /// then clears the inactive entry, puts the replaced or deleted item, and bumps the
-    /// revision.
+    /// then clears the inactive entry (its dispatch included), puts the replaced or deleted
+    /// item and a replaced dispatch, and bumps the revision.
     pub fn commit(&mut self, rcu: &RcuDomain) {
         rcu.synchronize();
         let p = 1 - self.active;
@@ -353,7 +372,9 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
             }
             self.entries[p].set(i, core::ptr::null(), Ordering::Relaxed);
         }
+        drop(self.entries[p].swap_dispatch(None));
         self.put = None;
+        self.put_dispatch = None;
         self.revision += 1;
     }
 
@@ -411,8 +432,10 @@ impl<P: Obj, L: Obj> Bundle<P, L> {
             for i in 0..MPROG_MAX {
                 self.entries[e].set(i, core::ptr::null(), Ordering::Relaxed);
             }
+            drop(self.entries[e].swap_dispatch(None));
         }
         self.put = None;
+        self.put_dispatch = None;
         self.cp.iter_mut().map_while(Option::take).collect()
     }
 }

@@ -7,9 +7,15 @@
 //! active entry (release store), wait for a grace period and commit. A bundle that empties is
 //! unpublished and freed after that grace period; the next attach creates a new one, at
 //! revision 1 again. Readers load the published pointer once (acquire) inside a read-side section of the same
-//! domain and walk the entry.
+//! domain and walk the entry — or, on a hook built [`Hook::with_dispatch`], call the entry's
+//! compiled walk ([`super::Dispatch`]) when it has one ([`Hook::run`]). The dispatch is built
+//! after the bundle changed and before the entry is published; building never fails the
+//! change (a declined build leaves the entry to be walked).
 
-use super::{Bundle, Change, Cp, Entry, MprogApi, MprogFlags, Obj, Query, Relative};
+use super::{
+    Bundle, Change, Cp, Dispatch, DispatchBuild, Entry, MPROG_MAX, MprogApi, MprogFlags, Obj,
+    Query, Relative,
+};
 use crate::cpu::CpuGuard;
 use crate::sync::atomic::{AtomicPtr, Ordering};
 use crate::sync::rcu::{RcuDomain, RcuReadGuard};
@@ -38,15 +44,25 @@ pub struct Hook<P: Obj, L: Obj> {
     active: AtomicPtr<Entry<P>>,
     bundle: SpinLock<Option<Box<Bundle<P, L>>>>,
     api: MprogApi,
+    build: Option<DispatchBuild<P>>,
 }
 
 impl<P: Obj, L: Obj> Hook<P, L> {
-    /// An attach point with nothing attached, following `api`'s rules.
+    /// An attach point with nothing attached, following `api`'s rules; readers walk.
     pub fn new(api: MprogApi) -> Self {
         Hook {
             active: AtomicPtr::new(core::ptr::null_mut()),
             bundle: SpinLock::new(None),
             api,
+            build: None,
+        }
+    }
+
+    /// An attach point whose entries carry the dispatch `build` makes of their programs.
+    pub fn with_dispatch(api: MprogApi, build: DispatchBuild<P>) -> Self {
+        Hook {
+            build: Some(build),
+            ..Hook::new(api)
         }
     }
 
@@ -89,6 +105,56 @@ impl<P: Obj, L: Obj> Hook<P, L> {
         None
     }
 
+    /// Fast path: calls `dispatch` with the published entry's compiled walk if it has one,
+    /// else `f` on each program in order until it breaks (as [`Hook::for_each`]). `None` if
+    /// nothing is attached or (walking) no program broke.
+    #[inline]
+    pub fn run<S: ReadSection, R>(
+        &self,
+        section: &mut S,
+        dispatch: impl FnOnce(&mut S, &Dispatch) -> R,
+        mut f: impl FnMut(&mut S, &P) -> ControlFlow<R>,
+    ) -> Option<R> {
+        // Acquire: as in `read`.
+        let p = self.active.load(Ordering::Acquire);
+        // SAFETY: as in `for_each`.
+        let entry = unsafe { p.as_ref() }?;
+        if let Some(d) = entry.dispatch() {
+            return Some(dispatch(section, d));
+        }
+        for prog in entry.progs() {
+            if let ControlFlow::Break(r) = f(section, prog) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Whether the published entry has a compiled walk (for tests and benches).
+    pub fn dispatched<S: ReadSection>(&self, section: &S) -> bool {
+        self.read(section).is_some_and(|e| e.dispatch().is_some())
+    }
+
+    /// Builds and installs the active entry's dispatch, if this hook compiles its walks.
+    fn redispatch(&self, b: &mut Bundle<P, L>) {
+        let Some(build) = self.build else { return };
+        let mut progs: [Option<&P>; MPROG_MAX] = [None; MPROG_MAX];
+        let mut n = 0;
+        for (slot, p) in progs.iter_mut().zip(b.active_entry().progs()) {
+            *slot = Some(p);
+            n += 1;
+        }
+        let mut list = alloc::vec::Vec::new();
+        let d = if list.try_reserve_exact(n).is_ok() {
+            list.extend(progs[..n].iter().flatten());
+            build(&list)
+        } else {
+            None
+        };
+        drop(list);
+        b.install_dispatch(d.map(Box::new));
+    }
+
     fn publish(&self, b: Option<&Bundle<P, L>>) {
         let p = b.map_or(core::ptr::null(), |b| b.active_entry() as *const Entry<P>);
         // Release: the entry's slots and the programs behind them are visible to readers that
@@ -118,6 +184,7 @@ impl<P: Obj, L: Obj> Hook<P, L> {
         let b = slot.get_or_insert_with(|| Box::new(Bundle::new(self.api)));
         match b.attach(new, link, old, flags, expected_revision, resolve) {
             Ok(change) => {
+                self.redispatch(b);
                 if change == Change::Swapped {
                     self.publish(Some(b));
                 }
@@ -148,6 +215,9 @@ impl<P: Obj, L: Obj> Hook<P, L> {
         let b = slot.as_mut().ok_or(Errno::ENOENT)?;
         b.detach(prog, link, flags, expected_revision, resolve)?;
         let empty = b.total() == 0;
+        if !empty {
+            self.redispatch(b);
+        }
         self.publish(if empty { None } else { Some(b) });
         b.commit(rcu);
         if empty {

@@ -8,7 +8,10 @@
 //!
 //! Each helper call taking a map records, over every path, which map its R1 held
 //! ([`CallMap`], the kernel's `bpf_insn_aux_data.map_ptr_state` kept by
-//! `record_func_map`), for the load's fix-ups ([`super::fixups`]).
+//! `record_func_map`), for the load's fix-ups ([`super::fixups`]); a `bpf_tail_call` also
+//! records its key ([`CallKey`], `map_key_state` kept by `record_func_key`). The load writes
+//! both into the tail-call instruction ([`crate::insn::TailCallAux`]), so the engines run a
+//! verified site without re-checking the map and jump straight to a constant slot.
 
 use super::args::{MemArg, MemSize, check_ctx_unmodified, released_ref};
 use super::bounds::Scalar;
@@ -44,6 +47,32 @@ impl CallMap {
             CallMap::None => CallMap::Map(h),
             CallMap::Map(m) if m == h => self,
             _ => CallMap::Poisoned,
+        }
+    }
+}
+
+/// The key a `bpf_tail_call`'s R3 held, over every path that reached the call
+/// (`bpf_map_key_state`): none seen yet, always the same constant below the prog_array's
+/// `max_entries`, or anything else (`BPF_MAP_KEY_POISON`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallKey {
+    /// No path reached the call yet (or it is no tail call).
+    #[default]
+    None,
+    /// Every path passed this key, in range.
+    Key(u32),
+    /// A path passed a key that is not a constant, out of range, or another constant.
+    Poisoned,
+}
+
+impl CallKey {
+    /// This record after one more path passed `key` (`None`: not a constant in range;
+    /// `record_func_key`).
+    pub fn merge(self, key: Option<u32>) -> CallKey {
+        match (self, key) {
+            (CallKey::None, Some(k)) => CallKey::Key(k),
+            (CallKey::Key(a), Some(k)) if a == k => self,
+            _ => CallKey::Poisoned,
         }
     }
 }
@@ -124,6 +153,18 @@ impl Explorer<'_> {
         }
         if let Some((_, attr)) = meta.map {
             self.check_map_func_compatibility(pc, attr.map_type, id)?;
+            if id == func::TAIL_CALL {
+                // R3 is precise (every helper argument is, see `needs_before`), so no path with
+                // another key is pruned into this one.
+                let r3 = st.reg(3);
+                let key = (r3.ty == RegType::Scalar)
+                    .then(|| r3.var.as_const())
+                    .flatten()
+                    .filter(|&k| k < attr.max_entries as u64);
+                if let Some(rec) = self.call_key.get_mut(pc) {
+                    *rec = rec.merge(key.map(|k| k as u32));
+                }
+            }
         }
         let r0 = self.helper_ret(st, pc, proto, &meta)?;
         self.finish_call(st, r0);

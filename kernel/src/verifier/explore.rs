@@ -100,6 +100,8 @@ pub(super) struct Explorer<'a> {
     pub mem_aux: Vec<super::convert::MemAux>,
     /// Per instruction: the map a helper call saw in R1 over every path (`map_ptr_state`).
     pub call_map: Vec<super::calls::CallMap>,
+    /// Per instruction: the key a tail call saw in R3 over every path (`map_key_state`).
+    pub call_key: Vec<super::calls::CallKey>,
     /// Per instruction: what a `bpf_loop` call saw over every path ([`super::callback`]).
     pub loop_sites: Vec<super::callback::LoopSite>,
     /// The scalars the jump being checked linked, packed for the jump history (0: none).
@@ -128,6 +130,7 @@ impl<'a> Explorer<'a> {
             seen: vec![false; insns.len()],
             mem_aux: vec![super::convert::MemAux::Unseen; insns.len()],
             call_map: vec![super::calls::CallMap::None; insns.len()],
+            call_key: vec![super::calls::CallKey::None; insns.len()],
             loop_sites: vec![super::callback::LoopSite::None; insns.len()],
             jmp_linked: 0,
             explore_alu_limits: false,
@@ -355,7 +358,7 @@ impl<'a> Explorer<'a> {
                 return Ok(Next::Fork(next, t, st.clone()));
             }
             Op::Call(c) => return self.check_call(st, pc, c),
-            Op::TailCall => {
+            Op::TailCall(_) => {
                 return Err(Reject::new(
                     Errno::EINVAL,
                     pc,

@@ -30,6 +30,12 @@
 //! helper call JIT-compiled, but slower than the call interpreted, where each of the six
 //! instructions pays a dispatch.
 //!
+//! A lookup the map does not inline — a hash map (whose `htab_map_gen_lookup` emits a call of
+//! `__htab_map_lookup_elem`), an array created `BPF_F_INNER_MAP` — and the update and delete
+//! calls become direct calls of the map type's own operation ([`MapOps`],
+//! [`crate::helpers::map_ops`]), skipping the generic helper's dispatch on the map's type, as
+//! the kernel's `BPF_CALL_IMM(ops->map_*_elem)` rewrite does.
+//!
 //! Not done, and why:
 //! - the Spectre v1 index mask the kernel adds for unprivileged loaders (`index_mask`): kbpf's
 //!   verifier leaves speculative-execution hardening out of scope;
@@ -37,9 +43,6 @@
 //!   `BPF_MOV64_PERCPU_REG`): kbpf has no call-free way to find the running CPU — the CPU is
 //!   a host call (`host::cpu_enter`), not a per-CPU base register;
 //! - `bpf_get_smp_processor_id` inlining, for the same reason;
-//! - the direct-call form of the other map helpers (`BPF_CALL_IMM(ops->map_lookup_elem)`): kbpf
-//!   calls every helper through one pre-decoded function pointer and the per-type dispatch
-//!   inside is a single match on the map's kind, so there is no indirect map-ops call to save.
 
 use super::calls::CallMap;
 use crate::insn::{Insn, alu64_imm, alu64_reg, call_helper, ja, jmp32_imm, ldx_mem, mov64_imm};
@@ -78,39 +81,76 @@ pub fn array_map_gen_lookup(layout: &ArrayLayout) -> Option<[Insn; GEN_LOOKUP_LE
     ])
 }
 
-/// `do_misc_fixups` for helper calls: inlines every `bpf_map_lookup_elem` of `orig` whose
-/// map is recorded in `call_map` (per original slot) as one map on every path and for which
-/// `layout` (from the map handle) gives an array layout. Calls that dead-code removal or an
-/// earlier pass already changed are left alone. Returns the number of calls inlined.
+/// What a map offers the helper calls the verifier saw it alone at (the kernel's per-type
+/// `map_gen_lookup` and `bpf_map_ops`): a lookup inlined as instructions (arrays), else the
+/// internal ids of its own operations ([`crate::helpers::map_ops`]) to call directly instead of
+/// the generic helper.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapOps {
+    /// An array's layout: lookups become instructions.
+    pub inline: Option<ArrayLayout>,
+    /// `bpf_map_lookup_elem` calls this instead (when not inlined).
+    pub lookup: Option<i32>,
+    /// `bpf_map_update_elem` calls this instead.
+    pub update: Option<i32>,
+    /// `bpf_map_delete_elem` calls this instead.
+    pub delete: Option<i32>,
+}
+
+/// `do_misc_fixups` for map helper calls: every `bpf_map_lookup_elem`, `_update_elem` and
+/// `_delete_elem` of `orig` whose map is recorded in `call_map` (per original slot) as one map
+/// on every path becomes what `ops` (from the map handle) offers: an inlined lookup
+/// ([`array_map_gen_lookup`]) or a direct call of the map's own operation
+/// (`BPF_CALL_IMM(ops->map_lookup_elem)`, `htab_map_gen_lookup`'s call). Calls that dead-code
+/// removal or an earlier pass already changed are left alone. Returns the number of calls
+/// rewritten.
 pub fn do_misc_fixups<A: Default + Clone>(
     list: &mut PatchList<A>,
     orig: &[Insn],
     call_map: &[CallMap],
-    layout: &dyn Fn(u32) -> Option<ArrayLayout>,
+    ops: &dyn Fn(u32) -> MapOps,
 ) -> Result<usize> {
     if orig.len() != list.orig_len() || call_map.len() != orig.len() {
         return Err(Errno::EINVAL);
     }
     let lookup = call_helper(func::MAP_LOOKUP_ELEM);
-    let mut inlined = 0;
+    let update = call_helper(func::MAP_UPDATE_ELEM);
+    let delete = call_helper(func::MAP_DELETE_ELEM);
+    let mut rewritten = 0;
     for (pc, rec) in call_map.iter().enumerate() {
         let CallMap::Map(handle) = *rec else { continue };
-        if orig[pc] != lookup {
+        let call = orig[pc];
+        if call != lookup && call != update && call != delete {
             continue;
         }
         let Some(node) = list.orig_node(pc as u32) else {
             continue;
         };
-        if !list.is_live(node) || list.insn(node) != Some(lookup) {
+        if !list.is_live(node) || list.insn(node) != Some(call) {
             continue;
         }
-        let Some(code) = layout(handle).as_ref().and_then(array_map_gen_lookup) else {
-            continue;
+        let o = ops(handle);
+        let direct = |id: Option<i32>| id.map(call_helper);
+        if call == lookup {
+            if let Some(code) = o.inline.as_ref().and_then(array_map_gen_lookup) {
+                list.replace(node, &code)?;
+                rewritten += 1;
+                continue;
+            }
+        }
+        let id = if call == lookup {
+            o.lookup
+        } else if call == update {
+            o.update
+        } else {
+            o.delete
         };
-        list.replace(node, &code)?;
-        inlined += 1;
+        if let Some(insn) = direct(id) {
+            list.replace(node, &[insn])?;
+            rewritten += 1;
+        }
     }
-    Ok(inlined)
+    Ok(rewritten)
 }
 
 #[cfg(test)]
@@ -160,9 +200,27 @@ mod tests {
 
     const CALL: usize = 5;
 
+    /// Handle 3 stands for a hash map: no layout, its own operations called directly.
+    const HASH: u32 = 3;
+
+    fn ops(h: u32) -> MapOps {
+        if h == HASH {
+            return MapOps {
+                inline: None,
+                lookup: Some(-1),
+                update: Some(-2),
+                delete: Some(-3),
+            };
+        }
+        MapOps {
+            inline: layout(h),
+            ..MapOps::default()
+        }
+    }
+
     fn run_pass(p: &[Insn], call_map: &[CallMap]) -> (usize, Vec<Insn>) {
         let mut list: PatchList<()> = PatchList::new(p).unwrap();
-        let n = do_misc_fixups(&mut list, p, call_map, &layout).unwrap();
+        let n = do_misc_fixups(&mut list, p, call_map, &ops).unwrap();
         (n, list.linearize(&mut Vec::new(), None).unwrap())
     }
 
@@ -218,7 +276,30 @@ mod tests {
         let mut p = prog(1);
         p[CALL] = call_helper(func::MAP_DELETE_ELEM);
         let (n, out) = run_pass(&p, &rec(&p, CallMap::Map(1)));
+        assert_eq!((n, out), (0, p.clone()));
+        p[CALL] = call_helper(func::KTIME_GET_NS);
+        let (n, out) = run_pass(&p, &rec(&p, CallMap::Map(HASH)));
         assert_eq!((n, out), (0, p));
+    }
+
+    #[test]
+    fn a_hash_maps_calls_go_straight_to_its_operations() {
+        for (helper, direct) in [
+            (func::MAP_LOOKUP_ELEM, -1),
+            (func::MAP_UPDATE_ELEM, -2),
+            (func::MAP_DELETE_ELEM, -3),
+        ] {
+            let mut p = prog(HASH);
+            p[CALL] = call_helper(helper);
+            let (n, out) = run_pass(&p, &rec(&p, CallMap::Map(HASH)));
+            assert_eq!(n, 1);
+            let mut want = p.clone();
+            want[CALL] = call_helper(direct);
+            assert_eq!(out, want);
+            // Poisoned: the generic helper stays.
+            let (n, out) = run_pass(&p, &rec(&p, CallMap::Poisoned));
+            assert_eq!((n, out), (0, p));
+        }
     }
 
     #[test]
@@ -227,6 +308,13 @@ mod tests {
         assert_eq!(CallMap::Map(3).merge(3), CallMap::Map(3));
         assert_eq!(CallMap::Map(3).merge(4), CallMap::Poisoned);
         assert_eq!(CallMap::Poisoned.merge(3), CallMap::Poisoned);
+        use crate::verifier::CallKey;
+        assert_eq!(CallKey::None.merge(Some(2)), CallKey::Key(2));
+        assert_eq!(CallKey::Key(2).merge(Some(2)), CallKey::Key(2));
+        assert_eq!(CallKey::Key(2).merge(Some(3)), CallKey::Poisoned);
+        assert_eq!(CallKey::Key(2).merge(None), CallKey::Poisoned);
+        assert_eq!(CallKey::None.merge(None), CallKey::Poisoned);
+        assert_eq!(CallKey::Poisoned.merge(Some(2)), CallKey::Poisoned);
     }
 
     #[test]

@@ -86,7 +86,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use bounds::Scalar;
 pub use callback::{LoopSite, func_target as callback_target};
-pub use calls::CallMap;
+pub use calls::{CallKey, CallMap};
 use state::{Frame, Reg, RegType, VState};
 
 /// What the verifier is told about the program besides its instructions.
@@ -170,8 +170,11 @@ pub struct VerifierOutput {
     /// [`convert::convert_ctx_access`] (`bpf_insn_aux_data` for `PTR_TO_CTX`).
     pub ctx_access: Vec<Option<convert::CtxAccessInfo>>,
     /// Per instruction slot: the map a helper call's R1 held on every path, for
-    /// [`fixups::do_misc_fixups`] (`bpf_insn_aux_data.map_ptr_state`).
+    /// [`fixups::do_misc_fixups`] (`bpf_insn_aux_data.map_ptr_state`) and the tail-call sites.
     pub call_map: Vec<CallMap>,
+    /// Per instruction slot: the key a tail call's R3 held on every path
+    /// (`bpf_insn_aux_data.map_key_state`).
+    pub call_key: Vec<CallKey>,
     /// Per instruction slot: what a `bpf_loop` call saw, for [`loop_inline`]
     /// (`bpf_insn_aux_data.loop_inline_state`).
     pub loop_sites: Vec<LoopSite>,
@@ -239,6 +242,7 @@ pub fn verify(insns: &[Insn], env: &VerifierEnv<'_>) -> Result<VerifierOutput, V
         seen: core::mem::take(&mut ex.seen),
         ctx_access: ex.mem_aux.iter().map(|a| a.ctx()).collect(),
         call_map: core::mem::take(&mut ex.call_map),
+        call_key: core::mem::take(&mut ex.call_key),
         loop_sites: core::mem::take(&mut ex.loop_sites),
         log: logbuf,
     })

@@ -465,7 +465,7 @@ fn backtrack(op: &Op, frame: u8, stack: StackUse, bt: &mut Precise) -> Result<()
                 return Err(());
             }
         }
-        Op::TailCall => return Err(()),
+        Op::TailCall(_) => return Err(()),
     }
     Ok(())
 }

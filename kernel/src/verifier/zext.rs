@@ -133,7 +133,7 @@ fn use64_kill(op: &Op) -> (Regs, Regs) {
             src,
             ..
         } => (bit(dst) | reg(src), 0),
-        Op::Call(_) | Op::TailCall => (ARGS, CALLER_SAVED),
+        Op::Call(_) | Op::TailCall(_) => (ARGS, CALLER_SAVED),
         // Legacy packet loads read the context pointer R6 (and possibly a register offset).
         Op::LdPacket { .. } => (ARGS | bit(6), CALLER_SAVED),
         Op::Exit => (bit(0), 0),

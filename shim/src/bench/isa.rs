@@ -52,8 +52,74 @@ pub fn helper_loop(with_call: bool) -> Vec<Insn> {
     ]
 }
 
+/// A helper both kbpf and the host kernel run from a `SCHED_CLS` program: 1000 iterations of
+/// `bpf_csum_diff(NULL, 0, NULL, 0, seed = r7)` (which returns its seed folded into 32 bits),
+/// summed, or with `r0 = r5` in place of the call — `scripts/compare-helper`'s programs.
+pub fn csum_helper_loop(with_call: bool) -> Vec<Insn> {
+    vec![
+        mov64_imm(6, 0),
+        mov64_imm(7, 1),
+        mov64_imm(1, 0),
+        mov64_imm(2, 0),
+        mov64_imm(3, 0),
+        mov64_imm(4, 0),
+        mov64_reg(5, 7),
+        if with_call {
+            call_helper(func::CSUM_DIFF)
+        } else {
+            mov64_reg(0, 5)
+        },
+        alu64_reg(alu::ADD, 6, 0),
+        alu64_imm(alu::ADD, 7, 1),
+        jmp_imm(jmp::JLT, 7, 1001, -9),
+        mov64_reg(0, 6),
+        exit(),
+    ]
+}
+
+/// What [`csum_helper_loop`] returns (either form): the sum of 1..=1000.
+pub const CSUM_LOOP_SUM: u32 = 500_500;
+
+/// The packet the `SCHED_CLS` programs of `scripts/compare-helper` and `compare-invoke` run on.
+pub const PACKET: [u8; 64] = [0; 64];
+
 fn load(insns: &[Insn]) -> Result<Fd> {
     syscall::prog_load(&ProgLoadAttr::new(ProgType::RawBuffer, insns))
+}
+
+fn load_cls(insns: &[Insn]) -> Result<Fd> {
+    syscall::prog_load(&ProgLoadAttr::new(ProgType::SchedCls, insns))
+}
+
+/// The `SCHED_CLS` side of the comparison with the host kernel: ns per `bpf_csum_diff` call
+/// and ns per run of `r0 = 7; exit`, both through `BPF_PROG_TEST_RUN` on [`PACKET`].
+pub fn measure_cls(scale: u32) -> Result<(f64, f64)> {
+    let (with, without) = (
+        load_cls(&csum_helper_loop(true))?,
+        load_cls(&csum_helper_loop(false))?,
+    );
+    let tiny = load_cls(&tiny_prog())?;
+    for fd in [with, without] {
+        let r = syscall::prog_test_run(
+            fd,
+            &mut syscall::TestRun {
+                data: &mut PACKET.to_vec(),
+                repeat: 1,
+                ..Default::default()
+            },
+        )?;
+        if r.retval != u64::from(CSUM_LOOP_SUM) {
+            return Err(kbpf::Errno::EINVAL);
+        }
+    }
+    let helper = (best_ns(with, &PACKET, 1_000 * scale, 5)?
+        - best_ns(without, &PACKET, 1_000 * scale, 5)?)
+        / 1000.0;
+    let invoke = best_ns(tiny, &PACKET, 200_000 * scale, 5)?;
+    for fd in [with, without, tiny] {
+        let _ = syscall::close(fd);
+    }
+    Ok((helper, invoke))
 }
 
 /// A straight-line program of `n` ALU instructions (then `exit`), for load/compile timing. The
@@ -91,12 +157,18 @@ pub fn load_us_per_1k(trials: u32) -> Result<f64> {
 pub struct IsaReport {
     /// ns per executed instruction on the loop.
     pub ns_per_insn: f64,
-    /// ns per invocation of `r0 = 7; exit`.
+    /// ns per invocation of `r0 = 7; exit` in the test-run loop.
     pub invoke_ns: f64,
+    /// ns per `Prog::run` of it (a hook's invocation, guard and counter included).
+    pub run_ns: f64,
     /// ns per helper call.
     pub helper_ns: f64,
     /// µs to load a 1000-instruction program (with the JIT: compile and install it too).
     pub load_us_per_1k: f64,
+    /// ns per `bpf_csum_diff` call from a `SCHED_CLS` program ([`csum_helper_loop`]).
+    pub cls_helper_ns: f64,
+    /// ns per run of `r0 = 7; exit` as `SCHED_CLS` on a 64-byte packet.
+    pub cls_invoke_ns: f64,
     /// Whether the programs ran with their constants blinded.
     pub blinded: bool,
 }
@@ -114,6 +186,24 @@ pub fn measure(scale: u32, blind: bool) -> Result<IsaReport> {
     })
 }
 
+/// Best mean ns of one `Prog::run` (recursion guard, counter reset, `jit::enter` or the
+/// interpreter, guard released) over 5 batches of `n`, on a held CPU: the cost of an
+/// invocation outside the test-run loop (what a hook pays per program).
+pub fn run_ns(fd: Fd, n: u32) -> Result<f64> {
+    let prog = syscall::prog_get(fd)?;
+    let mut g = kbpf::cpu::CpuGuard::enter();
+    let h = kbpf::host::get();
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = h.ktime_ns();
+        for _ in 0..n {
+            std::hint::black_box(prog.run(&mut g, 0, 0).ok());
+        }
+        best = best.min((h.ktime_ns() - t0) as f64 / n as f64);
+    }
+    Ok(best)
+}
+
 fn measure_loaded(scale: u32) -> Result<IsaReport> {
     let lp = load(&loop_prog())?;
     let tiny = load(&tiny_prog())?;
@@ -121,17 +211,22 @@ fn measure_loaded(scale: u32) -> Result<IsaReport> {
     let without = load(&helper_loop(false))?;
     let loop_ns = best_ns(lp, &[], 2_000 * scale, 5)?;
     let tiny_ns = best_ns(tiny, &[], 200_000 * scale, 5)?;
+    let run_ns = run_ns(tiny, 200_000 * scale)?;
     let with_ns = best_ns(with, &[], 1_000 * scale, 5)?;
     let without_ns = best_ns(without, &[], 1_000 * scale, 5)?;
     for fd in [lp, tiny, with, without] {
         let _ = syscall::close(fd);
     }
+    let (cls_helper_ns, cls_invoke_ns) = measure_cls(scale)?;
     Ok(IsaReport {
         ns_per_insn: loop_ns / 3003.0,
         invoke_ns: tiny_ns,
+        run_ns,
         helper_ns: (with_ns - without_ns) / 1000.0,
         load_us_per_1k: load_us_per_1k(20)?,
         blinded: false,
+        cls_helper_ns,
+        cls_invoke_ns,
     })
 }
 
@@ -151,8 +246,18 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
     )?;
     writeln!(
         out,
+        "  Prog::run of it:   {:.2} ns per invocation",
+        r.run_ns
+    )?;
+    writeln!(
+        out,
         "  helper loop:       {:.2} ns per helper call",
         r.helper_ns
+    )?;
+    writeln!(
+        out,
+        "  SCHED_CLS: {:.2} ns per bpf_csum_diff call, {:.2} ns per run of r0 = 7; exit",
+        r.cls_helper_ns, r.cls_invoke_ns
     )?;
     writeln!(
         out,
@@ -170,8 +275,11 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
             "blinded": r.blinded,
             "ns_per_insn": json_num(r.ns_per_insn),
             "invoke_ns": json_num(r.invoke_ns),
+            "run_ns": json_num(r.run_ns),
             "helper_ns": json_num(r.helper_ns),
             "load_us_per_1k": json_num(r.load_us_per_1k),
+            "cls_helper_ns": json_num(r.cls_helper_ns),
+            "cls_invoke_ns": json_num(r.cls_invoke_ns),
         });
         writeln!(out, "{j}")?;
     }

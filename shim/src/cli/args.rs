@@ -487,6 +487,12 @@ pub enum BenchCmd {
         #[arg(long)]
         blind: bool,
     },
+    /// The JIT'd helper call across image and stack placements (a layout sweep).
+    HelperLayouts {
+        /// Last line one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Array and hash map lookups.
     MapLookup {
         /// Engine and output.

@@ -201,6 +201,12 @@ fn bench(b: BenchCmd, out: &mut dyn Write) -> Result<(), CmdError> {
                 .map_err(dbg)
                 .and_then(|r| bench::isa::print(&r, engine.name(), opts.json, out).map_err(io))
         }
+        BenchCmd::HelperLayouts { json } => {
+            crate::conformance::Engine::Jit.select();
+            bench::layouts::measure(2_000)
+                .map_err(dbg)
+                .and_then(|r| bench::layouts::print(&r, "jit", json, out).map_err(io))
+        }
         BenchCmd::MapLookup { opts } => {
             let engine: crate::conformance::Engine = opts.engine.into();
             engine.select();

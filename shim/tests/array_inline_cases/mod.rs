@@ -8,10 +8,11 @@
 //! array whose base a `BPF_PSEUDO_MAP_VALUE` reference gives.
 
 use super::ENGINE;
+use kbpf::helpers::map_ops;
 use kbpf::insn::*;
 use kbpf::maps::ArrayLayout;
 use kbpf::syscall::{self, Fd, TestRun};
-use kbpf::uapi::{MapType, ProgFlags, ProgType, alu, func, jmp, pseudo};
+use kbpf::uapi::{MapFlags, MapType, ProgFlags, ProgType, alu, func, jmp, pseudo};
 use kbpf::verifier::fixups::array_map_gen_lookup;
 use kbpf::{MapAttr, ProgLoadAttr};
 use kbpf_shim::conformance::Engine;
@@ -216,17 +217,45 @@ fn single_element_array() {
     assert_eq!(u64::from_ne_bytes(v), 42);
 }
 
+/// Whether the loaded program calls the internal map operation `id` directly.
+fn calls_direct(fd: Fd, id: i32) -> bool {
+    syscall::prog_get(fd)
+        .unwrap()
+        .insns()
+        .contains(&call_helper(id))
+}
+
 #[test]
-fn hash_lookups_keep_the_call() {
+fn hash_lookups_become_direct_calls_of_the_hash_lookup() {
     setup();
     let h = syscall::map_create(&MapAttr::new(MapType::Hash, 4, 16, 8)).unwrap();
     syscall::map_update_elem(h, &2u32.to_ne_bytes(), &[0u8; 16], 0).unwrap();
     let store = load(&store_prog(h, 16), false);
-    assert!(calls_lookup(store));
+    // `htab_map_gen_lookup`: a direct call of the map type's lookup, when a JIT is requested.
+    assert_eq!(calls_lookup(store), !INLINED);
+    assert_eq!(calls_direct(store, map_ops::id::HASH_LOOKUP), INLINED);
     assert_eq!(run(store, 2, 9), 1);
     assert_eq!(run(store, 3, 9), 0);
     let read = load(&read_prog(h, 16), false);
     assert_eq!(run(read, 2, 0), 18);
+    assert_eq!(run(read, 3, 0), MISS);
+}
+
+#[test]
+fn an_inner_map_array_is_called_not_inlined() {
+    setup();
+    let mut attr = MapAttr::new(MapType::Array, 4, 8, MAX_ENTRIES);
+    attr.flags = MapFlags::INNER_MAP;
+    let m = syscall::map_create(&attr).unwrap();
+    let store = load(&store_prog(m, 8), false);
+    assert_eq!(calls_lookup(store), !INLINED);
+    assert_eq!(calls_direct(store, map_ops::id::ARRAY_LOOKUP), INLINED);
+    for (i, want) in [(0, 1), (4, 1), (5, 0), (u32::MAX, 0)] {
+        assert_eq!(run(store, i, 40 + u64::from(i)), want, "index {i}");
+    }
+    let read = load(&read_prog(m, 8), false);
+    assert_eq!(run(read, 4, 0), 2 * 44);
+    assert_eq!(run(read, 5, 0), MISS);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Cases shared by `jit_tailcall_direct.rs` (JIT) and `jit_tailcall_direct_interp.rs`
-//! (interpreter): tail calls with a constant prog_array and index, which the JIT emits as
-//! direct sites. Every slot change after load (fill, replace, delete, map close) must be seen
+//! (interpreter): tail calls whose prog_array and in-range index the verifier saw constant on
+//! every path (`map_ptr_state`/`map_key_state`), which the JIT emits as direct sites. Every slot change after load (fill, replace, delete, map close) must be seen
 //! exactly as the interpreter sees it; the context is a 24-byte buffer whose first word counts
 //! the bodies that ran.
 
@@ -27,12 +27,13 @@ fn prog(src: &str, maps: &[Fd], direct: usize) -> Fd {
 }
 
 /// [`prog`] on the trusted path, for a site the verifier rightly refuses (a map that is no
-/// prog_array) but whose run-time fall-through is still tested.
-fn prog_trusted(src: &str, maps: &[Fd], direct: usize) -> Fd {
+/// prog_array) but whose run-time fall-through is still tested. No verifier facts, so no
+/// direct site: the trusted path's tail calls check everything at run time.
+fn prog_trusted(src: &str, maps: &[Fd]) -> Fd {
     let (e, log) = support::verifier_rejects(src, maps);
     assert_eq!(e, kbpf::Errno::EINVAL, "the verifier must refuse\n{src}");
     assert!(log.contains("cannot pass map_type"), "{log}");
-    with_direct_sites(support::load(ENGINE, src, maps, true), direct)
+    with_direct_sites(support::load(ENGINE, src, maps, true), 0)
 }
 
 /// Asserts the JIT made `direct` direct sites in `fd` (the interpreter makes none).
@@ -66,22 +67,33 @@ fn only_constant_keys_become_direct() {
         1,
     );
     assert_eq!(run(p), (42, 1));
+    // The key's 64-bit value must be below max_entries (`record_func_key`): this one is not,
+    // so the site stays indirect, where the index is truncated to u32.
     let p = prog(
         "lddw %r2, {m0}\nlddw %r3, 0x100000002\ncall 12\nmov %r0, 1\nexit\n",
         &[map],
-        1,
+        0,
     );
     assert_eq!(run(p), (42, 1), "index truncated to u32");
-    // A key from a register, or a definition on another path, stays indirect.
+    // A key from a register stays indirect.
     let p = prog(
         "ldxdw %r3, [%r1+8]\nadd %r3, 2\nlddw %r2, {m0}\ncall 12\nmov %r0, 1\nexit\n",
         &[map],
         0,
     );
     assert_eq!(run(p), (42, 1));
+    // The verifier's facts hold over every path: the same key on both sides of a join is
+    // still a constant (a local look at the instructions could not tell). (A join the
+    // verifier keeps: it deletes a `ja +0` as `opt_remove_nops` does.)
     let p = prog(
-        // (A join the verifier keeps: it deletes a `ja +0` as `opt_remove_nops` does.)
         "lddw %r2, {m0}\nmov %r3, 2\nldxdw %r4, [%r1+8]\njeq %r4, 0, l\nl:\ncall 12\nmov %r0, 1\nexit\n",
+        &[map],
+        1,
+    );
+    assert_eq!(run(p), (42, 1));
+    // Different keys on the two paths: poisoned, indirect.
+    let p = prog(
+        "lddw %r2, {m0}\nmov %r3, 2\nldxdw %r4, [%r1+8]\njeq %r4, 0, l\nmov %r3, 1\nl:\ncall 12\nmov %r0, 1\nexit\n",
         &[map],
         0,
     );
@@ -89,16 +101,32 @@ fn only_constant_keys_become_direct() {
 }
 
 #[test]
+fn a_site_two_maps_reach_stays_indirect_and_uses_the_map_it_gets() {
+    setup();
+    let (a, b) = (prog_array(4), prog_array(4));
+    set(a, 1, prog(&ret(10), &[], 0));
+    set(b, 1, prog(&ret(20), &[], 0));
+    // R2 is map a or map b depending on the input word: poisoned (`BPF_MAP_PTR_POISON`), so
+    // the verified site reads the prog_array from R2 at run time; the key is still constant.
+    let src = "ldxdw %r4, [%r1+8]\nlddw %r2, {m0}\njeq %r4, 0, l\nlddw %r2, {m1}\nl:\n\
+               mov %r3, 1\ncall 12\nmov %r0, 1\nexit\n";
+    let p = prog(src, &[a, b], 0);
+    assert_eq!(support::run_with(p, 0).0, 10, "map a");
+    assert_eq!(support::run_with(p, 1).0, 20, "map b");
+}
+
+#[test]
 fn out_of_range_and_non_prog_array_sites_always_fall_through() {
     setup();
     let map = prog_array(4);
     let array = syscall::map_create(&MapAttr::new(MapType::Array, 4, 4, 8)).unwrap();
-    let p = prog(&call(4, 7), &[map], 1);
+    // A constant key out of range is poisoned (`record_func_key`): indirect, falls through.
+    let p = prog(&call(4, 7), &[map], 0);
     assert_eq!(run(p), (7, 1));
     let src = "lddw %r2, {m1}\nmov %r3, 0\ncall 12\nmov %r0, 9\nexit\n";
     // An array map passed to bpf_tail_call: refused by the verifier (seed 000); the site's
     // run-time fall-through is tested on the trusted path.
-    let q = prog_trusted(src, &[map, array], 1);
+    let q = prog_trusted(src, &[map, array]);
     assert_eq!(run(q), (9, 0));
     set(map, 0, prog(&ret(42), &[], 0));
     assert_eq!(run(p), (7, 1));

@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 
 use super::super::build::*;
-use super::super::{AluOp, AtomicOp, Call, EndKind, Insn, Op, Operand, TAIL_CALL_CODE};
+use super::super::{AluOp, AtomicOp, Call, EndKind, Insn, Op, Operand};
 use crate::uapi::{alu, atomic, class, jmp, mode, pseudo, src};
 
 /// Appends the slots of `op` to `out` (two for `ld_imm64`, else one).
@@ -50,7 +50,7 @@ pub fn encode(op: &Op, out: &mut Vec<Insn>) {
             Insn::new(class::JMP | jmp::CALL, 0, pseudo::KFUNC_CALL, 0, id)
         }
         Op::Call(Call::Reg(r)) => callx(r),
-        Op::TailCall => Insn::new(TAIL_CALL_CODE, 0, 0, 0, 0),
+        Op::TailCall(aux) => aux.insn(),
         Op::Exit => exit(),
         Op::MayGoto { off } => Insn::new(class::JMP | jmp::JCOND, 0, 0, off, 0),
         Op::Ldx {

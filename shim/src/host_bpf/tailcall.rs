@@ -1,15 +1,23 @@
 //! The host Linux kernel's tail-call cost, measured the way `kbpf bench tailcall` measures
-//! kbpf's, through kbpf's own `bpf(2)` calls (`host_bpf::sys`): chains of `SCHED_CLS` programs
+//! kbpf's, through kbpf's own `bpf(2)` calls ([`super::sys`]): chains of `SCHED_CLS` programs
 //! linked through a `BPF_MAP_TYPE_PROG_ARRAY`, run with `BPF_PROG_TEST_RUN` on a 64-byte
-//! packet. Program k bumps a counter in `skb->cb[0]` and tail-calls slot k+1 (key as an
+//! packet with a zeroed `__sk_buff` as `ctx_in` — the oracle's `tailcall-bench`, program for
+//! program and call for call. Program k bumps a counter in `skb->cb[0]` and tail-calls slot k+1 (key as an
 //! immediate: the x86 JIT patches a direct jump; or from the counter: the indirect sequence);
 //! when the tail call does not happen it returns the counter, so r0 is the number of programs
 //! that ran. Chain lengths are visited in interleaved rounds; ns per run is the median of the
 //! kernel-reported durations; the slope over the complete chains is ns per tail call. A
-//! self-recursive program gives the limit. Linux counterpart: none (the measurement of
-//! `bpf_tail_call` in `kernel/bpf/core.c` / `arch/x86/net/bpf_jit_comp.c`).
+//! self-recursive program gives the limit. A program the kernel did not JIT (`jited_prog_len`
+//! 0) is an error: the figures would be its interpreter's. Linux counterpart: none (the
+//! measurement of `bpf_tail_call` in `kernel/bpf/core.c` / `arch/x86/net/bpf_jit_comp.c`).
+//!
+//! On an AMD Zen 4 host with `spectre_v2: Retpolines` and SRSO "Safe RET" the kernel's hop
+//! costs several times what it does on an Intel host with eIBRS, for its code, not this
+//! tool's: the register-key hop jumps through `__x86_indirect_thunk_rcx`, and the constant-key
+//! hop counts through the `tcc_ptr` stack slot with `add qword [rax], 1` and reads it back
+//! with `pop rax`, two base registers for one stack word (see `BENCHMARKS.md`).
 
-use super::{TailcallReport, slope};
+use crate::bench::{TailcallReport, slope};
 use crate::host_bpf::sys::{self, OwnedFd};
 use crate::progs::ChainKey;
 use kbpf::insn::{
@@ -20,8 +28,10 @@ use kbpf::uapi::alu;
 use kbpf::uapi::{MapType, ProgType};
 
 /// Chain lengths measured (as `kbpf bench tailcall`).
-pub use super::tailcall::LENGTHS;
+pub use crate::bench::tailcall::LENGTHS;
 
+/// `sizeof(struct __sk_buff)` on Linux 6.18: the zeroed `ctx_in` every run passes.
+const SK_BUFF: usize = 192;
 /// `offsetof(struct __sk_buff, cb[0])` and `cb[1]`.
 const CB0: i16 = 48;
 const CB1: i16 = 52;
@@ -52,15 +62,22 @@ fn prog(k: u32, key: ChainKey, map: &OwnedFd, self_loop: bool) -> Vec<Insn> {
     p
 }
 
-fn load(insns: &[Insn]) -> Result<OwnedFd, String> {
-    let mut log = vec![0u8; 1 << 16];
-    sys::prog_load(ProgType::SchedCls as u32, insns, 0, Some(&mut log)).map_err(|e| {
+/// Loads a `SCHED_CLS` program and checks that the kernel JIT'd it. A refused program is
+/// loaded again with the verifier log on, to say why (a log on every load could fill up on a
+/// long walk: `ENOSPC`).
+pub(crate) fn load(insns: &[Insn]) -> Result<OwnedFd, String> {
+    let fd = sys::prog_load(ProgType::SchedCls as u32, insns, 0, None).map_err(|e| {
+        let mut log = vec![0u8; 1 << 20];
+        let _ = sys::prog_load(ProgType::SchedCls as u32, insns, 0, Some(&mut log));
         let end = log.iter().position(|&b| b == 0).unwrap_or(0);
-        format!(
-            "BPF_PROG_LOAD: errno {e}: {}",
-            String::from_utf8_lossy(&log[..end])
-        )
-    })
+        let text = String::from_utf8_lossy(&log[end.saturating_sub(4000)..end]);
+        format!("BPF_PROG_LOAD: errno {e}: {text}")
+    })?;
+    let info = sys::prog_info(&fd, false).map_err(|e| format!("prog info: errno {e}"))?;
+    if info.jited_len == 0 {
+        return Err("the host kernel did not JIT the program (bpf_jit_enable is 0?)".into());
+    }
+    Ok(fd)
 }
 
 fn prog_array(slots: u32) -> Result<OwnedFd, String> {
@@ -84,11 +101,13 @@ fn set_chain(map: &OwnedFd, progs: &[OwnedFd], len: u32) -> Result<(), String> {
 
 fn run(prog: &OwnedFd, repeat: u32) -> Result<sys::TestRunOut, String> {
     let mut pkt = [0u8; 64];
-    sys::test_run(prog, &mut pkt, repeat).map_err(|e| format!("BPF_PROG_TEST_RUN: errno {e}"))
+    let ctx = [0u8; SK_BUFF];
+    sys::test_run_ctx(prog, &mut pkt, Some(&ctx), repeat)
+        .map_err(|e| format!("BPF_PROG_TEST_RUN: errno {e}"))
 }
 
 /// Pins the calling thread to CPU 0, as the oracle did (best effort).
-fn pin() {
+pub(crate) fn pin() {
     // SAFETY: a zeroed `cpu_set_t` is a valid empty set; `CPU_SET` writes inside it and
     // `sched_setaffinity` reads `size_of` bytes of it.
     unsafe {
