@@ -2,7 +2,10 @@
 //! `rbpf` crate's interpreter and JIT (`research/peers.md`; rbpf has no maps or tail calls, so
 //! the programs are plain ISA): the 3003-instruction loop, `r0 = 7; exit` (invocation), and a
 //! 64-byte buffer summed with 64 loads (memory access; rbpf checks each access at run time,
-//! kbpf's verifier proved them at load). kbpf's programs are loaded before the JIT is
+//! kbpf's verifier proved them at load), and a loop of 1000 calls of a helper that returns its
+//! argument next to the same loop with `r0 = r1` in place of the call (their difference over
+//! 1000 is one helper call; rbpf gets the same helper registered under the same number). kbpf's
+//! programs are loaded before the JIT is
 //! registered (interpreted) and after (JIT'd). `scripts/bench-peers` runs this and writes
 //! BENCHMARKS.md with the figures and plots.
 
@@ -10,9 +13,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use kbpf::cpu::CpuGuard;
 use kbpf::insn::{Insn, Size, alu64_reg, exit, ldx_mem, mov64_imm};
 use kbpf::syscall;
-use kbpf::uapi::{ProgType, alu};
+use kbpf::uapi::{ProgType, alu, func};
 use kbpf_benches::{prog, run, setup};
-use kbpf_shim::bench::isa::{loop_prog, tiny_prog};
+use kbpf_shim::bench::isa::{helper_loop, loop_prog, tiny_prog};
 
 /// Bytes the memory program sums.
 const MEM_LEN: usize = 64;
@@ -33,6 +36,8 @@ fn programs() -> Vec<(&'static str, Vec<Insn>, usize)> {
         ("loop_3003_insns", loop_prog(), 0),
         ("tiny", tiny_prog(), 0),
         ("sum_64_bytes", sum_prog(), MEM_LEN),
+        ("helper_1000_calls", helper_loop(true), 0),
+        ("helper_1000_moves", helper_loop(false), 0),
     ]
 }
 
@@ -45,12 +50,19 @@ fn kbpf_load(insns: &[Insn], mem: usize) -> kbpf::sync::Arc<kbpf::Prog> {
     prog(syscall::prog_load(&attr).expect("load"))
 }
 
+/// rbpf's side of kbpf's raw-buffer helper `CONFORMANCE_UNWIND` on the programs here: it
+/// returns its first argument (kbpf's also ends the run on 0, which these loops never pass).
+fn rbpf_identity(r1: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
+    r1
+}
+
 fn peers(c: &mut Criterion) {
     setup();
     let mem: Vec<u8> = (0..MEM_LEN as u8).collect();
     let want = |name: &str| match name {
         "loop_3003_insns" => 499_500,
         "tiny" => 7,
+        "helper_1000_calls" | "helper_1000_moves" => 500_500,
         _ => (0..MEM_LEN as u64).sum(),
     };
     // Interpreted first: the JIT's registration is permanent.
@@ -76,6 +88,8 @@ fn peers(c: &mut Criterion) {
         drop(guard);
         let code = bytes(&programs().into_iter().find(|p| p.0 == *name).unwrap().1);
         let mut vm = rbpf::EbpfVmRaw::new(Some(&code)).expect("rbpf load");
+        vm.register_helper(func::CONFORMANCE_UNWIND as u32, rbpf_identity)
+            .expect("rbpf helper");
         let mut rm = m.clone();
         assert_eq!(vm.execute_program(&mut rm).expect("rbpf run"), want(name));
         group.bench_function("rbpf_interp", |b| {

@@ -102,8 +102,10 @@ fn main() {
         "# Benchmarks\n\nRegenerate with `scripts/bench-peers` (criterion, then `bench-report`). \
          Figures from this project's 2-core machine; each is criterion's mean per run with its \
          95% interval. Programs (`benches/benches/peers.rs`): the 3003-instruction loop, `r0 = \
-         7; exit` (the cost of one invocation), and 64 one-byte loads summed from a 64-byte \
-         buffer. kbpf runs a verified raw-buffer program through `Prog::run`; rbpf (crate \
+         7; exit` (the cost of one invocation), 64 one-byte loads summed from a 64-byte \
+         buffer, and 1000 calls of a helper that returns its argument next to the same loop \
+         with `r0 = r1` in place of the call (the difference over 1000 is one helper call). \
+         kbpf runs a verified raw-buffer program through `Prog::run`; rbpf (crate \
          0.4, dev-dependency of the benches only) runs the same bytes through `EbpfVmRaw`, \
          whose interpreter checks every memory access at run time. This VM's speed drifts (by up \
          to 2x over minutes, and other jobs share its 2 cores): compare the engines within one \
