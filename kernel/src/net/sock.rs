@@ -571,6 +571,19 @@ impl Clone for SockRef {
     }
 }
 
+impl SockRef {
+    /// Gives up the reference to a socket that was never published — in no table, no map,
+    /// behind no handle, like the test run's dummy socket ([`Sock::alloc_test_run`]): the
+    /// last reference frees it at once, without waiting for a grace period (`sk_free`).
+    pub(crate) fn free_unpublished(self) {
+        let p = self.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: we owned one reference and give it up; the caller's contract says nothing
+        // but counted references reach the socket.
+        unsafe { super::rcu_obj::put_unpublished(p) };
+    }
+}
+
 impl Drop for SockRef {
     #[inline]
     fn drop(&mut self) {

@@ -12,7 +12,7 @@
 //!
 //! An IPv4 or IPv6 frame must hold the whole IP header (`EINVAL`: the kernel reads the
 //! addresses for the socket it attaches). That socket ([`Sock::alloc_test_run`], the
-//! kernel's dummy `sk`) is in the caller's netns ([`crate::syscall::TestRun::netns`]), as is
+//! kernel's dummy `sk`) is in the caller's netns ([`crate::syscall::TestRun::sk_netns`]), as is
 //! the device; TC programs run as at egress (`tc_at_ingress` 0), so `bpf_sk_assign` refuses
 //! with `EOPNOTSUPP`.
 //!
@@ -24,7 +24,7 @@
 use super::{ETH_HLEN, F_TEST_SKB_CHECKSUM_COMPLETE, ctx_finish, ctx_init, finish, repeat};
 use crate::helpers::csum::{self, IpSummed};
 use crate::net::addr::{AF_INET, AF_INET6};
-use crate::net::sock::{Sock, reap};
+use crate::net::sock::Sock;
 use crate::prog::Prog;
 use crate::skb::SkBuff;
 use crate::sync::Arc;
@@ -222,13 +222,18 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
         0x86dd => (AF_INET6, &ip[8..24], &ip[24..40]),
         _ => (0, &[], &[]),
     };
-    let sk = Sock::alloc_test_run(net.clone(), family, saddr, daddr);
+    let sk = DummySk(Some(Sock::alloc_test_run(
+        net.clone(),
+        family,
+        saddr,
+        daddr,
+    )));
     let mut skb = SkBuff::new(&mut buf[start..]);
     skb.protocol = protocol;
     skb.pkt_type = pkt_type;
     skb.ifindex = ifindex;
     skb.netns = super::caller_netns(run)?;
-    skb.sk = sk.as_ptr();
+    skb.sk = sk.0.as_ref().map_or(core::ptr::null(), |s| s.as_ptr());
     skb.net = Arc::as_ptr(&net);
     if prog.prog_type() == ProgType::CgroupSkb {
         skb.data_end = core::ptr::null_mut();
@@ -259,13 +264,22 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     }
     // SAFETY: `data .. data + len` lies in `buf`, which the skb points into.
     let pkt = unsafe { core::slice::from_raw_parts(skb.data, skb.len as usize) };
-    let r = finish(run, &[pkt], 0, retval, duration)
-        .and_then(|_| ctx_finish(run, c.as_ref().map(|c| &c[..])));
-    drop(skb);
-    // The socket goes after the skb that pointed to it (`kfree_skb`, then `sk_free`).
-    drop(sk);
-    reap();
-    r
+    finish(run, &[pkt], 0, retval, duration)?;
+    ctx_finish(run, c.as_ref().map(|c| &c[..]))
+}
+
+/// The test run's socket. Declared before the skb that points to it, it goes after it
+/// (`kfree_skb`, then `sk_free`) on every return, and at once: nothing else ever reached it
+/// ([`crate::net::sock::SockRef::free_unpublished`]), so no grace period is needed — a
+/// stream of test runs leaves no backlog of sockets to free.
+struct DummySk(Option<crate::net::sock::SockRef>);
+
+impl Drop for DummySk {
+    fn drop(&mut self) {
+        if let Some(sk) = self.0.take() {
+            sk.free_unpublished();
+        }
+    }
 }
 
 #[cfg(test)]
