@@ -343,6 +343,66 @@ fn lookups(engine: Engine, w: &World) {
     }
     // Every reference a lookup of the established socket took was released.
     assert_eq!(w.child.sock().refcount(), refs, "{engine:?}");
+    assign_at_tcx_ingress(engine, w, &te);
+}
+
+/// A tcx program on a device's ingress looks the established socket up and assigns it: the
+/// skb leaves holding it (one reference, put with the skb); at egress the same program gets
+/// `EOPNOTSUPP` and the skb keeps no socket.
+fn assign_at_tcx_ingress(engine: Engine, w: &World, te: &[u8]) {
+    use kbpf::tcx::{self, AttachAttr, Direction};
+    use kbpf::uapi::AttachType;
+    let ifindex = 7800 + engine as u32;
+    // TCX_PASS (0) when the assign worked, TCX_DROP (2) otherwise.
+    let src = format!(
+        "{}jeq %r0, 0, +2\nmov %r0, 2\nexit\nmov %r0, 0\nexit\n",
+        lookup_prog(
+            Lookup {
+                helper: 84,
+                tuple: te,
+                size: te.len() as u32,
+                netns: u64::MAX,
+                flags: 0,
+            },
+            Some(0),
+        )
+        .trim_end_matches("exit\n")
+    );
+    let fd = load(ProgType::SchedCls, &assemble(&src).unwrap(), engine);
+    tcx::dev_create(ifindex).unwrap();
+    for at in [AttachType::TcxIngress, AttachType::TcxEgress] {
+        let mut a = AttachAttr::new(ifindex, at);
+        a.attach_bpf_fd = fd;
+        tcx::prog_attach(&a).unwrap();
+    }
+    let dev = tcx::dev_get(ifindex).unwrap();
+    let child = w.child.sock();
+    let refs = child.refcount();
+    let mut pkt = frame(false);
+    for (dir, verdict, held) in [
+        (Direction::Egress, tcx::TcxVerdict::Drop, false),
+        (Direction::Ingress, tcx::TcxVerdict::Pass, true),
+    ] {
+        let mut skb = SkBuff::new(&mut pkt);
+        skb.net = Arc::as_ptr(&w.net);
+        let mut g = CpuGuard::enter();
+        assert_eq!(
+            tcx::run_skb(&dev, dir, &mut g, &mut skb),
+            verdict,
+            "{engine:?} {dir:?}"
+        );
+        drop(g);
+        assert_eq!(std::ptr::eq(skb.sk, child), held, "{engine:?} {dir:?}");
+        assert_eq!(child.refcount(), refs + held as u32, "{engine:?} {dir:?}");
+        drop(skb);
+        assert_eq!(
+            child.refcount(),
+            refs,
+            "{engine:?} {dir:?}: put with the skb"
+        );
+    }
+    tcx::dev_remove(ifindex).unwrap();
+    syscall::close(fd).unwrap();
 }
 
 /// The kernel's view of a socket field read of `size` bytes at `off` of `__sk_buff`, from the
