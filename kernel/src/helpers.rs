@@ -10,9 +10,9 @@
 //! Availability per program type follows the final kernel's `*_func_proto` of
 //! `net/core/filter.c` for the types kbpf has (`sk_filter_func_proto`, `tc_cls_act_func_proto`,
 //! `xdp_func_proto`, `sk_lookup_func_proto`, `cg_skb_func_proto`) and `bpf_base_func_proto`
-//! (which offers `get_current_pid_tgid` to every type since Linux 6.10). Some helpers are known
-//! to the verifier before their run-time side exists ([`HelperProto::has_runtime`] is false):
-//! a program calling one verifies, and the load then refuses it with `ENOTSUPP`.
+//! (which offers `get_current_pid_tgid` to every type since Linux 6.10). A helper known to the
+//! verifier without a run-time side ([`HelperProto::has_runtime`] false) would verify and then
+//! be refused at load with `ENOTSUPP`.
 //!
 //! The packet helpers live beside their context: [`skb`] (socket filters, TC), [`xdp`], and
 //! the checksum arithmetic with `bpf_csum_diff` in [`csum`]; the socket helpers with the
@@ -30,6 +30,7 @@ pub mod xdp;
 
 pub use crate::net::helpers::{
     SK_ASSIGN, SK_LOOKUP_ASSIGN, SK_LOOKUP_TCP, SK_LOOKUP_UDP, SK_RELEASE, SK_SELECT_REUSEPORT,
+    SKC_LOOKUP_TCP, XDP_SK_LOOKUP_TCP, XDP_SK_LOOKUP_UDP, XDP_SKC_LOOKUP_TCP,
 };
 pub use csum::CSUM_DIFF;
 pub use names::{FUNC_MAX_ID, func_id_name};
@@ -102,6 +103,8 @@ pub enum RetKind {
     PtrToMapValueOrNull,
     /// A socket or NULL (`RET_PTR_TO_SOCKET_OR_NULL`).
     PtrToSocketOrNull,
+    /// A socket's common part or NULL (`RET_PTR_TO_SOCK_COMMON_OR_NULL`).
+    PtrToSockCommonOrNull,
 }
 
 /// A helper's prototype.
@@ -379,6 +382,8 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
     };
     let tc = matches!(prog_type, SchedCls | SchedAct);
     let skb = tc || matches!(prog_type, SocketFilter | CgroupSkb);
+    // The types whose programs look sockets up by tuple on a socket buffer.
+    let sk_skb = tc || prog_type == CgroupSkb;
     match (prog_type, id) {
         (RawBuffer, func::CONFORMANCE_UNWIND) => Some(&CONFORMANCE_UNWIND),
         (RawBuffer, _) => base,
@@ -399,12 +404,14 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         (Xdp, func::XDP_STORE_BYTES) => Some(&XDP_STORE_BYTES),
         (Xdp, func::REDIRECT) => Some(&XDP_REDIRECT_PROTO),
         (_, func::REDIRECT) if tc => Some(&REDIRECT),
-        (Xdp, func::SK_LOOKUP_TCP) => Some(&SK_LOOKUP_TCP),
-        (_, func::SK_LOOKUP_TCP) if tc => Some(&SK_LOOKUP_TCP),
-        (Xdp, func::SK_LOOKUP_UDP) => Some(&SK_LOOKUP_UDP),
-        (_, func::SK_LOOKUP_UDP) if tc => Some(&SK_LOOKUP_UDP),
+        (Xdp, func::SK_LOOKUP_TCP) => Some(&XDP_SK_LOOKUP_TCP),
+        (_, func::SK_LOOKUP_TCP) if sk_skb => Some(&SK_LOOKUP_TCP),
+        (Xdp, func::SK_LOOKUP_UDP) => Some(&XDP_SK_LOOKUP_UDP),
+        (_, func::SK_LOOKUP_UDP) if sk_skb => Some(&SK_LOOKUP_UDP),
+        (Xdp, func::SKC_LOOKUP_TCP) => Some(&XDP_SKC_LOOKUP_TCP),
+        (_, func::SKC_LOOKUP_TCP) if sk_skb => Some(&SKC_LOOKUP_TCP),
         (Xdp | SkLookup, func::SK_RELEASE) => Some(&SK_RELEASE),
-        (_, func::SK_RELEASE) if tc => Some(&SK_RELEASE),
+        (_, func::SK_RELEASE) if sk_skb => Some(&SK_RELEASE),
         (SkLookup, func::SK_ASSIGN) => Some(&SK_LOOKUP_ASSIGN),
         (SkReuseport, func::SK_SELECT_REUSEPORT) => Some(&SK_SELECT_REUSEPORT),
         (_, func::SK_ASSIGN) if tc => Some(&SK_ASSIGN),

@@ -14,14 +14,17 @@
 //! | [`reuseport`], [`reuseport_prog`] | reuseport groups and hash selection; `SK_REUSEPORT` programs | `sock_reuseport.c`, `filter.c` |
 //! | [`lookup`] | the transport lookup path: established, sk_lookup, listeners / unconnected | `__inet_lookup`, `__udp4_lib_lookup` |
 //! | [`sk_lookup`] | the sk_lookup context, run array, `bpf_sk_assign`, links, test runs | `filter.c`, `filter.h`, `net_namespace.c`, `test_run.c` |
+//! | [`bpf_sk`] | the socket lookups TC, cgroup skb and XDP programs call; TC's `bpf_sk_assign` | `filter.c` (`__bpf_skc_lookup`, `bpf_sk_assign`) |
 //! | [`sockmap`] | `SOCKMAP` / `SOCKHASH` holding real sockets | `sock_map.c` |
 //! | [`fd`] | sockets and netns behind handles | `socket(2)`, `/proc/self/ns/net` |
 //!
-//! Fast path — a lookup, a program's socket-map lookup, `bpf_sk_assign`, `bpf_sk_release` —
-//! takes no lock and allocates nothing; control path — creating, binding, connecting, closing,
-//! attaching — locks and allocates, validates first and changes nothing on error.
+//! Fast path — a lookup, a program's socket-map or tuple lookup, `bpf_sk_assign`,
+//! `bpf_sk_release` — takes no lock and allocates nothing; control path — creating, binding,
+//! connecting, closing, attaching — locks and allocates, validates first and changes nothing
+//! on error.
 
 pub mod addr;
+pub mod bpf_sk;
 pub mod conn;
 pub mod fd;
 pub mod helpers;

@@ -17,8 +17,16 @@
 //! ([`crate::helpers::skb`]) and `BPF_PROG_TEST_RUN` ([`crate::test_run`]) need: the
 //! checksum state (`csum`, `ip_summed`), the time stamps, the wire length and the GSO figures
 //! a test run's context may set.
+//!
+//! The packet's socket (`skb->sk`, what `__sk_buff.sk` and `family` .. `local_port` read) and
+//! its netns (`dev_net(skb->dev)`, where the socket helpers look up) are pointers whose owner
+//! keeps them valid for as long as programs run on the skb: a test run keeps its socket and
+//! netns alive around its runs. A socket `bpf_sk_assign` attached holds the reference the
+//! helper took, put when the skb is dropped (`skb->destructor`, `sock_pfree`).
 
 use crate::helpers::csum::IpSummed;
+use crate::net::Net;
+use crate::net::sock::Sock;
 use core::mem::offset_of;
 
 /// A packet as TC and socket programs see it (kbpf's `struct sk_buff`).
@@ -32,6 +40,12 @@ pub struct SkBuff {
     /// Start of the metadata area in front of `data` (`skb->data - skb_metadata_len(skb)`);
     /// equal to `data` when there is none.
     pub data_meta: *mut u8,
+    /// The socket the packet belongs to, or null (`skb->sk`); valid while programs run on the
+    /// skb (see the module docs).
+    pub sk: *const Sock,
+    /// The netns of the packet's device (`dev_net(skb->dev)`): where `bpf_sk_lookup_*` look
+    /// and what `bpf_sk_assign` checks a socket against; null for none (lookups find nothing).
+    pub net: *const Net,
     /// Packet length (`skb->len`).
     pub len: u32,
     /// Packet mark (`skb->mark`).
@@ -60,8 +74,11 @@ pub struct SkBuff {
     pub pkt_type: u8,
     /// Whether a VLAN tag is present (`skb_vlan_tag_present`).
     pub vlan_present: u8,
-    /// Padding.
-    pub _pad: [u8; 2],
+    /// TC runs at ingress (`skb->tc_at_ingress`): only there may `bpf_sk_assign` steer it.
+    pub tc_at_ingress: u8,
+    /// `sk` was attached by `bpf_sk_assign` and is released with the skb (`skb->destructor ==
+    /// sock_pfree`): a reference for a reference-counted socket, none for an RCU-freed one.
+    pub sk_assigned: u8,
     /// Control block programs may use (`qdisc_skb_cb(skb)->data`, `__sk_buff.cb[0..5]`).
     pub cb: [u32; 5],
     /// How the checksum is kept (`skb->ip_summed`).
@@ -86,13 +103,16 @@ pub struct SkBuff {
 
 impl SkBuff {
     /// An skb over `pkt` (no metadata): `data`..`data_end` covers it, `len` and `wire_len`
-    /// are its length, no checksum is known, every other field 0.
+    /// are its length, no checksum is known, no socket and no netns (set [`SkBuff::net`] for
+    /// the socket helpers to look up), every other field 0.
     pub fn new(pkt: &mut [u8]) -> SkBuff {
         let range = pkt.as_mut_ptr_range();
         SkBuff {
             data: range.start,
             data_end: range.end,
             data_meta: range.start,
+            sk: core::ptr::null(),
+            net: core::ptr::null(),
             len: pkt.len() as u32,
             mark: 0,
             priority: 0,
@@ -107,7 +127,8 @@ impl SkBuff {
             tc_classid: 0,
             pkt_type: 0,
             vlan_present: 0,
-            _pad: [0; 2],
+            tc_at_ingress: 0,
+            sk_assigned: 0,
             cb: [0; 5],
             ip_summed: IpSummed::None,
             csum: 0,
@@ -124,6 +145,23 @@ impl SkBuff {
     pub fn as_ctx(&mut self) -> u64 {
         self as *mut SkBuff as u64
     }
+
+    /// Detaches the socket (`skb_orphan`): one `bpf_sk_assign` attached is released.
+    pub fn orphan(&mut self) {
+        let sk = core::mem::replace(&mut self.sk, core::ptr::null());
+        if core::mem::take(&mut self.sk_assigned) != 0 {
+            // SAFETY: `bpf_sk_assign` attached `sk` and, for a reference-counted socket, took
+            // the reference the skb owns and gives up here; an RCU-freed one is alive for the
+            // read-side section the skb is used in.
+            unsafe { crate::net::sock::sock_pfree(sk) };
+        }
+    }
+}
+
+impl Drop for SkBuff {
+    fn drop(&mut self) {
+        self.orphan();
+    }
 }
 
 /// Where each field is, for the context rewrite: `(offset, size)` in bytes.
@@ -133,6 +171,7 @@ pub mod field {
     pub const DATA: (usize, usize) = (offset_of!(SkBuff, data), 8);
     pub const DATA_END: (usize, usize) = (offset_of!(SkBuff, data_end), 8);
     pub const DATA_META: (usize, usize) = (offset_of!(SkBuff, data_meta), 8);
+    pub const SK: (usize, usize) = (offset_of!(SkBuff, sk), 8);
     pub const LEN: (usize, usize) = (offset_of!(SkBuff, len), 4);
     pub const MARK: (usize, usize) = (offset_of!(SkBuff, mark), 4);
     pub const PRIORITY: (usize, usize) = (offset_of!(SkBuff, priority), 4);

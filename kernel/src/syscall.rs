@@ -375,6 +375,12 @@ pub struct TestRun<'a> {
     /// device and a conntrack kfunc's `BPF_F_CURRENT_NETNS` mean ([`crate::netfilter`]); 0 is
     /// the initial namespace. Another must exist (`EINVAL`).
     pub netns: u32,
+    /// The socket model's netns the caller runs in ([`crate::net`], by handle from
+    /// [`crate::net::fd`]); `None`: the initial one. A packet's device is this netns's
+    /// loopback (or the device the context names), so the socket helpers look up here, and the
+    /// socket a socket buffer carries belongs to it. (kbpf keeps conntrack's namespaces,
+    /// [`TestRun::netns`], and the socket model's apart for now.)
+    pub sk_netns: Option<Fd>,
     /// What the run reported: written whenever the kernel would have written it back, which
     /// includes an `ENOSPC` error.
     pub out: TestRunResult,

@@ -299,7 +299,8 @@ fn run_dispatch(g: &mut CpuGuard, d: &Dispatch, r1: u64, r2: u64) -> TcxVerdict 
 }
 
 /// Runs a device's programs on `skb` (the context `SCHED_CLS` programs are verified and
-/// rewritten for): [`run`] with R1 pointing to it.
+/// rewritten for): [`run`] with R1 pointing to it, the skb marked as at ingress or not
+/// (`tcx_set_ingress`: what `bpf_sk_assign` checks).
 #[inline]
 pub fn run_skb(
     dev: &Device,
@@ -307,6 +308,7 @@ pub fn run_skb(
     guard: &mut CpuGuard,
     skb: &mut crate::skb::SkBuff,
 ) -> TcxVerdict {
+    skb.tc_at_ingress = (dir == Direction::Ingress) as u8;
     run(dev, dir, guard, skb.as_ctx(), 0)
 }
 

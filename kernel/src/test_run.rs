@@ -56,6 +56,15 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     }
 }
 
+/// The socket model's netns the caller runs in (`current->nsproxy->net_ns`): the one
+/// [`TestRun::sk_netns`] names, else the initial one.
+pub(crate) fn caller_net(run: &TestRun<'_>) -> Result<crate::sync::Arc<crate::net::Net>> {
+    match run.sk_netns {
+        Some(fd) => crate::net::fd::netns_get(fd),
+        None => Ok(crate::net::init_net().clone()),
+    }
+}
+
 /// The raw-buffer type: the buffer is the context; `data_out` receives it after the run.
 fn raw(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     if run.ctx_in.is_some() || run.ctx_out.is_some() || run.flags != 0 || run.cpu != 0 {

@@ -413,6 +413,7 @@ pub mod func {
     pub const SK_LOOKUP_TCP: i32 = 84;
     pub const SK_LOOKUP_UDP: i32 = 85;
     pub const SK_RELEASE: i32 = 86;
+    pub const SKC_LOOKUP_TCP: i32 = 99;
     pub const JIFFIES64: i32 = 118;
     pub const SK_ASSIGN: i32 = 124;
     pub const LOOP: i32 = 181;

@@ -12,12 +12,13 @@
 //! directly; `bpf_xdp_load_bytes`/`_store_bytes` and `bpf_xdp_adjust_tail` reach the rest
 //! ([`crate::helpers::xdp`]).
 
+use crate::net::Net;
 use core::mem::offset_of;
 
 /// The receive queue a packet arrived on (`struct xdp_rxq_info`, with the device's ifindex
-/// in place of the device pointer).
+/// and netns in place of the device pointer).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct XdpRxqInfo {
     /// The device's ifindex (`rxq->dev->ifindex`).
     pub ifindex: u32,
@@ -26,6 +27,21 @@ pub struct XdpRxqInfo {
     /// The device's network namespace (`dev_net(rxq->dev)`), a [`crate::netfilter`]
     /// namespace; 0 is the initial one.
     pub netns: u32,
+    /// The device's netns (`dev_net(rxq->dev)`), where `bpf_sk_lookup_*` look; its owner
+    /// keeps it alive while programs run. Null: none (lookups find nothing).
+    pub net: *const Net,
+}
+
+impl Default for XdpRxqInfo {
+    /// Queue 0 of no device: ifindex 0, the initial conntrack namespace, no socket netns.
+    fn default() -> Self {
+        XdpRxqInfo {
+            ifindex: 0,
+            queue_index: 0,
+            netns: 0,
+            net: core::ptr::null(),
+        }
+    }
 }
 
 /// `XDP_PACKET_HEADROOM`: the headroom a driver leaves in front of a frame.
@@ -159,4 +175,5 @@ pub mod field {
     pub const RXQ: usize = offset_of!(XdpBuff, rxq);
     pub const RXQ_IFINDEX: usize = offset_of!(XdpRxqInfo, ifindex);
     pub const RXQ_QUEUE_INDEX: usize = offset_of!(XdpRxqInfo, queue_index);
+    pub const RXQ_NET: usize = offset_of!(XdpRxqInfo, net);
 }

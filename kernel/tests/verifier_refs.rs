@@ -107,20 +107,41 @@ fn runtime_is_a_table_property() {
     assert!(helpers::func_proto(tc, 1).unwrap().has_runtime());
     assert!(helpers::func_proto(tc, 12).unwrap().has_runtime());
     assert!(helpers::func_proto(tc, 14).unwrap().has_runtime());
-    // bpf_sk_release (86) runs since kbpf has sockets (a socket-map lookup's reference).
-    for id in [9, 10, 11, 23, 26, 28, 86, 181] {
+    // The socket helpers run since kbpf has sockets: bpf_sk_release (86), the TC / cgroup skb
+    // lookups (84, 85, 99) and TC's bpf_sk_assign (124).
+    for id in [9, 10, 11, 23, 26, 28, 84, 85, 86, 99, 124, 181] {
         assert!(helpers::func_proto(tc, id).unwrap().has_runtime(), "{id}");
     }
-    // The XDP/TC socket lookups and TC's bpf_sk_assign are verifier-only.
-    for id in [84, 85, 124] {
-        assert!(!helpers::func_proto(tc, id).unwrap().has_runtime(), "{id}");
+    // XDP's lookups and sk_lookup's bpf_sk_assign run too.
+    for id in [84, 85, 86, 99] {
+        assert!(
+            helpers::func_proto(ProgType::Xdp, id)
+                .unwrap()
+                .has_runtime(),
+            "{id}"
+        );
     }
-    // sk_lookup's bpf_sk_assign runs.
     assert!(
         helpers::func_proto(ProgType::SkLookup, 124)
             .unwrap()
             .has_runtime()
     );
+    // Every helper of every program type has a run-time side.
+    for t in [
+        ProgType::SocketFilter,
+        ProgType::SchedCls,
+        ProgType::SchedAct,
+        ProgType::CgroupSkb,
+        ProgType::Xdp,
+        ProgType::SkLookup,
+        ProgType::SkReuseport,
+    ] {
+        for id in 0..helpers::FUNC_MAX_ID {
+            if let Some(p) = helpers::func_proto(t, id) {
+                assert!(p.has_runtime(), "{t:?} {id}");
+            }
+        }
+    }
     let ct = kfunc::find(kfunc::ids::BPF_XDP_CT_LOOKUP as i32).unwrap();
     assert!(ct.has_runtime());
     let _ = kfunc::register(&TEST_NO_RUNTIME);
@@ -138,25 +159,24 @@ static TEST_NO_RUNTIME: Kfunc = Kfunc {
     func: None,
 };
 
-/// The load verifies a program calling a helper without a run-time side, then refuses it.
+/// A TC program looking a socket up and releasing it verifies and loads (the lookup helpers
+/// were verifier-only before kbpf's packets had a netns to look in).
 #[test]
-fn prog_load_refuses_helper_without_runtime() {
+fn prog_load_accepts_tc_socket_lookup() {
     let asm = concat!(
         sk_lookup!(),
         "jeq %r0, 0, out\nmov %r1, %r0\ncall 86\nout: mov %r0, 0\nexit"
     );
     let insns = assemble(asm).unwrap();
     let mut log = String::new();
-    let r = syscall::prog_load_log(&ProgLoadAttr::new(ProgType::SchedCls, &insns), &mut log);
-    assert_eq!(r, Err(Errno::ENOTSUPP), "{log}");
-    assert!(
-        log.contains("helper bpf_sk_lookup_tcp#84 has no run-time implementation in kbpf yet"),
-        "{log}"
-    );
-    assert!(log.contains("processed"), "verified first: {log}");
+    for t in [ProgType::SchedCls, ProgType::CgroupSkb, ProgType::Xdp] {
+        let r = syscall::prog_load_log(&ProgLoadAttr::new(t, &insns), &mut log);
+        assert!(r.is_ok(), "{t:?}: {r:?} {log}");
+        syscall::close(r.unwrap()).unwrap();
+    }
 }
 
-/// A verifier rejection wins over the missing run-time side.
+/// A verifier rejection is the load's answer.
 #[test]
 fn prog_load_reports_the_verifier_first() {
     let insns = assemble(concat!(sk_lookup!(), "mov %r0, 0\nexit")).unwrap();

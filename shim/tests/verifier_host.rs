@@ -230,10 +230,6 @@ fn reason(log: &str) -> &str {
         .unwrap_or("")
 }
 
-/// `__sk_buff` fields the kernel lets socket filters, TC or cgroup skb programs touch and kbpf's
-/// `sk_buff` does not carry (byte ranges): the socket's, `family` .. `local_port`, and `sk`.
-const SKB_FIELDS_NOT_IN_KBPF: &[(i32, i32)] = &[(88, 140), (168, 176)];
-
 /// A verdict: `None` accepted, else the errno and the log.
 type Verdict = Option<(i32, String)>;
 
@@ -247,32 +243,6 @@ type KnownClass = (
 
 /// The known classes of disagreement of the generated programs.
 const GEN_KNOWN: &[KnownClass] = &[
-    (
-        "__sk_buff fields of the packet's socket kbpf's sk_buff does not carry (family .. \
-         local_port, read by cgroup skb programs; sk, a socket pointer): kbpf refuses the access, \
-         the kernel allows it. Safe (kbpf is stricter); needs sockets on kbpf's packets",
-        |g, kbpf, host| {
-            let skb = matches!(
-                g.prog_type,
-                ProgType::SocketFilter
-                    | ProgType::SchedCls
-                    | ProgType::SchedAct
-                    | ProgType::CgroupSkb
-            );
-            let off = g
-                .desc
-                .rsplit("off=")
-                .next()
-                .and_then(|o| o.parse::<i32>().ok());
-            let in_gap = off.is_some_and(|o| {
-                SKB_FIELDS_NOT_IN_KBPF
-                    .iter()
-                    .any(|&(lo, hi)| (lo..hi).contains(&o))
-                    || (g.desc.contains(" stxw ") && (12..16).contains(&o))
-            });
-            g.template == "ctx" && skb && in_gap && kbpf.is_some() && host.is_none()
-        },
-    ),
     (
         "sk_reuseport_md fields kbpf does not offer: data, data_end and len need the packet, \
          migrating_sk a listener migration, and kbpf's lookups carry neither; kbpf refuses the \

@@ -96,6 +96,21 @@ pub unsafe fn put<T: RcuObj>(obj: *const T, dead: &DeadList<T>) {
     }
 }
 
+/// Puts a reference to `obj`, an object that was never published: the last one frees it at
+/// once, since no reader can hold a stale pointer to it; else as [`put`].
+///
+/// # Safety
+/// As [`put`], and `obj` was never reachable from a table, a map or a handle: only
+/// references counted in its head point to it.
+pub unsafe fn put_unpublished<T: RcuObj>(obj: *const T) {
+    // SAFETY: the caller's reference keeps `obj` alive until this decrement.
+    if unsafe { (*obj).head().refcnt.dec_and_test() } {
+        // SAFETY: a zero count on an object nothing else can reach: unreachable, allocated
+        // with `Box` (the trait's contract), freed once, here.
+        unsafe { T::free(obj as *mut T) };
+    }
+}
+
 /// Objects whose last reference went, waiting for the control path to free them after a
 /// grace period: a lock-free stack (pushes from anywhere, the whole list taken at once).
 pub struct DeadList<T> {

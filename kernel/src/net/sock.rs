@@ -102,6 +102,12 @@ pub fn bpf_sock_is_valid_access(off: i64, size: usize) -> bool {
     }
 }
 
+/// `bpf_sock_common_is_valid_access`: what [`bpf_sock_is_valid_access`] allows, less the fields
+/// only a full socket has (`type`, `protocol`, `mark`, `priority`: offsets 8 to 23).
+pub fn bpf_sock_common_is_valid_access(off: i64, size: usize) -> bool {
+    !(8..24).contains(&off) && bpf_sock_is_valid_access(off, size)
+}
+
 fn zero4() -> [AtomicU32; 4] {
     [0, 0, 0, 0].map(AtomicU32::new)
 }
@@ -234,6 +240,8 @@ pub struct Sock {
     proto: Proto,
     /// `SOCK_RCU_FREE`: lookups use it without a reference.
     rcu_free: AtomicBool,
+    /// In a lookup table (`!sk_unhashed`): the fast path's view of `inner.hashed`.
+    hashed: AtomicBool,
     /// `SO_REUSEPORT`.
     reuseport: AtomicBool,
     /// `IPV6_V6ONLY`.
@@ -282,6 +290,7 @@ impl Sock {
             family,
             proto,
             rcu_free: AtomicBool::new(false),
+            hashed: AtomicBool::new(false),
             reuseport: AtomicBool::new(false),
             v6only: AtomicBool::new(false),
             reuse: AtomicPtr::new(core::ptr::null_mut()),
@@ -301,6 +310,47 @@ impl Sock {
         });
         LIVE.fetch_add(1, Ordering::Relaxed);
         SockRef(NonNull::from(Box::leak(sk)))
+    }
+
+    /// The socket `BPF_PROG_TEST_RUN` hangs off a socket buffer (`bpf_prog_test_run_skb`:
+    /// `sk_alloc(net, AF_UNSPEC, .., &bpf_dummy_proto)` and `sock_init_data(NULL, sk)`, then
+    /// the family and addresses of the packet's IP header). Programs read `family` as given
+    /// (`AF_INET`, `AF_INET6`, or 0 for another protocol), `type` and `protocol` 0, state
+    /// `TCP_CLOSE`, the IP header's source as `src_ip4`/`src_ip6` (`skc_rcv_saddr`) and its
+    /// destination as `dst_ip4`/`dst_ip6` (`skc_daddr`), ports 0. It is never bound, hashed
+    /// or put in a map, so nothing keys by [`Sock::family`] and [`Sock::proto`], which are
+    /// placeholders for it.
+    pub(crate) fn alloc_test_run(
+        net: Arc<Net>,
+        family: u16,
+        saddr: &[u8],
+        daddr: &[u8],
+    ) -> SockRef {
+        let fam = if family == super::addr::AF_INET6 {
+            Family::Inet6
+        } else {
+            Family::Inet
+        };
+        let sk = Sock::alloc(net, fam, Proto::Tcp);
+        let v = sk.view();
+        v.family.store(family as u32, Ordering::Relaxed);
+        v.sock_type.store(0, Ordering::Relaxed);
+        v.protocol.store(0, Ordering::Relaxed);
+        let word = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        match (saddr.len(), daddr.len()) {
+            (4, 4) => {
+                v.src_ip4.store(word(saddr, 0), Ordering::Relaxed);
+                v.dst_ip4.store(word(daddr, 0), Ordering::Relaxed);
+            }
+            (16, 16) => {
+                for i in 0..4 {
+                    v.src_ip6[i].store(word(saddr, 4 * i), Ordering::Relaxed);
+                    v.dst_ip6[i].store(word(daddr, 4 * i), Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+        sk
     }
 
     /// The socket cookie (`sock_gen_cookie`): unique, never 0.
@@ -347,6 +397,18 @@ impl Sock {
 
     pub(crate) fn set_rcu_free(&self) {
         self.rcu_free.store(true, FOrdering::Release);
+    }
+
+    /// Whether it is in a lookup table (`!sk_unhashed`): a listener, an established TCP
+    /// socket, a bound UDP socket.
+    #[inline]
+    pub fn is_hashed(&self) -> bool {
+        self.hashed.load(FOrdering::Acquire)
+    }
+
+    /// Control path (netns lock held): the socket went into a table or out of it.
+    pub(crate) fn set_hashed(&self, on: bool) {
+        self.hashed.store(on, FOrdering::Release);
     }
 
     /// `SO_REUSEPORT` is set.
@@ -433,6 +495,24 @@ impl core::fmt::Debug for Sock {
     }
 }
 
+/// Gives up what a holder of `sk` owns (`sock_pfree`, `bpf_sk_release`): the reference a
+/// lookup or `bpf_sk_assign` took for a reference-counted socket; nothing for an RCU-freed one,
+/// which they use without one. Null is a no-op.
+///
+/// # Safety
+/// `sk` is null or a socket the caller holds as a lookup leaves it: owning one reference if it
+/// is reference-counted, inside the read-side section it was found in otherwise.
+#[inline]
+pub unsafe fn sock_pfree(sk: *const Sock) {
+    // SAFETY: the caller's contract: the socket is alive.
+    if let Some(s) = unsafe { sk.as_ref() } {
+        if s.is_refcounted() {
+            // SAFETY: the caller owns this reference and gives it up.
+            drop(unsafe { SockRef::from_raw(sk) });
+        }
+    }
+}
+
 /// An owned reference to a socket (`sock_hold` … `sock_put`).
 pub struct SockRef(NonNull<Sock>);
 
@@ -488,6 +568,19 @@ impl Clone for SockRef {
     fn clone(&self) -> Self {
         self.get();
         SockRef(self.0)
+    }
+}
+
+impl SockRef {
+    /// Gives up the reference to a socket that was never published — in no table, no map,
+    /// behind no handle, like the test run's dummy socket ([`Sock::alloc_test_run`]): the
+    /// last reference frees it at once, without waiting for a grace period (`sk_free`).
+    pub(crate) fn free_unpublished(self) {
+        let p = self.as_ptr();
+        core::mem::forget(self);
+        // SAFETY: we owned one reference and give it up; the caller's contract says nothing
+        // but counted references reach the socket.
+        unsafe { super::rcu_obj::put_unpublished(p) };
     }
 }
 

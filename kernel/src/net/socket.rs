@@ -298,6 +298,7 @@ pub(crate) fn hash_locked(net: &Net, sk: &Sock, h: Hashed) -> Result {
     }
     let mut inner = sk.inner.lock();
     inner.hashed = h;
+    sk.set_hashed(h != Hashed::None);
     if let Some(g) = group {
         sk.publish_group(Some(&g));
         inner.group = Some(g);
@@ -343,6 +344,7 @@ pub(crate) fn unhash_locked(net: &Net, sk: &Sock) {
     let (h, port, group) = {
         let mut i = sk.inner.lock();
         let h = core::mem::replace(&mut i.hashed, Hashed::None);
+        sk.set_hashed(false);
         (h, i.local.map(|l| l.port), i.group.take())
     };
     if let (Some(t), Some(port)) = (table_of(net, h), port) {

@@ -11,7 +11,10 @@
 //! (their `data_end` reads as 0, as in the kernel's test run).
 //!
 //! An IPv4 or IPv6 frame must hold the whole IP header (`EINVAL`: the kernel reads the
-//! addresses for the socket it attaches).
+//! addresses for the socket it attaches). That socket ([`Sock::alloc_test_run`], the
+//! kernel's dummy `sk`) is in the caller's netns ([`crate::syscall::TestRun::sk_netns`]), as is
+//! the device; TC programs run as at egress (`tc_at_ingress` 0), so `bpf_sk_assign` refuses
+//! with `EOPNOTSUPP`.
 //!
 //! The `__sk_buff` context may set `mark`, `priority`, `ingress_ifindex`, `ifindex` (a device
 //! that must exist: the loopback is 1; devices are [`crate::tcx`]'s), `cb`, `tstamp`,
@@ -20,8 +23,11 @@
 
 use super::{ETH_HLEN, F_TEST_SKB_CHECKSUM_COMPLETE, ctx_finish, ctx_init, finish, repeat};
 use crate::helpers::csum::{self, IpSummed};
+use crate::net::addr::{AF_INET, AF_INET6};
+use crate::net::sock::Sock;
 use crate::prog::Prog;
 use crate::skb::SkBuff;
+use crate::sync::Arc;
 use crate::syscall::{TestRun, TestRunResult};
 use crate::uapi::ProgType;
 use crate::{Errno, Result};
@@ -207,11 +213,28 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     } else {
         NET_SKB_PAD + ETH_HLEN
     };
+    // The socket the kernel hangs off the skb: of the caller's netns, with the family and
+    // addresses of the IP header (`bpf_prog_test_run_skb`).
+    let net = super::caller_net(run)?;
+    let ip = &buf[NET_SKB_PAD + ETH_HLEN..];
+    let (family, saddr, daddr): (u16, &[u8], &[u8]) = match u16::from_be(protocol) {
+        0x0800 => (AF_INET, &ip[12..16], &ip[16..20]),
+        0x86dd => (AF_INET6, &ip[8..24], &ip[24..40]),
+        _ => (0, &[], &[]),
+    };
+    let sk = DummySk(Some(Sock::alloc_test_run(
+        net.clone(),
+        family,
+        saddr,
+        daddr,
+    )));
     let mut skb = SkBuff::new(&mut buf[start..]);
     skb.protocol = protocol;
     skb.pkt_type = pkt_type;
     skb.ifindex = ifindex;
     skb.netns = super::caller_netns(run)?;
+    skb.sk = sk.0.as_ref().map_or(core::ptr::null(), |s| s.as_ptr());
+    skb.net = Arc::as_ptr(&net);
     if prog.prog_type() == ProgType::CgroupSkb {
         skb.data_end = core::ptr::null_mut();
     }
@@ -219,9 +242,9 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
         ctx_to_skb(c, &mut skb)?;
     }
     let checksum = run.flags & F_TEST_SKB_CHECKSUM_COMPLETE != 0;
-    let net = if is_l2 { ETH_HLEN } else { 0 };
+    let net_off = if is_l2 { ETH_HLEN } else { 0 };
     if checksum {
-        skb.csum = sum_from(&skb, net);
+        skb.csum = sum_from(&skb, net_off);
         skb.ip_summed = IpSummed::Complete;
     }
     let (retval, duration) = repeat(prog, skb.as_ctx(), 0, run.repeat)?;
@@ -243,6 +266,20 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     let pkt = unsafe { core::slice::from_raw_parts(skb.data, skb.len as usize) };
     finish(run, &[pkt], 0, retval, duration)?;
     ctx_finish(run, c.as_ref().map(|c| &c[..]))
+}
+
+/// The test run's socket. Declared before the skb that points to it, it goes after it
+/// (`kfree_skb`, then `sk_free`) on every return, and at once: nothing else ever reached it
+/// ([`crate::net::sock::SockRef::free_unpublished`]), so no grace period is needed — a
+/// stream of test runs leaves no backlog of sockets to free.
+struct DummySk(Option<crate::net::sock::SockRef>);
+
+impl Drop for DummySk {
+    fn drop(&mut self) {
+        if let Some(sk) = self.0.take() {
+            sk.free_unpublished();
+        }
+    }
 }
 
 #[cfg(test)]

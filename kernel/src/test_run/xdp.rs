@@ -15,7 +15,9 @@
 
 use super::{ETH_HLEN, F_TEST_XDP_LIVE_FRAMES, ctx_finish, ctx_init, finish, repeat};
 use crate::helpers::xdp::metalen_invalid;
+use crate::net::Net;
 use crate::prog::Prog;
+use crate::sync::Arc;
 use crate::syscall::{TestRun, TestRunResult};
 use crate::xdp::{
     MAX_FRAGS, PAGE_SIZE, XDP_FRAME_SIZE, XDP_PACKET_HEADROOM, XDP_TAILROOM, XdpBuff, XdpFrag,
@@ -47,7 +49,7 @@ mod md {
 
 /// The receive queue `xdp_md` names (`xdp_convert_md_to_buff`): the loopback's first queue by
 /// default; a named device must exist (`ENODEV`) and have the queue (`EINVAL`).
-fn rx_queue(c: &[u8; XDP_MD_SIZE]) -> Result<XdpRxqInfo> {
+fn rx_queue(c: &[u8; XDP_MD_SIZE], net: *const Net) -> Result<XdpRxqInfo> {
     if get32(c, md::EGRESS_IFINDEX) != 0 {
         return Err(Errno::EINVAL);
     }
@@ -58,6 +60,7 @@ fn rx_queue(c: &[u8; XDP_MD_SIZE]) -> Result<XdpRxqInfo> {
         }
         return Ok(XdpRxqInfo {
             ifindex: super::skb::LOOPBACK_IFINDEX,
+            net,
             ..XdpRxqInfo::default()
         });
     }
@@ -69,6 +72,7 @@ fn rx_queue(c: &[u8; XDP_MD_SIZE]) -> Result<XdpRxqInfo> {
     }
     Ok(XdpRxqInfo {
         ifindex,
+        net,
         ..XdpRxqInfo::default()
     })
 }
@@ -101,10 +105,13 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     if size_in - meta < ETH_HLEN {
         return Err(Errno::EINVAL);
     }
+    // The devices are the caller's netns's (`current->nsproxy->net_ns`).
+    let net = super::caller_net(run)?;
     let mut rxq = match &c {
-        Some(c) => rx_queue(c)?,
+        Some(c) => rx_queue(c, Arc::as_ptr(&net))?,
         None => XdpRxqInfo {
             ifindex: super::skb::LOOPBACK_IFINDEX,
+            net: Arc::as_ptr(&net),
             ..XdpRxqInfo::default()
         },
     };

@@ -231,7 +231,7 @@ impl Explorer<'_> {
                     if *kind == ArgKind::PtrToMapValue
                         && matches!(attr.map_type, MapType::Sockmap | MapType::Sockhash)
                     {
-                        if reg.ty != RegType::PtrToSocket {
+                        if !reg.ty.is_sk_pointer() {
                             return expect(
                                 "sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_",
                             );
@@ -252,6 +252,14 @@ impl Explorer<'_> {
                     // Checked with the size argument that follows.
                 }
                 ArgKind::PtrToMemOrNull => self.check_mem_or_null_arg(pc, r, &reg)?,
+                ArgKind::ConstSizeOrZero if proto.args[i - 1] != ArgKind::PtrToMemOrNull => {
+                    // A pointer that may not be NULL, to as many bytes as this says, maybe 0.
+                    let size = MemSize::Reg {
+                        regno: r,
+                        zero_ok: true,
+                    };
+                    self.check_mem_arg(st, pc, mem(r - 1, size, false))?;
+                }
                 ArgKind::ConstSizeOrZero => self.check_size_or_zero_arg(st, pc, r)?,
                 ArgKind::PtrToFunc | ArgKind::PtrToStackOrNull => {
                     self.check_callback_arg(st, pc, r, *kind)?;
@@ -265,7 +273,7 @@ impl Explorer<'_> {
                     self.check_mem_arg(st, pc, mem(r - 1, size, uninit))?;
                 }
                 ArgKind::PtrToSockCommon { release: rel } => {
-                    if reg.ty != RegType::PtrToSocket {
+                    if !reg.ty.is_sk_pointer() {
                         return expect("sock_common, sock, tcp_sock, xdp_sock, ptr_, trusted_ptr_");
                     }
                     if *rel {
@@ -324,6 +332,9 @@ impl Explorer<'_> {
             }
             RetKind::PtrToSocketOrNull => {
                 self.ret_pointer(st, pc, RegType::PtrToSocketOrNull, proto.acquire)
+            }
+            RetKind::PtrToSockCommonOrNull => {
+                self.ret_pointer(st, pc, RegType::PtrToSockCommonOrNull, proto.acquire)
             }
         })
     }

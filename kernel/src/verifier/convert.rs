@@ -19,6 +19,11 @@
 //!   field, then for a narrow read a shift and a mask selecting the bytes the `__u32` view
 //!   would give; stores truncate to the kernel field;
 //! - `cb[]` → the same access in the kernel's control block;
+//! - `sk` → a 64-bit load of the skb's socket pointer (`skb->sk`); the socket's fields
+//!   (`family` .. `local_port`, cgroup skb only) → that load, and unless it is NULL (which
+//!   reads 0) a load of the socket's `struct bpf_sock` view word holding the kernel field,
+//!   `remote_port`'s shifted up 16, then the kernel's narrow-load shift and mask for a 1-byte
+//!   read (see `convert_skb_sock`);
 //! - `tstamp`, `hwtstamp` → the same 8-byte access of the kernel's `u64`; `napi_id` and
 //!   `tstamp_type` → the constant 0 (see [`super::ctx`]); a `queue_mapping` store skips a
 //!   value of `NO_QUEUE_MAPPING` (0xffff) or more, as the kernel's does;
@@ -104,7 +109,7 @@ impl Explorer<'_> {
     }
 }
 
-/// A converted instruction: at most three.
+/// A converted instruction: at most seven.
 type Buf = Vec<Insn>;
 
 fn size_of(bytes: usize) -> Size {
@@ -176,6 +181,21 @@ fn access_of(insn: Insn) -> Result<Access> {
     }
 }
 
+impl Access {
+    /// A load's `(dst, src, size, sign)`; `EINVAL` for a store (the field is read-only).
+    fn load(&self) -> Result<(u8, u8, usize, bool)> {
+        match *self {
+            Access::Load {
+                dst,
+                src,
+                size,
+                sign,
+            } => Ok((dst, src, size, sign)),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
 /// The same access at `off` with `size` bytes of the kernel struct.
 fn same_access(a: &Access, off: usize, size: usize) -> Insn {
     let off = off as i16;
@@ -232,7 +252,73 @@ fn u32_field(a: &Access, byte: usize, (koff, ksize): (usize, usize), buf: &mut B
 /// `NO_QUEUE_MAPPING`: a `queue_mapping` the kernel does not store.
 const NO_QUEUE_MAPPING: i32 = 0xffff;
 
+/// A read of the skb's socket (`sk`) or of one of its fields through it (`family` ..
+/// `local_port`), as `bpf_convert_ctx_access` and `convert_ctx_accesses` give it: the value
+/// the kernel's rewrite loads for the field's `__u32` (`family` and `local_port` a `u16`
+/// widened, `remote_port` the `__be16` port shifted up 16 bits, an address the word), then,
+/// for a read narrower than the kernel field (one byte: the fields are `u16`s), the shift and
+/// mask selecting that byte of the `__u32`. A 2-byte read is not narrower than the kernel
+/// field, so it gets the whole value at either half (`remote_port`'s two halves both read the
+/// port shifted up), as the kernel's does. The kernel's rewrite loads through `skb->sk`
+/// without a NULL check (cgroup skb programs always have a socket); kbpf's checks, so that an
+/// skb built without one reads 0.
+fn convert_skb_sock(a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
+    use crate::net::sock::BpfSockView as V;
+    use core::mem::offset_of;
+    let (dst, src, size, sign) = a.load()?;
+    let load_sk = ldx_mem(Size::DW, dst, src, kskb::SK.0 as i16);
+    if off == skb::SK {
+        buf.push(load_sk);
+        return Ok(());
+    }
+    let field = off & !3;
+    let byte = (off - field) as usize;
+    let word = |f: i64| (off - f) as usize & !3;
+    // The view's word holding the kernel field's value, and whether it is a `u16` (else the
+    // whole word, an address) and the port shifted up.
+    let (at, half, lsh) = match field {
+        skb::FAMILY => (offset_of!(V, family), true, false),
+        skb::REMOTE_IP4 => (offset_of!(V, dst_ip4), false, false),
+        skb::LOCAL_IP4 => (offset_of!(V, src_ip4), false, false),
+        f if (skb::REMOTE_IP6..skb::REMOTE_IP6 + 16).contains(&f) => {
+            (offset_of!(V, dst_ip6) + word(skb::REMOTE_IP6), false, false)
+        }
+        f if (skb::LOCAL_IP6..skb::LOCAL_IP6 + 16).contains(&f) => {
+            (offset_of!(V, src_ip6) + word(skb::LOCAL_IP6), false, false)
+        }
+        // `dst_port` is the `__be16` and two zero bytes: as a word, the port's value.
+        skb::REMOTE_PORT => (offset_of!(V, dst_port), true, true),
+        skb::LOCAL_PORT => (offset_of!(V, src_port), true, false),
+        _ => return Err(Errno::EINVAL),
+    };
+    if !half && (size != 4 || byte != 0) {
+        return Err(Errno::EINVAL);
+    }
+    let mut tail: [Option<Insn>; 5] = [None; 5];
+    tail[0] = Some(ldx_mem(Size::W, dst, dst, at as i16));
+    if lsh {
+        tail[1] = Some(alu32_imm(alu::LSH, dst, 16));
+    }
+    if half && size < 2 {
+        if byte != 0 {
+            tail[2] = Some(alu32_imm(alu::RSH, dst, (byte * 8) as i32));
+        }
+        tail[3] = Some(alu32_imm(alu::AND, dst, 0xff));
+    }
+    if sign {
+        tail[4] = Some(movsx64(dst, size));
+    }
+    let n = tail.iter().flatten().count();
+    buf.push(load_sk);
+    buf.push(jmp_imm(jmp::JEQ, dst, 0, n as i16));
+    buf.extend(tail.into_iter().flatten());
+    Ok(())
+}
+
 fn convert_skb(a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
+    if (skb::FAMILY..skb::LOCAL_PORT + 4).contains(&off) || off == skb::SK {
+        return convert_skb_sock(a, off, buf);
+    }
     let field = match off {
         o if (skb::TSTAMP..skb::TSTAMP + 8).contains(&o) => skb::TSTAMP,
         o if (skb::HWTSTAMP..skb::HWTSTAMP + 8).contains(&o) => skb::HWTSTAMP,
@@ -354,15 +440,7 @@ fn convert_xdp(a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
 /// socket room's rules give for a read ([`crate::net::sk_lookup::ctx::convert_load`],
 /// [`crate::net::reuseport_prog::convert_load`]), then the sign extension a `ldsx` asks for.
 fn convert_sock(prog_type: ProgType, a: &Access, off: i64, buf: &mut Buf) -> Result<()> {
-    let Access::Load {
-        dst,
-        src,
-        size,
-        sign,
-    } = *a
-    else {
-        return Err(Errno::EINVAL);
-    };
+    let (dst, src, size, sign) = a.load()?;
     let load = match prog_type {
         ProgType::SkLookup => crate::net::sk_lookup::ctx::convert_load(dst, src, off, size),
         _ => crate::net::reuseport_prog::convert_load(dst, src, off, size),
@@ -394,7 +472,7 @@ pub fn convert_insn(prog_type: ProgType, insn: Insn, info: CtxAccessInfo) -> Res
         return Err(Errno::EINVAL);
     }
     let mut buf = Vec::new();
-    buf.try_reserve(3)?;
+    buf.try_reserve(7)?;
     if skb {
         convert_skb(&a, info.off as i64, &mut buf)?;
     } else if sock {

@@ -2,9 +2,10 @@
 //!
 //! Mirrors `sk_filter_is_valid_access`, `cg_skb_is_valid_access`,
 //! `tc_cls_act_is_valid_access`, `bpf_skb_is_valid_access` and `xdp_is_valid_access` of
-//! `net/core/filter.c` for the `__sk_buff` fields kbpf's sk_buff carries (all but the socket's:
-//! `family` .. `local_port` and `sk`; `napi_id` and `tstamp_type` read as the kernel's 0 when it
-//! has no busy polling and no time-stamp type), and for all of `struct xdp_md`; and adds the
+//! `net/core/filter.c` for all of `__sk_buff` (`napi_id` and `tstamp_type` read as the kernel's
+//! 0 when it has no busy polling and no time-stamp type; the packet's socket — `sk`, a
+//! socket's common part or NULL, and, for cgroup skb programs, `family` .. `local_port` — is
+//! the skb's `sk`) and for all of `struct xdp_md`; and adds the
 //! raw-buffer type (kbpf's conformance type), whose context is a byte buffer of a size known
 //! at load time. Which program types may touch packet data directly is
 //! `may_access_direct_pkt_data` of `kernel/bpf/verifier.c` ([`CtxOps::pkt_access`]). The
@@ -91,6 +92,11 @@ pub mod skb {
     pub const DATA_END: i64 = 80;
     pub const NAPI_ID: i64 = 84;
     pub const FAMILY: i64 = 88;
+    pub const REMOTE_IP4: i64 = 92;
+    pub const LOCAL_IP4: i64 = 96;
+    pub const REMOTE_IP6: i64 = 100;
+    pub const LOCAL_IP6: i64 = 116;
+    pub const REMOTE_PORT: i64 = 132;
     pub const LOCAL_PORT: i64 = 136;
     pub const DATA_META: i64 = 140;
     pub const FLOW_KEYS: i64 = 144;
@@ -171,8 +177,7 @@ impl SkBuff {
 }
 
 impl CtxAccess for SkBuff {
-    /// The program type's rules, then `bpf_skb_is_valid_access`; a field kbpf's sk_buff
-    /// does not carry (the socket's: `family` .. `local_port`, `sk`) is refused.
+    /// The program type's rules, then `bpf_skb_is_valid_access`.
     fn is_valid_access(&self, off: i64, size: usize, write: bool) -> bool {
         use skb::*;
         if !(0..SIZE).contains(&off) || off % size as i64 != 0 {
@@ -188,8 +193,12 @@ impl CtxAccess for SkBuff {
         if at(DATA, 4) || at(DATA_END, 4) || at(DATA_META, 4) {
             return !write && size == 4 && self.has_pkt_field(off);
         }
-        if at(FAMILY, LOCAL_PORT + 4 - FAMILY) || at(SK, 8) {
-            return false;
+        // The socket's addresses: whole words only.
+        if at(REMOTE_IP4, REMOTE_PORT - REMOTE_IP4) {
+            return size == 4;
+        }
+        if at(SK, 8) {
+            return !write && size == 8;
         }
         if at(FLOW_KEYS, 8) || at(TSTAMP_TYPE, HWTSTAMP - TSTAMP_TYPE) {
             return false;
@@ -209,6 +218,7 @@ impl CtxAccess for SkBuff {
             skb::DATA => RegType::PtrToPacket,
             skb::DATA_END => RegType::PtrToPacketEnd,
             skb::DATA_META => RegType::PtrToPacketMeta,
+            skb::SK => RegType::PtrToSockCommonOrNull,
             _ => RegType::Scalar,
         }
     }
@@ -371,11 +381,24 @@ mod tests {
         assert!(!cg.is_valid_access(skb::DATA_META, 4, false));
         assert!(cg.is_valid_access(skb::MARK, 4, true));
         assert!(!cg.is_valid_access(skb::TC_INDEX, 4, true));
-        // napi_id reads (as 0); the socket's fields and `sk` kbpf does not carry.
+        // napi_id reads (as 0).
         assert!(tc.is_valid_access(skb::NAPI_ID, 2, false));
         assert!(!tc.is_valid_access(skb::NAPI_ID, 4, true));
-        assert!(!cg.is_valid_access(skb::FAMILY, 4, false));
-        assert!(!sf.is_valid_access(skb::SK, 8, false));
+        // The socket: its fields for cgroup skb programs (addresses whole), `sk` for all.
+        assert!(cg.is_valid_access(skb::FAMILY, 2, false));
+        assert!(cg.is_valid_access(skb::REMOTE_PORT + 2, 1, false));
+        assert!(cg.is_valid_access(skb::LOCAL_IP6 + 12, 4, false));
+        assert!(!cg.is_valid_access(skb::REMOTE_IP4, 2, false));
+        assert!(!cg.is_valid_access(skb::LOCAL_PORT, 4, true));
+        assert!(!tc.is_valid_access(skb::FAMILY, 4, false));
+        assert!(!sf.is_valid_access(skb::LOCAL_IP4, 4, false));
+        for k in [sf, tc, cg] {
+            assert!(k.is_valid_access(skb::SK, 8, false));
+            assert!(!k.is_valid_access(skb::SK, 8, true));
+            assert!(!k.is_valid_access(skb::SK, 4, false));
+            assert!(!k.is_valid_access(skb::SK + 4, 4, false));
+        }
+        assert_eq!(tc.reg_type(skb::SK), RegType::PtrToSockCommonOrNull);
         // 8-byte time stamps; TC may write tstamp and a queue, not hwtstamp.
         assert!(tc.is_valid_access(skb::TSTAMP, 8, true));
         assert!(!tc.is_valid_access(skb::TSTAMP, 4, false));

@@ -304,7 +304,7 @@ impl Explorer<'_> {
     /// (plain memory) takes load-acquire and store-release.
     fn atomic_ptr_type_ok(&self, t: RegType, rmw: bool) -> bool {
         let ctx = t == RegType::PtrToCtx && (rmw || !self.ctx.ops().allows_modified_ptr());
-        !(ctx || super::pkt::is_pkt_pointer(t) || t == RegType::PtrToSocket)
+        !(ctx || super::pkt::is_pkt_pointer(t) || t.is_sk_pointer())
     }
 
     /// Alignment of an access through `p` (`check_ptr_alignment`): always for the stack, for
@@ -321,6 +321,7 @@ impl Explorer<'_> {
             RegType::PtrToCtx => (0, "context "),
             RegType::PtrToStack { .. } => (0, "stack "),
             RegType::PtrToSocket => (0, "sock "),
+            RegType::PtrToSockCommon => (0, "sock_common "),
             _ => (0, ""),
         };
         let fixed = ip_align + p.off as i64 + acc.off as i64;
@@ -392,7 +393,9 @@ impl Explorer<'_> {
                 Reg::scalar(Scalar::UNKNOWN)
             }
             RegType::PtrToCtx => self.ctx_access(acc, &p)?,
-            RegType::PtrToSocket | RegType::PtrToBtfId(_) => self.check_obj_access(acc, &p)?,
+            RegType::PtrToSocket | RegType::PtrToSockCommon | RegType::PtrToBtfId(_) => {
+                self.check_obj_access(acc, &p)?
+            }
             t => {
                 return Err(Reject::acces(
                     pc,

@@ -28,6 +28,7 @@ pub fn or_null_base(t: RegType) -> Option<RegType> {
     match t {
         RegType::PtrToMapValueOrNull => Some(RegType::PtrToMapValue),
         RegType::PtrToSocketOrNull => Some(RegType::PtrToSocket),
+        RegType::PtrToSockCommonOrNull => Some(RegType::PtrToSockCommon),
         RegType::PtrToBtfIdOrNull(s) => Some(RegType::PtrToBtfId(s)),
         _ => None,
     }
@@ -138,17 +139,23 @@ impl Explorer<'_> {
         };
         let total = p.off as i64 + off as i64;
         match p.ty {
-            RegType::PtrToSocket => {
+            t @ (RegType::PtrToSocket | RegType::PtrToSockCommon) => {
+                let name = t.name();
                 if write.is_some() {
                     return Err(Reject::acces(
                         pc,
-                        format_args!("R{ptrno} cannot write into sock"),
+                        format_args!("R{ptrno} cannot write into {name}"),
                     ));
                 }
-                if !crate::net::sock::bpf_sock_is_valid_access(total, size) {
+                let ok = if t == RegType::PtrToSocket {
+                    crate::net::sock::bpf_sock_is_valid_access(total, size)
+                } else {
+                    crate::net::sock::bpf_sock_common_is_valid_access(total, size)
+                };
+                if !ok {
                     return Err(Reject::acces(
                         pc,
-                        format_args!("R{ptrno} invalid sock access off={total} size={size}"),
+                        format_args!("R{ptrno} invalid {name} access off={total} size={size}"),
                     ));
                 }
                 Ok(loaded(size, sign))

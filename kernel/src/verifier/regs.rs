@@ -216,7 +216,10 @@ impl Explorer<'_> {
                 ));
             }
             RegType::ConstPtrToMap if known == Some(0) && op == AluOp::Add => {}
-            RegType::ConstPtrToMap | RegType::PtrToPacketEnd | RegType::PtrToSocket => {
+            t if t == RegType::ConstPtrToMap
+                || t == RegType::PtrToPacketEnd
+                || t.is_sk_pointer() =>
+            {
                 return deny(format_args!(
                     "R{dst} pointer arithmetic on {} prohibited",
                     ptr.ty.name()

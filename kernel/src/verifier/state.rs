@@ -41,6 +41,11 @@ pub enum RegType {
     PtrToSocket,
     /// A socket or NULL (`PTR_TO_SOCKET | PTR_MAYBE_NULL`).
     PtrToSocketOrNull,
+    /// The common part of a socket, `struct bpf_sock` less the fields only a full socket has
+    /// (`PTR_TO_SOCK_COMMON`).
+    PtrToSockCommon,
+    /// A socket's common part or NULL (`PTR_TO_SOCK_COMMON | PTR_MAYBE_NULL`).
+    PtrToSockCommonOrNull,
     /// A trusted kernel object of a named type (`PTR_TO_BTF_ID | PTR_TRUSTED`).
     PtrToBtfId(&'static KernelStruct),
     /// A kernel object or NULL (`PTR_TO_BTF_ID | PTR_MAYBE_NULL`).
@@ -65,10 +70,18 @@ impl RegType {
             RegType::PtrToPacketEnd => "pkt_end",
             RegType::PtrToSocket => "sock",
             RegType::PtrToSocketOrNull => "sock_or_null",
+            RegType::PtrToSockCommon => "sock_common",
+            RegType::PtrToSockCommonOrNull => "sock_common_or_null",
             RegType::PtrToBtfId(_) => "ptr_",
             RegType::PtrToBtfIdOrNull(_) => "ptr_or_null_",
             RegType::PtrToFunc(_) => "func",
         }
+    }
+
+    /// Whether this points to a socket (`type_is_sk_pointer`): read-only, no arithmetic, no
+    /// atomics.
+    pub fn is_sk_pointer(self) -> bool {
+        matches!(self, RegType::PtrToSocket | RegType::PtrToSockCommon)
     }
 
     /// Whether this is a pointer type.

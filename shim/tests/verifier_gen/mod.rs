@@ -28,6 +28,10 @@
 //!   the socket program types' contexts, `ctx->sk` and `struct bpf_sock` reads with and
 //!   without NULL checks, socket-map lookups released or leaked, `bpf_sk_assign`, return
 //!   values.
+//! - `skb_ctx_sock`, `skb_sk`, `skb_sk_ref` (`skb_sock.rs`): the packet's socket in
+//!   `__sk_buff` (`family` .. `local_port`, `sk`) for each packet type, `struct bpf_sock`
+//!   through `skb->sk`, and the socket lookups of TC, cgroup skb and XDP with every tuple size
+//!   and ending, `bpf_sk_release`, TC's `bpf_sk_assign`.
 //! - `found`: programs wider runs of `combo` (other seeds, more programs) turned up, kept so
 //!   that the fixed run covers their class too.
 //! - `combo`: random sequences of small pieces of the above (spills, copies, checks, lookups,
@@ -46,6 +50,7 @@ mod rng;
 pub use rng::Rng;
 
 mod sk_lookup;
+mod skb_sock;
 
 /// One generated program.
 #[derive(Clone, Debug)]
@@ -109,6 +114,7 @@ pub fn all(seed: u64, combos: usize) -> Vec<Gen> {
     helper_mem(&mut out);
     atomic(&mut out);
     sk_lookup::sk_lookup(&mut out);
+    skb_sock::skb_sock(&mut out);
     combo(&mut out, &mut rng, combos);
     found(&mut out);
     out

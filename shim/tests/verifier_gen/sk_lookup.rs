@@ -15,6 +15,47 @@ use kbpf::uapi::{MapType, ProgType};
 const SOCKMAP: MapAttr = MapAttr::new(MapType::Sockmap, 4, 8, 4);
 const SOCKHASH: MapAttr = MapAttr::new(MapType::Sockhash, 4, 8, 4);
 
+/// How a program may end with a socket reference in r7 (NULL or not) and its context in r6:
+/// released, leaked, released twice, read, assigned (`bpf_sk_assign`), before or after its
+/// NULL check.
+pub(super) const REF_ENDINGS: [(&str, &str); 11] = [
+    ("released", "jeq %r7, 0, +2\nmov %r1, %r7\ncall 86\n"),
+    ("leaked", "jeq %r7, 0, +0\n"),
+    ("released unchecked", "mov %r1, %r7\ncall 86\n"),
+    (
+        "released twice",
+        "jeq %r7, 0, +4\nmov %r1, %r7\ncall 86\nmov %r1, %r7\ncall 86\n",
+    ),
+    (
+        "read then released",
+        "jeq %r7, 0, +3\nldxw %r2, [%r7+4]\nmov %r1, %r7\ncall 86\n",
+    ),
+    (
+        "read unchecked",
+        "ldxw %r2, [%r7+4]\njeq %r7, 0, +2\nmov %r1, %r7\ncall 86\n",
+    ),
+    (
+        "assigned, released",
+        "jeq %r7, 0, +6\nmov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\nmov %r1, %r7\ncall 86\n",
+    ),
+    (
+        "assigned unchecked",
+        "mov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\njeq %r7, 0, +2\nmov %r1, %r7\ncall 86\n",
+    ),
+    (
+        "assigned, leaked",
+        "jeq %r7, 0, +4\nmov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\n",
+    ),
+    (
+        "released, then assigned",
+        "jeq %r7, 0, +6\nmov %r1, %r7\ncall 86\nmov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\n",
+    ),
+    (
+        "spilled, filled, released",
+        "stxdw [%r10-16], %r7\nldxdw %r1, [%r10-16]\njeq %r1, 0, +1\ncall 86\n",
+    ),
+];
+
 fn ctx_sweep(out: &mut Vec<Gen>, template: &'static str, t: ProgType, len: i32) {
     for off in -2..len + 4 {
         for (n, s) in SIZES {
@@ -109,45 +150,8 @@ pub fn sk_lookup(out: &mut Vec<Gen>) {
 
     // References: sockmap/sockhash lookups with every ending.
     let lookup = "mov %r6, %r1\nstw [%r10-4], 0\nlddw %r1, map_fd 0\nmov %r2, %r10\nadd %r2, -4\ncall 1\nmov %r7, %r0\n";
-    let endings = [
-        ("released", "jeq %r7, 0, +2\nmov %r1, %r7\ncall 86\n"),
-        ("leaked", "jeq %r7, 0, +0\n"),
-        ("released unchecked", "mov %r1, %r7\ncall 86\n"),
-        (
-            "released twice",
-            "jeq %r7, 0, +4\nmov %r1, %r7\ncall 86\nmov %r1, %r7\ncall 86\n",
-        ),
-        (
-            "read then released",
-            "jeq %r7, 0, +3\nldxw %r2, [%r7+4]\nmov %r1, %r7\ncall 86\n",
-        ),
-        (
-            "read unchecked",
-            "ldxw %r2, [%r7+4]\njeq %r7, 0, +2\nmov %r1, %r7\ncall 86\n",
-        ),
-        (
-            "assigned, released",
-            "jeq %r7, 0, +6\nmov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\nmov %r1, %r7\ncall 86\n",
-        ),
-        (
-            "assigned unchecked",
-            "mov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\njeq %r7, 0, +2\nmov %r1, %r7\ncall 86\n",
-        ),
-        (
-            "assigned, leaked",
-            "jeq %r7, 0, +4\nmov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\n",
-        ),
-        (
-            "released, then assigned",
-            "jeq %r7, 0, +6\nmov %r1, %r7\ncall 86\nmov %r1, %r6\nmov %r2, %r7\nmov %r3, 0\ncall 124\n",
-        ),
-        (
-            "spilled, filled, released",
-            "stxdw [%r10-16], %r7\nldxdw %r1, [%r10-16]\njeq %r1, 0, +1\ncall 86\n",
-        ),
-    ];
     for map in [SOCKMAP, SOCKHASH] {
-        for (what, end) in endings {
+        for (what, end) in REF_ENDINGS {
             let asm = format!("{lookup}{end}mov %r0, 1\nexit");
             let mut g = make(
                 "sk_lookup_ref",

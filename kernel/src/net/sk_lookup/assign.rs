@@ -75,14 +75,8 @@ pub(crate) unsafe extern "C" fn sk_lookup_assign(
 /// `bpf_sk_release(sk)`: puts the reference a lookup took, if the socket is one that lookups
 /// count (`sk_is_refcounted`); RCU-freed sockets were never counted.
 pub(crate) unsafe extern "C" fn sk_release(sk: u64, _: u64, _: u64, _: u64, _: u64) -> u64 {
-    let sk = sk as *const Sock;
     // SAFETY: the verifier proved R1 is a socket the program holds a reference to (acquired
-    // by a socket-map lookup, not yet released); it is alive for the run's section.
-    if let Some(s) = unsafe { sk.as_ref() } {
-        if s.is_refcounted() {
-            // SAFETY: the lookup took this reference for the program, which gives it up here.
-            drop(unsafe { crate::net::sock::SockRef::from_raw(sk) });
-        }
-    }
+    // by a lookup, not yet released), alive for the run's section.
+    unsafe { crate::net::sock::sock_pfree(sk as *const Sock) };
     0
 }
