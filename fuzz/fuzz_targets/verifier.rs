@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         ctx_size: input.ctx_size,
         privileged: input.privileged,
         allow_loops: input.allow_loops,
+        expected_attach_type: None,
     };
     // Accepted or rejected are both fine; running what it accepts is the property test's job
     // (kernel/tests/verifier_accepts_safe.rs).

@@ -291,10 +291,12 @@ impl MapType {
 #[allow(missing_docs)]
 pub enum AttachType {
     CgroupInetIngress = 0,
+    CgroupInetEgress = 1,
     SkLookup = 36,
     Xdp = 37,
     SkReuseportSelect = 39,
     SkReuseportSelectOrMigrate = 40,
+    Netfilter = 45,
     TcxIngress = 46,
     TcxEgress = 47,
 }

@@ -22,6 +22,7 @@ fn run(
         ctx_size: 0,
         privileged,
         allow_loops: true,
+        expected_attach_type: None,
     };
     verify(&insns, &env)
 }

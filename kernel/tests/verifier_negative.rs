@@ -21,6 +21,7 @@ fn run(mode: Mode, asm: &str) -> Result<(), VerifyError> {
         ctx_size: 64,
         privileged: matches!(mode, Mode::Priv),
         allow_loops: !matches!(mode, Mode::NoLoops),
+        expected_attach_type: None,
     };
     verify(&insns, &env).map(|_| ())
 }

@@ -43,6 +43,7 @@ fn run(mode: Mode, asm: &str) -> Result<kbpf::verifier::VerifierOutput, VerifyEr
         ctx_size: 0,
         privileged: matches!(mode, Mode::TcPriv),
         allow_loops: true,
+        expected_attach_type: None,
     };
     verify(&insns, &env)
 }
@@ -479,9 +480,10 @@ const POSITIVE: &[(&str, Mode, &str)] = &[
         xdp_ptrs!(eth_checked!("stw [%r2+10], 7\nexit")),
     ),
     (
+        // A cgroup skb program returns 0 or 1 (`check_return_code`): the byte read is masked.
         "cgroup_skb reads the packet",
         Mode::Cg,
-        skb_ptrs!(eth_checked!("ldxb %r0, [%r2+0]\nexit")),
+        skb_ptrs!(eth_checked!("ldxb %r0, [%r2+0]\nand %r0, 1\nexit")),
     ),
     (
         "bounded variable offset checked after the add",

@@ -25,6 +25,7 @@ fn run(mode: Mode, asm: &str) -> Result<(), VerifyError> {
         ctx_size: 0,
         privileged: mode.privileged(),
         allow_loops: true,
+        expected_attach_type: None,
     };
     verify(&insns, &env).map(|_| ())
 }

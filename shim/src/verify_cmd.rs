@@ -54,6 +54,8 @@ fn attach_type(name: &str) -> Result<Option<AttachType>, String> {
         "tcx_ingress" => AttachType::TcxIngress,
         "tcx_egress" => AttachType::TcxEgress,
         "cgroup_inet_ingress" => AttachType::CgroupInetIngress,
+        "cgroup_inet_egress" => AttachType::CgroupInetEgress,
+        "netfilter" => AttachType::Netfilter,
         other => return Err(format!("unknown attach type {other}")),
     }))
 }

@@ -132,35 +132,60 @@ fn load(ty: ProgType, insns: &[Insn], engine: Engine) -> Fd {
     fd
 }
 
-/// A kbpf test run of `src` as `ty` on `frame` in the netns behind `ns`: its return value.
+/// `src` (every exit ending a line) with R0 at each exit compared to `want`: the program
+/// returns 1 when equal, else 0 — valid as a cgroup skb program, which may only return 0 or 1
+/// (`check_return_code`).
+fn predicate(src: &str, want: u32) -> String {
+    src.replace("exit\n", "ja ret\n")
+        + &format!(
+            "ret:\nmov32 %r0, %r0\nlddw %r1, {want:#x}\njeq %r0, %r1, +2\nmov %r0, 0\nexit\n\
+             mov %r0, 1\nexit\n"
+        )
+}
+
+/// `src` (every exit ending a line) with R0's low 32 bits at each exit stored in the
+/// context's `cb[0]` and 1 returned, for a cgroup skb program (which may only return 0 or 1).
+/// The context pointer waits at the bottom of the stack, below what the programs here use.
+fn via_cb(src: &str) -> String {
+    String::from("stxdw [%r10-512], %r1\n")
+        + &src.replace("exit\n", "ja ret\n")
+        + "ret:\nldxdw %r1, [%r10-512]\nstxw [%r1+48], %r0\nmov %r0, 1\nexit\n"
+}
+
+/// A kbpf test run of `src` as `ty` on `frame` in the netns behind `ns`: its return value (a
+/// cgroup skb program's through `cb[0]`, [`via_cb`]).
 fn kbpf_run(engine: Engine, ty: ProgType, src: &str, frame: &[u8], ns: Option<Fd>) -> u32 {
-    let insns = assemble(src).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let cg = ty == ProgType::CgroupSkb;
+    let src = if cg { via_cb(src) } else { src.to_string() };
+    let insns = assemble(&src).unwrap_or_else(|e| panic!("{e}\n{src}"));
     let fd = load(ty, &insns, engine);
     let mut pkt = frame.to_vec();
+    let mut ctx = [0u8; 192];
     let r = syscall::prog_test_run(
         fd,
         &mut TestRun {
             data: &mut pkt,
+            ctx_out: cg.then_some(&mut ctx[..]),
             repeat: 1,
             sk_netns: ns,
             ..Default::default()
         },
     );
     syscall::close(fd).unwrap();
-    r.unwrap_or_else(|e| panic!("{ty:?} {e:?}\n{src}")).retval as u32
+    let retval = r.unwrap_or_else(|e| panic!("{ty:?} {e:?}\n{src}")).retval as u32;
+    if cg {
+        assert_eq!(retval, 1, "{src}");
+        u32::from_le_bytes(ctx[48..52].try_into().unwrap())
+    } else {
+        retval
+    }
 }
 
 /// The same on the host kernel (in this process's netns), which must give `want`. A cgroup
-/// skb program may only return 0 or 1 there (`check_return_code`; kbpf does not check that
-/// range yet), so it runs as a predicate: every exit compares R0 with `want` and returns 1
-/// when equal; the answer is `want` or `!want`.
+/// skb program runs as a [`predicate`] on `want`; the answer is `want` or `!want`.
 fn host_run(host: &HostTestRun, ty: ProgType, src: &str, frame: &[u8], want: u32) -> u32 {
     let src = if ty == ProgType::CgroupSkb {
-        src.replace("exit\n", "ja ret\n")
-            + &format!(
-                "ret:\nmov32 %r0, %r0\nlddw %r1, {want:#x}\njeq %r0, %r1, +2\nmov %r0, 0\nexit\n\
-                 mov %r0, 1\nexit\n"
-            )
+        predicate(src, want)
     } else {
         src.to_string()
     };
@@ -475,27 +500,30 @@ fn fields_of_a_connection(engine: Engine, w: &World) {
         SocketAddr::V6(a) => a.ip().octets().to_vec(),
     };
     for (off, size, half) in field_reads() {
-        let src = ldx(off, size);
-        let insns = assemble(&src).unwrap();
-        let fd = load(ProgType::CgroupSkb, &insns, engine);
-        let prog = syscall::prog_get(fd).unwrap();
-        let mut pkt = frame(false);
-        let mut skb = SkBuff::new(&mut pkt);
-        skb.sk = w.child.sock();
-        let mut g = CpuGuard::enter();
-        let got = prog.run(&mut g, skb.as_ctx(), 0).unwrap() as u32;
-        drop(g);
         let v = field_value(off, AF_INET, &ip(local), &ip(remote), 8008, remote.port());
         let want = narrow(v, off, size, half);
-        assert_eq!(
-            got, want,
-            "{engine:?} off {off} size {size}: {got:#x} != {want:#x}"
-        );
-        // No socket: the fields read 0.
-        let mut skb = SkBuff::new(&mut pkt);
-        let mut g = CpuGuard::enter();
-        assert_eq!(prog.run(&mut g, skb.as_ctx(), 0).unwrap(), 0);
-        drop(g);
+        // A cgroup skb program returns 0 or 1: what it read goes out through `cb[0]`
+        // ([`via_cb`]), with the connection's socket and (reading 0) with none.
+        let insns = assemble(&via_cb(&ldx(off, size))).unwrap();
+        let fd = load(ProgType::CgroupSkb, &insns, engine);
+        let prog = syscall::prog_get(fd).unwrap();
+        for (sk, want) in [(Some(w.child.sock()), want), (None, 0)] {
+            let mut pkt = frame(false);
+            let mut skb = SkBuff::new(&mut pkt);
+            if let Some(sk) = sk {
+                skb.sk = sk;
+            }
+            let mut g = CpuGuard::enter();
+            assert_eq!(prog.run(&mut g, skb.as_ctx(), 0).unwrap(), 1);
+            drop(g);
+            let got = skb.cb[0];
+            assert_eq!(
+                got,
+                want,
+                "{engine:?} off {off} size {size} socket {}: {got:#x} != {want:#x}",
+                sk.is_some()
+            );
+        }
         syscall::close(fd).unwrap();
     }
     let _ = &w.net;

@@ -319,6 +319,7 @@ fn check(c: &Case) -> Result<bool, TestCaseError> {
         ctx_size: c.ctx_size,
         privileged: c.privileged,
         allow_loops: true,
+        expected_attach_type: None,
     };
     if verify(&insns, &env).is_err() {
         return Ok(false);

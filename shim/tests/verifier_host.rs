@@ -216,6 +216,7 @@ fn kbpf_verdict(g: &verifier_gen::Gen, insns: &[kbpf::insn::Insn]) -> Option<(i3
         ctx_size: 0,
         privileged: g.privileged,
         allow_loops: true,
+        expected_attach_type: g.attach,
     };
     kbpf::verifier::verify(insns, &env)
         .err()
@@ -285,7 +286,7 @@ fn compare_one(host: &HostVerifier, g: &verifier_gen::Gen) -> (bool, Verdict, Ve
         insns,
         maps: g.maps.clone(),
         privileged: g.privileged,
-        expected_attach_type: (g.prog_type == ProgType::SkLookup).then_some(AttachType::SkLookup),
+        expected_attach_type: g.attach,
     };
     let theirs = match host.load(load).expect("host load") {
         HostVerdict::Accepted => None,
@@ -293,6 +294,13 @@ fn compare_one(host: &HostVerifier, g: &verifier_gen::Gen) -> (bool, Verdict, Ve
     };
     let same = match (&mine, &theirs) {
         (None, None) => true,
+        // The return-value template also compares the reason, word for word (kbpf's line
+        // starts with the instruction's index).
+        (Some((a, la)), Some((b, lb))) if g.template == "retcode" => {
+            let mine = reason(la);
+            let mine = mine.split_once(": ").map_or(mine, |(_, r)| r);
+            a == b && mine == reason(lb)
+        }
         (Some((a, _)), Some((b, _))) => a == b,
         _ => false,
     };

@@ -68,6 +68,7 @@ pub(super) fn verify(l: &mut Load<'_>) -> Result {
         // Both modes are a loader with CAP_BPF, for which the kernel judges back-edges by
         // exploration (bounded loops are accepted).
         allow_loops: true,
+        expected_attach_type: l.attr.expected_attach_type,
     };
     match bpf_check(l.attr.insns, &env) {
         Ok(out) => {

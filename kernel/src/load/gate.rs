@@ -89,26 +89,14 @@ fn check_attr(l: &mut Load<'_>) -> Result {
     {
         return Err(reject(log, format_args!("invalid program name")));
     }
-    // `bpf_prog_load_check_attach`: sk_lookup programs must say they are for sk_lookup.
-    if attr.prog_type == ProgType::SkLookup
-        && attr.expected_attach_type != Some(AttachType::SkLookup)
-    {
+    if !attach_type_fits(attr.prog_type, attr.expected_attach_type) {
         return Err(reject(
             log,
-            format_args!("sk_lookup programs need expected_attach_type sk_lookup"),
-        ));
-    }
-    // `bpf_prog_load_check_attach`: sk_reuseport programs select (or also migrate); none given
-    // means select (`bpf_prog_load_fixup_attach_type`).
-    if attr.prog_type == ProgType::SkReuseport
-        && !matches!(
-            attr.expected_attach_type,
-            None | Some(AttachType::SkReuseportSelect | AttachType::SkReuseportSelectOrMigrate)
-        )
-    {
-        return Err(reject(
-            log,
-            format_args!("sk_reuseport programs need expected_attach_type sk_reuseport_select"),
+            format_args!(
+                "{} programs cannot load with expected_attach_type {:?}",
+                attr.prog_type.name(),
+                attr.expected_attach_type
+            ),
         ));
     }
     if attr.ctx_size.is_some() && attr.prog_type != ProgType::RawBuffer {
@@ -118,6 +106,29 @@ fn check_attr(l: &mut Load<'_>) -> Result {
         ));
     }
     Ok(())
+}
+
+/// Whether a `prog_type` program may load with `attach` (`bpf_prog_load_check_attach`, after
+/// `bpf_prog_load_fixup_attach_type`); `None` and `CgroupInetIngress` are both 0. Cgroup skb
+/// programs are for ingress or egress; sk_lookup, sk_reuseport (select, or also migrate; 0
+/// means select) and netfilter programs need their own; syscall programs take none; every other
+/// type of kbpf's takes any (its attach type is checked, if at all, when it attaches).
+fn attach_type_fits(prog_type: ProgType, attach: Option<AttachType>) -> bool {
+    use AttachType as A;
+    let zero = matches!(attach, None | Some(A::CgroupInetIngress));
+    match prog_type {
+        ProgType::CgroupSkb => zero || attach == Some(A::CgroupInetEgress),
+        ProgType::SkLookup => attach == Some(A::SkLookup),
+        ProgType::SkReuseport => {
+            zero || matches!(
+                attach,
+                Some(A::SkReuseportSelect | A::SkReuseportSelectOrMigrate)
+            )
+        }
+        ProgType::Netfilter => attach == Some(A::Netfilter),
+        ProgType::Syscall => zero,
+        _ => true,
+    }
 }
 
 /// Decodes every instruction and checks it, its jump target and the end of every subprogram;
@@ -314,4 +325,36 @@ fn resolve_ld_imm64(
         }
     };
     Ok((addr, idx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::attach_type_fits;
+    use crate::uapi::{AttachType as A, ProgType as T};
+
+    #[test]
+    fn attach_types_each_type_accepts() {
+        let fits = |t, a| attach_type_fits(t, a);
+        // Cgroup skb: ingress (0) or egress.
+        assert!(fits(T::CgroupSkb, None));
+        assert!(fits(T::CgroupSkb, Some(A::CgroupInetIngress)));
+        assert!(fits(T::CgroupSkb, Some(A::CgroupInetEgress)));
+        assert!(!fits(T::CgroupSkb, Some(A::TcxIngress)));
+        // Netfilter and sk_lookup: their own, not 0.
+        assert!(fits(T::Netfilter, Some(A::Netfilter)));
+        assert!(!fits(T::Netfilter, None));
+        assert!(!fits(T::Netfilter, Some(A::CgroupInetEgress)));
+        assert!(fits(T::SkLookup, Some(A::SkLookup)));
+        assert!(!fits(T::SkLookup, None));
+        // sk_reuseport: 0 is select.
+        assert!(fits(T::SkReuseport, None));
+        assert!(fits(T::SkReuseport, Some(A::CgroupInetIngress)));
+        assert!(fits(T::SkReuseport, Some(A::SkReuseportSelectOrMigrate)));
+        assert!(!fits(T::SkReuseport, Some(A::SkLookup)));
+        // Syscall: none; the others: any.
+        assert!(fits(T::Syscall, None));
+        assert!(!fits(T::Syscall, Some(A::Xdp)));
+        assert!(fits(T::Xdp, Some(A::Netfilter)));
+        assert!(fits(T::SchedCls, Some(A::CgroupInetEgress)));
+    }
 }

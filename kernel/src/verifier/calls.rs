@@ -1,7 +1,7 @@
 //! Calls and exits: helper calls checked against their prototype, BPF-to-BPF calls with new
 //! frames, and `exit` (`check_helper_call`, `check_func_arg`,
 //! `check_map_func_compatibility`, `check_func_call`, `prepare_func_exit`,
-//! `check_return_code` of `kernel/bpf/verifier.c`).
+//! `check_return_code` of `kernel/bpf/verifier.c`, whose ranges are in [`super::retcode`]).
 //!
 //! Helpers that acquire (`bpf_sk_lookup_tcp`) or release (`bpf_sk_release`) references and
 //! kfunc calls lean on [`super::refs`] and [`super::kfunc`].
@@ -411,47 +411,6 @@ impl Explorer<'_> {
         }
         self.check_return_range(pc, &r0)?;
         Ok(Next::End)
-    }
-}
-
-impl Explorer<'_> {
-    /// The main program's return value, for the types that restrict it (`check_return_code`):
-    /// sk_lookup programs return `SK_DROP` or `SK_PASS`.
-    fn check_return_range(&self, pc: usize, r0: &Reg) -> Result<(), Reject> {
-        let (lo, hi) = match self.env.prog_type {
-            crate::uapi::ProgType::SkLookup => (0, 1),
-            _ => return Ok(()),
-        };
-        if r0.ty != RegType::Scalar {
-            return Err(Reject::new(
-                Errno::EINVAL,
-                pc,
-                format_args!(
-                    "At program exit the register R0 is not a known value ({})",
-                    r0.ty.name()
-                ),
-            ));
-        }
-        if r0.var.smin >= lo && r0.var.smax <= hi {
-            return Ok(());
-        }
-        let mut what = alloc::string::String::new();
-        if r0.var.smin > i64::MIN {
-            what.push_str(&alloc::format!(" smin={}", r0.var.smin));
-        }
-        if r0.var.smax < i64::MAX {
-            what.push_str(&alloc::format!(" smax={}", r0.var.smax));
-        }
-        if what.is_empty() {
-            what.push_str(" unknown scalar value");
-        }
-        Err(Reject::new(
-            Errno::EINVAL,
-            pc,
-            format_args!(
-                "At program exit the register R0 has{what} should have been in [{lo}, {hi}]"
-            ),
-        ))
     }
 }
 

@@ -275,13 +275,7 @@ impl<'a> Explorer<'a> {
             // Only types whose return value is range-checked need it (`check_return_code`
             // marks it for those alone): a TC or XDP verdict, say, may stay imprecise, which
             // is what lets loops whose count ends up in R0 converge.
-            Op::Exit
-                if st.frames.len() == 1
-                    && matches!(
-                        self.env.prog_type,
-                        crate::uapi::ProgType::CgroupSkb | crate::uapi::ProgType::SkLookup
-                    ) =>
-            {
+            Op::Exit if st.frames.len() == 1 && super::retcode::env_range(self.env).is_some() => {
                 self.need_precise(st, 0)
             }
             _ => {}

@@ -39,7 +39,9 @@
 //!
 //! Not yet covered (later slices of the verifier issue): liveness (pruning compares dead
 //! registers too), Spectre v1 speculative paths, the fixups beyond array-map lookup inlining
-//! ([`fixups`]), per-type return-value ranges.
+//! ([`fixups`]).
+//!
+//! The main program's return value is checked against its type's range in [`retcode`].
 
 // Public: what other rooms use — the load's rewrite passes (`convert`, `fixups`,
 // `loop_inline`, `opt`, `zext`) and the abstract state the verifier's own integration tests inspect (`bounds`,
@@ -70,6 +72,7 @@ mod precision;
 mod prune;
 mod refs;
 mod regs;
+pub mod retcode;
 mod sanitize;
 mod stack;
 mod stack_access;
@@ -80,8 +83,8 @@ pub mod zext;
 use crate::Errno;
 use crate::insn::Insn;
 use crate::map::MapAttr;
-use crate::uapi::ProgType;
 use crate::uapi::limits::{BPF_MAXINSNS, MAX_BPF_STACK};
+use crate::uapi::{AttachType, ProgType};
 use alloc::string::String;
 use alloc::vec::Vec;
 use bounds::Scalar;
@@ -105,6 +108,9 @@ pub struct VerifierEnv<'a> {
     /// Back-edges are judged by exploration (bounded loops accepted); `false` refuses every
     /// back-edge, as the kernel does for loaders without `CAP_BPF`.
     pub allow_loops: bool,
+    /// The load's `expected_attach_type` (`None` is 0): it sets the range of the main
+    /// program's return value for some types (`check_return_code`).
+    pub expected_attach_type: Option<AttachType>,
 }
 
 fn no_maps(_: u32) -> Option<MapAttr> {
@@ -120,6 +126,7 @@ impl VerifierEnv<'static> {
             ctx_size: 0,
             privileged: false,
             allow_loops: true,
+            expected_attach_type: None,
         }
     }
 }
@@ -131,6 +138,7 @@ impl core::fmt::Debug for VerifierEnv<'_> {
             .field("ctx_size", &self.ctx_size)
             .field("privileged", &self.privileged)
             .field("allow_loops", &self.allow_loops)
+            .field("expected_attach_type", &self.expected_attach_type)
             .finish_non_exhaustive()
     }
 }

@@ -34,7 +34,7 @@ const fn def(m: Match, prog_type: ProgType, attach: Option<AttachType>) -> (Matc
 
 use Match::{Exact, Prefix};
 
-static TABLE: [(Match, SecDef); 24] = [
+static TABLE: [(Match, SecDef); 26] = [
     def(Exact("socket"), ProgType::SocketFilter, None),
     def(Prefix("socket/"), ProgType::SocketFilter, None),
     def(Exact("tc"), ProgType::SchedCls, None),
@@ -91,12 +91,22 @@ static TABLE: [(Match, SecDef); 24] = [
         ProgType::CgroupSkb,
         Some(AttachType::CgroupInetIngress),
     ),
+    def(
+        Exact("cgroup_skb/egress"),
+        ProgType::CgroupSkb,
+        Some(AttachType::CgroupInetEgress),
+    ),
+    def(Exact("cgroup/skb"), ProgType::CgroupSkb, None),
     def(Prefix("kprobe/"), ProgType::Kprobe, None),
     def(Prefix("kretprobe/"), ProgType::Kprobe, None),
     def(Prefix("tracepoint/"), ProgType::Tracepoint, None),
     def(Prefix("tp/"), ProgType::Tracepoint, None),
     def(Exact("syscall"), ProgType::Syscall, None),
-    def(Exact("netfilter"), ProgType::Netfilter, None),
+    def(
+        Exact("netfilter"),
+        ProgType::Netfilter,
+        Some(AttachType::Netfilter),
+    ),
     def(Exact("raw_buffer"), ProgType::RawBuffer, None),
 ];
 
@@ -140,6 +150,19 @@ mod tests {
         );
         assert_eq!(t("kprobe/do_sys_open"), Some((ProgType::Kprobe, None)));
         assert_eq!(t("tcx/sideways"), None);
+        assert_eq!(
+            t("cgroup_skb/ingress"),
+            Some((ProgType::CgroupSkb, Some(AttachType::CgroupInetIngress)))
+        );
+        assert_eq!(
+            t("cgroup_skb/egress"),
+            Some((ProgType::CgroupSkb, Some(AttachType::CgroupInetEgress)))
+        );
+        assert_eq!(t("cgroup/skb"), Some((ProgType::CgroupSkb, None)));
+        assert_eq!(
+            t("netfilter"),
+            Some((ProgType::Netfilter, Some(AttachType::Netfilter)))
+        );
         assert_eq!(t("xdpfoo"), None);
         assert!(sec_def("xdp.frags").unwrap().flags == ProgFlags::XDP_HAS_FRAGS);
     }

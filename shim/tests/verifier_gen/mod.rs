@@ -32,6 +32,10 @@
 //!   `__sk_buff` (`family` .. `local_port`, `sk`) for each packet type, `struct bpf_sock`
 //!   through `skb->sk`, and the socket lookups of TC, cgroup skb and XDP with every tuple size
 //!   and ending, `bpf_sk_release`, TC's `bpf_sk_assign`.
+//! - `retcode` (`retcode.rs`): the main program's return value in every program type (and
+//!   expected attach type where it matters): constants around each range's edges, unknown and
+//!   bounded scalars, pointers, unwritten R0, values from a subprogram and from either side of
+//!   a branch.
 //! - `found`: programs wider runs of `combo` (other seeds, more programs) turned up, kept so
 //!   that the fixed run covers their class too.
 //! - `combo`: random sequences of small pieces of the above (spills, copies, checks, lookups,
@@ -43,12 +47,13 @@
 #![allow(dead_code)]
 
 use kbpf::map::MapAttr;
-use kbpf::uapi::{MapType, ProgType};
+use kbpf::uapi::{AttachType, MapType, ProgType};
 
 #[path = "../support/rng.rs"]
 mod rng;
 pub use rng::Rng;
 
+mod retcode;
 mod sk_lookup;
 mod skb_sock;
 
@@ -67,6 +72,8 @@ pub struct Gen {
     pub asm: String,
     /// The maps `map_fd N` refers to.
     pub maps: Vec<MapAttr>,
+    /// The load's `expected_attach_type` (both sides).
+    pub attach: Option<AttachType>,
 }
 
 /// The array every map template uses: 4 elements of 16 bytes.
@@ -96,6 +103,17 @@ fn make(template: &'static str, desc: String, prog_type: ProgType, asm: String) 
         privileged: false,
         asm,
         maps: Vec::new(),
+        attach: default_attach(prog_type),
+    }
+}
+
+/// The expected attach type a program of type `t` loads with unless a template says otherwise:
+/// the one its type requires (`bpf_prog_load_check_attach`), else none.
+fn default_attach(t: ProgType) -> Option<AttachType> {
+    match t {
+        ProgType::SkLookup => Some(AttachType::SkLookup),
+        ProgType::Netfilter => Some(AttachType::Netfilter),
+        _ => None,
     }
 }
 
@@ -115,6 +133,7 @@ pub fn all(seed: u64, combos: usize) -> Vec<Gen> {
     atomic(&mut out);
     sk_lookup::sk_lookup(&mut out);
     skb_sock::skb_sock(&mut out);
+    retcode::retcode(&mut out);
     combo(&mut out, &mut rng, combos);
     found(&mut out);
     out
