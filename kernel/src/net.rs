@@ -8,7 +8,8 @@
 //! | [`addr`] | families, protocols, addresses (IPv4 v4-mapped), which sockets an address reaches | `in.h`, `in6.h`, `compute_score` |
 //! | [`sock`] | the socket: `struct bpf_sock` view first, refcount, cookie, state; [`sock::SockRef`] | `struct sock`, `sock_hold`/`sock_put` |
 //! | [`rcu_obj`], [`rcu_chain`] | the lifetime protocol (get-unless-zero, free a grace period after the last put); RCU-published copy-on-write lists | `sk_refcnt`, `SOCK_RCU_FREE`, `hlist_nulls` |
-//! | [`netns`] | a netns: tables, binds, sk_lookup hook, exit | `struct net`, `net_namespace.c` |
+//! | [`netns`] | a netns: tables, binds, sk_lookup hook, its conntrack number, exit | `struct net`, `net_namespace.c` |
+//! | [`nsid`] | netns numbers and the ids programs name them by (socket helpers, conntrack) | `peernet2id`, `get_net_ns_by_id` |
 //! | [`table`] | listener, established and UDP tables | `inet_hashtables.h`, `udp_table` |
 //! | [`socket`], [`conn`] | socket, bind, listen, close; connect, accept, sendto, recvfrom | `af_inet.c`, `udp.c`, `tcp_ipv4.c` |
 //! | [`reuseport`], [`reuseport_prog`] | reuseport groups and hash selection; `SK_REUSEPORT` programs | `sock_reuseport.c`, `filter.c` |
@@ -30,6 +31,7 @@ pub mod fd;
 pub mod helpers;
 pub mod lookup;
 pub mod netns;
+pub mod nsid;
 pub mod rcu_chain;
 pub mod rcu_obj;
 pub mod reuseport;

@@ -3,7 +3,8 @@
 //!
 //! - [`tuple`]: tuples (both directions, IPv4/IPv6, TCP/UDP/ICMP) and zones;
 //! - [`conn`]: the entry (`struct nf_conn` at Linux's offsets), status bits, timeouts;
-//! - [`netns`]: namespaces and their ids;
+//! - [`netns`]: the table's view of network namespaces (the one model's numbers and ids,
+//!   [`crate::net::nsid`]) and its per-netns entry counts;
 //! - [`table`]: the hash table, lock-free lookup with get-unless-zero, allocation with the
 //!   kernel's behaviour when full, insertion that fails on a clash; [`ctl`]: the control path
 //!   (add, delete, flush, garbage collection, listing, resizing);
@@ -34,7 +35,7 @@ pub use netns::{CURRENT_NETNS, INIT_NET, MAX_NETNS};
 pub use table::{Found, Table, TableConfig};
 pub use tuple::{Tuple, Zone};
 
-use crate::{Errno, Result};
+use crate::Result;
 
 /// The default bucket count and entry limit (`nf_conntrack_buckets` and `nf_conntrack_max`
 /// on a machine with a gigabyte or more).
@@ -76,27 +77,10 @@ pub fn gc_pass() -> usize {
     CONNTRACK.get().map_or(0, |t| t.gc(t.now()))
 }
 
-/// Whether namespace `net` exists in the conntrack table's registry.
-pub fn netns_exists(net: u32) -> bool {
-    conntrack().is_ok_and(|t| t.nets.is_live(net))
-}
-
-/// Creates a network namespace; returns its number.
-pub fn netns_create() -> Result<u32> {
-    conntrack()?.nets.create()
-}
-
-/// Gives namespace `net` the id programs name it by in `bpf_ct_opts.netns_id`.
-pub fn netns_set_id(net: u32, nsid: i32) -> Result {
-    conntrack()?.nets.set_id(net, nsid)
-}
-
-/// Destroys namespace `net` and its conntrack entries.
-pub fn netns_destroy(net: u32) -> Result {
-    conntrack()?.destroy_netns(net)
-}
-
-/// The namespace programs name `nsid`, if any.
-pub fn netns_by_id(nsid: i32) -> Result<u32> {
-    conntrack()?.nets.by_id(nsid).ok_or(Errno::ENOENT)
+/// Netns `net` exited ([`crate::net::Net::exit`]): its entries in the conntrack table go, if
+/// the table exists (`nf_conntrack_cleanup_net`). Waits for grace periods.
+pub fn netns_exit(net: u32) {
+    if let Some(t) = CONNTRACK.get() {
+        t.flush_netns(net);
+    }
 }

@@ -96,8 +96,8 @@ pub struct SkBuff {
     pub tstamp: u64,
     /// Hardware time stamp (`skb_shinfo(skb)->hwtstamps.hwtstamp`).
     pub hwtstamp: u64,
-    /// The network namespace of the packet's device (`dev_net(skb->dev)`), a
-    /// [`crate::netfilter`] namespace; 0 is the initial one.
+    /// The number of the packet's device's netns (`dev_net(skb->dev)`, [`crate::net::Net::num`]),
+    /// what the conntrack kfuncs key by; 0 is the initial one.
     pub netns: u32,
 }
 

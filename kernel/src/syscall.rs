@@ -371,16 +371,12 @@ pub struct TestRun<'a> {
     pub cpu: u32,
     /// `batch_size`: must be 0 (no live XDP frames).
     pub batch_size: u32,
-    /// The network namespace the caller is in (`current->nsproxy->net_ns`): what the packet's
-    /// device and a conntrack kfunc's `BPF_F_CURRENT_NETNS` mean ([`crate::netfilter`]); 0 is
-    /// the initial namespace. Another must exist (`EINVAL`).
-    pub netns: u32,
-    /// The socket model's netns the caller runs in ([`crate::net`], by handle from
-    /// [`crate::net::fd`]); `None`: the initial one. A packet's device is this netns's
-    /// loopback (or the device the context names), so the socket helpers look up here, and the
-    /// socket a socket buffer carries belongs to it. (kbpf keeps conntrack's namespaces,
-    /// [`TestRun::netns`], and the socket model's apart for now.)
-    pub sk_netns: Option<Fd>,
+    /// The network namespace the caller is in (`current->nsproxy->net_ns`), by handle from
+    /// [`crate::net::fd`]; `None`: the initial one. A packet's device is this netns's loopback
+    /// (or the device the context names), so it is what `BPF_F_CURRENT_NETNS` means to the
+    /// socket helpers and the conntrack kfuncs alike, and the socket a socket buffer carries
+    /// belongs to it.
+    pub netns: Option<Fd>,
     /// What the run reported: written whenever the kernel would have written it back, which
     /// includes an `ENOSPC` error.
     pub out: TestRunResult,

@@ -56,10 +56,10 @@ pub(crate) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     }
 }
 
-/// The socket model's netns the caller runs in (`current->nsproxy->net_ns`): the one
-/// [`TestRun::sk_netns`] names, else the initial one.
+/// The netns the caller runs in (`current->nsproxy->net_ns`): the one [`TestRun::netns`]
+/// names, else the initial one.
 pub(crate) fn caller_net(run: &TestRun<'_>) -> Result<crate::sync::Arc<crate::net::Net>> {
-    match run.sk_netns {
+    match run.netns {
         Some(fd) => crate::net::fd::netns_get(fd),
         None => Ok(crate::net::init_net().clone()),
     }
@@ -115,15 +115,6 @@ pub(crate) fn repeat_with(
     }
     let elapsed = h.ktime_ns().saturating_sub(start);
     Ok((retval, elapsed / repeat as u64))
-}
-
-/// The network namespace the run happens in (the caller's, `current->nsproxy->net_ns`):
-/// [`TestRun::netns`], which must exist (`EINVAL`).
-pub(crate) fn caller_netns(run: &TestRun<'_>) -> Result<u32> {
-    if run.netns != crate::netfilter::INIT_NET && !crate::netfilter::netns_exists(run.netns) {
-        return Err(Errno::EINVAL);
-    }
-    Ok(run.netns)
 }
 
 /// The context the run starts from (`bpf_ctx_init`): `None` when the caller passed neither

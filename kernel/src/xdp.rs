@@ -24,8 +24,8 @@ pub struct XdpRxqInfo {
     pub ifindex: u32,
     /// The queue's index (`rxq->queue_index`).
     pub queue_index: u32,
-    /// The device's network namespace (`dev_net(rxq->dev)`), a [`crate::netfilter`]
-    /// namespace; 0 is the initial one.
+    /// The number of the device's netns (`dev_net(rxq->dev)`, [`crate::net::Net::num`]), what
+    /// the conntrack kfuncs key by; 0 is the initial one.
     pub netns: u32,
     /// The device's netns (`dev_net(rxq->dev)`), where `bpf_sk_lookup_*` look; its owner
     /// keeps it alive while programs run. Null: none (lookups find nothing).
@@ -33,7 +33,7 @@ pub struct XdpRxqInfo {
 }
 
 impl Default for XdpRxqInfo {
-    /// Queue 0 of no device: ifindex 0, the initial conntrack namespace, no socket netns.
+    /// Queue 0 of no device: ifindex 0, netns number 0 (the initial one), no netns object.
     fn default() -> Self {
         XdpRxqInfo {
             ifindex: 0,

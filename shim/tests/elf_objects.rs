@@ -68,7 +68,7 @@ fn kfuncs_resolve_by_name() {
     // The conntrack kfuncs run: an empty table, so the lookup misses (TC_ACT_OK).
     let obj = obj.load(&LoadOpts::default()).unwrap();
     let fd = obj.prog("ct_lookup").unwrap().fd;
-    assert_eq!(kbpf_shim::ct::run_once(fd, 0), Ok(0));
+    assert_eq!(kbpf_shim::ct::run_once(fd, None), Ok(0));
     obj.close();
 }
 

@@ -7,6 +7,8 @@
 //!   established connections, IPv4 and IPv6) in the test run's netns, with the `netns_id`,
 //!   `flags` and tuple-size rules, then `bpf_sk_release`; TC's `bpf_sk_assign` in a test run
 //!   (which runs as at egress);
+//! - one netns holding a listener and a conntrack entry: a TC or XDP program finds both by the
+//!   netns's id and as its own, and the entry goes when the netns exits;
 //! - `__sk_buff`'s socket fields (`family` .. `local_port` for cgroup skb, `sk` for all
 //!   packet types) on a test run's socket, and on a connected socket hung off an skb, at every
 //!   offset and size the verifier allows.
@@ -18,12 +20,14 @@
 use kbpf::cpu::CpuGuard;
 use kbpf::insn::{Insn, assemble};
 use kbpf::net::{self, Family, Net, Proto, Socket};
+use kbpf::netfilter::{EntrySpec, HZ, Tuple as CtTuple, Zone, conntrack};
 use kbpf::skb::SkBuff;
 use kbpf::sync::Arc;
 use kbpf::syscall::{self, Fd, TestRun};
 use kbpf::uapi::ProgType;
 use kbpf::{Errno, ProgLoadAttr};
 use kbpf_shim::conformance::Engine;
+use kbpf_shim::ct::progs::{Hook, KfuncIds, opts as ct_opts};
 use kbpf_shim::host_bpf::HostLoad;
 use kbpf_shim::host_bpf::test_run::{HostRunAttr, HostTestRun};
 use std::net::SocketAddr;
@@ -167,7 +171,7 @@ fn kbpf_run(engine: Engine, ty: ProgType, src: &str, frame: &[u8], ns: Option<Fd
             data: &mut pkt,
             ctx_out: cg.then_some(&mut ctx[..]),
             repeat: 1,
-            sk_netns: ns,
+            netns: ns,
             ..Default::default()
         },
     );
@@ -293,7 +297,7 @@ fn lookups(engine: Engine, w: &World) {
         ("udp lookup of a tcp port", l(85, &t4), NULL),
         ("tcp lookup of a udp port", l(84, &tu), NULL),
         (
-            "netns_id 0: no peer ids",
+            "netns_id 0: no netns has that id",
             Lookup {
                 netns: 0,
                 ..l(84, &t4)
@@ -690,8 +694,112 @@ fn socket_lookups_and_fields_in_both_engines_and_on_the_host() {
             compared += lookups_against_the_host(engine, h);
         }
         syscall::close(w.ns).unwrap();
+        sockets_and_conntrack_share_one_netns(engine);
     }
     println!("{compared} runs compared with the host kernel");
+}
+
+/// What [`ct_and_sk_prog`] returns when the socket lookup gave NULL (the low 28 bits).
+const NO_SOCK: u32 = 0x0fff_ffff;
+/// The bit [`ct_and_sk_prog`] sets when the conntrack lookup found an entry.
+const CT_FOUND: u32 = 1 << 30;
+
+/// One program that looks up a TCP socket (`bpf_sk_lookup_tcp` with `sk_netns`) and then a
+/// conntrack entry (`bpf_{skb,xdp}_ct_lookup` with `bpf_ct_opts.netns_id = ct_netns`) of the
+/// same tuple: the socket's `src_port + (family << 16) + (state << 24)` (or [`NO_SOCK`]),
+/// plus [`CT_FOUND`] when the entry was found. Both references are released.
+fn ct_and_sk_prog(hook: Hook, t: &[u8], sk_netns: u64, ct_netns: i32) -> String {
+    let mut s = String::from("mov %r6, %r1\n");
+    for k in 0..9 {
+        s += &format!("stdw [%r10-{}], 0\n", 8 * (k + 1));
+    }
+    for (i, b) in t.iter().enumerate() {
+        s += &format!("stb [%r10{:+}], {b}\n", i as i32 - 48);
+    }
+    for (i, b) in ct_opts(ct_netns, 6, 0, 0, 0).iter().enumerate() {
+        s += &format!("stb [%r10{:+}], {b}\n", i as i32 - 72);
+    }
+    let k = KfuncIds::kbpf();
+    let ct_lookup = match hook {
+        Hook::Tc => k.skb_lookup,
+        Hook::Xdp => k.xdp_lookup,
+    };
+    s + &format!(
+        "mov %r1, %r6\nmov %r2, %r10\nadd %r2, -48\nmov %r3, 12\nlddw %r4, {sk_netns:#x}\n\
+         mov %r5, 0\ncall 84\nmov32 %r8, {NO_SOCK:#x}\njeq %r0, 0, ct\nmov %r7, %r0\n\
+         ldxw %r8, [%r7+44]\nldxw %r2, [%r7+4]\nlsh %r2, 16\nadd %r8, %r2\n\
+         ldxw %r2, [%r7+72]\nlsh %r2, 24\nadd %r8, %r2\nmov %r1, %r7\ncall 86\n\
+         ct:\nmov %r1, %r6\nmov %r2, %r10\nadd %r2, -48\nmov %r3, 12\nmov %r4, %r10\n\
+         add %r4, -72\nmov %r5, 16\ncall kfunc {ct_lookup}\nmov %r9, 0\njeq %r0, 0, done\n\
+         mov %r1, %r0\ncall kfunc {}\nmov %r9, {CT_FOUND:#x}\ndone:\nor %r8, %r9\n\
+         mov %r0, %r8\nexit\n",
+        k.release
+    )
+}
+
+/// One netns, created once, holds both a listener and a conntrack entry of the same tuple: a
+/// TC or XDP program finds both — by the netns's id from the initial netns, and as its own
+/// (`BPF_F_CURRENT_NETNS`) when run in it — and neither from elsewhere or by an unknown id.
+/// When the netns exits (its handle and sockets gone) its conntrack entries go with it and
+/// its id names nothing.
+fn sockets_and_conntrack_share_one_netns(engine: Engine) {
+    let w = world();
+    let num = w.net.num();
+    let nsid = 5000 + engine as i32;
+    net::fd::netns_set_id(w.ns, nsid).unwrap();
+    assert_eq!(w.net.id(), Some(nsid));
+    let ct = conntrack().unwrap();
+    let t = tuple(a(REMOTE4), a(SRV4));
+    ct.add(&EntrySpec {
+        net: num,
+        zone: Zone::DEFAULT,
+        orig: CtTuple::new(&t[0..4], &t[4..8], 40000, 8008, 6).unwrap(),
+        timeout: 60 * HZ,
+        status: 0,
+        mark: 0,
+    })
+    .unwrap();
+    assert_eq!(ct.nets.count(num), 1);
+    let listener4 = 8008 + (AF_INET << 16) + (LISTEN << 24);
+    let own = u64::MAX;
+    let unknown = nsid + 1000;
+    let cases: [(&str, Option<Fd>, u64, i32, u32); 4] = [
+        ("by id", None, nsid as u64, nsid, listener4 | CT_FOUND),
+        ("as its own", Some(w.ns), own, -1, listener4 | CT_FOUND),
+        ("from the initial netns", None, own, -1, NO_SOCK),
+        (
+            "by an unknown id",
+            Some(w.ns),
+            unknown as u64,
+            unknown,
+            NO_SOCK,
+        ),
+    ];
+    for hook in [Hook::Tc, Hook::Xdp] {
+        for (what, ns, sk_id, ct_id, want) in cases {
+            let src = ct_and_sk_prog(hook, &t, sk_id, ct_id);
+            let got = kbpf_run(engine, hook.prog_type(), &src, &frame(false), ns);
+            assert_eq!(
+                got, want,
+                "{engine:?} {hook:?} {what}: {got:#x} != {want:#x}"
+            );
+        }
+    }
+    // Exit: the last handle and the sockets go; the entries of the netns go with it.
+    syscall::close(w.ns).unwrap();
+    let net = w.net.clone();
+    drop(w);
+    assert!(!net.is_alive());
+    assert_eq!(ct.nets.count(num), 0, "{engine:?}: flushed at exit");
+    assert!(ct.list(Some(num)).is_empty());
+    for hook in [Hook::Tc, Hook::Xdp] {
+        let src = ct_and_sk_prog(hook, &t, nsid as u64, nsid);
+        let got = kbpf_run(engine, hook.prog_type(), &src, &frame(false), None);
+        assert_eq!(
+            got, NO_SOCK,
+            "{engine:?} {hook:?}: the id names nothing now"
+        );
+    }
 }
 
 /// TC's `bpf_sk_assign` where a test run cannot reach (at ingress): its checks in the kernel's

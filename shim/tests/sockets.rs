@@ -20,7 +20,7 @@ fn a(s: &str) -> SocketAddr {
 }
 
 fn netns() -> Arc<net::Net> {
-    net::Net::create()
+    net::Net::create().unwrap()
 }
 
 #[test]

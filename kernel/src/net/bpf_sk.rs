@@ -9,11 +9,11 @@
 //! destination would: an established socket of the exact 4-tuple, then the listeners (TCP)
 //! or the bound sockets (UDP) with their reuseport groups. It returns NULL for any other
 //! tuple size, for non-zero `flags`, and for a `netns_id` that is neither negative as an
-//! `s32` (the caller's own netns: `BPF_F_CURRENT_NETNS`) nor at most `S32_MAX` — and, as kbpf
-//! has no peer netns ids (`RTM_NEWNSID`), for every non-negative `netns_id`, as the kernel
-//! does in a netns without ids. XDP programs pass `netns_id` as a `u32`, so only its low half
-//! counts. The caller's netns is the packet's device's (`dev_net`); an skb without one uses
-//! its socket's.
+//! `s32` (the caller's own netns: `BPF_F_CURRENT_NETNS`) nor at most `S32_MAX`, and for a
+//! non-negative `netns_id` no netns has ([`super::nsid`], `get_net_ns_by_id`: the same ids
+//! `bpf_ct_opts.netns_id` names). XDP programs pass `netns_id` as a `u32`, so only its low
+//! half counts. The caller's netns is the packet's device's (`dev_net`); an skb without one
+//! uses its socket's.
 //!
 //! The socket comes back as a lookup leaves it: referenced if it is reference-counted (an
 //! established TCP socket; `bpf_sk_release` puts it), used under RCU otherwise (listeners,
@@ -93,11 +93,16 @@ pub fn skc_lookup(
     if flags != 0 || !(own || netns_id <= i32::MAX as u64) {
         return none;
     }
-    // No peer netns ids: only the caller's own netns is found.
-    let (true, Some(net)) = (own, caller) else {
+    let mut guard = CpuGuard::enter();
+    // The caller's own netns, or the one its id names (`get_net_ns_by_id`): none, NULL.
+    let net = if own {
+        caller
+    } else {
+        super::nsid::net_by_id(netns_id as i32)
+    };
+    let Some(net) = net else {
         return none;
     };
-    let mut guard = CpuGuard::enter();
     match lookup(net, &mut guard, &t) {
         Found::Sock(sk, _) if !sk.is_refcounted() => sk,
         // A reference-counted socket is kept with a reference, unless it is going away.

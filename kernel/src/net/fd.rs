@@ -10,9 +10,17 @@ use crate::syscall::{self, Fd, Object};
 use crate::{Errno, Result};
 
 /// Creates a network namespace and returns a handle to it (`unshare(CLONE_NEWNET)` + opening
-/// `/proc/self/ns/net`). The netns exits when its last handle and socket are gone.
+/// `/proc/self/ns/net`); `ENOSPC` when [`super::nsid::MAX_NETNS`] exist. The netns exits when
+/// its last handle and socket are gone.
 pub fn netns_create() -> Result<Fd> {
-    syscall::install_object(Object::Netns(Net::create()))
+    let net = Net::create()?;
+    syscall::install_object(Object::Netns(net.clone())).inspect_err(|_| net.exit())
+}
+
+/// Gives the netns behind `fd` the id programs name it by in `netns_id` (`RTM_NEWNSID`; see
+/// [`super::nsid::set_id`] for the errnos).
+pub fn netns_set_id(fd: Fd, id: i32) -> Result {
+    netns_get(fd)?.set_id(id)
 }
 
 /// A handle to the initial netns.

@@ -1,21 +1,27 @@
 //! Network namespaces (`struct net`, `net/core/net_namespace.c`): each has its own socket
-//! tables, its own bound ports, and its own sk_lookup programs.
+//! tables, its own bound ports, its own sk_lookup programs, and its own conntrack entries —
+//! keyed by its number ([`Net::num`]) in the one conntrack table — and may have an id programs
+//! name it by ([`super::nsid`]) in both the socket helpers' and `bpf_ct_opts`'s `netns_id`.
 //!
 //! A netns lives while something uses it — handles to it and the sockets in it
-//! ([`Net::user_get`]); when the last user goes it exits: its sk_lookup links are detached
-//! and go defunct (`netns_bpf_pernet_pre_exit`), as when a kernel netns is dismantled. The
-//! memory stays until the last `Arc` (a link may still point at it) drops.
+//! ([`Net::user_get`]); when the last user goes it exits (`cleanup_net`): ids stop finding
+//! it, its sk_lookup links are detached and go defunct (`netns_bpf_pernet_pre_exit`), its
+//! conntrack entries are flushed (`nf_conntrack_cleanup_net`), and a grace period later its
+//! number may be reused. The memory stays until the last `Arc` (a link may still point at it)
+//! drops. Exit is control path: the last user must not go inside a read-side section.
 //!
 //! Locks: [`Net::ctl`] (the netns's socket lock: binds and every table change) may be taken
 //! with a socket's lock inside it, never the other way round, and never inside a read-side
 //! section.
 
 use super::addr::{Addr, Family, Proto};
+use super::nsid;
 use super::sk_lookup::SkLookupHook;
 use super::sock::Sock;
 use super::table::Table;
 use crate::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use crate::sync::{Arc, SpinLock};
+use crate::{Errno, Result};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -54,6 +60,8 @@ static NEXT_INO: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::
 /// A network namespace.
 pub struct Net {
     ino: u32,
+    /// Its slot in the registry ([`super::nsid`]): what conntrack keys its entries by.
+    num: u32,
     /// Keys the flow hash (`net_hash_mix` + `inet_ehash_secret`).
     hash_secret: u32,
     pub(crate) listen: Table,
@@ -67,17 +75,24 @@ pub struct Net {
 }
 
 impl Net {
-    /// A new netns with no users yet.
-    pub fn create() -> Arc<Net> {
-        Arc::new(Net::with_ino(
+    /// A new netns with no users yet (`copy_net_ns`); `ENOSPC` when [`super::nsid::MAX_NETNS`]
+    /// exist. It exits when its last user goes ([`Net::user_put`]), or at [`Net::exit`].
+    pub fn create() -> Result<Arc<Net>> {
+        let num = nsid::reserve()?;
+        let net = Arc::new(Net::with_ino(
             NEXT_INO.fetch_add(1, core::sync::atomic::Ordering::Relaxed),
-        ))
+            num,
+        ));
+        nsid::publish(num, net.clone());
+        Ok(net)
     }
 
-    fn with_ino(ino: u32) -> Net {
+    fn with_ino(ino: u32, num: u32) -> Net {
         Net {
             ino,
-            hash_secret: crate::host::get().random_u32(),
+            num,
+            // A fixed key before a host is registered (no packet can arrive then).
+            hash_secret: crate::host::try_get().map_or(0x6e65_746e, |h| h.random_u32()),
             listen: Table::new(),
             established: Table::new(),
             udp: Table::new(),
@@ -94,6 +109,30 @@ impl Net {
     /// The netns's inode number (what `netns_ino` in link info reports).
     pub fn ino(&self) -> u32 {
         self.ino
+    }
+
+    /// Its number: conntrack's key for its entries, [`super::nsid`]'s slot (0: the initial
+    /// netns).
+    #[inline]
+    pub fn num(&self) -> u32 {
+        self.num
+    }
+
+    /// The id programs name it by in `netns_id`, if it has one (`peernet2id`).
+    pub fn id(&self) -> Option<i32> {
+        if self.is_alive() {
+            nsid::id_of(self.num)
+        } else {
+            None
+        }
+    }
+
+    /// Gives it the id programs name it by (`RTM_NEWNSID`; see [`nsid::set_id`]).
+    pub fn set_id(&self, id: i32) -> Result {
+        if !self.is_alive() {
+            return Err(Errno::ENOENT);
+        }
+        nsid::set_id(self.num, id)
     }
 
     /// The flow-hash key.
@@ -119,12 +158,19 @@ impl Net {
         }
     }
 
-    /// The netns exits (`cleanup_net` → `netns_bpf_pernet_pre_exit`): sk_lookup links are
-    /// detached and go defunct. Idempotent.
+    /// The netns exits (`cleanup_net`): ids stop finding it, sk_lookup links are detached and
+    /// go defunct (`netns_bpf_pernet_pre_exit`), its conntrack entries are flushed
+    /// (`nf_conntrack_cleanup_net`), and a grace period later its number is free again.
+    /// Idempotent; the initial netns never exits. Control path (waits for grace periods).
     pub fn exit(&self) {
-        if self.alive.swap(false, Ordering::AcqRel) {
-            self.sk_lookup.pre_exit();
+        if self.num == nsid::INIT_NET || !self.alive.swap(false, Ordering::AcqRel) {
+            return;
         }
+        nsid::kill(self.num);
+        self.sk_lookup.pre_exit();
+        crate::netfilter::netns_exit(self.num);
+        crate::cpu::synchronize_rcu();
+        drop(nsid::release(self.num));
     }
 }
 
@@ -133,7 +179,7 @@ static INIT_NET: spin::Once<Arc<Net>> = spin::Once::new();
 /// The initial netns (`init_net`): never exits.
 pub fn init_net() -> &'static Arc<Net> {
     INIT_NET.call_once(|| {
-        let net = Arc::new(Net::with_ino(4026531840));
+        let net = Arc::new(Net::with_ino(4026531840, nsid::INIT_NET));
         net.user_get();
         net
     })
@@ -143,6 +189,7 @@ impl core::fmt::Debug for Net {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Net")
             .field("ino", &self.ino)
+            .field("num", &self.num)
             .field("alive", &self.is_alive())
             .finish()
     }

@@ -256,15 +256,13 @@ impl Table<'_> {
         Ok(())
     }
 
-    /// Destroys namespace `net` (`cleanup_net`): ids stop finding it, its entries go, its slot
-    /// is freed. `EINVAL` for the initial namespace, `ENOENT` if it does not exist.
-    pub fn destroy_netns(&self, net: u32) -> Result {
-        self.nets.kill(net)?;
+    /// Flushes the entries of netns `net`, which has exited (`nf_conntrack_cleanup_net`):
+    /// they are unlinked and freed once no reader can hold them, so its count is 0 after.
+    /// Waits for grace periods.
+    pub fn flush_netns(&self, net: u32) {
         let _g = self.ctl.lock();
         self.remove_where(|c| c.net() == net);
         self.reclaim_locked();
-        self.nets.free(net);
-        Ok(())
     }
 }
 

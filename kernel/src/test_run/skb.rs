@@ -12,7 +12,7 @@
 //!
 //! An IPv4 or IPv6 frame must hold the whole IP header (`EINVAL`: the kernel reads the
 //! addresses for the socket it attaches). That socket ([`Sock::alloc_test_run`], the
-//! kernel's dummy `sk`) is in the caller's netns ([`crate::syscall::TestRun::sk_netns`]), as is
+//! kernel's dummy `sk`) is in the caller's netns ([`crate::syscall::TestRun::netns`]), as is
 //! the device; TC programs run as at egress (`tc_at_ingress` 0), so `bpf_sk_assign` refuses
 //! with `EOPNOTSUPP`.
 //!
@@ -232,7 +232,7 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
     skb.protocol = protocol;
     skb.pkt_type = pkt_type;
     skb.ifindex = ifindex;
-    skb.netns = super::caller_netns(run)?;
+    skb.netns = net.num();
     skb.sk = sk.0.as_ref().map_or(core::ptr::null(), |s| s.as_ptr());
     skb.net = Arc::as_ptr(&net);
     if prog.prog_type() == ProgType::CgroupSkb {

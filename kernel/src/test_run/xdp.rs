@@ -115,7 +115,7 @@ pub(super) fn run(prog: &Prog, run: &mut TestRun<'_>) -> Result<TestRunResult> {
             ..XdpRxqInfo::default()
         },
     };
-    rxq.netns = super::caller_netns(run)?;
+    rxq.netns = net.num();
     let nfrags = (size_in - linear).div_ceil(PAGE_SIZE as usize);
     if nfrags > MAX_FRAGS {
         return Err(Errno::ENOMEM);

@@ -161,7 +161,8 @@ pub enum ProgCmd {
         /// Load with root's rules (see `prog load --privileged`), if not loaded yet.
         #[arg(long)]
         privileged: bool,
-        /// The network namespace the run happens in (a conntrack namespace; 0 the initial).
+        /// The network namespace the run happens in, by number (`ct netns-add`, `sock netns`;
+        /// 0 the initial): its sockets and conntrack entries are the program's own.
         #[arg(long, default_value_t = 0)]
         netns: u32,
     },
@@ -350,7 +351,7 @@ pub struct CtTuple {
     /// Zone directions: 1 original, 2 reply, 3 both.
     #[arg(long, default_value_t = 3)]
     pub zone_dir: u8,
-    /// Namespace (0: the initial one).
+    /// Namespace, by number (0: the initial one).
     #[arg(long, default_value_t = 0)]
     pub netns: u32,
 }
@@ -396,15 +397,17 @@ pub enum CtCmd {
     },
     /// Remove the expired entries now (the garbage collector's pass).
     Gc,
-    /// Create a network namespace, optionally with the id programs name it by.
+    /// Create a network namespace, optionally with the id programs name it by: `sock netns`
+    /// named by its number, which it prints.
     NetnsAdd {
-        /// `bpf_ct_opts.netns_id` that names it.
+        /// The `netns_id` that names it (`bpf_ct_opts` and the socket helpers).
         #[arg(long)]
         id: Option<i32>,
     },
-    /// Destroy a network namespace and its entries.
+    /// Close the session's handle to a network namespace (made by `ct netns-add` or `sock
+    /// netns`): it exits, and its entries go, once its sockets are gone too.
     NetnsDel {
-        /// The namespace.
+        /// The namespace's number.
         netns: u32,
     },
     /// Counts per namespace, the limit, the buckets.

@@ -2,9 +2,13 @@
 //! path (conntrack(8)'s `-L`/`-I`/`-D`/`-F`, `ip netns` + `ip netns set NAME ID`), on the
 //! process's one table ([`kbpf::netfilter::conntrack`]), which the conntrack kfuncs of
 //! programs run in the same process (or `kbpf shell` session) use.
+//!
+//! Namespaces are the session's (`kbpf sock netns` makes the same kind): `ct netns-add` is
+//! `sock netns` with the netns's number as its name, and conntrack commands name a netns by
+//! its number ([`kbpf::net::Net::num`]; 0 the initial one).
 
-use super::CmdError;
 use super::args::{CtCmd, CtTuple};
+use super::{CmdError, State};
 use crate::ct::show;
 use kbpf::netfilter::tuple::{IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Tuple, Zone};
 use kbpf::netfilter::{self, EntrySpec, HZ, conntrack};
@@ -45,7 +49,7 @@ fn table() -> Result<&'static netfilter::Table<'static>, CmdError> {
 }
 
 /// Runs one `kbpf ct` command.
-pub fn run(cmd: CtCmd, out: &mut dyn Write) -> Result<(), CmdError> {
+pub fn run(cmd: CtCmd, state: &mut State, out: &mut dyn Write) -> Result<(), CmdError> {
     let ct = table()?;
     match cmd {
         CtCmd::List { netns, json } => {
@@ -93,22 +97,19 @@ pub fn run(cmd: CtCmd, out: &mut dyn Write) -> Result<(), CmdError> {
             writeln!(out, "collected {n} expired entries")?;
         }
         CtCmd::NetnsAdd { id } => {
-            let net = netfilter::netns_create().map_err(|e| CmdError::errno("netns add", e))?;
-            if let Some(id) = id
-                && let Err(e) = netfilter::netns_set_id(net, id)
-            {
-                let _ = netfilter::netns_destroy(net);
-                return Err(CmdError::errno("netns add: id", e));
-            }
+            let (num, _) = state.netns_add(None, id)?;
             writeln!(
                 out,
-                "netns {net}{}",
+                "netns {num}{}",
                 id.map_or(String::new(), |i| format!(" id {i}"))
             )?;
         }
         CtCmd::NetnsDel { netns } => {
-            netfilter::netns_destroy(netns).map_err(|e| CmdError::errno("netns del", e))?;
-            writeln!(out, "netns {netns} destroyed")?;
+            if state.netns_del(netns)? {
+                writeln!(out, "netns {netns} destroyed")?;
+            } else {
+                writeln!(out, "netns {netns} released (its sockets still use it)")?;
+            }
         }
         CtCmd::Stats { json } => {
             let nets = ct.nets.list();

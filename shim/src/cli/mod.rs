@@ -122,7 +122,7 @@ pub fn run(
         Command::Map(c) => map_cmd::run(c, state, out).map(|()| 0),
         Command::Tcx(c) => tcx_cmd::run(c, state, input, out),
         Command::Sock(c) => sock_cmd::run(c, state, out).map(|()| 0),
-        Command::Ct(c) => ct_cmd::run(c, out).map(|()| 0),
+        Command::Ct(c) => ct_cmd::run(c, state, out).map(|()| 0),
         Command::Verify(v) => prog_cmd::verify(&v, out),
         Command::Conformance { engine, paths } => {
             let t = crate::conformance::run_paths(&paths, engine.into(), out)?;

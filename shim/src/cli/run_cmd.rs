@@ -55,7 +55,8 @@ pub struct RunHow {
     pub repeat: u32,
     /// `--privileged`: load an object not loaded yet with root's rules.
     pub privileged: bool,
-    /// `--netns`: the namespace the run happens in.
+    /// `--netns`: the number of the namespace the run happens in (0 the initial one; else
+    /// one of the session's).
     pub netns: u32,
 }
 
@@ -138,7 +139,7 @@ pub fn run(
             ctx_in: ctx_in.as_deref(),
             ctx_out: files.ctx_out.as_ref().map(|_| cout.as_mut_slice()),
             repeat,
-            netns: how.netns,
+            netns: state.netns_by_num(how.netns)?,
             ..Default::default()
         };
         let r = syscall::prog_test_run(fd, &mut run);

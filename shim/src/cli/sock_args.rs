@@ -31,10 +31,14 @@ pub enum ProtoArg {
 /// PROG a loaded program's name; ADDR an address and port (`127.0.0.1:80`, `[fd00::1]:80`).
 #[derive(Debug, Subcommand)]
 pub enum SockCmd {
-    /// Create a network namespace.
+    /// Create a network namespace (prints its number, which `ct` commands and `prog run
+    /// --netns` name it by; `ct netns-add` makes the same kind, named by its number).
     Netns {
         /// Its name.
         name: String,
+        /// The id programs name it by in `netns_id` (socket helpers and `bpf_ct_opts`).
+        #[arg(long)]
+        id: Option<i32>,
     },
     /// Create a socket.
     Create {

@@ -53,14 +53,14 @@ fn state_name(s: u32) -> &'static str {
 /// `kbpf sock …`.
 pub fn run(cmd: SockCmd, state: &mut State, out: &mut dyn Write) -> Result<(), CmdError> {
     match cmd {
-        SockCmd::Netns { name } => {
+        SockCmd::Netns { name, id } => {
             if state.netns.iter().any(|(n, _)| *n == name) || name == "init" {
                 return Err(CmdError::usage(format!("a netns named {name} exists")));
             }
-            let fd = net::fd::netns_create().map_err(errno("netns"))?;
+            let (num, fd) = state.netns_add(Some(name.clone()), id)?;
             let ino = net::fd::netns_get(fd).map_err(errno("netns"))?.ino();
-            writeln!(out, "netns {name}: ino {ino}")?;
-            state.netns.push((name, fd));
+            let id = id.map_or(String::new(), |i| format!(" id {i}"));
+            writeln!(out, "netns {name}: ino {ino} num {num}{id}")?;
         }
         SockCmd::Create {
             name,

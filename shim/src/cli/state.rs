@@ -36,7 +36,7 @@ pub struct State {
     pub links: Vec<(String, Fd)>,
     /// Sockets made with `sock create` or `sock accept`: (name, handle).
     pub socks: Vec<(String, Fd)>,
-    /// Network namespaces made with `sock netns`: (name, handle).
+    /// Network namespaces made with `sock netns` or `ct netns-add`: (name, handle).
     pub netns: Vec<(String, Fd)>,
     /// sk_lookup links: (program name, handle).
     pub sk_links: Vec<(String, Fd)>,
@@ -146,6 +146,72 @@ impl State {
             .find(|(n, _)| n == name)
             .map(|&(_, fd)| fd)
             .ok_or_else(|| CmdError::usage(format!("no socket named {name}")))
+    }
+
+    /// Creates a netns named `name` (its number when `None`), with the id `id` programs name
+    /// it by if given: (its number, its handle). Nothing is left behind on error.
+    pub fn netns_add(
+        &mut self,
+        name: Option<String>,
+        id: Option<i32>,
+    ) -> Result<(u32, Fd), CmdError> {
+        let errno = |what: &'static str| move |e| CmdError::errno(what, e);
+        let fd = kbpf::net::fd::netns_create().map_err(errno("netns add"))?;
+        let made = kbpf::net::fd::netns_get(fd).and_then(|n| {
+            if let Some(id) = id {
+                n.set_id(id)?;
+            }
+            Ok(n.num())
+        });
+        let num = match made {
+            Ok(num) => num,
+            Err(e) => {
+                let _ = syscall::close(fd);
+                return Err(CmdError::errno("netns add: id", e));
+            }
+        };
+        let name = name.unwrap_or_else(|| num.to_string());
+        if name == "init" || self.netns.iter().any(|(n, _)| *n == name) {
+            let _ = syscall::close(fd);
+            return Err(CmdError::usage(format!("a netns named {name} exists")));
+        }
+        self.netns.push((name, fd));
+        Ok((num, fd))
+    }
+
+    /// The index in [`State::netns`] of the netns numbered `num`.
+    fn netns_index(&self, num: u32) -> Option<usize> {
+        self.netns
+            .iter()
+            .position(|&(_, fd)| kbpf::net::fd::netns_get(fd).is_ok_and(|n| n.num() == num))
+    }
+
+    /// The handle of the session's netns numbered `num`: `None` for the initial one (0);
+    /// `EINVAL` for a number no netns of the session has.
+    pub fn netns_by_num(&self, num: u32) -> Result<Option<Fd>, CmdError> {
+        if num == kbpf::net::nsid::INIT_NET {
+            return Ok(None);
+        }
+        let i = self
+            .netns_index(num)
+            .ok_or(CmdError::errno("--netns", kbpf::Errno::EINVAL))?;
+        Ok(Some(self.netns[i].1))
+    }
+
+    /// Closes the session's handle to the netns numbered `num` (`ip netns del`): `EINVAL` for
+    /// the initial one, `ENOENT` for none. Returns whether it exited (it lives on while its
+    /// sockets do; its conntrack entries go when it exits).
+    pub fn netns_del(&mut self, num: u32) -> Result<bool, CmdError> {
+        if num == kbpf::net::nsid::INIT_NET {
+            return Err(CmdError::errno("netns del", kbpf::Errno::EINVAL));
+        }
+        let i = self
+            .netns_index(num)
+            .ok_or(CmdError::errno("netns del", kbpf::Errno::ENOENT))?;
+        let (_, fd) = self.netns.remove(i);
+        let net = kbpf::net::fd::netns_get(fd).map_err(|e| CmdError::errno("netns del", e))?;
+        let _ = syscall::close(fd);
+        Ok(!net.is_alive())
     }
 
     /// Closes every handle.

@@ -4,7 +4,7 @@
 pub mod progs;
 pub mod show;
 
-use kbpf::syscall::{self, TestRun};
+use kbpf::syscall::{self, Fd, TestRun};
 use kbpf::{Errno, ProgLoadAttr};
 use progs::{KfuncIds, Probe, ProbeResult};
 
@@ -29,8 +29,40 @@ pub fn load(ty: kbpf::uapi::ProgType, text: &str) -> Result<u32, String> {
         .map_err(|e| format!("{e:?}: {log}"))
 }
 
-/// Runs program `fd` once (in namespace `netns`) on [`frame`]; R0.
-pub fn run_once(fd: u32, netns: u32) -> Result<u32, Errno> {
+/// A network namespace owned by a handle: closing it (dropping this) makes the netns exit,
+/// which flushes its conntrack entries.
+#[derive(Debug)]
+pub struct Netns {
+    /// The handle (what [`TestRun::netns`] takes).
+    pub fd: Fd,
+    /// Its number (what conntrack entries are keyed by).
+    pub num: u32,
+}
+
+impl Netns {
+    /// A new netns, with the id programs name it by if `id` is given.
+    pub fn new(id: Option<i32>) -> Result<Netns, Errno> {
+        let fd = kbpf::net::fd::netns_create()?;
+        let ns = Netns {
+            fd,
+            num: kbpf::net::fd::netns_get(fd)?.num(),
+        };
+        if let Some(id) = id {
+            kbpf::net::fd::netns_set_id(fd, id)?;
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = syscall::close(self.fd);
+    }
+}
+
+/// Runs program `fd` once (in the netns behind `netns`, else the initial one) on [`frame`];
+/// R0.
+pub fn run_once(fd: u32, netns: Option<Fd>) -> Result<u32, Errno> {
     let mut data = frame();
     let mut r = TestRun {
         data: &mut data,
@@ -40,8 +72,9 @@ pub fn run_once(fd: u32, netns: u32) -> Result<u32, Errno> {
     syscall::prog_test_run(fd, &mut r).map(|o| o.retval as u32)
 }
 
-/// Loads `p` on kbpf, runs it once in namespace `netns`, closes it: the decoded answer.
-pub fn probe(p: &Probe, netns: u32) -> Result<ProbeResult, String> {
+/// Loads `p` on kbpf, runs it once in the netns behind `netns` (else the initial one), closes
+/// it: the decoded answer.
+pub fn probe(p: &Probe, netns: Option<Fd>) -> Result<ProbeResult, String> {
     let fd = load(p.hook.prog_type(), &p.asm(&KfuncIds::kbpf()))?;
     let r = run_once(fd, netns).map_err(|e| format!("test run: {e:?}"));
     let _ = syscall::close(fd);

@@ -9,6 +9,7 @@
 //! is listed, then destroyed.
 
 use super::DynErr;
+use crate::ct::Netns;
 use crate::elf::{LoadOpts, LoadedObject, Object};
 use kbpf::netfilter;
 use kbpf::syscall::{self, TestRun};
@@ -70,13 +71,13 @@ fn load(name: &str, bytes: &[u8]) -> Result<LoadedObject, DynErr> {
 
 /// One test run of program `fd` on `frame` in namespace `net`: (R0, the skb mark after; 0
 /// for XDP, which has no context out here).
-fn run(fd: u32, frame: &[u8], net: u32, skb: bool) -> Result<(u32, u32), DynErr> {
+fn run(fd: u32, frame: &[u8], net: &Netns, skb: bool) -> Result<(u32, u32), DynErr> {
     let mut data = frame.to_vec();
     let mut ctx = [0u8; 192];
     let mut r = TestRun {
         data: &mut data,
         ctx_out: skb.then_some(&mut ctx[..]),
-        netns: net,
+        netns: Some(net.fd),
         ..Default::default()
     };
     let out = syscall::prog_test_run(fd, &mut r).map_err(|e| format!("test run: {e:?}"))?;
@@ -108,9 +109,9 @@ pub fn run_section(rep: &mut CtReport, out: &mut dyn Write) -> Result<(), DynErr
         track.prog("ct_track").ok_or("no ct_track")?.fd,
         proxy.prog("syn_filter").ok_or("no syn_filter")?.fd,
     );
-    let net = netfilter::netns_create().map_err(|e| format!("netns: {e:?}"))?;
-    let r = section(rep, &track, &proxy, (tfd, pfd), net, out);
-    let _ = netfilter::netns_destroy(net);
+    let net = Netns::new(None).map_err(|e| format!("netns: {e:?}"))?;
+    let r = section(rep, &track, &proxy, (tfd, pfd), &net, out);
+    drop(net);
     track.close();
     proxy.close();
     r
@@ -121,7 +122,7 @@ fn section(
     track: &LoadedObject,
     proxy: &LoadedObject,
     (tfd, pfd): (u32, u32),
-    net: u32,
+    net: &Netns,
     out: &mut dyn Write,
 ) -> Result<(), DynErr> {
     let me = Ipv4Addr::new(10, 0, 0, 1);
@@ -198,8 +199,8 @@ fn section(
         seen[0], seen[1], seen[2], t[0], t[1], t[2]
     )?;
     let ct = netfilter::conntrack().map_err(|e| format!("{e:?}"))?;
-    writeln!(out, "  the table (kbpf ct list --netns {net}):")?;
-    for e in ct.list(Some(net)) {
+    writeln!(out, "  the table (kbpf ct list --netns {}):", net.num)?;
+    for e in ct.list(Some(net.num)) {
         let l = crate::ct::show::line(&e);
         writeln!(out, "    {l}")?;
         rep.entries.push(l);
@@ -214,7 +215,7 @@ fn section(
         &mut TestRun {
             data: &mut data,
             repeat: n,
-            netns: net,
+            netns: Some(net.fd),
             ..Default::default()
         },
     )

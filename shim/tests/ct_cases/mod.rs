@@ -9,10 +9,10 @@
 use kbpf::netfilter::tuple::{IPPROTO_TCP, Tuple, Zone};
 use kbpf::netfilter::{self, EntrySpec, HZ, conntrack};
 use kbpf_shim::conformance::Engine;
-use kbpf_shim::ct::probe;
 use kbpf_shim::ct::progs::{
     ERROR_SENTINEL, Hook, KfuncIds, Probe, ProbeOp, ProbeResult, opts, tuple_v4,
 };
+use kbpf_shim::ct::{Netns, probe};
 use kbpf_shim::elf::{LoadOpts, LoadedObject, Object};
 
 /// `shim/tests/elf/ct_nf.o`.
@@ -78,10 +78,10 @@ fn alloc(hook: Hook, tuple: Vec<u8>, o: Vec<u8>) -> Probe {
 }
 
 fn run(p: &Probe) -> ProbeResult {
-    run_in(p, 0)
+    run_in(p, None)
 }
 
-fn run_in(p: &Probe, netns: u32) -> ProbeResult {
+fn run_in(p: &Probe, netns: Option<kbpf::syscall::Fd>) -> ProbeResult {
     probe(p, netns).unwrap_or_else(|e| panic!("{p:?}: {e}"))
 }
 
@@ -324,9 +324,9 @@ fn zones(hook: Hook) {
 /// Namespaces: by id from the initial namespace, and as the caller's own.
 fn namespaces(hook: Hook) {
     let ct = conntrack().unwrap();
-    let net = netfilter::netns_create().unwrap();
     let nsid = 100 + hook as i32;
-    netfilter::netns_set_id(net, nsid).unwrap();
+    let ns = Netns::new(Some(nsid)).unwrap();
+    let net = ns.num;
     let t = tup(hook, 4);
     ct.add(&EntrySpec {
         net,
@@ -348,7 +348,7 @@ fn namespaces(hook: Hook) {
         "by id"
     );
     assert_eq!(
-        run_in(&lookup(hook, t.clone(), base()), net),
+        run_in(&lookup(hook, t.clone(), base()), Some(ns.fd)),
         found(0),
         "current netns"
     );
@@ -358,9 +358,15 @@ fn namespaces(hook: Hook) {
         run(&alloc(hook, t2.clone(), opts(nsid, 6, 0, 0, 0))),
         ProbeResult::Inserted
     );
-    assert_eq!(run_in(&lookup(hook, t2.clone(), base()), net), found(0));
+    assert_eq!(
+        run_in(&lookup(hook, t2.clone(), base()), Some(ns.fd)),
+        found(0)
+    );
     assert_eq!(ct.nets.count(net), 2);
-    netfilter::netns_destroy(net).unwrap();
+    // Closing the last handle makes the netns exit: its entries go with it.
+    drop(ns);
+    assert_eq!(ct.nets.count(net), 0);
+    assert!(ct.list(Some(net)).is_empty());
     assert_eq!(run(&lookup(hook, t2, opts(nsid, 6, 0, 0, 0))), null(ENONET));
 }
 
@@ -398,7 +404,7 @@ fn c_program(hook: Hook) {
         Hook::Tc => "nf_skb_ct_test",
     };
     let fd = obj.prog(name).unwrap().fd;
-    kbpf_shim::ct::run_once(fd, 0).unwrap();
+    kbpf_shim::ct::run_once(fd, None).unwrap();
     let g = |n: &str| global(&obj, n, 4) as u32 as i32;
     assert_eq!(g("test_alloc_entry"), 0, "CT-11 alloc");
     assert_eq!(g("test_insert_entry"), 0, "CT-11 insert");
@@ -445,7 +451,8 @@ fn c_program(hook: Hook) {
 /// and expires the entries they look for: every reference comes back, nothing leaks.
 fn concurrent(hook: Hook) {
     let ct = conntrack().unwrap();
-    let net = netfilter::netns_create().unwrap();
+    let ns = Netns::new(None).unwrap();
+    let (net, nsfd) = (ns.num, ns.fd);
     let t = tup(hook, 9);
     let fd = kbpf_shim::ct::load(
         hook.prog_type(),
@@ -459,7 +466,7 @@ fn concurrent(hook: Hook) {
             let (stop, hits) = (&stop, &hits);
             s.spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let r = kbpf_shim::ct::run_once(fd, net).unwrap();
+                    let r = kbpf_shim::ct::run_once(fd, Some(nsfd)).unwrap();
                     if matches!(ProbeResult::decode(r), ProbeResult::Found { .. }) {
                         hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -489,7 +496,7 @@ fn concurrent(hook: Hook) {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let _ = kbpf::syscall::close(fd);
-    netfilter::netns_destroy(net).unwrap();
+    drop(ns);
     assert_eq!(ct.nets.count(net), 0);
     eprintln!("{hook:?}: {} concurrent hits", hits.into_inner());
 }
