@@ -414,6 +414,7 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         (_, func::SK_RELEASE) if sk_skb => Some(&SK_RELEASE),
         (SkLookup, func::SK_ASSIGN) => Some(&SK_LOOKUP_ASSIGN),
         (SkReuseport, func::SK_SELECT_REUSEPORT) => Some(&SK_SELECT_REUSEPORT),
+        (SkReuseport, func::SKB_LOAD_BYTES) => Some(&skb::SK_REUSEPORT_LOAD_BYTES),
         (_, func::SK_ASSIGN) if tc => Some(&SK_ASSIGN),
         _ => base,
     }
