@@ -14,7 +14,8 @@
 //! common or NULL; always NULL in kbpf, which never migrates listeners). kbpf's lookups carry
 //! no packet: the program sees the transport header the lookup stands for (a SYN's 20 bytes,
 //! or a UDP header of an empty datagram), built from the lookup's tuple. `bpf_sk_select_reuseport`
-//! takes a socket map or socket hash (kbpf has no `REUSEPORT_SOCKARRAY`).
+//! takes a socket map or socket hash (kbpf has no `REUSEPORT_SOCKARRAY`); `bpf_skb_load_bytes`
+//! copies from the packet (`sk_reuseport_load_bytes`).
 
 use super::addr::Proto;
 use super::lookup::Tuple;
