@@ -142,7 +142,7 @@ impl Explorer<'_> {
 
     /// A helper argument pointing to `size` bytes the helper writes without reading them first
     /// (`ARG_PTR_TO_UNINIT_MEM`): stack bytes in the frame become written, a map value must be
-    /// in bounds and writable, the packet is refused.
+    /// in bounds and writable.
     pub(super) fn check_helper_uninit_mem(
         &mut self,
         st: &mut VState,
@@ -153,12 +153,6 @@ impl Explorer<'_> {
         let p = *st.reg(regno);
         match p.ty {
             RegType::PtrToStack { .. } => self.stack_helper_mem(st, pc, regno, size, true),
-            // No helper kbpf offers with such an argument may touch the packet (none has
-            // `pkt_access`: `check_func_arg` refuses packet pointers to it).
-            RegType::PtrToPacket | RegType::PtrToPacketMeta => Err(Reject::acces(
-                pc,
-                "helper access to the packet is not allowed",
-            )),
             RegType::PtrToMapValue => {
                 let attr = self.map_attr(pc, p.map)?;
                 if attr.flags.contains(crate::uapi::MapFlags::RDONLY_PROG) {

@@ -57,6 +57,8 @@ pub fn sk_reuseport(out: &mut Vec<Gen>) {
         add(out, format!("pkt {what}"), body);
     }
 
+    pkt_helpers(out);
+
     // The sockets: `migrating_sk` may be NULL, `sk` may not.
     for (field, at) in [("migrating_sk", 48), ("sk", 40)] {
         for off in -2..84 {
@@ -129,6 +131,83 @@ pub fn sk_reuseport(out: &mut Vec<Gen>) {
             let mut g = make(TEMPLATE, format!("select {mname} flags={flags}"), T, asm);
             g.maps = vec![MapAttr::new(ty, 4, vs, 4)];
             both(out, g);
+        }
+        // The key in the packet, and a map lookup keyed from the packet.
+        for (what, call) in [
+            (
+                "select key in the packet",
+                "mov %r1, %r6
+lddw %r2, map_fd 0
+mov %r4, 0
+call 82
+",
+            ),
+            (
+                "lookup key in the packet",
+                "lddw %r1, map_fd 0
+mov %r2, %r3
+call 1
+",
+            ),
+        ] {
+            let asm = format!(
+                "mov %r6, %r1
+ldxdw %r3, [%r6+0]
+ldxdw %r4, [%r6+8]
+mov %r5, %r3
+add %r5, 4
+                 jgt %r5, %r4, +{}
+{call}mov %r0, 1
+exit",
+                // `lddw` takes two slots.
+                call.lines().count() + call.matches("lddw").count()
+            );
+            let mut g = make(TEMPLATE, format!("{what} {mname}"), T, asm);
+            g.maps = vec![MapAttr::new(ty, 4, 8, 4)];
+            both(out, g);
+        }
+    }
+}
+
+/// Template `pkt_helper`: packet pointers given to helpers, which only those with
+/// `pkt_access` take (TC, XDP, SK_REUSEPORT).
+fn pkt_helpers(out: &mut Vec<Gen>) {
+    // (type, data and data_end loads, helpers: name, call with the packet pointer in r3).
+    let types = [
+        (
+            ProgType::SchedCls,
+            "ldxw %r3, [%r1+76]\nldxw %r7, [%r1+80]\n",
+        ),
+        (ProgType::Xdp, "ldxw %r3, [%r1+0]\nldxw %r7, [%r1+4]\n"),
+        (T, "ldxdw %r3, [%r1+0]\nldxdw %r7, [%r1+8]\n"),
+    ];
+    let calls = [
+        ("load_bytes to", "mov %r2, 0\nmov %r4, 4\ncall 26\n"),
+        (
+            "store_bytes from",
+            "mov %r2, 0\nmov %r4, 4\nmov %r5, 0\ncall 9\n",
+        ),
+        (
+            "csum_diff",
+            "mov %r1, %r3\nmov %r2, 4\nmov %r3, 0\nmov %r4, 0\nmov %r5, 0\ncall 28\n",
+        ),
+        ("xdp_load_bytes to", "mov %r2, 0\nmov %r4, 4\ncall 189\n"),
+        (
+            "as ctx",
+            "mov %r1, %r3\nmov %r2, 0\nmov %r3, %r10\nadd %r3, -8\nmov %r4, 4\ncall 26\n",
+        ),
+        (
+            "as size",
+            "mov %r4, %r3\nmov %r2, 0\nmov %r3, %r10\nadd %r3, -8\ncall 26\n",
+        ),
+    ];
+    for (t, loads) in types {
+        for (what, call) in calls {
+            let n = call.lines().count();
+            let asm = format!(
+                "{loads}mov %r5, %r3\nadd %r5, 8\njgt %r5, %r7, +{n}\n{call}mov %r0, 1\nexit"
+            );
+            both(out, make("pkt_helper", format!("{t:?} {what}"), t, asm));
         }
     }
 }
