@@ -101,7 +101,10 @@ fn run(
     client: SocketAddr,
     dst: SocketAddr,
 ) -> (u64, Vec<u64>, [u64; 2]) {
-    let (ns, net) = netns();
+    // The initial netns, which no other case of this binary uses: netns numbers are few
+    // (`MAX_NETNS`), and every case here has its own ports.
+    let ns = kbpf::net::fd::netns_init().unwrap();
+    let net = kbpf::net::fd::netns_get(ns).unwrap();
     let a = server(&net, proto, addr, true);
     let b = server(&net, proto, addr, true);
     let slots_map = out_map(PKT + 10);
@@ -119,22 +122,24 @@ fn run(
 #[test]
 fn every_sk_reuseport_md_read_on_a_real_group() {
     setup();
+    let mut port = INT_PORT;
     for proto in [Proto::Tcp, Proto::Udp] {
         for ip in [Ip::V4, Ip::V6] {
             for inany in [false, true] {
+                port += 1;
                 let addr: SocketAddr = if inany {
                     match ip {
-                        Ip::V6 => format!("[::]:{INT_PORT}"),
-                        _ => format!("0.0.0.0:{INT_PORT}"),
+                        Ip::V6 => format!("[::]:{port}"),
+                        _ => format!("0.0.0.0:{port}"),
                     }
                     .parse()
                     .unwrap()
                 } else {
-                    ip.int(INT_PORT)
+                    ip.int(port)
                 };
                 let what = format!("{proto:?} {ip:?} inany={inany}");
-                let client = ip.ext(5555);
-                let (got, v, [a, b]) = run(proto, addr, client, ip.int(INT_PORT));
+                let client = ip.ext(port - 1000);
+                let (got, v, [a, b]) = run(proto, addr, client, ip.int(port));
                 let (len, l4) = match proto {
                     Proto::Tcp => (20u64, 6u64),
                     Proto::Udp => (8, 17),
@@ -155,15 +160,15 @@ fn every_sk_reuseport_md_read_on_a_real_group() {
                 let p = PKT as usize;
                 let ports = u32::from_ne_bytes({
                     let mut w = [0u8; 4];
-                    w[..2].copy_from_slice(&5555u16.to_be_bytes());
-                    w[2..].copy_from_slice(&INT_PORT.to_be_bytes());
+                    w[..2].copy_from_slice(&(port - 1000).to_be_bytes());
+                    w[2..].copy_from_slice(&port.to_be_bytes());
                     w
                 }) as u64;
                 assert_eq!(v[p], ports, "{what}: the transport header's ports");
                 assert_eq!(v[p + 1], (proto == Proto::Tcp) as u64, "{what}: 20 bytes");
                 assert_eq!(v[p + 2], 1, "{what}: migrating_sk is NULL");
                 let family = if ip == Ip::V6 { 10 } else { 2 };
-                assert_eq!(v[p + 3..p + 6], [family, l4, INT_PORT as u64], "{what}: sk");
+                assert_eq!(v[p + 3..p + 6], [family, l4, port as u64], "{what}: sk");
                 assert_eq!(v[p + 6..p + 8], [0, ports], "{what}: load_bytes");
                 let efault = (-14i64) as u64;
                 assert_eq!(
