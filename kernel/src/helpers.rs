@@ -366,6 +366,22 @@ pub fn changes_pkt_data(id: i32) -> bool {
     )
 }
 
+/// Whether helper `id` may be given packet pointers (its prototype's `pkt_access`: the map
+/// helpers, `bpf_csum_diff` and the socket lookups, of the helpers kbpf offers); any other
+/// refuses them, "helper access to the packet is not allowed".
+pub fn pkt_access(id: i32) -> bool {
+    matches!(
+        id,
+        func::MAP_LOOKUP_ELEM
+            | func::MAP_UPDATE_ELEM
+            | func::MAP_DELETE_ELEM
+            | func::CSUM_DIFF
+            | func::SK_LOOKUP_TCP
+            | func::SK_LOOKUP_UDP
+            | func::SKC_LOOKUP_TCP
+    )
+}
+
 /// The helper `id` as program type `prog_type` sees it (`get_func_proto`), or `None` when the
 /// type does not offer it.
 pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> {
@@ -414,6 +430,7 @@ pub fn func_proto(prog_type: ProgType, id: i32) -> Option<&'static HelperProto> 
         (_, func::SK_RELEASE) if sk_skb => Some(&SK_RELEASE),
         (SkLookup, func::SK_ASSIGN) => Some(&SK_LOOKUP_ASSIGN),
         (SkReuseport, func::SK_SELECT_REUSEPORT) => Some(&SK_SELECT_REUSEPORT),
+        (SkReuseport, func::SKB_LOAD_BYTES) => Some(&skb::SK_REUSEPORT_LOAD_BYTES),
         (_, func::SK_ASSIGN) if tc => Some(&SK_ASSIGN),
         _ => base,
     }

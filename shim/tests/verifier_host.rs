@@ -243,38 +243,20 @@ type KnownClass = (
 );
 
 /// The known classes of disagreement of the generated programs.
-const GEN_KNOWN: &[KnownClass] = &[
-    (
-        "sk_reuseport_md fields kbpf does not offer: data, data_end and len need the packet, \
-         migrating_sk a listener migration, and kbpf's lookups carry neither; kbpf refuses the \
-         access at load, the kernel allows it. Safe (kbpf is stricter)",
-        |g, kbpf, host| {
-            let off = g
-                .desc
-                .rsplit("off=")
-                .next()
-                .and_then(|o| o.parse::<i64>().ok());
-            g.template == "sk_reuseport_ctx"
-                && off.is_some_and(|o| (0..20).contains(&o) || (48..56).contains(&o))
-                && kbpf.is_some()
-                && host.is_none()
-        },
-    ),
-    (
-        "Spectre v1 speculative paths (out of scope): in the default mode an error the host finds \
+const GEN_KNOWN: &[KnownClass] = &[(
+    "Spectre v1 speculative paths (out of scope): in the default mode an error the host finds \
          on a speculative path makes it put a barrier before the instruction (nospec, Linux \
          6.16+), which then needs no pointer-arithmetic mask; so the host does not refuse masks \
          that differ between paths there, which kbpf, modelling no speculative path, does \
          ('tried to add from different maps, paths or scalars'). Safe (kbpf is stricter)",
-        |g, kbpf, host| {
-            !g.privileged
-                && host.is_none()
-                && kbpf
-                    .as_ref()
-                    .is_some_and(|(_, log)| log.contains("from different maps, paths or scalars"))
-        },
-    ),
-];
+    |g, kbpf, host| {
+        !g.privileged
+            && host.is_none()
+            && kbpf
+                .as_ref()
+                .is_some_and(|(_, log)| log.contains("from different maps, paths or scalars"))
+    },
+)];
 
 /// One generated program on both sides: whether the verdicts (accept, or the errno of a
 /// rejection) agree, both verdicts, and a line describing them.

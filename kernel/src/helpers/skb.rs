@@ -42,27 +42,50 @@ fn neg(e: Errno) -> u64 {
 /// The address of packet byte `offset`, if the linear data holds `offset .. offset + len`
 /// (`offset` must also fit an `int`, as the kernel's helpers require).
 fn at(skb: &SkBuff, offset: u32, len: u32) -> Option<*mut u8> {
+    within(skb.data, skb.len, offset, len)
+}
+
+/// `offset .. offset + len` of the linear packet `data .. data + pkt_len`, if it is all there
+/// (and `offset` fits an `int`).
+fn within(data: *mut u8, pkt_len: u32, offset: u32, len: u32) -> Option<*mut u8> {
     let end = offset as u64 + len as u64;
-    if offset > i32::MAX as u32 || end > skb.len as u64 {
+    if offset > i32::MAX as u32 || end > pkt_len as u64 {
         return None;
     }
-    Some(skb.data.wrapping_add(offset as usize))
+    Some(data.wrapping_add(offset as usize))
 }
 
 unsafe extern "C" fn skb_load_bytes(skb: u64, offset: u64, to: u64, len: u64, _: u64) -> u64 {
     // SAFETY: the verifier proved R1 the context (a live `SkBuff`).
     let skb = unsafe { &*(skb as *const SkBuff) };
+    // SAFETY: `data .. data + len` is the skb's packet; the caller's promise on `to` is ours.
+    unsafe { load_bytes(skb.data, skb.len, offset, to, len) }
+}
+
+/// `bpf_skb_load_bytes`'s copy (`____bpf_skb_load_bytes`) out of the linear packet
+/// `data .. data + pkt_len`: 0, or `-EFAULT` with `to` zeroed when the bytes are not all in
+/// the packet. Shared by the skb types and `SK_REUSEPORT` (`sk_reuseport_load_bytes`).
+///
+/// # Safety
+/// `data .. data + pkt_len` is readable packet memory; the verifier proved `to` writable for
+/// `len` bytes (`ARG_PTR_TO_UNINIT_MEM`, `ARG_CONST_SIZE`).
+pub(crate) unsafe fn load_bytes(
+    data: *mut u8,
+    pkt_len: u32,
+    offset: u64,
+    to: u64,
+    len: u64,
+) -> u64 {
     let (to, len) = (to as *mut u8, len as u32 as usize);
-    match at(skb, offset as u32, len as u32) {
+    match within(data, pkt_len, offset as u32, len as u32) {
         Some(src) => {
-            // SAFETY: `src .. src + len` is packet data (`at`); the verifier proved `to`
-            // writable for `len` bytes (`ARG_PTR_TO_UNINIT_MEM`, `ARG_CONST_SIZE`). `copy`
-            // allows the two to overlap (both may be packet memory).
+            // SAFETY: `src .. src + len` is packet data (`within`); `to` as the caller
+            // promised. `copy` allows the two to overlap (both may be packet memory).
             unsafe { core::ptr::copy(src, to, len) };
             0
         }
         None => {
-            // SAFETY: as above, for `to`.
+            // SAFETY: the caller's promise on `to`.
             unsafe { core::ptr::write_bytes(to, 0, len) };
             neg(Errno::EFAULT)
         }
@@ -209,6 +232,15 @@ pub static SKB_LOAD_BYTES: HelperProto = proto(
     func::SKB_LOAD_BYTES,
     "skb_load_bytes",
     skb_load_bytes,
+    [PtrToCtx, Anything, PtrToUninitMem, ConstSize, No],
+);
+
+/// `bpf_skb_load_bytes(ctx, offset, to, len)` of `SK_REUSEPORT` programs
+/// (`sk_reuseport_load_bytes_proto`): the same copy from the lookup's packet.
+pub static SK_REUSEPORT_LOAD_BYTES: HelperProto = proto(
+    func::SKB_LOAD_BYTES,
+    "skb_load_bytes",
+    crate::net::reuseport_prog::load_bytes,
     [PtrToCtx, Anything, PtrToUninitMem, ConstSize, No],
 );
 

@@ -7,12 +7,17 @@
 //! lookup's result), `SK_PASS` without one (the group falls back to the flow hash), or
 //! anything else (the packet is refused, `-ECONNREFUSED`).
 //!
-//! kbpf's lookups carry no packet, so of `struct sk_reuseport_md` a program may read
-//! `eth_protocol`, `ip_protocol`, `bind_inany` (narrow reads allowed), `hash` (4 bytes) and
-//! `sk` (the socket being looked up, 8 bytes); `data`, `data_end`, `len` and `migrating_sk`
-//! are refused at load (`docs/kernel-compat.md`). `bpf_sk_select_reuseport` takes a socket
-//! map or socket hash (kbpf has no `REUSEPORT_SOCKARRAY`).
+//! Every field of `struct sk_reuseport_md` reads as in Linux 6.18, never written: `data` and
+//! `data_end` (8 bytes, packet pointers: the program may read the packet), `len` and
+//! `bind_inany` and `ip_protocol` (narrow reads), `eth_protocol` (2 or 4 bytes), `hash` (4
+//! bytes), `sk` (8 bytes, the socket being looked up) and `migrating_sk` (8 bytes, a socket
+//! common or NULL; always NULL in kbpf, which never migrates listeners). kbpf's lookups carry
+//! no packet: the program sees the transport header the lookup stands for (a SYN's 20 bytes,
+//! or a UDP header of an empty datagram), built from the lookup's tuple. `bpf_sk_select_reuseport`
+//! takes a socket map or socket hash (kbpf has no `REUSEPORT_SOCKARRAY`); `bpf_skb_load_bytes`
+//! copies from the packet (`sk_reuseport_load_bytes`).
 
+use super::addr::Proto;
 use super::lookup::Tuple;
 use super::reuseport::ReuseGroup;
 use super::sk_lookup::SK_PASS;
@@ -30,20 +35,29 @@ use crate::{Errno, Result};
 #[repr(C)]
 #[derive(Debug)]
 pub struct SkReuseportKern {
+    /// The packet's first byte (`skb->data`, its transport header).
+    pub data: *const u8,
+    /// One past the packet's last byte (`data_end`).
+    pub data_end: *const u8,
     /// The socket being looked up (`sk`).
     pub sk: *const Sock,
     /// The member chosen by `bpf_sk_select_reuseport`, or null.
     pub selected_sk: *const Sock,
+    /// The listener whose requests migrate, or null (always null in kbpf).
+    pub migrating_sk: *const Sock,
+    /// The packet's length (`skb->len`).
+    pub len: u32,
     /// The flow hash.
     pub hash: u32,
     /// The group's id.
     pub reuseport_id: u32,
-    /// `eth_protocol`: `ETH_P_IP` or `ETH_P_IPV6`, network order, zero-extended.
+    /// `eth_protocol`: `ETH_P_IP` or `ETH_P_IPV6`, network order, in the low 2 bytes (the
+    /// skb's 16-bit `protocol`; the upper bytes are 0).
     pub eth_protocol: u32,
-    /// `ip_protocol`.
+    /// `ip_protocol`: the socket's 16-bit `sk_protocol`, in the low 2 bytes (upper 0).
     pub ip_protocol: u32,
-    /// `bind_inany`: the group is bound to the wildcard.
-    pub bind_inany: u32,
+    /// `bind_inany`: the group is bound to the wildcard (a `bool`).
+    pub bind_inany: u8,
 }
 
 /// Offsets in `struct sk_reuseport_md` (uapi).
@@ -62,55 +76,81 @@ pub mod md {
     pub const SIZE: i64 = 56;
 }
 
-/// The kernel field an allowed read lands in: (uapi field start, kernel offset).
-fn field(off: i64) -> Option<(i64, usize)> {
-    use core::mem::offset_of;
-    let within = |start: i64, len: i64| (start..start + len).contains(&off);
-    Some(match off {
-        _ if within(md::ETH_PROTOCOL, 4) => {
-            (md::ETH_PROTOCOL, offset_of!(SkReuseportKern, eth_protocol))
-        }
-        _ if within(md::IP_PROTOCOL, 4) => {
-            (md::IP_PROTOCOL, offset_of!(SkReuseportKern, ip_protocol))
-        }
-        _ if within(md::BIND_INANY, 4) => (md::BIND_INANY, offset_of!(SkReuseportKern, bind_inany)),
-        _ if within(md::HASH, 4) => (md::HASH, offset_of!(SkReuseportKern, hash)),
-        _ if within(md::SK, 8) => (md::SK, offset_of!(SkReuseportKern, sk)),
-        _ => return None,
-    })
-}
+/// The 4-byte fields that allow narrow reads, by their start.
+const NARROW: [i64; 4] = [md::LEN, md::ETH_PROTOCOL, md::IP_PROTOCOL, md::BIND_INANY];
 
-/// `sk_reuseport_is_valid_access`, for the fields kbpf offers (see the module docs).
+/// `sk_reuseport_is_valid_access`: reads only, aligned to their size; the pointers and `hash`
+/// at their start and full size, the narrow fields (`bpf_ctx_narrow_access_ok`) at any
+/// power-of-two size up to 4 (`eth_protocol` at least the skb's 2-byte `protocol`).
 pub fn is_valid_access(off: i64, size: usize, write: bool) -> bool {
     let size = size as i64;
     if !(0..md::SIZE).contains(&off) || size == 0 || off % size != 0 || write {
         return false;
     }
-    match field(off).map(|(start, _)| start) {
-        Some(md::HASH) => size == 4,
-        Some(md::SK) => size == 8,
-        // `eth_protocol` is at least the skb's 2-byte `protocol`.
-        Some(md::ETH_PROTOCOL) if size < 2 => false,
-        Some(_) => size <= 4 && size & (size - 1) == 0,
-        None => false,
+    match off {
+        md::DATA | md::DATA_END | md::SK | md::MIGRATING_SK => size == 8,
+        md::HASH => size == 4,
+        _ => match NARROW.iter().find(|&&f| (f..f + 4).contains(&off)) {
+            Some(&md::ETH_PROTOCOL) if size < 2 => false,
+            Some(_) => size <= 4 && size & (size - 1) == 0,
+            None => false,
+        },
     }
 }
 
-/// Whether the read at `off` gives the looked-up socket (`PTR_TO_SOCKET`).
-pub fn is_sk(off: i64) -> bool {
-    off == md::SK
+/// The pointer a read at `off` gives (`info->reg_type`): `data` a packet pointer, `data_end`
+/// the packet's end, `sk` a socket, `migrating_sk` a socket common or NULL.
+pub fn reg_type(off: i64) -> Option<crate::verifier::state::RegType> {
+    use crate::verifier::state::RegType;
+    Some(match off {
+        md::DATA => RegType::PtrToPacket,
+        md::DATA_END => RegType::PtrToPacketEnd,
+        md::SK => RegType::PtrToSocket,
+        md::MIGRATING_SK => RegType::PtrToSockCommonOrNull,
+        _ => return None,
+    })
 }
 
-/// `sk_reuseport_convert_ctx_access`: one load of the same bytes of the kernel field.
+/// `sk_reuseport_convert_ctx_access` with the verifier's narrowing: one load. A narrow read
+/// loads the whole kernel field and keeps the bytes read when the field is wider than them
+/// (`len`: the same bytes; `ip_protocol` one byte of the 16-bit protocol); a read as wide as
+/// the kernel field or wider gives the field whole, wherever in the uapi field it is
+/// (`eth_protocol` and `ip_protocol` at 2 or 4 bytes, `bind_inany` at any size).
 pub fn convert_load(dst: u8, src: u8, off: i64, size: usize) -> Option<Insn> {
-    let (start, koff) = field(off)?;
-    let sz = match size {
+    use core::mem::offset_of;
+    let at = |sz: Size, koff: usize| Some(ldx_mem(sz, dst, src, koff as i16));
+    let within = |start: i64| off - start;
+    let narrow = match size {
         1 => Size::B,
         2 => Size::H,
-        4 => Size::W,
-        _ => Size::DW,
+        _ => Size::W,
     };
-    Some(ldx_mem(sz, dst, src, (koff as i64 + off - start) as i16))
+    match off {
+        md::DATA => at(Size::DW, offset_of!(SkReuseportKern, data)),
+        md::DATA_END => at(Size::DW, offset_of!(SkReuseportKern, data_end)),
+        md::SK => at(Size::DW, offset_of!(SkReuseportKern, sk)),
+        md::MIGRATING_SK => at(Size::DW, offset_of!(SkReuseportKern, migrating_sk)),
+        md::HASH => at(Size::W, offset_of!(SkReuseportKern, hash)),
+        o if (md::LEN..md::LEN + 4).contains(&o) => at(
+            narrow,
+            offset_of!(SkReuseportKern, len) + within(md::LEN) as usize,
+        ),
+        o if (md::ETH_PROTOCOL..md::ETH_PROTOCOL + 4).contains(&o) => {
+            at(Size::H, offset_of!(SkReuseportKern, eth_protocol))
+        }
+        o if (md::IP_PROTOCOL..md::IP_PROTOCOL + 4).contains(&o) => {
+            let koff = offset_of!(SkReuseportKern, ip_protocol);
+            if size == 1 {
+                at(Size::B, koff + within(md::IP_PROTOCOL) as usize)
+            } else {
+                at(Size::H, koff)
+            }
+        }
+        o if (md::BIND_INANY..md::BIND_INANY + 4).contains(&o) => {
+            at(Size::B, offset_of!(SkReuseportKern, bind_inany))
+        }
+        _ => None,
+    }
 }
 
 /// `ETH_P_IP` / `ETH_P_IPV6` in network order, as `skb->protocol` holds them.
@@ -120,6 +160,29 @@ fn eth_protocol(family: Family) -> u32 {
         Family::Inet6 => 0x86dd,
     };
     u16::from_ne_bytes(p.to_be_bytes()) as u32
+}
+
+/// The longest transport header a lookup stands for (TCP's, without options).
+pub const HDR_MAX: usize = 20;
+
+/// The packet a lookup stands for, written to `buf`: its length. TCP: a SYN's header (the
+/// ports, sequence and acknowledgment 0, data offset 5, `SYN`, window 0, checksum 0). UDP: the
+/// header of an empty datagram (the ports, length 8, checksum 0).
+pub fn packet(t: &Tuple, buf: &mut [u8; HDR_MAX]) -> usize {
+    *buf = [0; HDR_MAX];
+    buf[0..2].copy_from_slice(&t.remote.port.to_be_bytes());
+    buf[2..4].copy_from_slice(&t.local.port.to_be_bytes());
+    match t.proto {
+        Proto::Tcp => {
+            buf[12] = 5 << 4;
+            buf[13] = 0x02;
+            20
+        }
+        Proto::Udp => {
+            buf[4..6].copy_from_slice(&8u16.to_be_bytes());
+            8
+        }
+    }
 }
 
 /// Fast path (`reuseport_select_sock` with a program): `None` when the group has no program
@@ -138,14 +201,21 @@ pub(crate) fn run(
     // SAFETY: an attached program is put only after it was detached and a grace period
     // passed; `guard` holds a read-side section for this whole call.
     let prog = unsafe { p.as_ref() }?;
+    let mut pkt = [0u8; HDR_MAX];
+    let len = packet(t, &mut pkt);
+    let data = pkt.as_ptr();
     let mut kern = SkReuseportKern {
+        data,
+        data_end: data.wrapping_add(len),
         sk: sk as *const Sock,
         selected_sk: core::ptr::null(),
+        migrating_sk: core::ptr::null(),
+        len: len as u32,
         hash,
         reuseport_id: group.id(),
         eth_protocol: eth_protocol(t.family),
-        ip_protocol: t.proto as u32,
-        bind_inany: group.bind_inany() as u32,
+        ip_protocol: sk.proto() as u32,
+        bind_inany: group.bind_inany() as u8,
     };
     let mut batch = RunBatch::begin(guard).ok()?;
     let r0 = batch.run(prog, &mut kern as *mut SkReuseportKern as u64);
@@ -153,6 +223,23 @@ pub(crate) fn run(
         Ok(SK_PASS) if kern.selected_sk.is_null() => None,
         Ok(SK_PASS) => Some(Some(kern.selected_sk)),
         _ => Some(None),
+    }
+}
+
+/// `bpf_skb_load_bytes(ctx, offset, to, len)` for `SK_REUSEPORT` (`sk_reuseport_load_bytes`):
+/// bytes of the lookup's packet, `-EFAULT` (and `to` zeroed) past its end.
+pub(crate) unsafe extern "C" fn load_bytes(
+    ctx: u64,
+    offset: u64,
+    to: u64,
+    len: u64,
+    _: u64,
+) -> u64 {
+    // SAFETY: the verifier proved R1 the program's context (an `SkReuseportKern` this run
+    // owns, whose packet lives for the run) and `to` writable for `len` bytes.
+    unsafe {
+        let kern = &*(ctx as *const SkReuseportKern);
+        crate::helpers::skb::load_bytes(kern.data as *mut u8, kern.len, offset, to, len)
     }
 }
 
@@ -252,17 +339,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fields_kbpf_offers() {
-        assert!(is_valid_access(md::HASH, 4, false));
-        assert!(!is_valid_access(md::HASH, 2, false));
-        assert!(is_valid_access(md::SK, 8, false));
-        assert!(is_valid_access(md::ETH_PROTOCOL, 2, false));
-        assert!(!is_valid_access(md::ETH_PROTOCOL, 1, false));
-        assert!(is_valid_access(md::IP_PROTOCOL + 1, 1, false));
-        assert!(!is_valid_access(md::DATA, 8, false));
-        assert!(!is_valid_access(md::LEN, 4, false));
-        assert!(!is_valid_access(md::MIGRATING_SK, 8, false));
-        assert!(!is_valid_access(md::HASH, 4, true));
+    fn every_field_of_sk_reuseport_md() {
+        let ok = |off, size| is_valid_access(off, size, false);
+        for f in [md::DATA, md::DATA_END, md::SK, md::MIGRATING_SK] {
+            assert!(ok(f, 8));
+            assert!(!ok(f, 4) && !ok(f + 4, 4));
+            assert!(!is_valid_access(f, 8, true));
+        }
+        assert!(ok(md::HASH, 4) && !ok(md::HASH, 2) && !ok(md::HASH, 8));
+        assert!(!ok(36, 4), "the hole before sk");
+        assert!(ok(md::ETH_PROTOCOL, 2) && ok(md::ETH_PROTOCOL + 2, 2));
+        assert!(!ok(md::ETH_PROTOCOL, 1) && !ok(md::ETH_PROTOCOL, 8));
+        for f in [md::LEN, md::IP_PROTOCOL, md::BIND_INANY] {
+            assert!((0..4).all(|b| ok(f + b, 1)));
+            assert!(ok(f + 2, 2) && ok(f, 4) && !ok(f + 1, 2));
+        }
+        assert!(!ok(md::SIZE, 1) && !ok(-1, 1));
         assert_eq!(eth_protocol(Family::Inet).to_ne_bytes()[..2], [0x08, 0x00]);
+    }
+
+    #[test]
+    fn narrow_reads_of_16_bit_and_bool_fields_give_the_whole_field() {
+        use core::mem::offset_of;
+        let eth = offset_of!(SkReuseportKern, eth_protocol) as i16;
+        for (off, size) in [(20, 2), (22, 2), (20, 4)] {
+            let i = convert_load(0, 1, off, size).unwrap();
+            assert_eq!((i.off, i.code), (eth, ldx_mem(Size::H, 0, 1, 0).code));
+        }
+        let ip = offset_of!(SkReuseportKern, ip_protocol) as i16;
+        assert_eq!(convert_load(0, 1, 26, 2).unwrap().off, ip);
+        assert_eq!(convert_load(0, 1, 27, 1).unwrap().off, ip + 3);
+        let any = offset_of!(SkReuseportKern, bind_inany) as i16;
+        assert!((28..32).all(|o| convert_load(0, 1, o, 1).unwrap().off == any));
+        let len = offset_of!(SkReuseportKern, len) as i16;
+        assert_eq!(convert_load(0, 1, 18, 2).unwrap().off, len + 2);
     }
 }

@@ -186,6 +186,18 @@ impl Explorer<'_> {
                 continue;
             }
             let reg = self.read(st, pc, r)?;
+            // A packet pointer goes only to a helper that may read the packet
+            // (`check_func_arg`: `may_access_direct_pkt_data` with the prototype's
+            // `pkt_access`), whatever the argument's kind.
+            if *kind != ArgKind::Anything
+                && matches!(reg.ty, RegType::PtrToPacket | RegType::PtrToPacketMeta)
+                && !crate::helpers::pkt_access(proto.id)
+            {
+                return Err(Reject::acces(
+                    pc,
+                    "helper access to the packet is not allowed",
+                ));
+            }
             let expect = |want: &str| {
                 Err(Reject::acces(
                     pc,

@@ -256,7 +256,8 @@ impl CtxAccess for XdpMd {
 pub enum SockCtx {
     /// `BPF_PROG_TYPE_SK_LOOKUP`: `sk` reads as a socket or NULL.
     SkLookup,
-    /// `BPF_PROG_TYPE_SK_REUSEPORT`: `sk` reads as a socket.
+    /// `BPF_PROG_TYPE_SK_REUSEPORT`: `data`/`data_end` read as packet pointers, `sk` as a
+    /// socket, `migrating_sk` as a socket common or NULL.
     SkReuseport,
 }
 
@@ -273,7 +274,9 @@ impl CtxAccess for SockCtx {
             SockCtx::SkLookup if crate::net::sk_lookup::ctx::is_sk(off) => {
                 RegType::PtrToSocketOrNull
             }
-            SockCtx::SkReuseport if crate::net::reuseport_prog::is_sk(off) => RegType::PtrToSocket,
+            SockCtx::SkReuseport => {
+                crate::net::reuseport_prog::reg_type(off).unwrap_or(RegType::Scalar)
+            }
             _ => RegType::Scalar,
         }
     }
@@ -351,7 +354,8 @@ impl CtxOps {
             | CtxOps::Xdp(_) => PktAccess::ReadWrite,
             CtxOps::Skb(SkBuff {
                 kind: SkbKind::CgroupSkb,
-            }) => PktAccess::Read,
+            })
+            | CtxOps::Sock(SockCtx::SkReuseport) => PktAccess::Read,
             _ => PktAccess::None,
         }
     }

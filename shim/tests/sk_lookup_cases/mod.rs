@@ -8,7 +8,8 @@
 //! * `multi.rs`: programs in series (SK-25 … SK-34);
 //! * `redirect.rs`: redirect and reuseport end to end, TCP/UDP × v4/v6/v4→dual-stack v6
 //!   (SK-35 … SK-45);
-//! * `attach.rs`: links, query and test runs (SK-46 … SK-58).
+//! * `attach.rs`: links, query and test runs (SK-46 … SK-58);
+//! * `reuseport_ctx.rs`: `struct sk_reuseport_md` read at run time on real reuseport groups.
 
 #[path = "../support/sk_lookup.rs"]
 mod support;
@@ -18,6 +19,7 @@ mod attach;
 mod ctx_access;
 mod multi;
 mod redirect;
+mod reuseport_ctx;
 
 use super::ENGINE;
 

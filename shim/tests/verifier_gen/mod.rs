@@ -28,6 +28,8 @@
 //!   the socket program types' contexts, `ctx->sk` and `struct bpf_sock` reads with and
 //!   without NULL checks, socket-map lookups released or leaked, `bpf_sk_assign`, return
 //!   values.
+//! - `sk_reuseport_ptr` (`sk_reuseport.rs`): SK_REUSEPORT's packet through `data`/`data_end`,
+//!   `sk` and `migrating_sk` read through, its helpers.
 //! - `skb_ctx_sock`, `skb_sk`, `skb_sk_ref` (`skb_sock.rs`): the packet's socket in
 //!   `__sk_buff` (`family` .. `local_port`, `sk`) for each packet type, `struct bpf_sock`
 //!   through `skb->sk`, and the socket lookups of TC, cgroup skb and XDP with every tuple size
@@ -55,6 +57,7 @@ pub use rng::Rng;
 
 mod retcode;
 mod sk_lookup;
+mod sk_reuseport;
 mod skb_sock;
 
 /// One generated program.
@@ -132,6 +135,7 @@ pub fn all(seed: u64, combos: usize) -> Vec<Gen> {
     helper_mem(&mut out);
     atomic(&mut out);
     sk_lookup::sk_lookup(&mut out);
+    sk_reuseport::sk_reuseport(&mut out);
     skb_sock::skb_sock(&mut out);
     retcode::retcode(&mut out);
     combo(&mut out, &mut rng, combos);
