@@ -227,6 +227,13 @@ struct World {
     child: Socket,
 }
 
+/// The test's netns goes with its world (its handle may have been closed already).
+impl Drop for World {
+    fn drop(&mut self) {
+        self.net.exit();
+    }
+}
+
 const SRV4: &str = "127.0.0.2:8008";
 const UDP4: &str = "127.0.0.2:9009";
 const SRV6: &str = "[fd00::2]:8008";
@@ -674,6 +681,8 @@ fn lookups_against_the_host(engine: Engine, host: &HostTestRun) -> usize {
         }
     }
     drop(listener);
+    drop(l);
+    syscall::close(ns).unwrap();
     compared
 }
 

@@ -19,8 +19,25 @@ fn a(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn netns() -> Arc<net::Net> {
-    net::Net::create().unwrap()
+/// A netns a test created, dismantled (`Net::exit`) when the test drops it, so its number is
+/// free again.
+struct Netns(Arc<net::Net>);
+
+impl std::ops::Deref for Netns {
+    type Target = Arc<net::Net>;
+    fn deref(&self) -> &Arc<net::Net> {
+        &self.0
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.0.exit();
+    }
+}
+
+fn netns() -> Netns {
+    Netns(net::Net::create().unwrap())
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn steps(steps: &[Step]) -> String {
 }
 
 struct World {
-    _ns: Fd,
+    _ns: Netns,
     map: Fd,
     out: Fd,
     socks: Vec<Sk>,
@@ -61,7 +61,8 @@ const U4_UNBOUND: u32 = 7;
 const REUSEPORT: u32 = 8;
 
 fn world() -> World {
-    let (ns, net) = netns();
+    let ns = netns();
+    let net = ns.net.clone();
     let map = sockmap(16);
     let l4 = server(&net, Proto::Tcp, "127.0.0.2:8008".parse().unwrap(), false);
     let l6 = server(&net, Proto::Tcp, "[fd00::2]:8008".parse().unwrap(), false);

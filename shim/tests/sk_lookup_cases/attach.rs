@@ -6,6 +6,7 @@ use super::{prog, setup};
 use kbpf::Errno;
 use kbpf::ProgLoadAttr;
 use kbpf::net::Proto;
+use kbpf::net::nsid::MAX_NETNS;
 use kbpf::net::sk_lookup::link::{link_create, prog_attach, prog_query};
 use kbpf::net::sk_lookup::{MAX_PROGS, ctx::BpfSkLookup};
 use kbpf::syscall::{self, ObjInfo, TestRun};
@@ -24,7 +25,8 @@ fn netns_ino(link: u32) -> u32 {
 #[test]
 fn sk46_prog_attach_is_refused() {
     setup();
-    let (ns, _net) = netns();
+    let ns_g = netns();
+    let ns = ns_g.fd;
     let p = prog(&ret(SK_PASS), &[]);
     assert_eq!(prog_attach(p, ns), Err(Errno::EINVAL), "SK-46");
 }
@@ -32,13 +34,15 @@ fn sk46_prog_attach_is_refused() {
 #[test]
 fn sk47_sixty_four_links_per_netns() {
     setup();
-    let (ns, _net) = netns();
+    let ns_g = netns();
+    let ns = ns_g.fd;
     let p = prog(&ret(SK_PASS), &[]);
     let links: Vec<u32> = (0..MAX_PROGS).map(|_| attach(p, ns)).collect();
     assert_eq!(links.len(), 64);
     assert_eq!(link_create(p, ns, 0), Err(Errno::E2BIG), "SK-47");
     // Another netns has its own budget.
-    let (ns2, _net2) = netns();
+    let ns2_g = netns();
+    let ns2 = ns2_g.fd;
     let other = attach(p, ns2);
     syscall::close(links[0]).unwrap();
     let again = attach(p, ns);
@@ -50,7 +54,8 @@ fn sk47_sixty_four_links_per_netns() {
 #[test]
 fn sk48_query_in_attach_order() {
     setup();
-    let (ns, _net) = netns();
+    let ns_g = netns();
+    let ns = ns_g.fd;
     let progs: Vec<u32> = (0..3).map(|i| prog(&ret(i % 2), &[])).collect();
     let ids: Vec<u32> = progs
         .iter()
@@ -83,7 +88,9 @@ fn sk48_query_in_attach_order() {
 #[test]
 fn sk49_link_info_after_detach_and_netns_exit() {
     setup();
-    let (ns, net) = netns();
+    // Its own handle, which the case closes.
+    let ns = kbpf::net::fd::netns_create().unwrap();
+    let net = kbpf::net::fd::netns_get(ns).unwrap();
     let p = prog(&ret(SK_PASS), &[]);
     let l1 = attach(p, ns);
     let l2 = attach(p, ns);
@@ -100,10 +107,46 @@ fn sk49_link_info_after_detach_and_netns_exit() {
     assert_eq!(syscall::link_detach(l2), Ok(()));
 }
 
+/// More namespaces than there are numbers ([`MAX_NETNS`]), one after another: a netns with a
+/// listener and a link exits when its handle and its socket are gone, and the fixture's netns
+/// when the case drops it, even with its socket still in a socket map; either way its number
+/// is free again a grace period later (`nsid::release`), so creating never runs out.
+#[test]
+fn more_netns_than_numbers_one_after_another() {
+    setup();
+    let p = prog(&ret(SK_PASS), &[]);
+    let addr = "127.0.0.2:8008".parse().unwrap();
+    for i in 0..2 * MAX_NETNS {
+        let ns = kbpf::net::fd::netns_create().unwrap_or_else(|e| panic!("netns {i}: {e:?}"));
+        let net = kbpf::net::fd::netns_get(ns).unwrap();
+        let s = server(&net, Proto::Tcp, addr, false);
+        let link = attach(p, ns);
+        syscall::close(ns).unwrap();
+        assert!(net.is_alive(), "netns {i}: its socket keeps it");
+        drop(s);
+        assert!(!net.is_alive(), "netns {i}: exits with its last user");
+        assert_eq!(netns_ino(link), 0, "netns {i}: the link went defunct");
+        syscall::close(link).unwrap();
+    }
+    for i in 0..2 * MAX_NETNS {
+        let ns = netns();
+        let net = ns.net.clone();
+        let s = server(&net, Proto::Tcp, addr, false);
+        let map = sockmap(1);
+        store(map, 0, &s);
+        drop(s);
+        assert!(net.is_alive(), "netns {i}: the socket map keeps its socket");
+        drop(ns);
+        assert!(!net.is_alive(), "netns {i}: dismantled with the fixture");
+        syscall::close(map).unwrap();
+    }
+}
+
 #[test]
 fn link_create_checks_and_link_update() {
     setup();
-    let (ns, net) = netns();
+    let ns_g = netns();
+    let (ns, net) = ns_g.parts();
     let pass = prog(&ret(SK_PASS), &[]);
     let drop = prog(&ret(SK_DROP), &[]);
     assert_eq!(link_create(pass, ns, 1), Err(Errno::EINVAL), "flags");
@@ -279,7 +322,8 @@ fn sk53_to_sk56_context_checks() {
 #[test]
 fn sk57_sk58_the_selected_cookie() {
     setup();
-    let (_ns, net) = netns();
+    let ns = netns();
+    let net = ns.net.clone();
     let s = server(&net, Proto::Tcp, "127.0.0.2:8008".parse().unwrap(), false);
     let r = server(&net, Proto::Tcp, "127.0.0.2:8009".parse().unwrap(), true);
     let map = sockmap(2);

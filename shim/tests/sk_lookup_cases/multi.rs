@@ -42,7 +42,8 @@ enum Outcome {
 }
 
 fn run(proto: Proto, p1: P, p2: P) -> (Outcome, i64) {
-    let (ns, net) = netns();
+    let ns_g = netns();
+    let (ns, net) = ns_g.parts();
     let d = server(&net, proto, "127.0.0.1:7007".parse().unwrap(), false);
     let a = server(&net, proto, "127.0.0.2:8008".parse().unwrap(), false);
     let b = server(&net, proto, "127.0.0.2:8009".parse().unwrap(), false);
@@ -66,7 +67,7 @@ fn run(proto: Proto, p1: P, p2: P) -> (Outcome, i64) {
         }
     };
     let recorded = out(results, 0);
-    for fd in links.into_iter().chain(progs).chain([map, results, ns]) {
+    for fd in links.into_iter().chain(progs).chain([map, results]) {
         syscall::close(fd).unwrap();
     }
     (outcome, recorded)

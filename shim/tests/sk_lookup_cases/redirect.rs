@@ -36,7 +36,8 @@ fn sk35_sk37_redirect_to_another_port() {
     setup();
     for proto in PROTOS {
         for ip in Ip::ALL {
-            let (ns, net) = netns();
+            let ns_g = netns();
+            let (ns, net) = ns_g.parts();
             let s = server(&net, proto, ip.ext_for_server(INT_PORT), false);
             let map = sockmap(1);
             store(map, 0, &s);
@@ -56,7 +57,8 @@ fn sk36_sk37_redirect_to_another_address() {
     setup();
     for proto in PROTOS {
         for ip in Ip::ALL {
-            let (ns, net) = netns();
+            let ns_g = netns();
+            let (ns, net) = ns_g.parts();
             let s = server(&net, proto, ip.int(EXT_PORT), false);
             let map = sockmap(1);
             store(map, 0, &s);
@@ -83,7 +85,8 @@ fn reuseport(
     drop: bool,
     connected: bool,
 ) -> (Result<u64, Errno>, [u64; 2]) {
-    let (ns, net) = netns();
+    let ns_g = netns();
+    let (ns, net) = ns_g.parts();
     let a = server(&net, proto, ip.int(INT_PORT), true);
     let b = server(&net, proto, ip.int(INT_PORT), true);
     let _c = connected.then(|| {
@@ -144,7 +147,8 @@ fn sk41_a_drop_refuses() {
     setup();
     for proto in PROTOS {
         for ip in [Ip::V4, Ip::V6] {
-            let (ns, net) = netns();
+            let ns_g = netns();
+            let (ns, net) = ns_g.parts();
             let _s = server(&net, proto, ip.ext(EXT_PORT), false);
             let link = attach(prog(&ret(SK_DROP), &[]), ns);
             let got = deliver(&net, proto, None, ip.ext(EXT_PORT));
@@ -175,7 +179,8 @@ fn sk43_ingress_ifindex_is_the_loopback() {
         net::lookup::LOOPBACK_IFINDEX
     );
     for proto in PROTOS {
-        let (ns, net) = netns();
+        let ns_g = netns();
+        let (ns, net) = ns_g.parts();
         let _s = server(&net, proto, Ip::V4.ext(EXT_PORT), false);
         let link = attach(prog(&src, &[]), ns);
         assert_eq!(
@@ -223,7 +228,8 @@ fn sk44_every_field_through_narrow_and_full_reads() {
     setup();
     for proto in PROTOS {
         for ip in Ip::ALL {
-            let (ns, net) = netns();
+            let ns_g = netns();
+            let (ns, net) = ns_g.parts();
             let d = server(&net, proto, ip.ext_for_server(EXT_PORT), false);
             let mut want = ctx(proto, ip.client_src(INT_PORT), ip.ext(EXT_PORT));
             want.ingress_ifindex = net::lookup::LOOPBACK_IFINDEX;
@@ -256,7 +262,8 @@ fn sk45_established_and_connected_sockets_come_first() {
     setup();
     for ip in [Ip::V4, Ip::V6] {
         // TCP: a connection made before the program dropped everything.
-        let (ns, net) = netns();
+        let ns_g = netns();
+        let (ns, net) = ns_g.parts();
         let d = server(&net, Proto::Tcp, ip.ext(EXT_PORT), false);
         let client = sock(&net, ip.client_family(), Proto::Tcp);
         client.s.bind(ip.client_src(INT_PORT)).unwrap();
@@ -284,7 +291,8 @@ fn sk45_established_and_connected_sockets_come_first() {
         syscall::close(link).unwrap();
 
         // UDP: a socket connected to the sender gets its datagrams despite the program.
-        let (ns, net) = netns();
+        let ns_g = netns();
+        let (ns, net) = ns_g.parts();
         let u = server(&net, Proto::Udp, ip.ext(EXT_PORT), false);
         u.s.connect(ip.client_src(INT_PORT)).unwrap();
         let link = attach(prog(&ret(SK_DROP), &[]), ns);

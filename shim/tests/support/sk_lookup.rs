@@ -175,10 +175,39 @@ pub fn verify(src: &str, maps: &[Fd], privileged: bool) -> Result<(), (Errno, St
     }
 }
 
-/// A new netns: its handle and the object.
-pub fn netns() -> (Fd, Arc<Net>) {
+/// A netns a case created: its handle and the object. Dropping it (when the case ends) closes
+/// the handle and dismantles the netns (`Net::exit`, `cleanup_net`) even where the case's
+/// socket maps, programs or links still hold its sockets, so its number (one of
+/// [`net::nsid::MAX_NETNS`]) is free again for the next case.
+pub struct Netns {
+    /// Its handle.
+    pub fd: Fd,
+    /// The netns.
+    pub net: Arc<Net>,
+}
+
+impl Netns {
+    /// Its handle and the netns, to name them apart.
+    pub fn parts(&self) -> (Fd, Arc<Net>) {
+        (self.fd, self.net.clone())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // The case may have closed it (then this is `EBADF`); the exit is idempotent.
+        let _ = syscall::close(self.fd);
+        self.net.exit();
+    }
+}
+
+/// A new netns.
+pub fn netns() -> Netns {
     let fd = net::fd::netns_create().unwrap();
-    (fd, net::fd::netns_get(fd).unwrap())
+    Netns {
+        fd,
+        net: net::fd::netns_get(fd).unwrap(),
+    }
 }
 
 /// A socket behind a handle (so a socket map can store it).
