@@ -18,19 +18,31 @@
 //! An access of `size` bytes at fixed offset `off` needs `off >= 0`, `off + size <= range`
 //! and a variable part that is never negative.
 //!
-//! Not done: the kernel's `mark_pkt_end` / `is_pkt_ptr_branch_taken` (a second comparison
-//! that is already decided still explores both directions, which is sound), helpers that
-//! change packet data (none exist yet), and the subtraction rule that keeps the range when
-//! the subtrahend is non-negative (here any variable subtraction resets it: stricter).
+//! On the other direction, where the compared `pkt` pointer is proven at (`>=`) or beyond
+//! (`>`) the end, that one register's range becomes [`AT_PKT_END`] or [`BEYOND_PKT_END`]
+//! (`mark_pkt_end`; `pkt_meta` is not marked). Any access through such a pointer is refused
+//! with `EINVAL` ("offset is outside of the packet"), and a later comparison of it with the
+//! end that the mark decides explores only the decided direction (`is_pkt_ptr_branch_taken`).
+//!
+//! Not done: helpers that change packet data (none exist yet), and the subtraction rule that
+//! keeps the range when the subtrahend is non-negative (here any variable subtraction resets
+//! it: stricter).
 
 use super::explore::{Explorer, JmpInsn, Next};
 use super::log::Reject;
 use super::mem::check_min_nonnegative;
 use super::state::{Reg, RegType, VState};
+use crate::errno::Errno;
 use crate::insn::{Cond, Operand};
 
 /// The largest packet offset a range may cover (`MAX_PACKET_OFF`).
 pub const MAX_PACKET_OFF: u64 = 0xffff;
+
+/// The range of a `pkt` pointer proven at or beyond the end (`pkt >= data_end`).
+pub const AT_PKT_END: i32 = -1;
+
+/// The range of a `pkt` pointer proven beyond the end (`pkt > data_end`).
+pub const BEYOND_PKT_END: i32 = -2;
 
 /// Whether `t` is `pkt` or `pkt_meta` (`type_is_pkt_pointer`).
 pub fn is_pkt_pointer(t: RegType) -> bool {
@@ -58,13 +70,50 @@ fn find_good_pkt_pointers(st: &mut VState, dst: &Reg, right_open: bool) {
         // Overflow risk: pkt + (1 << 63) may compare below the end and still be outside.
         return;
     }
-    let new_range = dst.off as u32 + right_open as u32;
+    let new_range = dst.off + right_open as i32;
     let (ty, id) = (dst.ty, dst.id);
     st.for_each_reg(|r| {
         if r.ty == ty && r.id == id {
             r.range = r.range.max(new_range);
         }
     });
+}
+
+/// On the direction where R`regno` (a `pkt` pointer) is proven past the end (`beyond`) or at
+/// least at it, mark that register alone (`mark_pkt_end`).
+fn mark_pkt_end(st: &mut VState, regno: u8, beyond: bool) {
+    let r = st.reg_mut(regno);
+    if r.ty == RegType::PtrToPacket {
+        r.range = if beyond { BEYOND_PKT_END } else { AT_PKT_END };
+    }
+}
+
+/// The outcome of `a cond b` (64-bit, a `pkt` pointer against the end) when a mark of
+/// [`mark_pkt_end`] decides it (`is_pkt_ptr_branch_taken`); `None` when both may happen.
+fn pkt_ptr_branch_taken(a: &Reg, b: &Reg, cond: Cond) -> Option<bool> {
+    // Normalize to `pkt cond end`.
+    let (pkt, cond) = if b.ty == RegType::PtrToPacketEnd {
+        (a, cond)
+    } else if a.ty == RegType::PtrToPacketEnd {
+        let flipped = match cond {
+            Cond::Gt => Cond::Lt,
+            Cond::Lt => Cond::Gt,
+            Cond::Ge => Cond::Le,
+            Cond::Le => Cond::Ge,
+            c => c,
+        };
+        (b, flipped)
+    } else {
+        return None;
+    };
+    if pkt.range >= 0 {
+        return None;
+    }
+    match cond {
+        Cond::Gt | Cond::Le if pkt.range == BEYOND_PKT_END => Some(cond == Cond::Gt),
+        Cond::Ge | Cond::Lt => Some(cond == Cond::Ge),
+        _ => None,
+    }
 }
 
 impl Explorer<'_> {
@@ -126,10 +175,23 @@ impl Explorer<'_> {
             (Cond::Le, true) => (true, false),
             _ => (false, true),
         };
-        let checked = if dst_checked { *a } else { *b };
+        let (checked, checked_no) = match (dst_checked, src) {
+            (true, _) => (*a, dst),
+            (false, Operand::Reg(r)) => (*b, r),
+            (false, Operand::Imm(_)) => return Ok(None),
+        };
+        if let Some(taken) = pkt_ptr_branch_taken(a, b, cond) {
+            return Ok(Some(Next::Goto(if taken { target } else { fall })));
+        }
         let mut other = st.clone();
-        let good = if taken_good { &mut other } else { st };
+        let (good, bad) = if taken_good {
+            (&mut other, st)
+        } else {
+            (st, &mut other)
+        };
         find_good_pkt_pointers(good, &checked, open);
+        // The bad direction proves `pkt > end` exactly when the good one is `pkt <= end`.
+        mark_pkt_end(bad, checked_no, !open);
         Ok(Some(Next::Fork(fall, target, other)))
     }
 
@@ -144,6 +206,13 @@ impl Explorer<'_> {
         size: usize,
     ) -> Result<(), Reject> {
         check_min_nonnegative(pc, regno, p)?;
+        if p.range < 0 {
+            return Err(Reject::new(
+                Errno::EINVAL,
+                pc,
+                format_args!("R{regno} offset is outside of the packet"),
+            ));
+        }
         if off >= 0 && off as u64 + size as u64 <= p.range as u64 {
             return Ok(());
         }

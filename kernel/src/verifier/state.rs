@@ -107,8 +107,10 @@ pub struct Reg {
     /// shared by every copy; 0 for unreferenced values.
     pub ref_obj_id: u32,
     /// For packet pointers: bytes from the pointer's base (fixed offset 0, variable part
-    /// included) proven inside the packet by a comparison with the end (`range`).
-    pub range: u32,
+    /// included) proven inside the packet by a comparison with the end (`range`); negative
+    /// for a pointer known to be at or beyond the end ([`super::pkt::AT_PKT_END`],
+    /// [`super::pkt::BEYOND_PKT_END`]).
+    pub range: i32,
 }
 
 impl Reg {
@@ -173,12 +175,16 @@ impl Reg {
                         && (self.id & ADD_CONST == 0 || self.off == cur.off)
                         && ids.check_scalar(self.id, cur.id))
             }
-            // `regsafe` for packet pointers: the old range no larger, same fixed offset and
-            // id, the old variable part covering the new one.
+            // `regsafe` for packet pointers: the old range no larger (an at/beyond-the-end
+            // mark only equal to itself), same fixed offset and id, the old variable part
+            // covering the new one.
             (RegType::PtrToPacket, RegType::PtrToPacket)
             | (RegType::PtrToPacketMeta, RegType::PtrToPacketMeta) => {
-                self.range <= cur.range
-                    && self.off == cur.off
+                (if self.range < 0 || cur.range < 0 {
+                    self.range == cur.range
+                } else {
+                    self.range <= cur.range
+                }) && self.off == cur.off
                     && self.id == cur.id
                     && self.var.includes(&cur.var)
             }

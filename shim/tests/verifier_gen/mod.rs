@@ -16,6 +16,9 @@
 //!   bounded variables, then an access.
 //! - `pkt`: packet bounds checks against `data_end` with every comparison in both operand
 //!   orders, then accesses around the proven range (XDP and TC).
+//! - `pkt_end` (`pkt_end.rs`): the direction of a `data_end` check that proves the pointer
+//!   at or beyond the end, in TC, XDP and SK_REUSEPORT: reads through it around the checked
+//!   length, and a second comparison the first one decides.
 //! - `linked`: a scalar copied (64/32-bit, sign-extending, through the stack, plus or minus a
 //!   constant), one copy bounded by a branch, the other used as an index into a map value.
 //! - `ld_abs`: the legacy packet loads in every program type, with R6 right and wrong, ABS and
@@ -55,6 +58,7 @@ use kbpf::uapi::{AttachType, MapType, ProgType};
 mod rng;
 pub use rng::Rng;
 
+mod pkt_end;
 mod retcode;
 mod sk_lookup;
 mod sk_reuseport;
@@ -130,6 +134,7 @@ pub fn all(seed: u64, combos: usize) -> Vec<Gen> {
     map(&mut out, &mut rng);
     ptr(&mut out, &mut rng);
     pkt(&mut out, &mut rng);
+    pkt_end::pkt_end(&mut out);
     linked(&mut out);
     ld_abs(&mut out);
     helper_mem(&mut out);
