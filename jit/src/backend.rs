@@ -24,6 +24,10 @@ impl kbpf::jit::JitImage for JitImage {
         JitImage::size(self)
     }
 
+    fn repeat_entry(&self) -> usize {
+        JitImage::repeat_entry(self)
+    }
+
     fn code(&self) -> kbpf::Result<alloc::vec::Vec<u8>> {
         JitImage::code(self)
     }

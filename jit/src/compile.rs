@@ -13,6 +13,7 @@ mod image;
 mod mem;
 mod pass;
 mod regmap;
+mod repeat;
 mod subprog;
 mod tailcall;
 mod tailcall_direct;
@@ -22,6 +23,7 @@ pub use dispatch::compile_dispatch;
 pub use frame::{MAY_GOTO_SLOT, STACK, TAIL_CALL_CNT_SLOT, TAIL_CALL_OFFSET};
 pub use image::JitImage;
 pub use regmap::bpf_reg;
+pub use repeat::Runner;
 pub use tailcall_direct::DirectSite;
 
 use alloc::vec::Vec;
@@ -203,6 +205,8 @@ pub struct Emitted {
     pub pokes: Vec<DirectSite>,
     /// Offset of the tail-call entry (see `frame`).
     pub tail_entry: u32,
+    /// The test-run repeat runner appended after the code, if any (see `repeat`).
+    pub runner: Option<Runner>,
 }
 
 /// [`emit`], plus the direct tail calls of the code and its tail-call entry, for a program whose
@@ -253,6 +257,7 @@ fn emitted(code: Vec<u8>, l: &Layout) -> Emitted {
         offsets: l.start.clone(),
         pokes: l.pokes.clone(),
         tail_entry: l.tail_entry,
+        runner: None,
     }
 }
 
@@ -286,7 +291,8 @@ pub fn compile_program(prog: &kbpf::jit::JitProgram<'_>) -> Result<JitImage, Err
         .collect();
     if let Some(&near) = helpers.first() {
         p.calls = call::HelperCalls::Near { base: 0 };
-        let (sized, layout) = converge_aligned(&mut p)?;
+        let (mut sized, layout) = converge_aligned(&mut p)?;
+        repeat::attach(&mut sized)?;
         let len = sized.code.len();
         let placed = JitImage::install_at(len, near, |base| {
             if !helpers.iter().all(|&f| call::rel32_reaches(base, len, f)) {
@@ -297,12 +303,16 @@ pub fn compile_program(prog: &kbpf::jit::JitProgram<'_>) -> Result<JitImage, Err
             if l != layout {
                 return Err(Errno::EFAULT);
             }
-            Ok(emitted(code, &l))
+            let mut e = emitted(code, &l);
+            repeat::attach(&mut e)?;
+            Ok(e)
         });
         match placed {
             Err(Errno::ERANGE) => p.calls = call::HelperCalls::Far,
             r => return r,
         }
     }
-    JitImage::install(converge_aligned(&mut p)?.0)
+    let mut e = converge_aligned(&mut p)?.0;
+    repeat::attach(&mut e)?;
+    JitImage::install(e)
 }

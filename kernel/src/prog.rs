@@ -229,12 +229,36 @@ impl Prog {
                 }
             }
         } else {
-            // SAFETY: as in `run`, for every run; `enter_repeat` resets the counter between
-            // runs.
-            r0 = Ok(unsafe { crate::jit::enter_repeat(self.bpf_func, r1, r2, tcc, n) });
+            // SAFETY: as in `run`, for every run: `state`'s counter is this batch's.
+            r0 = Ok(unsafe { self.run_jited_repeat(r1, r2, tcc, n) });
         }
         guard.end_run();
         r0
+    }
+
+    /// `n` runs (at least one) of the JIT'd program, each with a fresh tail-call budget in
+    /// `*tcc`: through its image's repeat runner where it has one, else
+    /// [`crate::jit::enter_repeat`]. Returns the last run's R0.
+    ///
+    /// # Safety
+    /// As for [`crate::jit::enter`], for every run: the program is JIT'd (`bpf_func != 0`), the
+    /// caller holds this CPU's run state inside its read-side section, and `tcc` is that run
+    /// state's counter, valid, aligned and the batch's alone.
+    unsafe fn run_jited_repeat(&self, r1: u64, r2: u64, tcc: *mut u32, n: u32) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(runner) = self
+            .jited
+            .as_ref()
+            .map(|j| j.repeat_entry())
+            .filter(|&r| r != 0)
+        {
+            // SAFETY: `runner` is the repeat runner of this program's sealed image, which lives
+            // as long as `self`; the rest is the caller's promise.
+            return unsafe { crate::jit::enter_runner(runner, r1, r2, tcc, n) };
+        }
+        // SAFETY: `bpf_func` is the entry of this program's sealed image; the rest is the
+        // caller's promise. `enter_repeat` resets the counter between runs.
+        unsafe { crate::jit::enter_repeat(self.bpf_func, r1, r2, tcc, n) }
     }
 
     /// The maps the program uses.

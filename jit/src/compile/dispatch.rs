@@ -89,6 +89,7 @@ fn emitted(code: Vec<u8>) -> Emitted {
         offsets: Vec::new(),
         pokes: Vec::new(),
         tail_entry: 0,
+        runner: None,
     }
 }
 

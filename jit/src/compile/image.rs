@@ -19,6 +19,8 @@ pub struct JitImage {
     size: usize,
     offsets: Vec<u32>,
     tail_entry: u32,
+    /// Offset of the test-run repeat runner (`super::repeat`), 0 when the image has none.
+    runner: u32,
     /// The direct tail calls as the kernel sees them, and their fallbacks (same order).
     pokes: Vec<PokeSite>,
     slow: Vec<u32>,
@@ -133,7 +135,18 @@ impl JitImage {
         self.entry() + self.tail_entry as usize
     }
 
-    /// Code size in bytes (without the `int3` slack up to the region's end).
+    /// The entry of the image's repeat runner (see `repeat`), 0 when it has none: code that
+    /// runs the program `n` times with direct calls, entered with [`kbpf::jit::enter_runner`].
+    pub fn repeat_entry(&self) -> usize {
+        if self.runner == 0 {
+            0
+        } else {
+            self.entry() + self.runner as usize
+        }
+    }
+
+    /// Code size in bytes: the program's, without the repeat runner or the `int3` slack up to
+    /// the region's end.
     pub fn size(&self) -> usize {
         self.size
     }
@@ -183,6 +196,11 @@ impl Meta {
         if e.tail_entry as usize >= len {
             return Err(Errno::EFAULT);
         }
+        if e.runner
+            .is_some_and(|r| r.prog_len > r.entry || r.entry as usize >= len)
+        {
+            return Err(Errno::EFAULT);
+        }
         let mut pokes = Vec::new();
         pokes.try_reserve_exact(e.pokes.len())?;
         let mut slow = Vec::new();
@@ -208,11 +226,16 @@ impl Meta {
             host::get().exec_free(region);
             return Err(Errno::ENOMEM);
         }
+        // The program's bytes end where the runner's padding begins.
+        let (size, runner) = e
+            .runner
+            .map_or((size, 0), |r| (r.prog_len as usize, r.entry));
         Ok(JitImage {
             region: Some(region),
             size,
             offsets: e.offsets,
             tail_entry: e.tail_entry,
+            runner,
             pokes: self.pokes,
             slow: self.slow,
         })

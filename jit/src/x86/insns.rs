@@ -327,6 +327,11 @@ impl Asm {
     /// Pads with the recommended multi-byte NOPs (Intel SDM vol. 2B, "NOP") until the length is
     /// a multiple of `align` (a power of two), using as few instructions as it can.
     pub fn align_with_nops(&mut self, align: usize) {
+        self.nops(self.len().wrapping_neg() & (align - 1));
+    }
+
+    /// `pad` bytes of the recommended multi-byte NOPs, in as few instructions as it can.
+    pub fn nops(&mut self, mut pad: usize) {
         const NOPS: [&[u8]; 9] = [
             &[0x90],
             &[0x66, 0x90],
@@ -338,7 +343,6 @@ impl Asm {
             &[0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
             &[0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
         ];
-        let mut pad = self.len().wrapping_neg() & (align - 1);
         while pad > 0 {
             let n = pad.min(NOPS.len());
             self.bytes(NOPS[n - 1]);
