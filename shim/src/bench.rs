@@ -2,6 +2,7 @@
 //! `prog_test_run`, with an optional one-line JSON summary for scripts. The criterion suites in
 //! `benches/` measure the same programs more thoroughly.
 
+pub mod call_floor;
 pub mod ct;
 pub mod isa;
 pub mod layouts;

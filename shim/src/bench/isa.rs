@@ -163,6 +163,9 @@ pub struct IsaReport {
     pub run_ns: f64,
     /// ns per helper call.
     pub helper_ns: f64,
+    /// ns per `call`/`ret` pair in the same loop written by hand (`call_floor`): the floor
+    /// `helper_ns` is measured against (NaN off x86-64).
+    pub call_floor_ns: f64,
     /// µs to load a 1000-instruction program (with the JIT: compile and install it too).
     pub load_us_per_1k: f64,
     /// ns per `bpf_csum_diff` call from a `SCHED_CLS` program ([`csum_helper_loop`]).
@@ -223,6 +226,7 @@ fn measure_loaded(scale: u32) -> Result<IsaReport> {
         invoke_ns: tiny_ns,
         run_ns,
         helper_ns: (with_ns - without_ns) / 1000.0,
+        call_floor_ns: super::call_floor::call_floor_ns(scale).unwrap_or(f64::NAN),
         load_us_per_1k: load_us_per_1k(20)?,
         blinded: false,
         cls_helper_ns,
@@ -251,8 +255,8 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
     )?;
     writeln!(
         out,
-        "  helper loop:       {:.2} ns per helper call",
-        r.helper_ns
+        "  helper loop:       {:.2} ns per helper call ({:.2} ns for call/ret by hand)",
+        r.helper_ns, r.call_floor_ns
     )?;
     writeln!(
         out,
@@ -277,6 +281,7 @@ pub fn print(r: &IsaReport, engine: &str, json: bool, out: &mut dyn Write) -> st
             "invoke_ns": json_num(r.invoke_ns),
             "run_ns": json_num(r.run_ns),
             "helper_ns": json_num(r.helper_ns),
+            "call_floor_ns": json_num(r.call_floor_ns),
             "load_us_per_1k": json_num(r.load_us_per_1k),
             "cls_helper_ns": json_num(r.cls_helper_ns),
             "cls_invoke_ns": json_num(r.cls_invoke_ns),
