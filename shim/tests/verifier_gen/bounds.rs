@@ -1,0 +1,161 @@
+//! The scalar-bounds template of the generator (`alu_bounds`): the range tracking of
+//! `adjust_scalar_min_max_vals` (the `scalar_min_max_*` / `scalar32_min_max_*` transfers, and
+//! `reg_bounds_sync` after each) through every ALU operation, 64-bit and 32-bit, with the
+//! destination and the source each drawn from [`SHAPES`]; the result is then the variable
+//! offset of a 1-byte read of a NULL-checked 16-byte array value (`check_mem_region_access`),
+//! at a fixed offset that moves the read around the value's edges, so a range one side proves
+//! and the other does not shows as a different verdict.
+//!
+//! The shapes pair a tnum with ranges (known constants around 0, the sign bits and the 32-bit
+//! edge; `and 15`; a branch `jgt 15`; a signed range from a `jsgt`/`jslt` pair; a low half
+//! bounded by `JMP32` with the high half unknown; a full unknown; a `u32` from the context),
+//! so that sign crossing, 32-bit wrap and zero-extension are each reached.
+
+use super::{ARRAY, Gen, Rng, both, make};
+use kbpf::uapi::ProgType;
+
+/// Register plan of both bounds templates: R9 the context, R7 the NULL-checked value of key 0
+/// of the array at `map_fd 0`; `out` the exit a shape's failed check jumps to.
+pub const PROLOGUE: &str = "mov %r9, %r1\nstw [%r10-4], 0\nmov %r2, %r10\nadd %r2, -4\nlddw %r1, map_fd 0\ncall 1\njne %r0, 0, +1\nexit\nmov %r7, %r0\n";
+
+/// The common end: the exit the shapes' checks jump to.
+pub const EPILOGUE: &str = "out:\nmov %r0, 0\nexit";
+
+/// The value shapes: a name and the instructions that set register `R` to it (`R` replaced).
+pub const SHAPES: [(&str, &str); 18] = [
+    ("0", "mov R, 0\n"),
+    ("1", "mov R, 1\n"),
+    ("15", "mov R, 15\n"),
+    ("16", "mov R, 16\n"),
+    ("-1", "mov R, -1\n"),
+    ("-16", "mov R, -16\n"),
+    ("0x7fffffff", "mov R, 0x7fffffff\n"),
+    ("mov 0x80000000", "mov R, 0x80000000\n"),
+    ("0x80000000", "lddw R, 0x80000000\n"),
+    ("0xffffffff", "lddw R, 0xffffffff\n"),
+    ("2^32+8", "lddw R, 0x100000008\n"),
+    ("and 15", "ldxdw R, [%r7+0]\nand R, 15\n"),
+    ("and 0x30", "ldxdw R, [%r7+0]\nand R, 0x30\n"),
+    ("u<=15", "ldxdw R, [%r7+0]\njgt R, 15, out\n"),
+    (
+        "u[16,31]",
+        "ldxdw R, [%r7+0]\njlt R, 16, out\njgt R, 31, out\n",
+    ),
+    (
+        "s[-8,7]",
+        "ldxdw R, [%r7+0]\njsgt R, 7, out\njslt R, -8, out\n",
+    ),
+    ("u32<=15 hi unknown", "ldxdw R, [%r7+0]\njgt32 R, 15, out\n"),
+    ("u64", "ldxdw R, [%r7+8]\n"),
+];
+
+/// Two more shapes of the templates: a 32-bit signed range with the high half unknown and
+/// the context's `u32` (`skb->len`).
+pub const SHAPES_32: [(&str, &str); 2] = [
+    (
+        "s32[-8,7] hi unknown",
+        "ldxdw R, [%r7+0]\njsgt32 R, 7, out\njslt32 R, -8, out\n",
+    ),
+    ("ctx u32", "ldxw R, [%r9+0]\n"),
+];
+
+/// The shape `name` set in `reg`.
+pub fn set(shape: &str, reg: &str) -> String {
+    shape.replace('R', reg)
+}
+
+/// Fixed offsets of the read after `value + R2`.
+pub const OFFS: [i32; 5] = [0, 8, 15, -8, -16];
+
+/// The read through the value at `value + reg`, offset `off`.
+pub fn use_as_offset(reg: &str, off: i32) -> String {
+    format!("mov %r1, %r7\nadd %r1, {reg}\nldxb %r0, [%r1{off:+}]\n")
+}
+
+/// The binary operations (64-bit; the 32-bit form takes the `32` suffix).
+const BINARY: [&str; 14] = [
+    "add", "sub", "mul", "div", "mod", "and", "or", "xor", "lsh", "rsh", "arsh", "sdiv", "smod",
+    "mov",
+];
+
+/// The one-operand operations on the destination.
+const UNARY: [&str; 11] = [
+    "neg", "neg32", "be16", "be32", "be64", "le16", "le32", "le64", "bswap16", "bswap32", "bswap64",
+];
+
+/// The sign-extending moves (64-bit and 32-bit destinations).
+const MOVSX: [&str; 5] = [
+    "movsx864",
+    "movsx1664",
+    "movsx3264",
+    "movsx832",
+    "movsx1632",
+];
+
+/// Source shapes tried per destination shape and operation.
+const SOURCES_PER_DST: usize = 6;
+
+/// Constants of [`SHAPES`] that fit an immediate, given also as `op R2, K`.
+const IMMS: [i64; 8] = [0, 1, 15, 16, -1, -16, 0x7fff_ffff, 31];
+
+fn push(out: &mut Vec<Gen>, desc: String, body: String) {
+    let asm = format!("{PROLOGUE}{body}{EPILOGUE}");
+    let g = Gen {
+        maps: vec![ARRAY],
+        ..make("alu_bounds", desc, ProgType::SocketFilter, asm)
+    };
+    both(out, g);
+}
+
+/// Every program of the template.
+pub fn alu_bounds(out: &mut Vec<Gen>, rng: &mut Rng) {
+    let shapes: Vec<(&str, &str)> = SHAPES.iter().chain(&SHAPES_32).copied().collect();
+    for op in BINARY {
+        for wide in [true, false] {
+            let m = if wide {
+                op.to_string()
+            } else {
+                format!("{op}32")
+            };
+            for (dn, ds) in &shapes {
+                // Every source shape as a register and each immediate, a sample per
+                // destination (the count stays modest; the seed moves the sample).
+                for _ in 0..SOURCES_PER_DST {
+                    let off = rng.pick(&OFFS);
+                    let pick = rng.below((shapes.len() + IMMS.len()) as u64) as usize;
+                    let (sn, src) = match shapes.get(pick) {
+                        Some((sn, ss)) => {
+                            (sn.to_string(), format!("{}{m} %r2, %r3\n", set(ss, "%r3")))
+                        }
+                        None => {
+                            let k = IMMS[pick - shapes.len()];
+                            (format!("imm {k}"), format!("{m} %r2, {k}\n"))
+                        }
+                    };
+                    let body = format!("{}{src}{}", set(ds, "%r2"), use_as_offset("%r2", off));
+                    push(out, format!("{dn} {m} {sn} @{off}"), body);
+                }
+            }
+        }
+    }
+    for op in UNARY {
+        for (dn, ds) in &shapes {
+            for off in [0, 8, 15] {
+                let body = format!("{}{op} %r2\n{}", set(ds, "%r2"), use_as_offset("%r2", off));
+                push(out, format!("{op} {dn} @{off}"), body);
+            }
+        }
+    }
+    for op in MOVSX {
+        for (sn, ss) in &shapes {
+            for off in [0, 8, 15] {
+                let body = format!(
+                    "mov %r2, 0\n{}{op} %r2, %r3\n{}",
+                    set(ss, "%r3"),
+                    use_as_offset("%r2", off)
+                );
+                push(out, format!("{op} {sn} @{off}"), body);
+            }
+        }
+    }
+}
