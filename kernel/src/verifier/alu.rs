@@ -260,6 +260,12 @@ fn movsx(b: &Scalar, from_bits: u32) -> Scalar {
     let mut r = from_tnum(b.var.sext(from_bits));
     r.smin = r.smin.max(-half);
     r.smax = r.smax.min(half - 1);
+    // The low 32 bits' signed range within the narrower type: those bits sign-extended are
+    // the value of that range.
+    if b.s32min as i64 >= -half && (b.s32max as i64) < half {
+        r.smin = r.smin.max(b.s32min as i64);
+        r.smax = r.smax.min(b.s32max as i64);
+    }
     r.sync();
     r
 }
