@@ -171,3 +171,27 @@ fn movsx_keeps_a_range_that_fits() {
         "{log}"
     );
 }
+
+/// `le32` is a truncation that keeps the 32-bit range: [2^31 - 8, 2^31 + 7] stays, and its
+/// minimum is then too large an offset (`EINVAL`, not the `EACCES` of an unbounded access).
+#[test]
+fn le32_keeps_the_32_bit_range() {
+    refused(
+        "ldxw %r2, [%r7+0]\nand %r2, 15\nadd32 %r2, 0x7ffffff8\nle32 %r2\n",
+        0,
+        Errno::EINVAL,
+        "value 2147483640 makes map_value pointer be out of bounds",
+    );
+}
+
+/// The product's tnum is the union of both outcomes at each unknown bit (Linux 6.18's
+/// `tnum_mul`): {1, 17, .., 241} * 0x7fffffff has low halves of at least 0x7fffff0f.
+#[test]
+fn tnum_mul_is_the_union_of_outcomes() {
+    refused(
+        "ldxdw %r2, [%r7+0]\nand %r2, 0xf0\nor %r2, 1\nmul32 %r2, 0x7fffffff\n",
+        0,
+        Errno::EINVAL,
+        "value 2147483407 makes map_value pointer be out of bounds",
+    );
+}

@@ -339,7 +339,19 @@ pub fn end(kind: EndKind, bits: u8, a: &Scalar) -> Scalar {
     let bits = bits as u32;
     match kind {
         EndKind::ToLe if bits == 64 => *a,
-        EndKind::ToLe => from_tnum(a.var.cast(bits / 8)),
+        // A truncation: the 32-bit ranges survive a 32-bit one; a narrower one keeps the
+        // range when the truncated bits are the same in all members.
+        EndKind::ToLe if bits == 32 => a.zext32(),
+        EndKind::ToLe => {
+            let mut r = from_tnum(a.var.cast(bits / 8));
+            let m = (1u64 << bits) - 1;
+            if a.umin & !m == a.umax & !m {
+                r.umin = r.umin.max(a.umin & m);
+                r.umax = r.umax.min(a.umax & m);
+                r.sync();
+            }
+            r
+        }
         EndKind::ToBe | EndKind::Swap => from_tnum(a.var.bswap(bits)),
     }
 }

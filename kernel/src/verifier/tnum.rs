@@ -147,32 +147,24 @@ impl Tnum {
         }
     }
 
-    /// Product: shift-and-add over the bits of `self`, accumulating the uncertain partial
-    /// products separately from the known one.
+    /// Product: shift-and-add over the bits of `self`; where a bit of `self` is unknown the
+    /// accumulator is the union of both outcomes (with and without `b` added), as Linux 6.18's
+    /// `tnum_mul` does.
     // Named like the kernel's `tnum_mul`; not `core::ops::Mul`, which would suggest exactness.
     #[allow(clippy::should_implement_trait)]
     pub fn mul(self, b: Tnum) -> Tnum {
-        let known = self.value.wrapping_mul(b.value);
         let mut acc = Tnum::konst(0);
         let (mut a, mut b) = (self, b);
         while a.value != 0 || a.mask != 0 {
             if a.value & 1 != 0 {
-                // This bit of `a` is 1: the known part is in `known`; add b's unknown bits.
-                acc = acc.add(Tnum {
-                    value: 0,
-                    mask: b.mask,
-                });
+                acc = acc.add(b);
             } else if a.mask & 1 != 0 {
-                // This bit of `a` is unknown: the whole of `b` may or may not be added.
-                acc = acc.add(Tnum {
-                    value: 0,
-                    mask: b.value | b.mask,
-                });
+                acc = acc.union(acc.add(b));
             }
             a = a.rsh(1);
             b = b.lsh(1);
         }
-        Tnum::konst(known).add(acc)
+        acc
     }
 
     /// The values in both (`tnum_intersect`); meaningful when the two overlap.

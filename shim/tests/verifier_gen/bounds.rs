@@ -49,14 +49,29 @@ pub const SHAPES: [(&str, &str); 18] = [
     ("u64", "ldxdw R, [%r7+8]\n"),
 ];
 
-/// Two more shapes of the templates: a 32-bit signed range with the high half unknown and
-/// the context's `u32` (`skb->len`).
-pub const SHAPES_32: [(&str, &str); 2] = [
+/// More shapes of the templates: a 32-bit signed range with the high half unknown, the
+/// context's `u32` (`skb->len`), a negative range, small unsigned ranges across the 64-bit
+/// and the 32-bit sign boundaries (R5 is scratch), `i64::MIN`, an odd tnum.
+pub const SHAPES_32: [(&str, &str); 7] = [
     (
         "s32[-8,7] hi unknown",
         "ldxdw R, [%r7+0]\njsgt32 R, 7, out\njslt32 R, -8, out\n",
     ),
     ("ctx u32", "ldxw R, [%r9+0]\n"),
+    (
+        "s[-16,-1]",
+        "ldxdw R, [%r7+0]\njsgt R, -1, out\njslt R, -16, out\n",
+    ),
+    (
+        "u[2^63-8,2^63+7]",
+        "ldxdw R, [%r7+0]\nand R, 15\nlddw %r5, 0x7ffffffffffffff8\nadd R, %r5\n",
+    ),
+    (
+        "u32[2^31-8,2^31+7]",
+        "ldxw R, [%r7+0]\nand R, 15\nadd32 R, 0x7ffffff8\n",
+    ),
+    ("i64 min", "lddw R, 0x8000000000000000\n"),
+    ("odd 0xf1", "ldxdw R, [%r7+0]\nand R, 0xf0\nor R, 1\n"),
 ];
 
 /// The shape `name` set in `reg`.

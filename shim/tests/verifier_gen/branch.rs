@@ -27,7 +27,10 @@ const CONDS: [&str; 11] = [
 const THRESHOLDS: [i64; 8] = [0, 15, 16, -1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 1];
 
 /// Shapes of the compared register: those with a range a branch can narrow.
-const COMPARED: [&str; 9] = [
+const COMPARED: [&str; 12] = [
+    "s[-16,-1]",
+    "u[2^63-8,2^63+7]",
+    "u32[2^31-8,2^31+7]",
     "u64",
     "ctx u32",
     "and 15",
@@ -39,11 +42,38 @@ const COMPARED: [&str; 9] = [
     "s32[-8,7] hi unknown",
 ];
 
-/// Shapes whose signed range (64- or 32-bit) crosses zero: left out of `jset` (module doc).
-const CROSSING: [&str; 2] = ["s[-8,7]", "s32[-8,7] hi unknown"];
+/// Shapes whose range crosses a sign boundary (64- or 32-bit, signed or unsigned view): left
+/// out of `jset`, and of `jeq`/`jne` against one another (module doc).
+const CROSSING: [&str; 4] = [
+    "s[-8,7]",
+    "s32[-8,7] hi unknown",
+    "u[2^63-8,2^63+7]",
+    "u32[2^31-8,2^31+7]",
+];
+
+/// Whether the sweep leaves `cond` on `name` (against `other`, if a register) out.
+fn left_out(cond: &str, name: &str, other: Option<&str>) -> bool {
+    if std::env::var("KBPF_GEN_ALL").is_ok() || !CROSSING.contains(&name) {
+        return false;
+    }
+    match other {
+        _ if cond == "jset" => true,
+        Some(o) => matches!(cond, "jeq" | "jne") && CROSSING.contains(&o),
+        None => false,
+    }
+}
 
 /// Shapes of the second register of a register-register comparison.
-const OTHERS: [&str; 6] = ["and 15", "u<=15", "u[16,31]", "s[-8,7]", "16", "0xffffffff"];
+const OTHERS: [&str; 8] = [
+    "and 15",
+    "u<=15",
+    "u[16,31]",
+    "s[-8,7]",
+    "s[-16,-1]",
+    "16",
+    "0xffffffff",
+    "u32[2^31-8,2^31+7]",
+];
 
 fn shape(name: &str) -> &'static str {
     SHAPES
@@ -80,10 +110,7 @@ pub fn branch_bounds(out: &mut Vec<Gen>, rng: &mut Rng) {
         for j32 in ["", "32"] {
             let c = format!("{cond}{j32}");
             for name in COMPARED {
-                if cond == "jset"
-                    && CROSSING.contains(&name)
-                    && std::env::var("KBPF_GEN_ALL").is_err()
-                {
+                if left_out(cond, name, None) {
                     continue;
                 }
                 let setup = set(shape(name), "%r2");
@@ -105,6 +132,9 @@ pub fn branch_bounds(out: &mut Vec<Gen>, rng: &mut Rng) {
                     push(out, format!("{name} `{jump}` r3={k} on {side} @{off}"), asm);
                 }
                 for other in OTHERS {
+                    if left_out(cond, name, Some(other)) {
+                        continue;
+                    }
                     let setup = format!("{setup}{}", set(shape(other), "%r3"));
                     for on_jump in [false, true] {
                         let side = if on_jump { "jump" } else { "fall" };
