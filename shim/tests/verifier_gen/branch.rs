@@ -12,7 +12,11 @@
 //! clear the 6.18 host keeps the narrowed tnum but drops that register's ranges (`s[-8,7]`
 //! with `r & 15 == 0` comes out with an unbounded minimum; `s32[-8,7]` with
 //! `r & 0xffffffff80000000 == 0` as `[0, 0x7fffffff]`), which kbpf, keeping the ranges, does
-//! not reproduce yet (it accepts some of those programs the host refuses).
+//! not reproduce yet (it accepts some of those programs the host refuses). Also `jeq`/`jne`
+//! (64 and 32-bit) between two such registers when their ranges leave no common value: the
+//! host does not see the equal direction is impossible and explores it with contradictory
+//! bounds (a register coming out as one constant of the other's range), where kbpf finds the
+//! refined bounds empty and prunes the direction (it accepts programs the host refuses).
 
 use super::bounds::{EPILOGUE, OFFS, PROLOGUE, SHAPES, SHAPES_32, set, use_as_offset};
 use super::{ARRAY, Gen, Rng, both, make};
