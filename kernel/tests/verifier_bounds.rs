@@ -195,3 +195,26 @@ fn tnum_mul_is_the_union_of_outcomes() {
         "value 2147483407 makes map_value pointer be out of bounds",
     );
 }
+
+/// Where `jset` falls through and that clears bits of the tnum, the ranges start over from
+/// the new tnum (as the 6.18 host does): `r <= 12; if r & 1` leaves [0, 14] (even values up to
+/// 14), so a read at +3 is refused; a `jset` that teaches nothing keeps the range.
+#[test]
+fn jset_clearing_bits_restarts_the_ranges() {
+    let le12 = "ldxdw %r2, [%r7+0]\njgt %r2, 12, out\n";
+    refused(
+        &format!("{le12}jset %r2, 1, out\n"),
+        3,
+        Errno::EACCES,
+        "max value is outside",
+    );
+    refused(
+        &format!("{le12}jset32 %r2, 1, out\n"),
+        3,
+        Errno::EACCES,
+        "max value is outside",
+    );
+    accepted(&format!("{le12}jset %r2, 16, out\n"), 3);
+    // The taken direction of a single bit keeps the range: [1, 12] with bit 0 set.
+    accepted(&format!("{le12}jset %r2, 1, +1\nja out\n"), 3);
+}

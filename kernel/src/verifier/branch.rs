@@ -150,8 +150,14 @@ fn refine_set(a: &mut Scalar, b: &mut Scalar, wide: bool, taken: bool) {
     let k = b.var.value;
     let k = if wide { k } else { k as u32 as u64 };
     if !taken {
-        // a & k == 0: those bits of a are known zero.
-        a.var = a.var.intersect(Tnum { value: 0, mask: !k });
+        // a & k == 0: those bits of a are known zero. When that teaches the tnum something,
+        // the 6.18 host keeps only what the new tnum says: the ranges start over from it
+        // (observed: `r <= 12; if r & 1` falls through with `umax = 14`).
+        let var = a.var.intersect(Tnum { value: 0, mask: !k });
+        if var != a.var {
+            *a = Scalar::UNKNOWN;
+            a.var = var;
+        }
     } else if k.is_power_of_two() {
         a.var = a.var.intersect(Tnum { value: k, mask: !k });
     }

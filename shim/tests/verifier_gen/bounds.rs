@@ -51,8 +51,9 @@ pub const SHAPES: [(&str, &str); 18] = [
 
 /// More shapes of the templates: a 32-bit signed range with the high half unknown, the
 /// context's `u32` (`skb->len`), a negative range, small unsigned ranges across the 64-bit
-/// and the 32-bit sign boundaries (R5 is scratch), `i64::MIN`, an odd tnum.
-pub const SHAPES_32: [(&str, &str); 7] = [
+/// and the 32-bit sign boundaries (R5 is scratch), `i64::MIN`, an odd tnum, a range tighter
+/// than its tnum.
+pub const SHAPES_32: [(&str, &str); 8] = [
     (
         "s32[-8,7] hi unknown",
         "ldxdw R, [%r7+0]\njsgt32 R, 7, out\njslt32 R, -8, out\n",
@@ -72,6 +73,7 @@ pub const SHAPES_32: [(&str, &str); 7] = [
     ),
     ("i64 min", "lddw R, 0x8000000000000000\n"),
     ("odd 0xf1", "ldxdw R, [%r7+0]\nand R, 0xf0\nor R, 1\n"),
+    ("u<=12", "ldxdw R, [%r7+0]\njgt R, 12, out\n"),
 ];
 
 /// The shape `name` set in `reg`.
@@ -80,7 +82,7 @@ pub fn set(shape: &str, reg: &str) -> String {
 }
 
 /// Fixed offsets of the read after `value + R2`.
-pub const OFFS: [i32; 5] = [0, 8, 15, -8, -16];
+pub const OFFS: [i32; 6] = [0, 3, 8, 15, -8, -16];
 
 /// The read through the value at `value + reg`, offset `off`.
 pub fn use_as_offset(reg: &str, off: i32) -> String {

@@ -7,16 +7,11 @@
 //! shows as a different verdict. Also a register compared with another bounded register, the
 //! read through either of the two.
 //!
-//! Left out (`KBPF_GEN_ALL=1` puts it back): `jset`/`jset32` on a register whose signed range,
-//! 64- or 32-bit, crosses zero ([`CROSSING`]). On the direction where the tested bits are
-//! clear the 6.18 host keeps the narrowed tnum but drops that register's ranges (`s[-8,7]`
-//! with `r & 15 == 0` comes out with an unbounded minimum; `s32[-8,7]` with
-//! `r & 0xffffffff80000000 == 0` as `[0, 0x7fffffff]`), which kbpf, keeping the ranges, does
-//! not reproduce yet (it accepts some of those programs the host refuses). Also `jeq`/`jne`
-//! (64 and 32-bit) between two such registers when their ranges leave no common value: the
-//! host does not see the equal direction is impossible and explores it with contradictory
-//! bounds (a register coming out as one constant of the other's range), where kbpf finds the
-//! refined bounds empty and prunes the direction (it accepts programs the host refuses).
+//! Left out (`KBPF_GEN_ALL=1` puts it back): `jeq`/`jne` (64 and 32-bit) between two registers
+//! whose ranges cross a sign boundary ([`CROSSING`]) and leave no common value: the 6.18 host
+//! does not see that the equal direction is impossible and explores it with contradictory
+//! bounds (a register comes out as one constant of the other's range), where kbpf finds the
+//! refined bounds empty and prunes the direction (so it accepts programs the host refuses).
 
 use super::bounds::{EPILOGUE, OFFS, PROLOGUE, SHAPES, SHAPES_32, set, use_as_offset};
 use super::{ARRAY, Gen, Rng, both, make};
@@ -31,7 +26,8 @@ const CONDS: [&str; 11] = [
 const THRESHOLDS: [i64; 8] = [0, 15, 16, -1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 1];
 
 /// Shapes of the compared register: those with a range a branch can narrow.
-const COMPARED: [&str; 12] = [
+const COMPARED: [&str; 13] = [
+    "u<=12",
     "s[-16,-1]",
     "u[2^63-8,2^63+7]",
     "u32[2^31-8,2^31+7]",
@@ -47,7 +43,7 @@ const COMPARED: [&str; 12] = [
 ];
 
 /// Shapes whose range crosses a sign boundary (64- or 32-bit, signed or unsigned view): left
-/// out of `jset`, and of `jeq`/`jne` against one another (module doc).
+/// out of `jeq`/`jne` against one another (module doc).
 const CROSSING: [&str; 4] = [
     "s[-8,7]",
     "s32[-8,7] hi unknown",
@@ -55,16 +51,12 @@ const CROSSING: [&str; 4] = [
     "u32[2^31-8,2^31+7]",
 ];
 
-/// Whether the sweep leaves `cond` on `name` (against `other`, if a register) out.
-fn left_out(cond: &str, name: &str, other: Option<&str>) -> bool {
+/// Whether the sweep leaves `cond` between `name` and `other` out.
+fn left_out(cond: &str, name: &str, other: &str) -> bool {
     if std::env::var("KBPF_GEN_ALL").is_ok() || !CROSSING.contains(&name) {
         return false;
     }
-    match other {
-        _ if cond == "jset" => true,
-        Some(o) => matches!(cond, "jeq" | "jne") && CROSSING.contains(&o),
-        None => false,
-    }
+    matches!(cond, "jeq" | "jne") && CROSSING.contains(&other)
 }
 
 /// Shapes of the second register of a register-register comparison.
@@ -114,9 +106,6 @@ pub fn branch_bounds(out: &mut Vec<Gen>, rng: &mut Rng) {
         for j32 in ["", "32"] {
             let c = format!("{cond}{j32}");
             for name in COMPARED {
-                if left_out(cond, name, None) {
-                    continue;
-                }
                 let setup = set(shape(name), "%r2");
                 for k in THRESHOLDS {
                     for on_jump in [false, true] {
@@ -136,7 +125,7 @@ pub fn branch_bounds(out: &mut Vec<Gen>, rng: &mut Rng) {
                     push(out, format!("{name} `{jump}` r3={k} on {side} @{off}"), asm);
                 }
                 for other in OTHERS {
-                    if left_out(cond, name, Some(other)) {
+                    if left_out(cond, name, other) {
                         continue;
                     }
                     let setup = format!("{setup}{}", set(shape(other), "%r3"));
