@@ -109,6 +109,9 @@ const MOVSX: [&str; 5] = [
     "movsx1632",
 ];
 
+/// Random chains of operations and branches ([`chains`]).
+const CHAINS: usize = 1500;
+
 /// Source shapes tried per destination shape and operation.
 const SOURCES_PER_DST: usize = 6;
 
@@ -155,6 +158,21 @@ pub fn alu_bounds(out: &mut Vec<Gen>, rng: &mut Rng) {
             }
         }
     }
+    // The register with itself (`r -= r`, `r ^= r`, `r *= r`, ...).
+    for op in BINARY {
+        for m in [op.to_string(), format!("{op}32")] {
+            for (dn, ds) in &shapes {
+                let off = rng.pick(&OFFS);
+                let body = format!(
+                    "{}{m} %r2, %r2\n{}",
+                    set(ds, "%r2"),
+                    use_as_offset("%r2", off)
+                );
+                push(out, format!("{dn} {m} itself @{off}"), body);
+            }
+        }
+    }
+    chains(out, rng, &shapes);
     for op in UNARY {
         for (dn, ds) in &shapes {
             for off in [0, 8, 15] {
@@ -174,5 +192,37 @@ pub fn alu_bounds(out: &mut Vec<Gen>, rng: &mut Rng) {
                 push(out, format!("{op} {sn} @{off}"), body);
             }
         }
+    }
+}
+
+/// Random chains on R2: a shape, then 2 to 4 steps, each an operation (with an immediate or a
+/// shaped R3) or a conditional jump to the exit, then the read; the interplay of transfers,
+/// refinements and `reg_bounds_sync` between them.
+fn chains(out: &mut Vec<Gen>, rng: &mut Rng, shapes: &[(&str, &str)]) {
+    const CONDS: [&str; 11] = [
+        "jeq", "jne", "jgt", "jge", "jlt", "jle", "jsgt", "jsge", "jslt", "jsle", "jset",
+    ];
+    for i in 0..CHAINS {
+        let (dn, ds) = rng.pick(shapes);
+        let mut body = set(ds, "%r2");
+        let mut desc = format!("chain #{i} {dn}");
+        for _ in 0..2 + rng.below(3) {
+            let w = rng.pick(&["", "32"]);
+            let k = rng.pick(&IMMS);
+            let step = match rng.below(3) {
+                0 => format!("{}{w} %r2, {k}\n", rng.pick(&BINARY)),
+                1 => {
+                    let (sn, ss) = rng.pick(shapes);
+                    desc.push_str(&format!(" r3={sn}"));
+                    format!("{}{}{w} %r2, %r3\n", set(ss, "%r3"), rng.pick(&BINARY))
+                }
+                _ => format!("{}{w} %r2, {k}, out\n", rng.pick(&CONDS)),
+            };
+            desc.push_str(&format!("; {}", step.lines().last().unwrap_or("")));
+            body.push_str(&step);
+        }
+        let off = rng.pick(&OFFS);
+        body.push_str(&use_as_offset("%r2", off));
+        push(out, format!("{desc} @{off}"), body);
     }
 }
