@@ -218,3 +218,17 @@ fn jset_clearing_bits_restarts_the_ranges() {
     // The taken direction of a single bit keeps the range: [1, 12] with bit 0 set.
     accepted(&format!("{le12}jset %r2, 1, +1\nja out\n"), 3);
 }
+
+/// An unsigned range and a tnum sharing a single value make that constant
+/// (`__update_reg64_bounds`): `(r & 0xf0) | 1` is one of 1, 17, .., 241, and `r <= 16` leaves 1.
+#[test]
+fn range_and_tnum_sharing_one_value_is_that_constant() {
+    let odd = "ldxdw %r2, [%r7+0]\nand %r2, 0xf0\nor %r2, 1\n";
+    accepted(&format!("{odd}jgt %r2, 16, out\n"), 14);
+    refused(
+        &format!("{odd}jgt %r2, 17, out\n"),
+        0,
+        Errno::EACCES,
+        "max value is outside",
+    );
+}

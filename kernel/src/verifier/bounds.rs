@@ -133,6 +133,15 @@ impl Scalar {
         self.smax = self.smax.min((v | (m & !(1 << 63))) as i64);
         self.umin = self.umin.max(v);
         self.umax = self.umax.min(v | m);
+        // The unsigned range and the tnum sharing a single value: that value
+        // (`__update_reg64_bounds`; `r & 0xf0 | 1` and `r <= 16` is 1).
+        if let Some(x) = self.var.next_ge(self.umin).filter(|&x| x <= self.umax) {
+            let next = x.checked_add(1).and_then(|y| self.var.next_ge(y));
+            if next.is_none_or(|y| y > self.umax) && self.contains(x) {
+                *self = Scalar::konst(x);
+                return;
+            }
+        }
         let (v32, m32) = (v as u32, m as u32);
         self.s32min = self.s32min.max((v32 | (m32 & (1 << 31))) as i32);
         self.s32max = self.s32max.min((v32 | (m32 & !(1 << 31))) as i32);
