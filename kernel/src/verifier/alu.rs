@@ -18,186 +18,320 @@ fn from_tnum(var: Tnum) -> Scalar {
     s
 }
 
-fn add(a: &Scalar, b: &Scalar) -> Scalar {
-    let mut r = from_tnum(a.var.add(b.var));
-    if let (Some(lo), Some(hi)) = (a.umin.checked_add(b.umin), a.umax.checked_add(b.umax)) {
-        r.umin = r.umin.max(lo);
-        r.umax = r.umax.min(hi);
-    }
-    if let (Some(lo), Some(hi)) = (a.smin.checked_add(b.smin), a.smax.checked_add(b.smax)) {
-        r.smin = r.smin.max(lo);
-        r.smax = r.smax.min(hi);
-    }
-    r.sync();
-    r
-}
-
-fn sub(a: &Scalar, b: &Scalar) -> Scalar {
-    let mut r = from_tnum(a.var.sub(b.var));
-    if a.umin >= b.umax {
-        r.umin = r.umin.max(a.umin - b.umax);
-        r.umax = r.umax.min(a.umax - b.umin);
-    }
-    if let (Some(lo), Some(hi)) = (a.smin.checked_sub(b.smax), a.smax.checked_sub(b.smin)) {
-        r.smin = r.smin.max(lo);
-        r.smax = r.smax.min(hi);
-    }
-    r.sync();
-    r
-}
-
-fn mul(a: &Scalar, b: &Scalar) -> Scalar {
-    let mut r = from_tnum(a.var.mul(b.var));
-    if let Some(hi) = a.umax.checked_mul(b.umax) {
-        r.umin = r.umin.max(a.umin * b.umin);
-        r.umax = r.umax.min(hi);
-    }
-    r.sync();
-    r
-}
-
-fn bitwise(a: &Scalar, b: &Scalar, op: AluOp) -> Scalar {
-    let (var, lo, hi) = match op {
-        AluOp::And => (a.var.and(b.var), 0, a.umax.min(b.umax)),
-        AluOp::Or => (a.var.or(b.var), a.umin.max(b.umin), u64::MAX),
-        _ => (a.var.xor(b.var), 0, u64::MAX),
-    };
-    let mut r = from_tnum(var);
-    r.umin = r.umin.max(lo);
-    r.umax = r.umax.min(hi);
-    r.sync();
-    r
-}
-
-/// A shift by `b`; `None` for the amount means unknown. `bits` is the operand width.
-fn shift(a: &Scalar, b: &Scalar, op: AluOp, bits: u32) -> Scalar {
-    let s = match b.as_const() {
-        Some(s) if s < bits as u64 => s as u32,
-        _ if b.umax < bits as u64 && op == AluOp::Rsh => {
-            // Unknown in-range logical right shift: at most the input, at least umin >> max.
-            return Scalar::urange(a.umin >> b.umax, a.umax >> b.umin);
-        }
-        _ => return Scalar::UNKNOWN,
-    };
-    match op {
-        AluOp::Lsh => {
-            let mut r = from_tnum(a.var.lsh(s));
-            if a.umax.leading_zeros() >= s {
-                r.umin = r.umin.max(a.umin << s);
-                r.umax = r.umax.min(a.umax << s);
-            }
-            r.sync();
-            r
-        }
-        AluOp::Rsh => {
-            let mut r = from_tnum(a.var.rsh(s));
-            r.umin = r.umin.max(a.umin >> s);
-            r.umax = r.umax.min(a.umax >> s);
-            r.sync();
-            r
-        }
-        _ => {
-            let mut r = from_tnum(a.var.arsh(s, 64));
-            r.smin = r.smin.max(a.smin >> s);
-            r.smax = r.smax.min(a.smax >> s);
-            r.sync();
-            r
-        }
-    }
-}
-
-fn udiv_mod(a: &Scalar, b: &Scalar, div: bool) -> Scalar {
-    if let (Some(x), Some(y)) = (a.as_const(), b.as_const()) {
-        return Scalar::konst(match (div, y) {
-            (true, 0) => 0,
-            (false, 0) => x,
-            (true, _) => x / y,
-            (false, _) => x % y,
-        });
-    }
-    if div {
-        let hi = a.umax.checked_div(b.umin).unwrap_or(a.umax);
-        let lo = if b.umin > 0 { a.umin / b.umax } else { 0 };
-        Scalar::urange(lo, hi)
-    } else if b.umin > 0 {
-        Scalar::urange(0, a.umax.min(b.umax - 1))
+/// Whether the operation's result range can be computed (`is_safe_to_compute_dst_reg_range`):
+/// the arithmetic and bitwise operations always; a shift only by a known amount below the
+/// width (the 64-bit maximum is what is compared, also for a 32-bit shift); division and
+/// modulo never — their result is an unknown scalar, all 64 bits, also for the 32-bit forms.
+fn computable(op: AluOp, wide: bool, b: &Scalar) -> bool {
+    let known = if wide {
+        b.var.is_const() && b.smin == b.smax && b.umin == b.umax
     } else {
-        Scalar::urange(0, a.umax)
+        b.var.subreg().is_const() && b.s32min == b.s32max && b.u32min == b.u32max
+    };
+    let bits = if wide { 64 } else { 32 };
+    match op {
+        AluOp::Add | AluOp::Sub | AluOp::Neg | AluOp::And | AluOp::Or | AluOp::Xor => true,
+        AluOp::Mul => true,
+        AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => known && b.umax < bits,
+        _ => false,
     }
 }
 
-fn sdiv_mod(a: &Scalar, b: &Scalar, div: bool, bits: u32) -> Scalar {
-    let (Some(x), Some(y)) = (a.as_const(), b.as_const()) else {
-        return Scalar::UNKNOWN;
+/// `r += b` on the 64-bit ranges: the signed range is lost when an end may overflow; the
+/// unsigned one when the low end does not wrap and the high end does (both wrapping keeps
+/// the order).
+fn add64(r: &mut Scalar, b: &Scalar) {
+    match (r.smin.checked_add(b.smin), r.smax.checked_add(b.smax)) {
+        (Some(lo), Some(hi)) => (r.smin, r.smax) = (lo, hi),
+        _ => (r.smin, r.smax) = (i64::MIN, i64::MAX),
+    }
+    let (lo, wrap_lo) = r.umin.overflowing_add(b.umin);
+    let (hi, wrap_hi) = r.umax.overflowing_add(b.umax);
+    (r.umin, r.umax) = if !wrap_lo && wrap_hi {
+        (0, u64::MAX)
+    } else {
+        (lo, hi)
     };
-    let op = if div { AluOp::SDiv } else { AluOp::SMod };
-    Scalar::konst(crate::insn::eval::alu(bits == 64, op, x, y))
 }
 
-fn movsx(a: &Scalar, from_bits: u32) -> Scalar {
-    if let Some(x) = a.as_const() {
+/// `r += b` on the 32-bit ranges, as [`add64`].
+fn add32(r: &mut Scalar, b: &Scalar) {
+    match (
+        r.s32min.checked_add(b.s32min),
+        r.s32max.checked_add(b.s32max),
+    ) {
+        (Some(lo), Some(hi)) => (r.s32min, r.s32max) = (lo, hi),
+        _ => (r.s32min, r.s32max) = (i32::MIN, i32::MAX),
+    }
+    let (lo, wrap_lo) = r.u32min.overflowing_add(b.u32min);
+    let (hi, wrap_hi) = r.u32max.overflowing_add(b.u32max);
+    (r.u32min, r.u32max) = if !wrap_lo && wrap_hi {
+        (0, u32::MAX)
+    } else {
+        (lo, hi)
+    };
+}
+
+/// `r -= b` on the 64-bit ranges: the unsigned range is lost when the low end wraps and the
+/// high end does not.
+fn sub64(r: &mut Scalar, b: &Scalar) {
+    match (r.smin.checked_sub(b.smax), r.smax.checked_sub(b.smin)) {
+        (Some(lo), Some(hi)) => (r.smin, r.smax) = (lo, hi),
+        _ => (r.smin, r.smax) = (i64::MIN, i64::MAX),
+    }
+    let (lo, wrap_lo) = r.umin.overflowing_sub(b.umax);
+    let (hi, wrap_hi) = r.umax.overflowing_sub(b.umin);
+    (r.umin, r.umax) = if wrap_lo && !wrap_hi {
+        (0, u64::MAX)
+    } else {
+        (lo, hi)
+    };
+}
+
+/// `r -= b` on the 32-bit ranges, as [`sub64`].
+fn sub32(r: &mut Scalar, b: &Scalar) {
+    match (
+        r.s32min.checked_sub(b.s32max),
+        r.s32max.checked_sub(b.s32min),
+    ) {
+        (Some(lo), Some(hi)) => (r.s32min, r.s32max) = (lo, hi),
+        _ => (r.s32min, r.s32max) = (i32::MIN, i32::MAX),
+    }
+    let (lo, wrap_lo) = r.u32min.overflowing_sub(b.u32max);
+    let (hi, wrap_hi) = r.u32max.overflowing_sub(b.u32min);
+    (r.u32min, r.u32max) = if wrap_lo && !wrap_hi {
+        (0, u32::MAX)
+    } else {
+        (lo, hi)
+    };
+}
+
+/// The least and greatest of the four corner products, or `None` if one overflows.
+fn corners<T: Copy + Ord>(a: (T, T), b: (T, T), mul: impl Fn(T, T) -> Option<T>) -> Option<(T, T)> {
+    let p = [
+        mul(a.0, b.0)?,
+        mul(a.0, b.1)?,
+        mul(a.1, b.0)?,
+        mul(a.1, b.1)?,
+    ];
+    Some((*p.iter().min()?, *p.iter().max()?))
+}
+
+/// `r *= b` on the 64-bit ranges: unsigned from the ends unless one product overflows; signed
+/// from the four corner products unless one overflows.
+fn mul64(r: &mut Scalar, b: &Scalar) {
+    (r.umin, r.umax) = match (r.umin.checked_mul(b.umin), r.umax.checked_mul(b.umax)) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        _ => (0, u64::MAX),
+    };
+    (r.smin, r.smax) = corners((r.smin, r.smax), (b.smin, b.smax), i64::checked_mul)
+        .unwrap_or((i64::MIN, i64::MAX));
+}
+
+/// `r *= b` on the 32-bit ranges, as [`mul64`].
+fn mul32(r: &mut Scalar, b: &Scalar) {
+    (r.u32min, r.u32max) = match (
+        r.u32min.checked_mul(b.u32min),
+        r.u32max.checked_mul(b.u32max),
+    ) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        _ => (0, u32::MAX),
+    };
+    (r.s32min, r.s32max) = corners((r.s32min, r.s32max), (b.s32min, b.s32max), i32::checked_mul)
+        .unwrap_or((i32::MIN, i32::MAX));
+}
+
+/// The bitwise operations on the ranges, `r.var` already the result's tnum: the unsigned range
+/// from the tnum and the operands (`and` no larger than either, `or` no smaller), the signed
+/// one from it when it does not cross the sign; a known result when both operands are known.
+fn bitwise64(r: &mut Scalar, a: &Scalar, b: &Scalar, op: AluOp) {
+    if a.var.is_const() && b.var.is_const() {
+        *r = Scalar::konst(r.var.value);
+        return;
+    }
+    let (v, m) = (r.var.value, r.var.mask);
+    (r.umin, r.umax) = match op {
+        AluOp::And => (v, a.umax.min(b.umax)),
+        AluOp::Or => (a.umin.max(b.umin), v | m),
+        _ => (v, v | m),
+    };
+    (r.smin, r.smax) = if (r.umin as i64) <= (r.umax as i64) {
+        (r.umin as i64, r.umax as i64)
+    } else {
+        (i64::MIN, i64::MAX)
+    };
+}
+
+/// [`bitwise64`] on the 32-bit ranges.
+fn bitwise32(r: &mut Scalar, a: &Scalar, b: &Scalar, op: AluOp) {
+    let t = r.var.subreg();
+    if a.var.subreg().is_const() && b.var.subreg().is_const() {
+        let k = t.value as u32;
+        (r.u32min, r.u32max, r.s32min, r.s32max) = (k, k, k as i32, k as i32);
+        return;
+    }
+    let (v, m) = (t.value as u32, t.mask as u32);
+    (r.u32min, r.u32max) = match op {
+        AluOp::And => (v, a.u32max.min(b.u32max)),
+        AluOp::Or => (a.u32min.max(b.u32min), v | m),
+        _ => (v, v | m),
+    };
+    (r.s32min, r.s32max) = if (r.u32min as i32) <= (r.u32max as i32) {
+        (r.u32min as i32, r.u32max as i32)
+    } else {
+        (i32::MIN, i32::MAX)
+    };
+}
+
+/// The 32-bit ranges after a left shift by `s` (the 64-bit amount for a 64-bit shift): the
+/// sign is lost; the unsigned range kept unless the top bit may be shifted out.
+fn lsh32_ranges(r: &mut Scalar, a: &Scalar, s: u64) {
+    (r.s32min, r.s32max) = (i32::MIN, i32::MAX);
+    (r.u32min, r.u32max) = if s > 31 || a.u32max as u64 > 1u64 << (31 - s) {
+        (0, u32::MAX)
+    } else {
+        (a.u32min << s, a.u32max << s)
+    };
+}
+
+/// A shift by the known amount `s` (below the width).
+fn shift(r: &mut Scalar, a: &Scalar, s: u64, op: AluOp, wide: bool) {
+    const U32: (u32, u32, i32, i32) = (0, u32::MAX, i32::MIN, i32::MAX);
+    let sh = s as u32;
+    match (op, wide) {
+        (AluOp::Lsh, true) => {
+            r.smax = match a.s32max {
+                m if s == 32 && m >= 0 => (m as i64) << 32,
+                _ => i64::MAX,
+            };
+            r.smin = match a.s32min {
+                m if s == 32 && m >= 0 => (m as i64) << 32,
+                _ => i64::MIN,
+            };
+            (r.umin, r.umax) = if a.umax > 1u64 << (63 - s) {
+                (0, u64::MAX)
+            } else {
+                (a.umin << s, a.umax << s)
+            };
+            lsh32_ranges(r, a, s);
+            r.var = a.var.lsh(sh);
+        }
+        (AluOp::Lsh, false) => {
+            lsh32_ranges(r, a, s);
+            r.var = a.var.subreg().lsh(sh).subreg();
+        }
+        (AluOp::Rsh, true) => {
+            (r.smin, r.smax) = (i64::MIN, i64::MAX);
+            (r.umin, r.umax) = (a.umin >> s, a.umax >> s);
+            (r.u32min, r.u32max, r.s32min, r.s32max) = U32;
+            r.var = a.var.rsh(sh);
+        }
+        (AluOp::Rsh, false) => {
+            (r.s32min, r.s32max) = (i32::MIN, i32::MAX);
+            (r.u32min, r.u32max) = (a.u32min >> s, a.u32max >> s);
+            r.var = a.var.subreg().rsh(sh);
+        }
+        (_, true) => {
+            (r.smin, r.smax) = (a.smin >> s, a.smax >> s);
+            (r.umin, r.umax) = (0, u64::MAX);
+            (r.u32min, r.u32max, r.s32min, r.s32max) = U32;
+            r.var = a.var.arsh(sh, 64);
+        }
+        (_, false) => {
+            (r.s32min, r.s32max) = (a.s32min >> s, a.s32max >> s);
+            (r.u32min, r.u32max) = (0, u32::MAX);
+            r.var = a.var.subreg().arsh(sh, 32);
+        }
+    }
+}
+
+/// A sign-extending move of the low `from_bits` of `b`: a constant stays one; a value whose
+/// signed range already fits the narrower type is unchanged; otherwise the tnum is
+/// sign-extended and the range is the narrower type's.
+fn movsx(b: &Scalar, from_bits: u32) -> Scalar {
+    if let Some(x) = b.as_const() {
         let shift = 64 - from_bits;
         return Scalar::konst((((x << shift) as i64) >> shift) as u64);
     }
     let half = 1i64 << (from_bits - 1);
-    if a.umax < half as u64 {
-        return *a;
+    if b.umax < half as u64 || (b.smin >= -half && b.smax < half) {
+        return *b;
     }
-    let mut r = from_tnum(a.var.sext(from_bits));
+    let mut r = from_tnum(b.var.sext(from_bits));
     r.smin = r.smin.max(-half);
     r.smax = r.smax.min(half - 1);
+    // The low 32 bits' signed range within the narrower type: those bits sign-extended are
+    // the value of that range.
+    if b.s32min as i64 >= -half && (b.s32max as i64) < half {
+        r.smin = r.smin.max(b.s32min as i64);
+        r.smax = r.smax.min(b.s32max as i64);
+    }
+    r.sync();
+    r
+}
+
+/// `dst op src` on scalars (`adjust_scalar_min_max_vals`): 64-bit, or on the low halves with
+/// the result zero-extended.
+fn scalar_alu(op: AluOp, wide: bool, a: &Scalar, b: &Scalar) -> Scalar {
+    match op {
+        AluOp::Mov if wide => return *b,
+        AluOp::Mov => return b.zext32(),
+        AluOp::MovSx(bits) if wide => return movsx(b, bits as u32),
+        AluOp::MovSx(bits) => return movsx(&b.zext32(), bits as u32).zext32(),
+        _ => {}
+    }
+    if !computable(op, wide, b) {
+        return Scalar::UNKNOWN;
+    }
+    let mut r = *a;
+    match op {
+        AluOp::Add => {
+            add32(&mut r, b);
+            add64(&mut r, b);
+            r.var = a.var.add(b.var);
+        }
+        AluOp::Sub => {
+            sub32(&mut r, b);
+            sub64(&mut r, b);
+            r.var = a.var.sub(b.var);
+        }
+        AluOp::Neg => {
+            r = Scalar::konst(0);
+            sub32(&mut r, a);
+            sub64(&mut r, a);
+            r.var = Tnum::konst(0).sub(a.var);
+        }
+        AluOp::Mul => {
+            r.var = a.var.mul(b.var);
+            mul32(&mut r, b);
+            mul64(&mut r, b);
+        }
+        AluOp::And | AluOp::Or | AluOp::Xor => {
+            r.var = match op {
+                AluOp::And => a.var.and(b.var),
+                AluOp::Or => a.var.or(b.var),
+                _ => a.var.xor(b.var),
+            };
+            bitwise32(&mut r, a, b, op);
+            bitwise64(&mut r, a, b, op);
+        }
+        _ => shift(&mut r, a, b.umin, op, wide),
+    }
+    if !wide {
+        return r.zext32();
+    }
     r.sync();
     r
 }
 
 /// `dst op src` on 64-bit scalars.
 pub fn alu64(op: AluOp, a: &Scalar, b: &Scalar) -> Scalar {
-    match op {
-        AluOp::Add => add(a, b),
-        AluOp::Sub => sub(a, b),
-        AluOp::Mul => mul(a, b),
-        AluOp::And | AluOp::Or | AluOp::Xor => bitwise(a, b, op),
-        AluOp::Lsh | AluOp::Rsh | AluOp::Arsh => shift(a, b, op, 64),
-        AluOp::Div => udiv_mod(a, b, true),
-        AluOp::Mod => udiv_mod(a, b, false),
-        AluOp::SDiv => sdiv_mod(a, b, true, 64),
-        AluOp::SMod => sdiv_mod(a, b, false, 64),
-        AluOp::Neg => sub(&Scalar::konst(0), a),
-        AluOp::Mov => *b,
-        AluOp::MovSx(bits) => movsx(b, bits as u32),
-    }
+    scalar_alu(op, true, a, b)
 }
 
 /// `dst op src` on the low 32 bits; the result is zero-extended.
 pub fn alu32(op: AluOp, a: &Scalar, b: &Scalar) -> Scalar {
-    let (za, zb) = (a.zext32(), b.zext32());
-    let r = match op {
-        AluOp::Arsh => {
-            let sa = a.sext32();
-            match zb.as_const() {
-                Some(s) if s < 32 => {
-                    let mut r = from_tnum(za.var.arsh(s as u32, 32));
-                    let (lo, hi) = (sa.smin >> s, sa.smax >> s);
-                    r.s32min = r.s32min.max(lo as i32);
-                    r.s32max = r.s32max.min(hi as i32);
-                    r.sync();
-                    r
-                }
-                _ => Scalar::UNKNOWN,
-            }
-        }
-        AluOp::Lsh | AluOp::Rsh => shift(&za, &zb, op, 32),
-        AluOp::SDiv => sdiv_mod(&a.sext32(), &b.sext32(), true, 32),
-        AluOp::SMod => sdiv_mod(&a.sext32(), &b.sext32(), false, 32),
-        AluOp::MovSx(bits) => movsx(&zb, bits as u32),
-        _ => alu64(op, &za, &zb),
-    };
-    truncate32(&r)
-}
-
-/// The low 32 bits of `r`, zero-extended, keeping what the 64-bit views say about them.
-fn truncate32(r: &Scalar) -> Scalar {
-    r.zext32()
+    scalar_alu(op, false, a, b)
 }
 
 /// Byte order operations on the low `bits` of `a`.
@@ -205,7 +339,19 @@ pub fn end(kind: EndKind, bits: u8, a: &Scalar) -> Scalar {
     let bits = bits as u32;
     match kind {
         EndKind::ToLe if bits == 64 => *a,
-        EndKind::ToLe => from_tnum(a.var.cast(bits / 8)),
+        // A truncation: the 32-bit ranges survive a 32-bit one; a narrower one keeps the
+        // range when the truncated bits are the same in all members.
+        EndKind::ToLe if bits == 32 => a.zext32(),
+        EndKind::ToLe => {
+            let mut r = from_tnum(a.var.cast(bits / 8));
+            let m = (1u64 << bits) - 1;
+            if a.umin & !m == a.umax & !m {
+                r.umin = r.umin.max(a.umin & m);
+                r.umax = r.umax.min(a.umax & m);
+                r.sync();
+            }
+            r
+        }
         EndKind::ToBe | EndKind::Swap => from_tnum(a.var.bswap(bits)),
     }
 }

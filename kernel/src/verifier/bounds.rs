@@ -133,6 +133,15 @@ impl Scalar {
         self.smax = self.smax.min((v | (m & !(1 << 63))) as i64);
         self.umin = self.umin.max(v);
         self.umax = self.umax.min(v | m);
+        // The unsigned range and the tnum sharing a single value: that value
+        // (`__update_reg64_bounds`; `r & 0xf0 | 1` and `r <= 16` is 1).
+        if let Some(x) = self.var.next_ge(self.umin).filter(|&x| x <= self.umax) {
+            let next = x.checked_add(1).and_then(|y| self.var.next_ge(y));
+            if next.is_none_or(|y| y > self.umax) && self.contains(x) {
+                *self = Scalar::konst(x);
+                return;
+            }
+        }
         let (v32, m32) = (v as u32, m as u32);
         self.s32min = self.s32min.max((v32 | (m32 & (1 << 31))) as i32);
         self.s32max = self.s32max.min((v32 | (m32 & !(1 << 31))) as i32);
@@ -161,6 +170,28 @@ impl Scalar {
                 self.s32max = self.s32max.min(self.smax as i32);
             }
         }
+        // A 64-bit range whose upper halves are two consecutive values (0xffffffff then 0 is
+        // one such pair) and whose ends are negative then not as 32-bit values: the low halves
+        // form one signed 32-bit range.
+        for (lo, hi) in [(self.umin, self.umax), (self.smin as u64, self.smax as u64)] {
+            if ((lo >> 32) as u32).wrapping_add(1) == (hi >> 32) as u32
+                && (lo as i32) < 0
+                && (hi as i32) >= 0
+            {
+                self.s32min = self.s32min.max(lo as i32);
+                self.s32max = self.s32max.min(hi as i32);
+            }
+        }
+        // The same split at 32 bits.
+        if self.s32min < 0 && self.s32max >= 0 {
+            if self.u32max < self.s32min as u32 {
+                self.s32min = self.u32min as i32;
+                self.u32max = self.u32max.min(self.s32max as u32);
+            } else if (self.s32max as u32) < self.u32min {
+                self.s32max = self.u32max as i32;
+                self.u32min = self.u32min.max(self.s32min as u32);
+            }
+        }
         // 32-bit signed <-> unsigned.
         if (self.u32min as i32) <= (self.u32max as i32) {
             self.s32min = self.s32min.max(self.u32min as i32);
@@ -176,53 +207,54 @@ impl Scalar {
             self.umin = self.umin.max(hi | self.u32min as u64);
             self.umax = self.umax.min(hi | self.u32max as u64);
         }
-        // 64-bit from 32-bit at both ends of the range (`__reg_deduce_mixed_bounds`): a value
-        // of the range has the low half the 32-bit bounds allow.
-        // When the low half of a bound is outside the 32-bit range, no value lies in that
-        // bound's 2^32 window at all: the bound moves to the next (or previous) window.
+        // 64-bit from 32-bit at both ends of the range (`__reg_deduce_mixed_bounds`): each
+        // end takes the 32-bit bound as its low half when that tightens it (a bound whose low
+        // half is beyond the 32-bit range stays where it is, as in Linux 6.18).
+        // When the range lies in two adjacent windows and the low half of one end is outside
+        // the 32-bit range, no value is in that end's window: the end moves to the other.
+        // (Observed of the 6.18 host: it moves the bound across two adjacent windows, and not
+        // when the range spans more.)
         const LO: u64 = 0xffff_ffff;
-        const WIN: u64 = 1 << 32;
         let (u32min, u32max) = (self.u32min as u64, self.u32max as u64);
-        if u32min <= u32max {
-            let lo = self.umin & LO;
-            if lo > u32max {
-                if let Some(next) = (self.umin & !LO).checked_add(WIN) {
-                    self.umin = self.umin.max(next | u32min);
-                }
-            } else {
-                self.umin = self.umin.max((self.umin & !LO) | u32min);
+        if self.u32min <= self.u32max && (self.umax >> 32).wrapping_sub(self.umin >> 32) == 1 {
+            if self.umin & LO > u32max {
+                self.umin = (self.umax & !LO) | u32min;
             }
-            let hi = self.umax & LO;
-            if hi < u32min {
-                if let Some(prev) = (self.umax & !LO).checked_sub(WIN) {
-                    self.umax = self.umax.min(prev | u32max);
-                }
-            } else {
-                self.umax = self.umax.min((self.umax & !LO) | u32max);
-            }
-            let lo = self.smin as u64 & LO;
-            if lo > u32max {
-                if let Some(next) = ((self.smin as u64 & !LO) as i64).checked_add(WIN as i64) {
-                    self.smin = self.smin.max(next | u32min as i64);
-                }
-            } else {
-                self.smin = self.smin.max(((self.smin as u64 & !LO) | u32min) as i64);
-            }
-            let hi = self.smax as u64 & LO;
-            if hi < u32min {
-                if let Some(prev) = ((self.smax as u64 & !LO) as i64).checked_sub(WIN as i64) {
-                    self.smax = self.smax.min(prev | u32max as i64);
-                }
-            } else {
-                self.smax = self.smax.min(((self.smax as u64 & !LO) | u32max) as i64);
+            if self.umax & LO < u32min {
+                self.umax = (self.umin & !LO) | u32max;
             }
         }
+        if self.u32min <= self.u32max
+            && ((self.smax as u64) >> 32).wrapping_sub((self.smin as u64) >> 32) == 1
+        {
+            if self.smin as u64 & LO > u32max {
+                self.smin = ((self.smax as u64 & !LO) | u32min) as i64;
+            }
+            if (self.smax as u64 & LO) < u32min {
+                self.smax = ((self.smin as u64 & !LO) | u32max) as i64;
+            }
+        }
+        self.umin = self.umin.max((self.umin & !LO) | u32min);
+        self.umax = self.umax.min((self.umax & !LO) | u32max);
+        self.smin = self.smin.max(((self.smin as u64 & !LO) | u32min) as i64);
+        self.smax = self.smax.min(((self.smax as u64 & !LO) | u32max) as i64);
         // A value within the signed 32-bit range whose low half is not negative is that half.
         if self.s32min >= 0 && self.smin >= i32::MIN as i64 && self.smax <= i32::MAX as i64 {
             self.smin = self.smin.max(self.s32min as i64);
             self.smax = self.smax.min(self.s32max as i64);
             self.umin = self.umin.max(self.s32min as u64);
             self.umax = self.umax.min(self.s32max as u64);
+        }
+        // A signed range across the sign boundary is split between the two ends of the
+        // unsigned domain: when the unsigned range meets only one end, that end is the value.
+        if self.smin < 0 && self.smax >= 0 {
+            if self.umax < self.smin as u64 {
+                self.smin = self.umin as i64;
+                self.umax = self.umax.min(self.smax as u64);
+            } else if (self.smax as u64) < self.umin {
+                self.smax = self.umax as i64;
+                self.umin = self.umin.max(self.smin as u64);
+            }
         }
         // 64-bit signed <-> unsigned.
         if (self.umin as i64) <= (self.umax as i64) {

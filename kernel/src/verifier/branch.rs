@@ -77,7 +77,12 @@ pub fn outcome(a: &Scalar, b: &Scalar, cond: Cond, wide: bool) -> Option<bool> {
             eq.map(|e| e == (cond == Cond::Eq))
         }
         Cond::Set => {
-            if x.var.value & y.var.value != 0 {
+            // Decided only against a known operand (`is_branch_taken`): the known bits of
+            // the other that it sets, or the bits the other may have.
+            let (x, y) = if y.var.is_const() { (x, y) } else { (y, x) };
+            if !y.var.is_const() {
+                None
+            } else if x.var.value & y.var.value != 0 {
                 Some(true)
             } else if (x.var.value | x.var.mask) & (y.var.value | y.var.mask) == 0 {
                 Some(false)
@@ -118,7 +123,7 @@ pub fn refine(
     let (mut a, mut b) = (*a, *b);
     let c = if taken { cond } else { negate(cond) };
     if cond == Cond::Set {
-        refine_set(&mut a, &b, wide, taken);
+        refine_set(&mut a, &mut b, wide, taken);
     } else if wide {
         refine64(&mut a, &mut b, c);
     } else {
@@ -129,12 +134,30 @@ pub fn refine(
     (a.is_valid() && b.is_valid()).then_some((a, b))
 }
 
-fn refine_set(a: &mut Scalar, b: &Scalar, wide: bool, taken: bool) {
-    let Some(k) = b.as_const() else { return };
+fn refine_set(a: &mut Scalar, b: &mut Scalar, wide: bool, taken: bool) {
+    // The known operand refines the other, whichever side it is on.
+    let known = |s: &Scalar| {
+        if wide {
+            s.var.is_const()
+        } else {
+            s.var.subreg().is_const()
+        }
+    };
+    let (a, b) = if known(b) { (a, b) } else { (b, a) };
+    if !known(b) {
+        return;
+    }
+    let k = b.var.value;
     let k = if wide { k } else { k as u32 as u64 };
     if !taken {
-        // a & k == 0: those bits of a are known zero.
-        a.var = a.var.intersect(Tnum { value: 0, mask: !k });
+        // a & k == 0: those bits of a are known zero. When that teaches the tnum something,
+        // the 6.18 host keeps only what the new tnum says: the ranges start over from it
+        // (observed: `r <= 12; if r & 1` falls through with `umax = 14`).
+        let var = a.var.intersect(Tnum { value: 0, mask: !k });
+        if var != a.var {
+            *a = Scalar::UNKNOWN;
+            a.var = var;
+        }
     } else if k.is_power_of_two() {
         a.var = a.var.intersect(Tnum { value: k, mask: !k });
     }

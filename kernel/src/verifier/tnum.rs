@@ -147,32 +147,47 @@ impl Tnum {
         }
     }
 
-    /// Product: shift-and-add over the bits of `self`, accumulating the uncertain partial
-    /// products separately from the known one.
+    /// Product: shift-and-add over the bits of `self`; where a bit of `self` is unknown the
+    /// accumulator is the union of both outcomes (with and without `b` added), as Linux 6.18's
+    /// `tnum_mul` does.
     // Named like the kernel's `tnum_mul`; not `core::ops::Mul`, which would suggest exactness.
     #[allow(clippy::should_implement_trait)]
     pub fn mul(self, b: Tnum) -> Tnum {
-        let known = self.value.wrapping_mul(b.value);
         let mut acc = Tnum::konst(0);
         let (mut a, mut b) = (self, b);
         while a.value != 0 || a.mask != 0 {
             if a.value & 1 != 0 {
-                // This bit of `a` is 1: the known part is in `known`; add b's unknown bits.
-                acc = acc.add(Tnum {
-                    value: 0,
-                    mask: b.mask,
-                });
+                acc = acc.add(b);
             } else if a.mask & 1 != 0 {
-                // This bit of `a` is unknown: the whole of `b` may or may not be added.
-                acc = acc.add(Tnum {
-                    value: 0,
-                    mask: b.value | b.mask,
-                });
+                acc = acc.union(acc.add(b));
             }
             a = a.rsh(1);
             b = b.lsh(1);
         }
-        Tnum::konst(known).add(acc)
+        acc
+    }
+
+    /// The least member not below `x`, if any (the idea of `tnum_step`).
+    pub fn next_ge(self, x: u64) -> Option<u64> {
+        let diff = (x ^ self.value) & !self.mask;
+        if diff == 0 {
+            return Some(x);
+        }
+        // The highest known bit where `x` disagrees.
+        let h = 63 - diff.leading_zeros();
+        let below = |b: u32| if b >= 64 { u64::MAX } else { (1u64 << b) - 1 };
+        if (self.value >> h) & 1 == 1 {
+            // `x` has 0 where a member has 1: `x`'s bits above, that 1, the least bits below.
+            Some((x & !below(h + 1)) | (1 << h) | (self.value & below(h)))
+        } else {
+            // `x` has 1 where a member has 0: raise the lowest unknown 0 bit of `x` above.
+            let free = self.mask & !x & !below(h + 1);
+            if free == 0 {
+                return None;
+            }
+            let b = free.trailing_zeros();
+            Some((x & !below(b + 1)) | (1 << b) | (self.value & below(b)))
+        }
     }
 
     /// The values in both (`tnum_intersect`); meaningful when the two overlap.
@@ -349,6 +364,18 @@ mod tests {
                 assert!(a.sext(32).contains(x as i32 as i64 as u64));
                 assert!(a.bswap(16).contains((x as u16).swap_bytes() as u64));
                 assert!(a.bswap(64).contains(x.swap_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn next_ge_is_the_least_member_not_below() {
+        for t in all_tnums() {
+            let ms = members(t);
+            for x in 0..70u64 {
+                let x = spread(x);
+                let want = ms.iter().copied().filter(|&m| m >= x).min();
+                assert_eq!(t.next_ge(x), want, "{t:?} from {x:#x}");
             }
         }
     }

@@ -41,6 +41,12 @@
 //!   expected attach type where it matters): constants around each range's edges, unknown and
 //!   bounded scalars, pointers, unwritten R0, values from a subprogram and from either side of
 //!   a branch.
+//! - `alu_bounds` (`bounds.rs`): every ALU operation, 64- and 32-bit, on destination and
+//!   source values of known shapes (constants around the sign and 32-bit edges, masked,
+//!   branch-bounded, signed ranges, unknown, 32-bit halves), the result a map value's offset.
+//! - `branch_bounds` (`branch.rs`): every conditional jump, `JMP` and `JMP32`, immediate and
+//!   register forms, with thresholds around 0, 15/16, -1 and the 32-bit edges, the refined
+//!   register (or another bounded one it was compared with) a map value's offset on one side.
 //! - `found`: programs wider runs of `combo` (other seeds, more programs) turned up, kept so
 //!   that the fixed run covers their class too.
 //! - `combo`: random sequences of small pieces of the above (spills, copies, checks, lookups,
@@ -58,6 +64,8 @@ use kbpf::uapi::{AttachType, MapType, ProgType};
 mod rng;
 pub use rng::Rng;
 
+mod bounds;
+mod branch;
 mod pkt_end;
 mod retcode;
 mod sk_lookup;
@@ -145,6 +153,10 @@ pub fn all(seed: u64, combos: usize) -> Vec<Gen> {
     retcode::retcode(&mut out);
     combo(&mut out, &mut rng, combos);
     found(&mut out);
+    // The bounds templates draw from their own stream, so the programs above stay the same.
+    let mut rng = Rng(seed.rotate_left(17) | 1);
+    bounds::alu_bounds(&mut out, &mut rng);
+    branch::branch_bounds(&mut out, &mut rng);
     out
 }
 
