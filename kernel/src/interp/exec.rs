@@ -530,17 +530,16 @@ fn tail_call_target(
     // a verified site), kept alive by the program.
     let array = unsafe { (*(map as *const Map)).as_prog_array()? };
     let index = index as u32;
-    // One range check, then the slot read through the array's base: `get` would check the
-    // index a second time, and the index is often the last value the program computed (just
-    // loaded from memory), so every branch on it resolves late.
+    // One range check, then the slot read without `get`'s own: the index is often the last
+    // value the program computed (just loaded from memory), so every branch on it resolves
+    // late.
     // SAFETY: `state` is this CPU's state, exclusively ours during the run.
     let spent = unsafe { tail_call_budget_spent(state) };
     if (index >= array.max_entries()) | spent {
         return None;
     }
-    // SAFETY: `index < max_entries`, the length of the slot array (checked above); the array
-    // lives as long as the map.
-    let next = unsafe { (*array.slots_base().add(index as usize)).load(Ordering::Acquire) };
+    // SAFETY: `index < max_entries` (checked above).
+    let next = unsafe { array.get_unchecked(index) };
     if next.is_null() {
         return None;
     }

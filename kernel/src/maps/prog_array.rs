@@ -64,6 +64,18 @@ impl ProgArray {
         self.slots.get(index)
     }
 
+    /// [`ProgArray::get`] for a caller that has just checked `index` against
+    /// [`ProgArray::max_entries`] (the interpreter's tail call, which checks it with the
+    /// budget in one branch).
+    ///
+    /// # Safety
+    /// `index < self.max_entries()`.
+    #[inline]
+    pub unsafe fn get_unchecked(&self, index: u32) -> *const Prog {
+        // SAFETY: `max_entries` is the slot count; the caller's promise.
+        unsafe { self.slots.get_unchecked(index) }
+    }
+
     /// Stores `prog` in slot `index` (compatibility already checked by the caller), putting the
     /// previous program after a grace period.
     pub(crate) fn update(&self, index: u32, prog: Arc<Prog>, flags: UpdateFlags) -> Result {

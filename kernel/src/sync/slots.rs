@@ -63,6 +63,17 @@ impl<T: Send + Sync + 'static> RcuSlots<T> {
         self.slots[i].load(Ordering::Acquire)
     }
 
+    /// [`RcuSlots::get`] without the bounds check, for a caller that has just compared `i`
+    /// with [`RcuSlots::len`] itself.
+    ///
+    /// # Safety
+    /// `i < self.len()`.
+    #[inline]
+    pub unsafe fn get_unchecked(&self, i: usize) -> *const T {
+        // SAFETY: `i` is in bounds (the caller's promise).
+        unsafe { self.slots.get_unchecked(i) }.load(Ordering::Acquire)
+    }
+
     /// Writer side: stores `new` (or empties the slot with `None`) and returns whether the slot
     /// held something. The previous reference is dropped after a grace period of `rcu`.
     /// Writers to one slot need no lock between them: each `xchg` hands exactly one old

@@ -99,6 +99,16 @@ impl<P: TailCallTarget> PokedSlots<P> {
         self.slots.get(index as usize)
     }
 
+    /// [`PokedSlots::get`] without the bounds check.
+    ///
+    /// # Safety
+    /// `index < self.len()`.
+    #[inline]
+    pub unsafe fn get_unchecked(&self, index: u32) -> *const P {
+        // SAFETY: the caller's promise is the one `RcuSlots::get_unchecked` needs.
+        unsafe { self.slots.get_unchecked(index as usize) }
+    }
+
     /// Writes slot `index` (`< len()`): re-points its direct sites to `new` (or to falling
     /// through), then exchanges the slot, whose old program is put after a grace period of
     /// `rcu`. Returns whether the slot held a program; emptying an empty slot does nothing.
