@@ -27,21 +27,24 @@ unsafe extern "C" {
     fn kbpf_call_floor_identity(x: u64) -> u64;
 }
 
-/// One pass of the loop, with the call (`true`) or the move in its place; returns the sum.
+/// The loop of 1000 iterations, with `$op` (one instruction) between the argument move and
+/// the test of rax, and after `;` the operands `$op` names; evaluates to the sum. One template for both
+/// loops, so they differ in that instruction alone.
 #[cfg(target_arch = "x86_64")]
-fn pass(call: bool) -> u64 {
-    let sum: u64;
-    if call {
-        // SAFETY: the loop touches only the registers it declares; the callee is the
-        // two-instruction function above, which changes rax alone and keeps the stack as it
-        // found it. rsp is 16-byte aligned at the call (the asm block starts aligned and
-        // pushes nothing), so the SysV contract the declaration claims holds too.
+macro_rules! floor_loop {
+    ($op:literal $(; $($operand:tt)*)?) => {{
+        let sum: u64;
+        // SAFETY: the loop touches only the registers it declares (r12, r13, and the C ABI's
+        // caller-saved ones, rax and rdi among them); a callee is the two-instruction function
+        // above, which changes rax alone and keeps the stack as it found it. rsp is 16-byte
+        // aligned at a call (the asm block starts aligned and pushes nothing), so the SysV
+        // contract the declaration claims holds too.
         unsafe {
             core::arch::asm!(
                 ".p2align 6",
                 "2:",
                 "mov rdi, r13",
-                "call {f}",
+                $op,
                 "test rax, rax",
                 "je 3f",
                 "add r12, rax",
@@ -49,35 +52,24 @@ fn pass(call: bool) -> u64 {
                 "cmp r13, 1001",
                 "jb 2b",
                 "3:",
-                f = sym kbpf_call_floor_identity,
+                $($($operand)*)?
                 inout("r13") 1u64 => _,
                 inout("r12") 0u64 => sum,
                 clobber_abi("C"),
             );
         }
+        sum
+    }};
+}
+
+/// One pass of the loop, with the call (`true`) or the move in its place; returns the sum.
+#[cfg(target_arch = "x86_64")]
+fn pass(call: bool) -> u64 {
+    if call {
+        floor_loop!("call {f}"; f = sym kbpf_call_floor_identity,)
     } else {
-        // SAFETY: register arithmetic only.
-        unsafe {
-            core::arch::asm!(
-                ".p2align 6",
-                "2:",
-                "mov rdi, r13",
-                "mov rax, rdi",
-                "test rax, rax",
-                "je 3f",
-                "add r12, rax",
-                "add r13, 1",
-                "cmp r13, 1001",
-                "jb 2b",
-                "3:",
-                inout("r13") 1u64 => _,
-                inout("r12") 0u64 => sum,
-                out("rax") _,
-                out("rdi") _,
-            );
-        }
+        floor_loop!("mov rax, rdi")
     }
-    sum
 }
 
 /// Best mean ns of `repeat` passes over `trials` trials.
