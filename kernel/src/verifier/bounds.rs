@@ -7,6 +7,32 @@
 
 use super::tnum::Tnum;
 
+/// The low 32 bits of a 64-bit value.
+const LOW_HALF: u64 = 0xffff_ffff;
+
+/// A 64-bit range `lo..=hi` (ends taken as bits, unsigned order) that lies in two adjacent
+/// 2^32 windows, with the value's low half known to be in `u32min..=u32max`: an end whose low
+/// half is outside that range has no value in its window, so it moves to the other window's
+/// bound; the high end then follows the low end's new window. A range over more windows, or
+/// in one, comes back as it was. (Observed of the 6.18 host: it moves the bound across two
+/// adjacent windows, and not when the range spans more.)
+fn adjacent_windows(lo: u64, hi: u64, u32min: u64, u32max: u64) -> (u64, u64) {
+    if (hi >> 32).wrapping_sub(lo >> 32) != 1 {
+        return (lo, hi);
+    }
+    let lo = if lo & LOW_HALF > u32max {
+        (hi & !LOW_HALF) | u32min
+    } else {
+        lo
+    };
+    let hi = if hi & LOW_HALF < u32min {
+        (lo & !LOW_HALF) | u32max
+    } else {
+        hi
+    };
+    (lo, hi)
+}
+
 /// The abstract value of a scalar (or the variable part of a pointer's offset).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
@@ -203,41 +229,29 @@ impl Scalar {
         }
         // 64-bit from 32-bit when the upper half is fixed.
         if self.umin >> 32 == self.umax >> 32 {
-            let hi = self.umin & !0xffff_ffff;
+            let hi = self.umin & !LOW_HALF;
             self.umin = self.umin.max(hi | self.u32min as u64);
             self.umax = self.umax.min(hi | self.u32max as u64);
         }
         // 64-bit from 32-bit at both ends of the range (`__reg_deduce_mixed_bounds`): each
         // end takes the 32-bit bound as its low half when that tightens it (a bound whose low
         // half is beyond the 32-bit range stays where it is, as in Linux 6.18).
-        // When the range lies in two adjacent windows and the low half of one end is outside
-        // the 32-bit range, no value is in that end's window: the end moves to the other.
-        // (Observed of the 6.18 host: it moves the bound across two adjacent windows, and not
-        // when the range spans more.)
-        const LO: u64 = 0xffff_ffff;
+        // First, in two adjacent windows, an end with no value in its own moves to the other
+        // ([`adjacent_windows`]).
         let (u32min, u32max) = (self.u32min as u64, self.u32max as u64);
-        if self.u32min <= self.u32max && (self.umax >> 32).wrapping_sub(self.umin >> 32) == 1 {
-            if self.umin & LO > u32max {
-                self.umin = (self.umax & !LO) | u32min;
-            }
-            if self.umax & LO < u32min {
-                self.umax = (self.umin & !LO) | u32max;
-            }
+        if self.u32min <= self.u32max {
+            (self.umin, self.umax) = adjacent_windows(self.umin, self.umax, u32min, u32max);
+            let (smin, smax) = adjacent_windows(self.smin as u64, self.smax as u64, u32min, u32max);
+            (self.smin, self.smax) = (smin as i64, smax as i64);
         }
-        if self.u32min <= self.u32max
-            && ((self.smax as u64) >> 32).wrapping_sub((self.smin as u64) >> 32) == 1
-        {
-            if self.smin as u64 & LO > u32max {
-                self.smin = ((self.smax as u64 & !LO) | u32min) as i64;
-            }
-            if (self.smax as u64 & LO) < u32min {
-                self.smax = ((self.smin as u64 & !LO) | u32max) as i64;
-            }
-        }
-        self.umin = self.umin.max((self.umin & !LO) | u32min);
-        self.umax = self.umax.min((self.umax & !LO) | u32max);
-        self.smin = self.smin.max(((self.smin as u64 & !LO) | u32min) as i64);
-        self.smax = self.smax.min(((self.smax as u64 & !LO) | u32max) as i64);
+        self.umin = self.umin.max((self.umin & !LOW_HALF) | u32min);
+        self.umax = self.umax.min((self.umax & !LOW_HALF) | u32max);
+        self.smin = self
+            .smin
+            .max(((self.smin as u64 & !LOW_HALF) | u32min) as i64);
+        self.smax = self
+            .smax
+            .min(((self.smax as u64 & !LOW_HALF) | u32max) as i64);
         // A value within the signed 32-bit range whose low half is not negative is that half.
         if self.s32min >= 0 && self.smin >= i32::MIN as i64 && self.smax <= i32::MAX as i64 {
             self.smin = self.smin.max(self.s32min as i64);
